@@ -1,0 +1,70 @@
+"""The one exception tree of findface-grpc.
+
+Domain code raises these; `findface_grpc.rpc.ErrorInterceptor` turns them into gRPC status codes, and the HTTP
+gateway turns status codes into the legacy error JSON. Anything else that escapes a handler is a bug: it is
+logged with its traceback and answered as INTERNAL.
+"""
+from __future__ import annotations
+
+import grpc
+
+
+class FindFaceError(Exception):
+    """Root of every error this project raises on purpose. `code` is the gRPC status it maps to."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str, *, details: dict | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        # Extra machine-readable context (for example the boxes of a rejected multi-face photo); carried to
+        # clients as trailing metadata, JSON-encoded.
+        self.details = details or {}
+
+
+class InvalidArgument(FindFaceError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class InvalidImage(InvalidArgument):
+    """The photo bytes cannot be used: empty, truncated, not an image, too large or a pixel bomb."""
+
+
+class NotFound(FindFaceError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(FindFaceError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class FailedPrecondition(FindFaceError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class TooManyFaces(FailedPrecondition):
+    """mf_selector=reject and the photo holds more than one face."""
+
+
+class ResourceExhausted(FindFaceError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Unavailable(FindFaceError):
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class Unauthenticated(FindFaceError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class ConfigError(FindFaceError):
+    """Configuration is missing or invalid; raised at start-up, before serving."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class ModelError(FindFaceError):
+    """A model file is missing, altered or cannot be loaded."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION

@@ -1,0 +1,76 @@
+"""Cross-request batching for the embedder.
+
+Concurrent requests each hand over their few aligned crops; a worker takes whatever is queued (up to the model's
+batch size) and embeds it in one model call. At concurrency 1 nothing waits for company: a lone request is
+embedded at once, so batching costs latency only when there is a queue to batch.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import Executor
+
+import numpy as np
+
+from findface_grpc.errors import Unavailable
+from findface_grpc.extractor.models.base import Embedder
+
+log = logging.getLogger(__name__)
+
+
+class EmbedBatcher:
+    def __init__(self, embedder: Embedder, executor: Executor, max_batch: int, workers: int = 1) -> None:
+        self.embedder = embedder
+        self.executor = executor
+        self.max_batch = max(1, max_batch)
+        self.workers = max(1, workers)
+        self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task] = []
+        self.batches = 0  # model calls made, for tests and stats
+        self.crops = 0
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._run()) for _ in range(self.workers)]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        while not self._queue.empty():
+            _, future = self._queue.get_nowait()
+            if not future.done():
+                future.set_exception(Unavailable("extractor is shutting down"))
+
+    async def embed(self, crops: np.ndarray) -> np.ndarray:
+        if len(crops) == 0:
+            return np.zeros((0, self.embedder.dim), np.float32)
+        future = asyncio.get_running_loop().create_future()
+        await self._queue.put((crops, future))
+        return await future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            items = [await self._queue.get()]
+            total = len(items[0][0])
+            # Take what is already waiting, without sleeping for more.
+            while total < self.max_batch and not self._queue.empty():
+                nxt = self._queue.get_nowait()
+                items.append(nxt)
+                total += len(nxt[0])
+            batch = items[0][0] if len(items) == 1 else np.concatenate([c for c, _ in items])
+            try:
+                vectors = await loop.run_in_executor(self.executor, self.embedder.embed, batch)
+            except Exception as exc:  # noqa: BLE001 - hand the failure to every waiting request
+                log.exception("embedding a batch of %d crops failed", len(batch))
+                for _, future in items:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            self.batches += 1
+            self.crops += len(batch)
+            start = 0
+            for crops, future in items:
+                if not future.done():
+                    future.set_result(vectors[start : start + len(crops)])
+                start += len(crops)

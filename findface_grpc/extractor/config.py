@@ -1,0 +1,58 @@
+"""Extractor configuration: `[extractor]` in the config file, or FINDFACE_EXTRACTOR_* variables."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from findface_grpc.errors import ConfigError
+
+PACK_CUSTOM = "custom"
+
+
+@dataclass(frozen=True)
+class ExtractorConfig:
+    listen: str = "127.0.0.1:50051"
+    # "scrfd-mbf", "yunet-sface", or "custom" with the custom_* files below.
+    model_pack: str = "scrfd-mbf"
+    # Where model packs are fetched to; empty: $FINDFACE_MODELS_DIR, else <repo>/models.
+    models_dir: str = ""
+    # A user's own ArcFace-style models: a detector that gives 5 landmarks and a 112x112 embedder.
+    custom_detector: str = ""
+    custom_detector_kind: str = "scrfd"  # "scrfd" or "yunet": how to decode its outputs
+    custom_embedder: str = ""
+    custom_embedder_id: str = ""  # the model id stamped on its descriptors; defaults to the file's stem
+    custom_embedder_mean: float = 127.5
+    custom_embedder_std: float = 127.5
+    # onnxruntime execution providers in order of preference; "auto" picks CUDA when it is available.
+    providers: tuple[str, ...] = ("auto",)
+    # Threads inside one model call. On small CPUs one thread per call, with calls in parallel, is fastest.
+    intra_op_threads: int = 1
+    # Threads running decode+detect+align in parallel; 0: one per CPU core.
+    workers: int = 0
+    max_batch: int = 32  # most crops embedded in one model call
+    embed_workers: int = 1  # model calls for embedding that may run at once
+    detector_score_threshold: float = 0.5
+    min_face_size: int = 50  # px, as in the original product
+    max_image_mb: float = 10.0
+    max_image_megapixels: float = 50.0
+    thumbnail_size: int = 160
+    log_level: str = "INFO"
+
+    def validate(self) -> None:
+        if self.model_pack == PACK_CUSTOM and not (self.custom_detector and self.custom_embedder):
+            raise ConfigError("model_pack 'custom' needs custom_detector and custom_embedder")
+        if self.custom_detector_kind not in ("scrfd", "yunet"):
+            raise ConfigError(f"custom_detector_kind must be 'scrfd' or 'yunet', not {self.custom_detector_kind!r}")
+        for name in ("max_batch", "embed_workers", "intra_op_threads"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"[extractor].{name} must be >= 1")
+        if self.workers < 0 or self.min_face_size < 0:
+            raise ConfigError("[extractor].workers and min_face_size must be >= 0")
+        if self.max_image_mb <= 0 or self.max_image_megapixels <= 0:
+            raise ConfigError("[extractor] image limits must be > 0")
+        if not 0 < self.detector_score_threshold < 1:
+            raise ConfigError("[extractor].detector_score_threshold must be in (0, 1)")
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1

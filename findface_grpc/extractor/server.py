@@ -1,0 +1,119 @@
+"""Extractor server: `findface-extractor [--config FILE]` or `serve(config)`."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from pathlib import Path
+
+import onnxruntime as ort
+
+from findface_grpc import config as config_mod
+from findface_grpc.extractor.config import PACK_CUSTOM, ExtractorConfig
+from findface_grpc.extractor.models import packs
+from findface_grpc.extractor.pipeline import Limits, Pipeline
+from findface_grpc.extractor.service import ExtractorService, ModelInfo
+from findface_grpc.extractor.servicer import ExtractorServicer
+from findface_grpc.rpc import GrpcServer, configure_logging, run_until_signalled
+from findface_grpc.v1 import extractor_pb2, extractor_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+def resolve_providers(wanted: tuple[str, ...]) -> list[str]:
+    available = ort.get_available_providers()
+    if wanted == ("auto",):
+        return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    missing = [p for p in wanted if p not in available]
+    if missing:
+        raise config_mod.ConfigError(f"onnxruntime providers {missing} are not available here (have {available})")
+    return list(wanted)
+
+
+def build_service(config: ExtractorConfig) -> tuple[ExtractorService, Limits]:
+    providers = resolve_providers(config.providers)
+    models_dir = Path(config.models_dir) if config.models_dir else packs.default_models_dir()
+    if config.model_pack == PACK_CUSTOM:
+        detector, embedder, info = packs.load_custom(
+            detector_path=Path(config.custom_detector),
+            detector_kind=config.custom_detector_kind,
+            embedder_path=Path(config.custom_embedder),
+            embedder_id=config.custom_embedder_id,
+            embedder_mean=config.custom_embedder_mean,
+            embedder_std=config.custom_embedder_std,
+            providers=providers,
+            intra_op_threads=config.intra_op_threads,
+            score_threshold=config.detector_score_threshold,
+            max_batch=config.max_batch,
+        )
+    else:
+        detector, embedder, info = packs.load_pack(
+            config.model_pack,
+            models_dir,
+            providers=providers,
+            intra_op_threads=config.intra_op_threads,
+            score_threshold=config.detector_score_threshold,
+            max_batch=config.max_batch,
+        )
+    limits = Limits(
+        max_image_bytes=int(config.max_image_mb * 1024 * 1024),
+        max_image_pixels=int(config.max_image_megapixels * 1_000_000),
+        min_face_size=config.min_face_size,
+    )
+    model_info = ModelInfo(
+        pack=config.model_pack,
+        detector_id=info.detector_id,
+        embedder_id=info.embedder_id,
+        dim=embedder.dim,
+        providers=tuple(providers),
+    )
+    service = ExtractorService(Pipeline(detector, limits), embedder, model_info, config.worker_count, config.embed_workers)
+    return service, limits
+
+
+async def start(config: ExtractorConfig) -> tuple[GrpcServer, ExtractorService]:
+    """Load the models and start serving; returns once the port is open (used by tests and the launcher)."""
+    service, limits = build_service(config)
+    await service.start()
+    server = GrpcServer(config.listen)
+    server.add(
+        extractor_pb2_grpc.add_ExtractorServicer_to_server,
+        ExtractorServicer(service, limits, service.batcher.max_batch),
+        extractor_pb2.DESCRIPTOR.services_by_name["Extractor"].full_name,
+    )
+    port = await server.start()
+    log.info(
+        "extractor serving on port %d: pack %s (%s + %s, %d-d) on %s",
+        port, config.model_pack, service.info.detector_id, service.info.embedder_id, service.info.dim,
+        ",".join(service.info.providers),
+    )
+    return server, service
+
+
+async def serve(config: ExtractorConfig) -> None:
+    server, service = await start(config)
+    await run_until_signalled(server, service.stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="findface-grpc extractor server")
+    parser.add_argument("--config", help="TOML config file (its [extractor] table)")
+    parser.add_argument("--listen", help="host:port to listen on")
+    parser.add_argument("--model-pack", help="scrfd-mbf, yunet-sface or custom")
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in {"listen": args.listen, "model_pack": args.model_pack}.items() if v}
+    try:
+        config = config_mod.load(ExtractorConfig, "extractor", args.config, overrides=overrides)
+        configure_logging(config.log_level)
+        asyncio.run(serve(config))
+    except config_mod.ConfigError as exc:
+        logging.getLogger(__name__).error("%s", exc)
+        return 2
+    except packs.ModelError as exc:
+        logging.getLogger(__name__).error("cannot start: %s", exc)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

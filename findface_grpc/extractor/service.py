@@ -1,0 +1,95 @@
+"""The extractor's domain service: runs the pipeline in a thread pool and the embedder through the batcher."""
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from findface_grpc.extractor import imaging
+from findface_grpc.extractor.batching import EmbedBatcher
+from findface_grpc.extractor.models.base import Detection, Embedder
+from findface_grpc.extractor.pipeline import Box, MultiFace, Pipeline
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    pack: str
+    detector_id: str
+    embedder_id: str
+    dim: int
+    providers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ExtractedFace:
+    detection: Detection
+    descriptor: np.ndarray  # float32, L2-normalised
+    normalized_png: bytes = b""
+    thumbnail_jpeg: bytes = b""
+
+
+@dataclass(frozen=True)
+class Extraction:
+    width: int
+    height: int
+    faces: tuple[ExtractedFace, ...]
+
+
+class ExtractorService:
+    def __init__(
+        self, pipeline: Pipeline, embedder: Embedder, info: ModelInfo, workers: int, embed_workers: int = 1
+    ) -> None:
+        self.pipeline = pipeline
+        self.info = info
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="extract")
+        self.batcher = EmbedBatcher(embedder, self.executor, embedder.max_batch, embed_workers)
+
+    async def start(self) -> None:
+        self.batcher.start()
+
+    async def stop(self) -> None:
+        await self.batcher.stop()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _in_pool(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    async def detect(self, data: bytes, min_face_size: int = 0) -> tuple[int, int, list[Detection]]:
+        def work():
+            image = self.pipeline.decode(data)
+            return image.shape[1], image.shape[0], self.pipeline.detect(image, min_face_size)
+
+        return await self._in_pool(work)
+
+    async def extract(
+        self,
+        data: bytes,
+        boxes: list[Box] | None = None,
+        selector: MultiFace = MultiFace.BIGGEST,
+        min_face_size: int = 0,
+        want_normalized: bool = False,
+        thumbnail_size: int = 0,
+    ) -> Extraction:
+        prepared = await self._in_pool(self.pipeline.prepare, data, boxes, selector, min_face_size)
+        crops = np.stack([f.crop for f in prepared.faces]) if prepared.faces else np.zeros((0, 112, 112, 3), np.uint8)
+        vectors = await self.batcher.embed(crops)
+        extras: list[tuple[bytes, bytes]] = [(b"", b"")] * len(prepared.faces)
+        if prepared.faces and (want_normalized or thumbnail_size):
+
+            def encode():
+                return [
+                    (
+                        imaging.encode_png(f.crop) if want_normalized else b"",
+                        imaging.thumbnail(prepared.image, f.detection.bbox, thumbnail_size) if thumbnail_size else b"",
+                    )
+                    for f in prepared.faces
+                ]
+
+            extras = await self._in_pool(encode)
+        width, height = prepared.size
+        faces = tuple(
+            ExtractedFace(f.detection, vectors[i], extras[i][0], extras[i][1]) for i, f in enumerate(prepared.faces)
+        )
+        return Extraction(width, height, faces)

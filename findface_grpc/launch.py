@@ -1,0 +1,156 @@
+"""Starting and stopping the cluster's processes: Tarantool, the MongoDB-protocol server and our servers.
+
+Used by the cluster launcher and by the tests, so that both run the parts exactly the same way.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+STORAGE_LUA = Path(__file__).resolve().parent / "shard" / "storage.lua"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class ManagedProcess:
+    """A child process with its output in a log file."""
+
+    name: str
+    argv: list[str]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    proc: subprocess.Popen | None = None
+
+    def start(self) -> "ManagedProcess":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self.env},
+                cwd=self.cwd,
+                # Own process group: a Ctrl-C in the launcher's terminal reaches the launcher only, which then
+                # stops the children in order.
+                start_new_session=True,
+            )
+        log.debug("started %s (pid %d): %s", self.name, self.proc.pid, " ".join(self.argv))
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if not self.alive:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in %.0fs; killing it", self.name, timeout)
+            self.kill()
+
+    def kill(self) -> None:
+        if self.alive:
+            self.proc.kill()
+            self.proc.wait()
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+
+def wait_tcp(host: str, port: int, timeout: float, process: ManagedProcess | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and not process.alive:
+            raise RuntimeError(f"{process.name} exited early:\n{process.tail()}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout:.0f}s")
+
+
+def wait_grpc_healthy(address: str, timeout: float, process: ManagedProcess | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if process is not None and not process.alive:
+                raise RuntimeError(f"{process.name} exited early:\n{process.tail()}")
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+    raise TimeoutError(f"{address} not healthy after {timeout:.0f}s")
+
+
+def venv_bin(name: str) -> str:
+    """A console script of this environment (beside the running interpreter), else from PATH."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f"{name} not found; run scripts/setup.sh")
+    return found
+
+
+def tarantool_process(work_dir: Path, port: int, memtx_memory_mb: int = 1024, host: str = "127.0.0.1",
+                      name: str = "tarantool") -> ManagedProcess:
+    """A Tarantool instance for one shard, running the shard's storage.lua (schema and stored procedures)."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    return ManagedProcess(
+        name=name,
+        argv=[shutil.which("tarantool") or "tarantool", str(STORAGE_LUA)],
+        log_path=work_dir / "tarantool.log",
+        env={
+            "FINDFACE_TT_LISTEN": f"{host}:{port}",
+            "FINDFACE_TT_WORK_DIR": str(work_dir),
+            "FINDFACE_TT_MEMTX_MB": str(memtx_memory_mb),
+        },
+    )
+
+
+def mongo_process(data_dir: Path, port: int, host: str = "127.0.0.1") -> ManagedProcess:
+    """SecantusDB, a MongoDB-wire-compatible server, for local runs and tests (production uses MongoDB)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return ManagedProcess(
+        name="secantusdb",
+        argv=[
+            venv_bin("secantusd-py"), "--host", host, "--port", str(port),
+            "--storage-path", str(data_dir), "--sync-on-commit", "--log-level", "WARNING",
+        ],
+        log_path=data_dir.parent / "secantusdb.log",
+        cwd=data_dir,
+    )
+
+
+def python_server(name: str, module: str, args: list[str], log_path: Path, env: dict | None = None) -> ManagedProcess:
+    return ManagedProcess(name=name, argv=[sys.executable, "-m", module, *args], log_path=log_path, env=env or {})

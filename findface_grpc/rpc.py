@@ -1,0 +1,151 @@
+"""gRPC plumbing shared by every server and client: error mapping, health, reflection, graceful shutdown."""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Iterable
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from findface_grpc.errors import FindFaceError
+
+log = logging.getLogger(__name__)
+
+# Photos of up to 10 MB (and descriptor batches) must fit in one message, with room for the envelope.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+]
+# Metadata key that carries FindFaceError.details as JSON.
+DETAILS_KEY = "findface-error-details"
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, method: str) -> None:
+    if isinstance(exc, FindFaceError):
+        if exc.details:
+            context.set_trailing_metadata(((DETAILS_KEY, json.dumps(exc.details)),))
+        await context.abort(exc.code, exc.message)
+    log.exception("unhandled error in %s", method)
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
+
+
+def _wrap_unary(behavior: Callable, method: str) -> Callable:
+    async def wrapper(request_or_iterator, context):
+        try:
+            return await behavior(request_or_iterator, context)
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - this is the one place errors become statuses
+            await _abort(context, exc, method)
+
+    return wrapper
+
+
+def _wrap_stream(behavior: Callable, method: str) -> Callable:
+    async def wrapper(request_or_iterator, context):
+        try:
+            async for item in behavior(request_or_iterator, context):
+                yield item
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception as exc:  # noqa: BLE001
+            await _abort(context, exc, method)
+
+    return wrapper
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Maps FindFaceError subclasses to their status codes and anything else to a logged INTERNAL."""
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(handler.unary_unary, method),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                _wrap_unary(handler.stream_unary, method),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        behavior = handler.unary_stream or handler.stream_stream
+        if not inspect.isasyncgenfunction(behavior):
+            return handler
+        factory = grpc.unary_stream_rpc_method_handler if handler.unary_stream else grpc.stream_stream_rpc_method_handler
+        return factory(_wrap_stream(behavior, method), handler.request_deserializer, handler.response_serializer)
+
+
+class GrpcServer:
+    """An aio server with the house defaults: error mapping, health checking, reflection, SIGTERM handling."""
+
+    def __init__(self, listen: str, interceptors: Iterable[grpc.aio.ServerInterceptor] = ()) -> None:
+        self.listen = listen
+        self.server = grpc.aio.server(
+            interceptors=[*interceptors, ErrorInterceptor()], options=CHANNEL_OPTIONS
+        )
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        self._service_names: list[str] = [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
+        self.port = 0
+
+    def add(self, add_fn: Callable, servicer: object, service_full_name: str) -> None:
+        add_fn(servicer, self.server)
+        self._service_names.append(service_full_name)
+
+    async def start(self) -> int:
+        reflection.enable_server_reflection([*self._service_names, reflection.SERVICE_NAME], self.server)
+        self.port = self.server.add_insecure_port(self.listen)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self.listen}")
+        await self.server.start()
+        for name in self._service_names:
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        return self.port
+
+    async def stop(self, grace: float = 5.0) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+
+
+async def run_until_signalled(
+    server: GrpcServer, on_stop: Callable[[], Awaitable[None]] | None = None, grace: float = 5.0
+) -> None:
+    """Serve until SIGTERM or SIGINT, then stop taking calls, let running ones finish and clean up."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down %s", server.listen)
+    await server.stop(grace)
+    if on_stop is not None:
+        await on_stop()
+
+
+def channel(address: str) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+
+
+def error_details(error: grpc.aio.AioRpcError) -> dict:
+    """The FindFaceError.details a server attached to a failed call ({} when none)."""
+    for key, value in error.trailing_metadata() or ():
+        if key == DETAILS_KEY:
+            return json.loads(value)
+    return {}
+
+
+def configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,264 @@
+from findface_grpc.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class FaceDetectRequest(_message.Message):
+    __slots__ = ("image",)
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    image: _common_pb2.ImageSource
+    def __init__(self, image: _Optional[_Union[_common_pb2.ImageSource, _Mapping]] = ...) -> None: ...
+
+class FaceDetectResponse(_message.Message):
+    __slots__ = ("faces", "image_width", "image_height")
+    FACES_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    faces: _containers.RepeatedCompositeFieldContainer[_common_pb2.DetectedFace]
+    image_width: int
+    image_height: int
+    def __init__(self, faces: _Optional[_Iterable[_Union[_common_pb2.DetectedFace, _Mapping]]] = ..., image_width: _Optional[int] = ..., image_height: _Optional[int] = ...) -> None: ...
+
+class VerifyRequest(_message.Message):
+    __slots__ = ("image1", "bbox1", "image2", "face_id", "bbox2", "threshold", "mf_selector")
+    IMAGE1_FIELD_NUMBER: _ClassVar[int]
+    BBOX1_FIELD_NUMBER: _ClassVar[int]
+    IMAGE2_FIELD_NUMBER: _ClassVar[int]
+    FACE_ID_FIELD_NUMBER: _ClassVar[int]
+    BBOX2_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    MF_SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    image1: _common_pb2.ImageSource
+    bbox1: _common_pb2.BoundingBox
+    image2: _common_pb2.ImageSource
+    face_id: int
+    bbox2: _common_pb2.BoundingBox
+    threshold: _common_pb2.Threshold
+    mf_selector: _common_pb2.MultiFaceSelector
+    def __init__(self, image1: _Optional[_Union[_common_pb2.ImageSource, _Mapping]] = ..., bbox1: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., image2: _Optional[_Union[_common_pb2.ImageSource, _Mapping]] = ..., face_id: _Optional[int] = ..., bbox2: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., threshold: _Optional[_Union[_common_pb2.Threshold, _Mapping]] = ..., mf_selector: _Optional[_Union[_common_pb2.MultiFaceSelector, str]] = ...) -> None: ...
+
+class VerifyPair(_message.Message):
+    __slots__ = ("bbox1", "bbox2", "confidence", "verified")
+    BBOX1_FIELD_NUMBER: _ClassVar[int]
+    BBOX2_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    VERIFIED_FIELD_NUMBER: _ClassVar[int]
+    bbox1: _common_pb2.BoundingBox
+    bbox2: _common_pb2.BoundingBox
+    confidence: float
+    verified: bool
+    def __init__(self, bbox1: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., bbox2: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., confidence: _Optional[float] = ..., verified: _Optional[bool] = ...) -> None: ...
+
+class VerifyResponse(_message.Message):
+    __slots__ = ("results", "verified")
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    VERIFIED_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[VerifyPair]
+    verified: bool
+    def __init__(self, results: _Optional[_Iterable[_Union[VerifyPair, _Mapping]]] = ..., verified: _Optional[bool] = ...) -> None: ...
+
+class IdentifyRequest(_message.Message):
+    __slots__ = ("image", "descriptor", "bboxes", "gallery", "n", "threshold", "mf_selector")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTOR_FIELD_NUMBER: _ClassVar[int]
+    BBOXES_FIELD_NUMBER: _ClassVar[int]
+    GALLERY_FIELD_NUMBER: _ClassVar[int]
+    N_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    MF_SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    image: _common_pb2.ImageSource
+    descriptor: _common_pb2.Descriptor
+    bboxes: _containers.RepeatedCompositeFieldContainer[_common_pb2.BoundingBox]
+    gallery: str
+    n: int
+    threshold: _common_pb2.Threshold
+    mf_selector: _common_pb2.MultiFaceSelector
+    def __init__(self, image: _Optional[_Union[_common_pb2.ImageSource, _Mapping]] = ..., descriptor: _Optional[_Union[_common_pb2.Descriptor, _Mapping]] = ..., bboxes: _Optional[_Iterable[_Union[_common_pb2.BoundingBox, _Mapping]]] = ..., gallery: _Optional[str] = ..., n: _Optional[int] = ..., threshold: _Optional[_Union[_common_pb2.Threshold, _Mapping]] = ..., mf_selector: _Optional[_Union[_common_pb2.MultiFaceSelector, str]] = ...) -> None: ...
+
+class Match(_message.Message):
+    __slots__ = ("face", "confidence")
+    FACE_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    face: _common_pb2.FaceRecord
+    confidence: float
+    def __init__(self, face: _Optional[_Union[_common_pb2.FaceRecord, _Mapping]] = ..., confidence: _Optional[float] = ...) -> None: ...
+
+class FaceMatches(_message.Message):
+    __slots__ = ("query", "matches")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    MATCHES_FIELD_NUMBER: _ClassVar[int]
+    query: _common_pb2.DetectedFace
+    matches: _containers.RepeatedCompositeFieldContainer[Match]
+    def __init__(self, query: _Optional[_Union[_common_pb2.DetectedFace, _Mapping]] = ..., matches: _Optional[_Iterable[_Union[Match, _Mapping]]] = ...) -> None: ...
+
+class IdentifyResponse(_message.Message):
+    __slots__ = ("results", "shards_answered", "shards_total", "partial")
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_ANSWERED_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[FaceMatches]
+    shards_answered: int
+    shards_total: int
+    partial: bool
+    def __init__(self, results: _Optional[_Iterable[_Union[FaceMatches, _Mapping]]] = ..., shards_answered: _Optional[int] = ..., shards_total: _Optional[int] = ..., partial: _Optional[bool] = ...) -> None: ...
+
+class CreateFaceRequest(_message.Message):
+    __slots__ = ("image", "bboxes", "meta", "galleries", "mf_selector", "person_id", "cam_id")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    BBOXES_FIELD_NUMBER: _ClassVar[int]
+    META_FIELD_NUMBER: _ClassVar[int]
+    GALLERIES_FIELD_NUMBER: _ClassVar[int]
+    MF_SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    CAM_ID_FIELD_NUMBER: _ClassVar[int]
+    image: _common_pb2.ImageSource
+    bboxes: _containers.RepeatedCompositeFieldContainer[_common_pb2.BoundingBox]
+    meta: str
+    galleries: _containers.RepeatedScalarFieldContainer[str]
+    mf_selector: _common_pb2.MultiFaceSelector
+    person_id: str
+    cam_id: str
+    def __init__(self, image: _Optional[_Union[_common_pb2.ImageSource, _Mapping]] = ..., bboxes: _Optional[_Iterable[_Union[_common_pb2.BoundingBox, _Mapping]]] = ..., meta: _Optional[str] = ..., galleries: _Optional[_Iterable[str]] = ..., mf_selector: _Optional[_Union[_common_pb2.MultiFaceSelector, str]] = ..., person_id: _Optional[str] = ..., cam_id: _Optional[str] = ...) -> None: ...
+
+class CreateFaceResponse(_message.Message):
+    __slots__ = ("faces",)
+    FACES_FIELD_NUMBER: _ClassVar[int]
+    faces: _containers.RepeatedCompositeFieldContainer[_common_pb2.FaceRecord]
+    def __init__(self, faces: _Optional[_Iterable[_Union[_common_pb2.FaceRecord, _Mapping]]] = ...) -> None: ...
+
+class ImportFace(_message.Message):
+    __slots__ = ("descriptor", "meta", "galleries", "bbox", "photo_hash", "person_id", "cam_id")
+    DESCRIPTOR_FIELD_NUMBER: _ClassVar[int]
+    META_FIELD_NUMBER: _ClassVar[int]
+    GALLERIES_FIELD_NUMBER: _ClassVar[int]
+    BBOX_FIELD_NUMBER: _ClassVar[int]
+    PHOTO_HASH_FIELD_NUMBER: _ClassVar[int]
+    PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    CAM_ID_FIELD_NUMBER: _ClassVar[int]
+    descriptor: _common_pb2.Descriptor
+    meta: str
+    galleries: _containers.RepeatedScalarFieldContainer[str]
+    bbox: _common_pb2.BoundingBox
+    photo_hash: str
+    person_id: str
+    cam_id: str
+    def __init__(self, descriptor: _Optional[_Union[_common_pb2.Descriptor, _Mapping]] = ..., meta: _Optional[str] = ..., galleries: _Optional[_Iterable[str]] = ..., bbox: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., photo_hash: _Optional[str] = ..., person_id: _Optional[str] = ..., cam_id: _Optional[str] = ...) -> None: ...
+
+class ImportFacesRequest(_message.Message):
+    __slots__ = ("faces",)
+    FACES_FIELD_NUMBER: _ClassVar[int]
+    faces: _containers.RepeatedCompositeFieldContainer[ImportFace]
+    def __init__(self, faces: _Optional[_Iterable[_Union[ImportFace, _Mapping]]] = ...) -> None: ...
+
+class ImportFacesResponse(_message.Message):
+    __slots__ = ("ids",)
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class GetFaceRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    def __init__(self, id: _Optional[int] = ...) -> None: ...
+
+class UpdateFaceRequest(_message.Message):
+    __slots__ = ("id", "meta", "galleries_add", "galleries_remove", "set_galleries", "galleries_set")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    META_FIELD_NUMBER: _ClassVar[int]
+    GALLERIES_ADD_FIELD_NUMBER: _ClassVar[int]
+    GALLERIES_REMOVE_FIELD_NUMBER: _ClassVar[int]
+    SET_GALLERIES_FIELD_NUMBER: _ClassVar[int]
+    GALLERIES_SET_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    meta: str
+    galleries_add: _containers.RepeatedScalarFieldContainer[str]
+    galleries_remove: _containers.RepeatedScalarFieldContainer[str]
+    set_galleries: bool
+    galleries_set: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[int] = ..., meta: _Optional[str] = ..., galleries_add: _Optional[_Iterable[str]] = ..., galleries_remove: _Optional[_Iterable[str]] = ..., set_galleries: _Optional[bool] = ..., galleries_set: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DeleteFaceRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    def __init__(self, id: _Optional[int] = ...) -> None: ...
+
+class DeleteFaceResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListFacesRequest(_message.Message):
+    __slots__ = ("gallery", "max_id", "limit", "meta")
+    GALLERY_FIELD_NUMBER: _ClassVar[int]
+    MAX_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    META_FIELD_NUMBER: _ClassVar[int]
+    gallery: str
+    max_id: int
+    limit: int
+    meta: str
+    def __init__(self, gallery: _Optional[str] = ..., max_id: _Optional[int] = ..., limit: _Optional[int] = ..., meta: _Optional[str] = ...) -> None: ...
+
+class ListFacesResponse(_message.Message):
+    __slots__ = ("faces", "next_max_id")
+    FACES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_MAX_ID_FIELD_NUMBER: _ClassVar[int]
+    faces: _containers.RepeatedCompositeFieldContainer[_common_pb2.FaceRecord]
+    next_max_id: int
+    def __init__(self, faces: _Optional[_Iterable[_Union[_common_pb2.FaceRecord, _Mapping]]] = ..., next_max_id: _Optional[int] = ...) -> None: ...
+
+class ListMetaRequest(_message.Message):
+    __slots__ = ("gallery",)
+    GALLERY_FIELD_NUMBER: _ClassVar[int]
+    gallery: str
+    def __init__(self, gallery: _Optional[str] = ...) -> None: ...
+
+class MetaCount(_message.Message):
+    __slots__ = ("meta", "count", "face")
+    META_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    FACE_FIELD_NUMBER: _ClassVar[int]
+    meta: str
+    count: int
+    face: _common_pb2.FaceRecord
+    def __init__(self, meta: _Optional[str] = ..., count: _Optional[int] = ..., face: _Optional[_Union[_common_pb2.FaceRecord, _Mapping]] = ...) -> None: ...
+
+class ListMetaResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[MetaCount]
+    def __init__(self, results: _Optional[_Iterable[_Union[MetaCount, _Mapping]]] = ...) -> None: ...
+
+class CreateGalleryRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteGalleryRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteGalleryResponse(_message.Message):
+    __slots__ = ("deleted_faces",)
+    DELETED_FACES_FIELD_NUMBER: _ClassVar[int]
+    deleted_faces: int
+    def __init__(self, deleted_faces: _Optional[int] = ...) -> None: ...
+
+class ListGalleriesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListGalleriesResponse(_message.Message):
+    __slots__ = ("galleries",)
+    GALLERIES_FIELD_NUMBER: _ClassVar[int]
+    galleries: _containers.RepeatedCompositeFieldContainer[_common_pb2.Gallery]
+    def __init__(self, galleries: _Optional[_Iterable[_Union[_common_pb2.Gallery, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,136 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ComponentKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    COMPONENT_KIND_UNSPECIFIED: _ClassVar[ComponentKind]
+    COMPONENT_KIND_EXTRACTOR: _ClassVar[ComponentKind]
+    COMPONENT_KIND_SHARD: _ClassVar[ComponentKind]
+    COMPONENT_KIND_GATEWAY: _ClassVar[ComponentKind]
+COMPONENT_KIND_UNSPECIFIED: ComponentKind
+COMPONENT_KIND_EXTRACTOR: ComponentKind
+COMPONENT_KIND_SHARD: ComponentKind
+COMPONENT_KIND_GATEWAY: ComponentKind
+
+class LicenseStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Limits(_message.Message):
+    __slots__ = ("faces", "shards", "extractors")
+    FACES_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    EXTRACTORS_FIELD_NUMBER: _ClassVar[int]
+    faces: int
+    shards: int
+    extractors: int
+    def __init__(self, faces: _Optional[int] = ..., shards: _Optional[int] = ..., extractors: _Optional[int] = ...) -> None: ...
+
+class Usage(_message.Message):
+    __slots__ = ("faces", "shards", "extractors")
+    FACES_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    EXTRACTORS_FIELD_NUMBER: _ClassVar[int]
+    faces: int
+    shards: int
+    extractors: int
+    def __init__(self, faces: _Optional[int] = ..., shards: _Optional[int] = ..., extractors: _Optional[int] = ...) -> None: ...
+
+class LicenseStatusResponse(_message.Message):
+    __slots__ = ("valid", "unlicensed_mode", "reason", "licensee", "issued_at", "expires_at", "limits", "usage", "features")
+    VALID_FIELD_NUMBER: _ClassVar[int]
+    UNLICENSED_MODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    LICENSEE_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    valid: bool
+    unlicensed_mode: bool
+    reason: str
+    licensee: str
+    issued_at: _timestamp_pb2.Timestamp
+    expires_at: _timestamp_pb2.Timestamp
+    limits: Limits
+    usage: Usage
+    features: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, valid: _Optional[bool] = ..., unlicensed_mode: _Optional[bool] = ..., reason: _Optional[str] = ..., licensee: _Optional[str] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., features: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AcquireLeaseRequest(_message.Message):
+    __slots__ = ("kind", "instance_id")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    kind: ComponentKind
+    instance_id: str
+    def __init__(self, kind: _Optional[_Union[ComponentKind, str]] = ..., instance_id: _Optional[str] = ...) -> None: ...
+
+class Lease(_message.Message):
+    __slots__ = ("lease_id", "kind", "instance_id", "expires_at", "renew_interval_s")
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    RENEW_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
+    lease_id: str
+    kind: ComponentKind
+    instance_id: str
+    expires_at: _timestamp_pb2.Timestamp
+    renew_interval_s: int
+    def __init__(self, lease_id: _Optional[str] = ..., kind: _Optional[_Union[ComponentKind, str]] = ..., instance_id: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., renew_interval_s: _Optional[int] = ...) -> None: ...
+
+class RenewLeaseRequest(_message.Message):
+    __slots__ = ("lease_id",)
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    lease_id: str
+    def __init__(self, lease_id: _Optional[str] = ...) -> None: ...
+
+class ReleaseLeaseRequest(_message.Message):
+    __slots__ = ("lease_id",)
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    lease_id: str
+    def __init__(self, lease_id: _Optional[str] = ...) -> None: ...
+
+class ReleaseLeaseResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ReserveFacesRequest(_message.Message):
+    __slots__ = ("count", "idempotency_key")
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    idempotency_key: str
+    def __init__(self, count: _Optional[int] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+
+class ReserveFacesResponse(_message.Message):
+    __slots__ = ("used", "limit")
+    USED_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    used: int
+    limit: int
+    def __init__(self, used: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ReleaseFacesRequest(_message.Message):
+    __slots__ = ("count", "idempotency_key")
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    idempotency_key: str
+    def __init__(self, count: _Optional[int] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+
+class ReleaseFacesResponse(_message.Message):
+    __slots__ = ("used",)
+    USED_FIELD_NUMBER: _ClassVar[int]
+    used: int
+    def __init__(self, used: _Optional[int] = ...) -> None: ...

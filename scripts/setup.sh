@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Idempotent set-up on a Debian machine, run as root: system packages, the virtualenv in .venv and the model
+# packs in models/ (or $FINDFACE_MODELS_DIR). Safe to run again; it only does what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_packages=()
+command -v tarantool >/dev/null || apt_packages+=(tarantool)
+python3 -c 'import ensurepip, venv' 2>/dev/null || apt_packages+=(python3-venv)
+if ((${#apt_packages[@]})); then
+  echo "setup: installing ${apt_packages[*]} with apt-get"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_packages[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+stamp=.venv/.setup-stamp
+if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ]; then
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[dev]'
+  touch "$stamp"
+fi
+
+.venv/bin/findface-fetch-models all

@@ -1,0 +1,92 @@
+"""Test helpers: free ports, real server processes on loopback, the labelled photos."""
+from __future__ import annotations
+
+import csv
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def faces_dir() -> Path | None:
+    path = Path(os.environ.get("FINDFACE_TEST_FACES", ROOT.parent / "shared" / "faces"))
+    return path if (path / "labels.csv").exists() else None
+
+
+def labelled_photos(folder: Path) -> list[tuple[str, str]]:
+    with open(folder / "labels.csv", newline="") as f:
+        return [(row["file"], row["identity"]) for row in csv.DictReader(f)]
+
+
+def labelled_pairs(folder: Path) -> list[tuple[str, str, bool]]:
+    with open(folder / "pairs.csv", newline="") as f:
+        return [(r["file_a"], r["file_b"], r["same"] == "1") for r in csv.DictReader(f)]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(address: str, timeout: float, proc: subprocess.Popen | None = None, service: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as ch:
+        stub = health_pb2_grpc.HealthStub(ch)
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"server process exited with {proc.returncode} before becoming healthy")
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+    raise TimeoutError(f"{address} not healthy after {timeout}s")
+
+
+@dataclass
+class ServerProcess:
+    proc: subprocess.Popen
+    address: str
+    log_path: Path
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_server(module: str, args: list[str], address: str, log_path: Path, env: dict | None = None,
+                 timeout: float = 60) -> ServerProcess:
+    log_file = open(log_path, "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+    )
+    server = ServerProcess(proc, address, log_path)
+    try:
+        wait_healthy(address, timeout, proc)
+    except Exception:
+        server.stop()
+        raise RuntimeError(f"{module} did not start:\n{server.log()}") from None
+    return server
