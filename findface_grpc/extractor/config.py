@@ -11,7 +11,7 @@ PACK_CUSTOM = "custom"
 
 @dataclass(frozen=True)
 class ExtractorConfig:
-    listen: str = "127.0.0.1:50051"
+    listen: str = "127.0.0.1:50052"
     # "scrfd-mbf", "yunet-sface", or "custom" with the custom_* files below.
     model_pack: str = "scrfd-mbf"
     # Where model packs are fetched to; empty: $FINDFACE_MODELS_DIR, else <repo>/models.

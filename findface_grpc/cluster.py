@@ -1,0 +1,181 @@
+"""`findface-cluster`: the whole cluster on one machine, all data under one folder.
+
+Starts, in order: SecantusDB (unless an external MongoDB URI is configured), one Tarantool per shard with its shard
+server, the extractor, then the gateway; waits until each reports healthy; prints the addresses; on Ctrl-C or
+SIGTERM stops everything in reverse order. Every server can equally be started alone on another host with its own
+config (see README, "Scaling out"): this launcher is a convenience, not a requirement.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from findface_grpc import config as config_mod
+from findface_grpc import launch
+from findface_grpc.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    data_dir: str = "var"
+    host: str = "127.0.0.1"
+    shards: int = 2
+    gateway_port: int = 50051
+    extractor_port: int = 50052
+    shard_base_port: int = 50061
+    tarantool_base_port: int = 3301
+    mongo_port: int = 27117
+    # An external MongoDB (replica set) instead of the bundled SecantusDB, e.g. mongodb://db1,db2/?replicaSet=rs
+    mongo_uri: str = ""
+    model_pack: str = "scrfd-mbf"
+    tarantool_memtx_mb: int = 2048
+    start_timeout_s: float = 120.0
+    log_level: str = "INFO"
+
+    def validate(self) -> None:
+        if not 1 <= self.shards <= 64:
+            raise ConfigError("[cluster].shards must be in 1..64")
+
+
+class Cluster:
+    def __init__(self, cfg: ClusterConfig, config_path: str | None = None) -> None:
+        self.cfg = cfg
+        self.config_args = ["--config", config_path] if config_path else []
+        self.data = Path(cfg.data_dir).resolve()
+        self.processes: list[launch.ManagedProcess] = []
+        self.addresses: dict[str, str] = {}
+
+    def _addr(self, port: int) -> str:
+        return f"{self.cfg.host}:{port}"
+
+    def _server(self, name: str, module: str, args: list[str]) -> launch.ManagedProcess:
+        return launch.python_server(name, module, [*self.config_args, *args], self.data / "logs" / f"{name}.log")
+
+    def start(self) -> dict[str, str]:
+        cfg = self.cfg
+        timeout = cfg.start_timeout_s
+        self.data.mkdir(parents=True, exist_ok=True)
+        mongo_uri = cfg.mongo_uri
+        if not mongo_uri:
+            mongo = launch.mongo_process(self.data / "mongo", cfg.mongo_port, cfg.host)
+            self._run(mongo)
+            launch.wait_tcp(cfg.host, cfg.mongo_port, timeout, mongo)
+            mongo_uri = f"mongodb://{self._addr(cfg.mongo_port)}/?directConnection=true"
+            self.addresses["mongodb"] = mongo_uri
+
+        # Tarantools first (each shard server needs its own), then the shard servers and the extractor, which
+        # load independently and can start side by side.
+        tarantools = []
+        for i in range(cfg.shards):
+            port = cfg.tarantool_base_port + i
+            tt = launch.tarantool_process(self.data / f"shard-{i}", port, cfg.tarantool_memtx_mb, cfg.host, f"tarantool-{i}")
+            self._run(tt)
+            tarantools.append((tt, port))
+        for tt, port in tarantools:
+            launch.wait_tcp(cfg.host, port, timeout, tt)
+
+        pending = []
+        shard_addresses = []
+        for i in range(cfg.shards):
+            address = self._addr(cfg.shard_base_port + i)
+            shard_addresses.append(address)
+            proc = self._server(
+                f"shard-{i}",
+                "findface_grpc.shard.server",
+                ["--listen", address, "--tarantool", self._addr(cfg.tarantool_base_port + i), "--shard-id", f"shard-{i}"],
+            )
+            pending.append((proc, address))
+            self.addresses[f"shard-{i}"] = address
+        extractor = self._addr(cfg.extractor_port)
+        pending.append((self._server("extractor", "findface_grpc.extractor.server",
+                                     ["--listen", extractor, "--model-pack", cfg.model_pack]), extractor))
+        self.addresses["extractor"] = extractor
+        self._start_healthy(pending, timeout)
+
+        gateway = self._addr(cfg.gateway_port)
+        self._start_healthy(
+            [(
+                self._server(
+                    "gateway",
+                    "findface_grpc.gateway.server",
+                    ["--listen", gateway, "--extractor", extractor, "--shards", ",".join(shard_addresses),
+                     "--mongo-uri", mongo_uri],
+                ),
+                gateway,
+            )],
+            timeout,
+        )
+        self.addresses["gateway"] = gateway
+        return self.addresses
+
+    def _run(self, proc: launch.ManagedProcess) -> None:
+        self.processes.append(proc)
+        proc.start()
+
+    def _start_healthy(self, items: list[tuple[launch.ManagedProcess, str]], timeout: float) -> None:
+        for proc, _ in items:
+            self._run(proc)
+        with ThreadPoolExecutor(len(items)) as pool:
+            for fut in [pool.submit(launch.wait_grpc_healthy, address, timeout, proc) for proc, address in items]:
+                fut.result()
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):
+            proc.stop()
+        self.processes.clear()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run a whole findface-grpc cluster on this machine")
+    parser.add_argument("--config", help="TOML config: [cluster] plus each server's own table")
+    parser.add_argument("--data-dir", help="folder for all data and logs (default ./var)")
+    parser.add_argument("--shards", type=int, help="number of shards (default 2)")
+    parser.add_argument("--model-pack", help="scrfd-mbf (default) or yunet-sface")
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in {"data_dir": args.data_dir, "shards": args.shards, "model_pack": args.model_pack}.items()
+                 if v is not None}
+    try:
+        cfg = config_mod.load(ClusterConfig, "cluster", args.config, overrides=overrides)
+    except ConfigError as exc:
+        sys.stderr.write(f"findface-cluster: {exc}\n")
+        return 2
+    logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    cluster = Cluster(cfg, args.config)
+    try:
+        addresses = cluster.start()
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        log.error("cluster did not start: %s (logs in %s)", exc, cluster.data / "logs")
+        cluster.stop()
+        return 1
+    log.info("cluster is up; data in %s, logs in %s", cluster.data, cluster.data / "logs")
+    for name, address in addresses.items():
+        log.info("  %-10s %s", name, address)
+    log.info("Ctrl-C stops it")
+    try:
+        while not stop.wait(1.0):
+            dead = [p.name for p in cluster.processes if not p.alive]
+            if dead:
+                log.error("%s exited; see its log in %s; stopping the cluster", ", ".join(dead), cluster.data / "logs")
+                return_code = 1
+                break
+        else:
+            return_code = 0
+    finally:
+        log.info("stopping")
+        cluster.stop()
+    return return_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,183 @@
+"""gRPC clients of the extractor and the shards: all of the gateway's outgoing I/O to them.
+
+Each call converts between protobuf and the gateway's domain values and turns a failed call into one of the
+project's errors, so that the domain (service.py) never sees grpc.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import grpc
+import numpy as np
+
+from findface_grpc import rpc
+from findface_grpc.convert import box_from_pb, box_to_pb, descriptor_to_pb
+from findface_grpc.errors import (
+    FailedPrecondition,
+    FindFaceError,
+    InvalidImage,
+    NotFound,
+    ResourceExhausted,
+    TooManyFaces,
+    Unavailable,
+)
+from findface_grpc.gateway.domain import Box, Descriptor, DetectedFace, Detection, ModelInfo, MultiFace
+from findface_grpc.gateway.merge import Hit
+from findface_grpc.v1 import common_pb2, extractor_pb2, extractor_pb2_grpc, shard_pb2, shard_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SELECTORS = {
+    MultiFace.BIGGEST: common_pb2.MULTI_FACE_SELECTOR_BIGGEST,
+    MultiFace.ALL: common_pb2.MULTI_FACE_SELECTOR_ALL,
+    MultiFace.REJECT: common_pb2.MULTI_FACE_SELECTOR_REJECT,
+}
+# Failures that say "this server is not there or not keeping up" rather than "your request is wrong".
+TRANSIENT = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.ABORTED,
+    grpc.StatusCode.UNKNOWN,
+}
+
+# A restarted shard should be searched again within seconds, not after grpc's default backoff (up to 2 minutes).
+SHARD_CHANNEL_OPTIONS = [*rpc.CHANNEL_OPTIONS, ("grpc.max_reconnect_backoff_ms", 2000)]
+
+
+def descriptor_from_pb(msg: common_pb2.Descriptor) -> Descriptor:
+    return Descriptor(model_id=msg.model_id, vector=np.frombuffer(msg.vector, dtype="<f4"))
+
+
+def detected_from_pb(msg: common_pb2.DetectedFace) -> DetectedFace:
+    return DetectedFace(
+        bbox=box_from_pb(msg.bbox),
+        landmarks=tuple((p.x, p.y) for p in msg.landmarks.points),
+        det_score=msg.det_score,
+        descriptor=descriptor_from_pb(msg.descriptor) if msg.HasField("descriptor") else None,
+    )
+
+
+class ExtractorClient:
+    def __init__(self, address: str, timeout_s: float) -> None:
+        self.address = address
+        self.timeout_s = timeout_s
+        self.channel = rpc.channel(address)
+        self.stub = extractor_pb2_grpc.ExtractorStub(self.channel)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    def _error(self, exc: grpc.aio.AioRpcError, field: str) -> FindFaceError:
+        code, message = exc.code(), exc.details() or ""
+        if code == grpc.StatusCode.INVALID_ARGUMENT:
+            return InvalidImage(f"{field}: {message}")
+        if code == grpc.StatusCode.FAILED_PRECONDITION:
+            return TooManyFaces(f"{field}: {message}", details=rpc.error_details(exc))
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            return ResourceExhausted(f"extractor busy: {message}")
+        if code in TRANSIENT:
+            return Unavailable(f"extractor {self.address} unavailable: {code.name}: {message}")
+        return FindFaceError(f"extractor {self.address} failed: {code.name}: {message}")
+
+    async def info(self) -> ModelInfo:
+        try:
+            reply = await self.stub.Info(extractor_pb2.InfoRequest(), timeout=min(self.timeout_s, 10.0))
+        except grpc.aio.AioRpcError as exc:
+            raise self._error(exc, "extractor") from None
+        return ModelInfo(model_id=reply.embedder_model_id, dim=reply.descriptor_dim)
+
+    async def detect(self, image: bytes, field: str = "image") -> Detection:
+        try:
+            reply = await self.stub.Detect(extractor_pb2.DetectRequest(image=image), timeout=self.timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise self._error(exc, field) from None
+        return Detection(reply.image_width, reply.image_height, tuple(detected_from_pb(f) for f in reply.faces))
+
+    async def extract(
+        self, image: bytes, boxes: Sequence[Box] = (), selector: MultiFace = MultiFace.BIGGEST, field: str = "image"
+    ) -> Detection:
+        request = extractor_pb2.ExtractRequest(
+            image=image, boxes=[box_to_pb(b) for b in boxes], mf_selector=SELECTORS[selector]
+        )
+        try:
+            reply = await self.stub.Extract(request, timeout=self.timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise self._error(exc, field) from None
+        return Detection(reply.image_width, reply.image_height, tuple(detected_from_pb(f) for f in reply.faces))
+
+
+class ShardClient:
+    """One shard server. Calls on its channel are bounded: grpc.aio cancels some beyond ~1000 in flight."""
+
+    def __init__(self, index: int, address: str, timeout_s: float, max_in_flight: int) -> None:
+        self.index = index
+        self.address = address
+        self.name = f"shard {index} ({address})"
+        self.timeout_s = timeout_s
+        self.channel = grpc.aio.insecure_channel(address, options=SHARD_CHANNEL_OPTIONS)
+        self.stub = shard_pb2_grpc.ShardStub(self.channel)
+        self._slots = asyncio.Semaphore(max_in_flight)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    def _error(self, exc: grpc.aio.AioRpcError) -> FindFaceError:
+        code, message = exc.code(), exc.details() or ""
+        text = f"{self.name}: {code.name}: {message}"
+        if code in TRANSIENT:
+            return Unavailable(text)
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            return ResourceExhausted(text)
+        if code == grpc.StatusCode.NOT_FOUND:
+            return NotFound(text)
+        # The gateway checks what it sends; a shard refusing it means the two disagree about the cluster (for
+        # example the shard holds another model's descriptors), which the caller cannot fix by retrying.
+        if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
+            return FailedPrecondition(text)
+        return FindFaceError(text)
+
+    async def _call(self, method, request, timeout: float | None = None):
+        async with self._slots:
+            try:
+                return await method(request, timeout=timeout or self.timeout_s)
+            except grpc.aio.AioRpcError as exc:
+                raise self._error(exc) from None
+
+    async def add(self, faces: Sequence[tuple[int, Sequence[str], Descriptor]]) -> None:
+        request = shard_pb2.AddRequest(
+            faces=[
+                shard_pb2.ShardFace(id=face_id, galleries=list(galleries), descriptor=descriptor_to_pb(d.vector, d.model_id))
+                for face_id, galleries, d in faces
+            ]
+        )
+        await self._call(self.stub.Add, request)
+
+    async def remove(self, ids: Sequence[int]) -> int:
+        reply = await self._call(self.stub.Remove, shard_pb2.RemoveRequest(ids=list(ids)))
+        return reply.removed
+
+    async def descriptors(self, ids: Sequence[int]) -> dict[int, Descriptor]:
+        reply = await self._call(self.stub.Get, shard_pb2.GetRequest(ids=list(ids), include_descriptors=True))
+        return {f.id: descriptor_from_pb(f.descriptor) for f in reply.faces if f.HasField("descriptor")}
+
+    async def set_galleries(self, ids: Sequence[int], galleries: Sequence[str]) -> int:
+        request = shard_pb2.UpdateGalleriesRequest(ids=list(ids), add=list(galleries), replace=True)
+        reply = await self._call(self.stub.UpdateGalleries, request)
+        return reply.updated
+
+    async def search(
+        self, queries: Sequence[Descriptor], gallery: str, k: int, threshold: float, timeout: float
+    ) -> list[list[Hit]]:
+        request = shard_pb2.SearchRequest(
+            queries=[descriptor_to_pb(q.vector, q.model_id) for q in queries], gallery=gallery, k=k, threshold=threshold
+        )
+        reply = await self._call(self.stub.Search, request, timeout)
+        return [[Hit(h.face_id, h.score) for h in hits.hits] for hits in reply.results]
+
+    async def list_ids(self, after_id: int, limit: int) -> list[int]:
+        reply = await self._call(self.stub.ListIds, shard_pb2.ListIdsRequest(after_id=after_id, limit=limit))
+        return list(reply.ids)
+

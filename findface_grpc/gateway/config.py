@@ -1,0 +1,87 @@
+"""Gateway configuration: `[gateway]` in the config file, or FINDFACE_GATEWAY_* variables."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from findface_grpc.errors import ConfigError
+from findface_grpc.gateway.cells import CellMap
+
+PARTIAL = "partial"
+UNAVAILABLE = "unavailable"
+
+
+def _is_address(value: str) -> bool:
+    host, sep, port = value.rpartition(":")
+    return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    listen: str = "127.0.0.1:50051"
+    extractor: str = "127.0.0.1:50052"
+    # Shard servers, "host:port", in shard-index order. No default: the cell map sends every face id to a
+    # position in this list, so a list that silently defaulted to the wrong length would misroute faces.
+    shards: tuple[str, ...] = ()
+    # Face id -> cell (id % cells) -> shard. Fixed for the life of a cluster: changing it moves faces.
+    cells: int = 1024
+    # Explicit cell -> shard map, as entries "FIRST-LAST:SHARD" or "CELL:SHARD" that cover every cell once,
+    # e.g. ["0-511:0", "512-1023:1"]. Empty: contiguous equal ranges of cells per shard.
+    cell_map: tuple[str, ...] = ()
+    mongo_uri: str = "mongodb://127.0.0.1:27017/?directConnection=true"
+    mongo_db: str = "findface"
+    # How long a metadata call may wait for a reachable MongoDB before it is answered UNAVAILABLE.
+    mongo_timeout_s: float = 5.0
+    # Each shard's Search must answer within this; a slower shard counts as not answering.
+    shard_deadline_s: float = 2.0
+    # Writes and reads on one shard (Add, Remove, Get, UpdateGalleries, ListIds).
+    shard_timeout_s: float = 30.0
+    # Most calls in flight on one shard's channel: grpc.aio cancels calls beyond about a thousand.
+    shard_max_in_flight: int = 256
+    extractor_timeout_s: float = 30.0
+    # With a shard down, Identify answers from the others flagged partial ("partial"), or fails UNAVAILABLE.
+    partial_results: str = PARTIAL
+    max_n: int = 1000
+    # Default threshold preset when a request gives none: "strict", "medium", "low" or "none".
+    default_threshold: str = "medium"
+    # Repair (finishing or rolling back what a crash left half done) runs at start and this often.
+    repair_interval_s: float = 60.0
+    # A face still "pending" after this long belongs to an enrollment that died; repair rolls it back. Must
+    # exceed the longest enrollment (extraction is done before, so: Mongo insert + shard Add + Mongo update).
+    pending_grace_s: float = 120.0
+    # The sweep for shard ids without metadata reads every shard's id list, so it runs less often than repair.
+    orphan_sweep_interval_s: float = 3600.0
+    log_level: str = "INFO"
+
+    def validate(self) -> None:
+        for name in ("listen", "extractor"):
+            if not _is_address(getattr(self, name)):
+                raise ConfigError(f"[gateway].{name} must be host:port, not {getattr(self, name)!r}")
+        if not self.shards:
+            raise ConfigError("[gateway].shards must list at least one shard address (host:port)")
+        bad = [s for s in self.shards if not _is_address(s)]
+        if bad:
+            raise ConfigError(f"[gateway].shards: not host:port: {bad}")
+        if len(set(self.shards)) != len(self.shards):
+            raise ConfigError("[gateway].shards lists an address twice")
+        if not 1 <= self.cells <= 1 << 20:
+            raise ConfigError("[gateway].cells must be in 1..1048576")
+        if self.cells < len(self.shards):
+            raise ConfigError(f"[gateway].cells ({self.cells}) must be at least the number of shards")
+        if self.partial_results not in (PARTIAL, UNAVAILABLE):
+            raise ConfigError(f"[gateway].partial_results must be {PARTIAL!r} or {UNAVAILABLE!r}")
+        if not 1 <= self.max_n <= 10000:
+            raise ConfigError("[gateway].max_n must be in 1..10000 (a shard returns at most 10000 hits)")
+        if self.default_threshold not in ("strict", "medium", "low", "none"):
+            raise ConfigError("[gateway].default_threshold must be strict, medium, low or none")
+        for name in ("mongo_timeout_s", "shard_deadline_s", "shard_timeout_s", "extractor_timeout_s",
+                     "repair_interval_s", "orphan_sweep_interval_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"[gateway].{name} must be > 0")
+        if self.pending_grace_s < 0:
+            raise ConfigError("[gateway].pending_grace_s must be >= 0")
+        if self.shard_max_in_flight < 1:
+            raise ConfigError("[gateway].shard_max_in_flight must be >= 1")
+        if not self.mongo_db or not self.mongo_uri:
+            raise ConfigError("[gateway].mongo_uri and mongo_db must be set")
+        # Parsing the cell map here refuses a bad one at start-up, with the entry named.
+        CellMap.from_config(self.cells, len(self.shards), self.cell_map)

@@ -1,0 +1,165 @@
+"""The gateway's domain values: frozen dataclasses, no protobuf, no grpc."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+
+import numpy as np
+
+from findface_grpc.errors import InvalidArgument
+
+Box = tuple[float, float, float, float]
+DEFAULT_GALLERY = "default"
+GALLERY_NAME = re.compile(r"[a-zA-Z0-9_-]{1,48}")
+
+
+def check_gallery_name(name: str, field_name: str) -> str:
+    if not GALLERY_NAME.fullmatch(name):
+        raise InvalidArgument(f"{field_name}: gallery name {name!r} must match [a-zA-Z0-9_-]{{1,48}}")
+    return name
+
+
+class MultiFace(Enum):
+    BIGGEST = "biggest"
+    ALL = "all"
+    REJECT = "reject"
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    model_id: str
+    vector: np.ndarray = field(compare=False)  # float32, unit length
+
+    @property
+    def dim(self) -> int:
+        return int(self.vector.shape[-1])
+
+
+@dataclass(frozen=True)
+class DetectedFace:
+    bbox: Box
+    landmarks: tuple[tuple[float, float], ...]
+    det_score: float
+    descriptor: Descriptor | None = None
+
+
+@dataclass(frozen=True)
+class Detection:
+    width: int
+    height: int
+    faces: tuple[DetectedFace, ...]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the cluster's extractor produces; every descriptor the cluster indexes must match it."""
+
+    model_id: str
+    dim: int
+
+
+@dataclass(frozen=True)
+class Face:
+    """An enrolled face as clients see it (metadata; its descriptor lives in one shard)."""
+
+    id: int
+    galleries: tuple[str, ...]
+    meta: str
+    bbox: Box
+    photo_hash: str
+    created_at: datetime
+    updated_at: datetime
+    person_id: str = ""
+    cam_id: str = ""
+    photo: str = ""
+    thumbnail: str = ""
+    normalized: str = ""
+    model_id: str = ""
+
+
+@dataclass(frozen=True)
+class NewFace:
+    """What enrollment knows about a face before it has an id."""
+
+    descriptor: Descriptor
+    galleries: tuple[str, ...]
+    meta: str = ""
+    bbox: Box = (0.0, 0.0, 0.0, 0.0)
+    photo_hash: str = ""
+    person_id: str = ""
+    cam_id: str = ""
+
+
+@dataclass(frozen=True)
+class Match:
+    face: Face
+    confidence: float
+
+
+@dataclass(frozen=True)
+class FaceMatches:
+    query: DetectedFace | None  # None for a descriptor query
+    matches: tuple[Match, ...]
+
+
+@dataclass(frozen=True)
+class IdentifyResult:
+    results: tuple[FaceMatches, ...]
+    shards_answered: int
+    shards_total: int
+
+    @property
+    def partial(self) -> bool:
+        return self.shards_answered < self.shards_total
+
+
+@dataclass(frozen=True)
+class VerifyPair:
+    bbox1: Box
+    bbox2: Box
+    confidence: float
+    verified: bool
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    pairs: tuple[VerifyPair, ...]
+
+    @property
+    def verified(self) -> bool:
+        return any(p.verified for p in self.pairs)
+
+
+@dataclass(frozen=True)
+class Gallery:
+    name: str
+    face_count: int
+    created_at: datetime | None
+
+
+@dataclass(frozen=True)
+class MetaCount:
+    meta: str
+    count: int
+    face: Face
+
+
+@dataclass(frozen=True)
+class FacePage:
+    faces: tuple[Face, ...]
+    next_max_id: int  # 0 on the last page
+
+
+@dataclass(frozen=True)
+class GalleryChange:
+    """UpdateFace's gallery edit: either `replace` with `add` as the new set, or add then remove."""
+
+    add: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
+    replace: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not (self.add or self.remove or self.replace)

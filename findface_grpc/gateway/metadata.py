@@ -1,0 +1,360 @@
+"""Face and gallery metadata in MongoDB (pymongo, run in a thread pool so the event loop never blocks).
+
+Collections:
+- `faces`: one document per face, `_id` = the integer face id. `state` says where the face is in its life:
+  "pending" (inserted, its descriptor may or may not be in its shard yet), "active" (in both stores, visible),
+  "deleting" (being removed; invisible). Only "active" faces are ever shown. `sync`, when present, is a token
+  saying the face's galleries changed here and may not have reached its shard yet. `rev` counts updates, for
+  optimistic concurrency.
+- `galleries`: `_id` = the name; `state` "active" or "deleting".
+- `counters`: the face id counter.
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from typing import Any
+
+import pymongo
+from pymongo import ReturnDocument
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, ExecutionTimeout, WriteConcernError
+
+from findface_grpc.errors import AlreadyExists, FailedPrecondition, Unavailable
+from findface_grpc.gateway.domain import DEFAULT_GALLERY, Face, Gallery, MetaCount, NewFace
+
+log = logging.getLogger(__name__)
+
+PENDING = "pending"
+ACTIVE = "active"
+DELETING = "deleting"
+FACE_ID_COUNTER = "face_id"
+# Large `$in` lists are slow on some MongoDB-protocol servers (and bloat the query); ask in chunks instead.
+IN_CHUNK = 200
+
+
+def utcnow() -> datetime:
+    # MongoDB keeps milliseconds; rounding here makes what we return equal what we later read back.
+    now = datetime.now(timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def _in_thread(method: Callable) -> Callable:
+    """Run a blocking pymongo method in the store's thread pool; a lost database becomes UNAVAILABLE."""
+
+    @functools.wraps(method)
+    async def wrapper(self: "MetadataStore", *args, **kwargs):
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, functools.partial(method, self, *args, **kwargs))
+        except (ConnectionFailure, ExecutionTimeout, WriteConcernError) as exc:
+            raise Unavailable(f"metadata store unavailable: {type(exc).__name__}") from exc
+
+    return wrapper
+
+
+def _id_ranges(ids: Sequence[int]) -> list[dict]:
+    """Filters on `_id` that together select exactly `ids`: a range for each contiguous run, `$in` for the rest.
+
+    Ids allocated as a block are contiguous, so a bulk enrollment is touched with one range query.
+    """
+    ordered = sorted(set(ids))
+    filters: list[dict] = []
+    singles: list[int] = []
+    start = 0
+    for i in range(1, len(ordered) + 1):
+        if i == len(ordered) or ordered[i] != ordered[i - 1] + 1:
+            run = ordered[start:i]
+            if len(run) >= 8:
+                filters.append({"_id": {"$gte": run[0], "$lte": run[-1]}})
+            else:
+                singles.extend(run)
+            start = i
+    for i in range(0, len(singles), IN_CHUNK):
+        filters.append({"_id": {"$in": singles[i:i + IN_CHUNK]}})
+    return filters
+
+
+def face_from_doc(doc: dict) -> Face:
+    return Face(
+        id=doc["_id"],
+        galleries=tuple(doc.get("galleries", ())),
+        meta=doc.get("meta", ""),
+        bbox=tuple(doc.get("bbox") or (0.0, 0.0, 0.0, 0.0)),
+        photo_hash=doc.get("photo_hash", ""),
+        created_at=doc["created"],
+        updated_at=doc.get("updated", doc["created"]),
+        person_id=doc.get("person_id", ""),
+        cam_id=doc.get("cam_id", ""),
+        photo=doc.get("photo", ""),
+        thumbnail=doc.get("thumbnail", ""),
+        normalized=doc.get("normalized", ""),
+        model_id=doc.get("model_id", ""),
+    )
+
+
+def new_face_doc(face_id: int, face: NewFace, now: datetime) -> dict:
+    return {
+        "_id": face_id,
+        "state": PENDING,
+        "rev": 0,
+        "galleries": list(face.galleries),
+        "meta": face.meta,
+        "bbox": [float(v) for v in face.bbox],
+        "photo_hash": face.photo_hash,
+        "person_id": face.person_id,
+        "cam_id": face.cam_id,
+        # URLs of stored copies: there is no photo store yet.
+        "photo": "",
+        "thumbnail": "",
+        "normalized": "",
+        "model_id": face.descriptor.model_id,
+        "created": now,
+        "updated": now,
+    }
+
+
+class MetadataStore:
+    def __init__(self, uri: str, db_name: str, timeout_s: float = 5.0, workers: int = 8) -> None:
+        timeout_ms = int(timeout_s * 1000)
+        self.client: pymongo.MongoClient = pymongo.MongoClient(
+            uri,
+            tz_aware=True,
+            serverSelectionTimeoutMS=timeout_ms,
+            connectTimeoutMS=timeout_ms,
+        )
+        self.db = self.client[db_name]
+        self.faces = self.db["faces"]
+        self.galleries = self.db["galleries"]
+        self.counters = self.db["counters"]
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mongo")
+
+    def close(self) -> None:
+        self.client.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # ---- schema ----
+
+    @_in_thread
+    def ensure_schema(self) -> None:
+        self.faces.create_index([("galleries", pymongo.ASCENDING), ("_id", pymongo.DESCENDING)])
+        self.faces.create_index([("meta", pymongo.ASCENDING)])
+        self.faces.create_index([("state", pymongo.ASCENDING), ("created", pymongo.ASCENDING)])
+        self.faces.create_index([("photo_hash", pymongo.ASCENDING)])
+        self.faces.create_index([("sync", pymongo.ASCENDING)], sparse=True)
+        # Created here, once, rather than by an upserting $inc: concurrent first upserts can race. Should the
+        # counter ever be lost, it restarts above the largest id in use, never reusing one.
+        newest = self.faces.find_one({}, {"_id": 1}, sort=[("_id", pymongo.DESCENDING)])
+        self.counters.update_one(
+            {"_id": FACE_ID_COUNTER}, {"$setOnInsert": {"value": newest["_id"] if newest else 0}}, upsert=True
+        )
+        self.galleries.update_one(
+            {"_id": DEFAULT_GALLERY},
+            {"$setOnInsert": {"created": utcnow(), "state": ACTIVE}},
+            upsert=True,
+        )
+
+    # ---- ids ----
+
+    @_in_thread
+    def allocate_ids(self, count: int) -> int:
+        """Reserve `count` consecutive face ids; returns the first. Ids start at 1 and are never reused."""
+        doc = self.counters.find_one_and_update(
+            {"_id": FACE_ID_COUNTER}, {"$inc": {"value": count}}, return_document=ReturnDocument.AFTER
+        )
+        if doc is None:
+            raise FailedPrecondition("the face id counter is missing; restarting the gateway recreates it")
+        return int(doc["value"]) - count + 1
+
+    # ---- face lifecycle ----
+
+    @_in_thread
+    def insert_pending(self, first_id: int, faces: Sequence[NewFace]) -> list[Face]:
+        """Insert the faces as pending with ids first_id, first_id+1, ...; returns them as they will be shown."""
+        now = utcnow()
+        docs = [new_face_doc(first_id + i, f, now) for i, f in enumerate(faces)]
+        self.faces.insert_many(docs, ordered=True)
+        return [face_from_doc(doc) for doc in docs]
+
+    def _update_ids(self, ids: Sequence[int], query: dict, update: dict) -> int:
+        return sum(self.faces.update_many({**f, **query}, update).modified_count for f in _id_ranges(ids))
+
+    @_in_thread
+    def activate(self, ids: Sequence[int]) -> int:
+        """pending -> active; returns how many were still pending (a stale one may have been rolled back)."""
+        return self._update_ids(ids, {"state": PENDING}, {"$set": {"state": ACTIVE}})
+
+    @_in_thread
+    def mark_deleting(self, ids: Sequence[int], from_states: Iterable[str] = (PENDING, ACTIVE)) -> int:
+        return self._update_ids(
+            ids, {"state": {"$in": list(from_states)}}, {"$set": {"state": DELETING, "updated": utcnow()}}
+        )
+
+    @_in_thread
+    def claim_for_delete(self, face_id: int) -> Face | None:
+        """active -> deleting for one face; None when there is no such active face."""
+        doc = self.faces.find_one_and_update(
+            {"_id": face_id, "state": ACTIVE},
+            {"$set": {"state": DELETING, "updated": utcnow()}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return face_from_doc(doc) if doc else None
+
+    @_in_thread
+    def delete_deleting(self, ids: Sequence[int]) -> int:
+        """Drop the documents of faces in state deleting (whose descriptors are already gone)."""
+        return sum(self.faces.delete_many({**f, "state": DELETING}).deleted_count for f in _id_ranges(ids))
+
+    # ---- reads ----
+
+    @_in_thread
+    def get_active(self, face_id: int) -> Face | None:
+        doc = self.faces.find_one({"_id": face_id, "state": ACTIVE})
+        return face_from_doc(doc) if doc else None
+
+    @_in_thread
+    def get_doc(self, face_id: int) -> dict | None:
+        return self.faces.find_one({"_id": face_id})
+
+    @_in_thread
+    def active_faces(self, ids: Sequence[int]) -> dict[int, Face]:
+        """The active faces among `ids` (one batched lookup, chunked), by id."""
+        found: dict[int, Face] = {}
+        for f in _id_ranges(ids):
+            for doc in self.faces.find({**f, "state": ACTIVE}):
+                found[doc["_id"]] = face_from_doc(doc)
+        return found
+
+    @_in_thread
+    def list_faces(self, gallery: str, max_id: int, limit: int, meta: str | None) -> list[Face]:
+        query: dict[str, Any] = {"galleries": gallery, "state": ACTIVE}
+        if max_id:
+            query["_id"] = {"$lt": max_id}
+        if meta is not None:
+            query["meta"] = meta
+        cursor = self.faces.find(query).sort("_id", pymongo.DESCENDING).limit(limit)
+        return [face_from_doc(doc) for doc in cursor]
+
+    @_in_thread
+    def list_meta(self, gallery: str) -> list[MetaCount]:
+        pipeline = [
+            {"$match": {"galleries": gallery, "state": ACTIVE}},
+            {"$sort": {"_id": -1}},
+            {"$group": {"_id": "$meta", "count": {"$sum": 1}, "face": {"$first": "$$ROOT"}}},
+            {"$sort": {"_id": 1}},
+        ]
+        return [
+            MetaCount(meta=row["_id"], count=int(row["count"]), face=face_from_doc(row["face"]))
+            for row in self.faces.aggregate(pipeline)
+        ]
+
+    # ---- updates ----
+
+    @_in_thread
+    def update_face(self, face_id: int, rev: int, changes: dict, sync_token: str | None) -> Face | None:
+        """Apply `changes` if the face is still active at revision `rev`; None when it changed meanwhile."""
+        update: dict[str, Any] = {"$set": {**changes, "updated": utcnow()}, "$inc": {"rev": 1}}
+        if sync_token is not None:
+            update["$set"]["sync"] = sync_token
+        doc = self.faces.find_one_and_update(
+            {"_id": face_id, "state": ACTIVE, "rev": rev}, update, return_document=ReturnDocument.AFTER
+        )
+        return face_from_doc(doc) if doc else None
+
+    @_in_thread
+    def clear_sync(self, face_id: int, token: str, galleries: Sequence[str]) -> bool:
+        """Drop the sync mark if nobody changed the face's galleries since `token` was pushed to its shard."""
+        result = self.faces.update_one(
+            {"_id": face_id, "sync": token, "galleries": list(galleries)}, {"$unset": {"sync": ""}}
+        )
+        return result.modified_count == 1
+
+    # ---- repair scans ----
+
+    @_in_thread
+    def stale_pending(self, older_than: datetime, limit: int) -> list[int]:
+        cursor = self.faces.find({"state": PENDING, "created": {"$lt": older_than}}, {"_id": 1}).limit(limit)
+        return [doc["_id"] for doc in cursor]
+
+    @_in_thread
+    def deleting_ids(self, limit: int, gallery: str | None = None, after_id: int = 0) -> list[int]:
+        """Ids of faces being deleted, ascending, from after `after_id`."""
+        query: dict[str, Any] = {"state": DELETING, "_id": {"$gt": after_id}}
+        if gallery is not None:
+            query["galleries"] = gallery
+        cursor = self.faces.find(query, {"_id": 1}).sort("_id", pymongo.ASCENDING).limit(limit)
+        return [doc["_id"] for doc in cursor]
+
+    @_in_thread
+    def unsynced(self, limit: int) -> list[dict]:
+        query = {"sync": {"$exists": True}, "state": ACTIVE}
+        return list(self.faces.find(query, {"_id": 1, "sync": 1, "galleries": 1}).limit(limit))
+
+    @_in_thread
+    def existing_ids(self, first: int, last: int) -> set[int]:
+        """Ids in [first, last] that have a document in any state."""
+        return {doc["_id"] for doc in self.faces.find({"_id": {"$gte": first, "$lte": last}}, {"_id": 1})}
+
+    # ---- galleries ----
+
+    @_in_thread
+    def create_gallery(self, name: str) -> Gallery:
+        now = utcnow()
+        try:
+            self.galleries.insert_one({"_id": name, "created": now, "state": ACTIVE})
+        except DuplicateKeyError:
+            raise AlreadyExists(f"gallery {name!r} already exists") from None
+        return Gallery(name=name, face_count=0, created_at=now)
+
+    @_in_thread
+    def missing_galleries(self, names: Iterable[str]) -> list[str]:
+        """Those of `names` that are not active galleries, in the given order."""
+        names = list(dict.fromkeys(names))
+        found = {doc["_id"] for doc in self.galleries.find({"_id": {"$in": names}, "state": ACTIVE}, {"_id": 1})}
+        return [n for n in names if n not in found]
+
+    @_in_thread
+    def claim_gallery_for_delete(self, name: str) -> bool:
+        """active -> deleting; False when no such active gallery (a deletion already under way counts)."""
+        doc = self.galleries.find_one_and_update({"_id": name}, {"$set": {"state": DELETING}})
+        return doc is not None
+
+    @_in_thread
+    def mark_gallery_faces_deleting(self, name: str) -> int:
+        """Every face in the gallery that is visible or being enrolled -> deleting; returns how many were active."""
+        update = {"$set": {"state": DELETING, "updated": utcnow()}}
+        active = self.faces.update_many({"galleries": name, "state": ACTIVE}, update).modified_count
+        # Enrollments into the gallery still under way fail when they find their faces gone from pending.
+        self.faces.update_many({"galleries": name, "state": PENDING}, update)
+        return active
+
+    @_in_thread
+    def drop_gallery(self, name: str) -> bool:
+        return self.galleries.delete_one({"_id": name, "state": DELETING}).deleted_count == 1
+
+    @_in_thread
+    def deleting_galleries(self) -> list[str]:
+        return [doc["_id"] for doc in self.galleries.find({"state": DELETING}, {"_id": 1})]
+
+    @_in_thread
+    def list_galleries(self) -> list[Gallery]:
+        counts = {
+            row["_id"]: int(row["count"])
+            for row in self.faces.aggregate([
+                {"$match": {"state": ACTIVE}},
+                {"$unwind": "$galleries"},
+                {"$group": {"_id": "$galleries", "count": {"$sum": 1}}},
+            ])
+        }
+        return [
+            Gallery(name=doc["_id"], face_count=counts.get(doc["_id"], 0), created_at=doc.get("created"))
+            for doc in self.galleries.find({"state": ACTIVE}).sort("_id", pymongo.ASCENDING)
+        ]
+
+    @_in_thread
+    def ping(self) -> None:
+        self.client.admin.command("ping")
+

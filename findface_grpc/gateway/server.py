@@ -1,0 +1,86 @@
+"""Gateway server: `python -m findface_grpc.gateway.server [--config FILE] ...` or `serve(config)`."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+from findface_grpc import config as config_mod
+from findface_grpc.errors import FindFaceError
+from findface_grpc.gateway.cells import CellMap
+from findface_grpc.gateway.clients import ExtractorClient, ShardClient
+from findface_grpc.gateway.config import GatewayConfig
+from findface_grpc.gateway.metadata import MetadataStore
+from findface_grpc.gateway.service import GatewayService
+from findface_grpc.gateway.servicer import FaceServicer
+from findface_grpc.rpc import GrpcServer, configure_logging, run_until_signalled
+from findface_grpc.v1 import gateway_pb2, gateway_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+def build_service(config: GatewayConfig) -> GatewayService:
+    """The domain service with its clients, nothing started. Call it on the event loop that will run it: the
+    grpc.aio channels it opens belong to the loop they are made on."""
+    return GatewayService(
+        config,
+        MetadataStore(config.mongo_uri, config.mongo_db, config.mongo_timeout_s),
+        ExtractorClient(config.extractor, config.extractor_timeout_s),
+        [ShardClient(i, address, config.shard_timeout_s, config.shard_max_in_flight) for i, address in enumerate(config.shards)],
+        CellMap.from_config(config.cells, len(config.shards), config.cell_map),
+    )
+
+
+async def start(config: GatewayConfig, service: GatewayService | None = None) -> tuple[GrpcServer, GatewayService]:
+    """Prepare the metadata store, repair what a previous run left, and start serving."""
+    service = service or build_service(config)
+    try:
+        await service.start()
+    except BaseException:
+        await service.stop()
+        raise
+    server = GrpcServer(config.listen)
+    server.add(
+        gateway_pb2_grpc.add_FaceServiceServicer_to_server,
+        FaceServicer(service),
+        gateway_pb2.DESCRIPTOR.services_by_name["FaceService"].full_name,
+    )
+    port = await server.start()
+    log.info("gateway serving on port %d: %d shards, %d cells, extractor %s, metadata %s/%s",
+             port, len(config.shards), config.cells, config.extractor, config.mongo_uri, config.mongo_db)
+    return server, service
+
+
+async def serve(config: GatewayConfig) -> None:
+    server, service = await start(config)
+    await run_until_signalled(server, service.stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="findface-grpc gateway server (FaceService)")
+    parser.add_argument("--config", help="TOML config file (its [gateway] table)")
+    parser.add_argument("--listen", help="host:port to listen on")
+    parser.add_argument("--extractor", help="extractor address, host:port")
+    parser.add_argument("--shards", help="shard addresses in shard order, comma separated")
+    parser.add_argument("--mongo-uri", help="MongoDB URI of the metadata store")
+    args = parser.parse_args(argv)
+    overrides = {
+        k: v
+        for k, v in {"listen": args.listen, "extractor": args.extractor, "shards": args.shards, "mongo_uri": args.mongo_uri}.items()
+        if v
+    }
+    try:
+        config = config_mod.load(GatewayConfig, "gateway", args.config, overrides=overrides)
+        configure_logging(config.log_level)
+        asyncio.run(serve(config))
+    except config_mod.ConfigError as exc:
+        logging.getLogger(__name__).error("%s", exc)
+        return 2
+    except FindFaceError as exc:
+        logging.getLogger(__name__).error("cannot start: %s", exc.message)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,244 @@
+"""FaceService gRPC servicer: protobuf <-> domain only."""
+from __future__ import annotations
+
+from findface_grpc.convert import box_from_pb, box_to_pb, landmarks_to_pb
+from findface_grpc.errors import InvalidArgument
+from findface_grpc.gateway import scoring
+from findface_grpc.gateway.domain import (
+    Descriptor,
+    DetectedFace,
+    Face,
+    Gallery,
+    GalleryChange,
+    MultiFace,
+    NewFace,
+)
+from findface_grpc.gateway.clients import descriptor_from_pb
+from findface_grpc.gateway.service import GatewayService
+from findface_grpc.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+
+SELECTORS = {
+    common_pb2.MULTI_FACE_SELECTOR_UNSPECIFIED: MultiFace.BIGGEST,
+    common_pb2.MULTI_FACE_SELECTOR_BIGGEST: MultiFace.BIGGEST,
+    common_pb2.MULTI_FACE_SELECTOR_ALL: MultiFace.ALL,
+    common_pb2.MULTI_FACE_SELECTOR_REJECT: MultiFace.REJECT,
+}
+PRESETS = {
+    common_pb2.Threshold.PRESET_UNSPECIFIED: None,
+    common_pb2.Threshold.PRESET_STRICT: scoring.Preset.STRICT,
+    common_pb2.Threshold.PRESET_MEDIUM: scoring.Preset.MEDIUM,
+    common_pb2.Threshold.PRESET_LOW: scoring.Preset.LOW,
+    common_pb2.Threshold.PRESET_NONE: scoring.Preset.NONE,
+}
+
+
+def image_from_pb(msg: common_pb2.ImageSource, field: str, present: bool = True) -> bytes:
+    if not present:
+        raise InvalidArgument(f"{field} is required")
+    kind = msg.WhichOneof("source")
+    if kind == "url":
+        raise InvalidArgument(f"{field}.url: photo URLs are not supported yet; send the photo's bytes in {field}.content")
+    if kind is None or not msg.content:
+        raise InvalidArgument(f"{field}: the photo is empty")
+    return msg.content
+
+
+def selector_from_pb(value: int) -> MultiFace:
+    try:
+        return SELECTORS[value]
+    except KeyError:
+        raise InvalidArgument(f"mf_selector: unknown value {value}") from None
+
+
+def threshold_from_pb(msg: common_pb2.Threshold) -> scoring.Threshold:
+    kind = msg.WhichOneof("kind")
+    if kind == "value":
+        return scoring.Threshold(value=msg.value)
+    if kind == "preset":
+        if msg.preset not in PRESETS:
+            raise InvalidArgument(f"threshold.preset: unknown value {msg.preset}")
+        return scoring.Threshold(preset=PRESETS[msg.preset])
+    return scoring.Threshold()
+
+
+def box_or_none(request, name: str):
+    return box_from_pb(getattr(request, name)) if request.HasField(name) else None
+
+
+def timestamp(msg, value) -> None:
+    if value is not None:
+        msg.FromDatetime(value)
+
+
+def face_to_pb(face: Face) -> common_pb2.FaceRecord:
+    msg = common_pb2.FaceRecord(
+        id=face.id,
+        galleries=list(face.galleries),
+        meta=face.meta,
+        bbox=box_to_pb(face.bbox),
+        photo_hash=face.photo_hash,
+        person_id=face.person_id,
+        cam_id=face.cam_id,
+        photo=face.photo,
+        thumbnail=face.thumbnail,
+        normalized=face.normalized,
+        model_id=face.model_id,
+    )
+    timestamp(msg.created_at, face.created_at)
+    timestamp(msg.updated_at, face.updated_at)
+    return msg
+
+
+def detected_to_pb(face: DetectedFace) -> common_pb2.DetectedFace:
+    return common_pb2.DetectedFace(
+        bbox=box_to_pb(face.bbox), landmarks=landmarks_to_pb(face.landmarks), det_score=face.det_score
+    )
+
+
+def gallery_to_pb(gallery: Gallery) -> common_pb2.Gallery:
+    msg = common_pb2.Gallery(name=gallery.name, face_count=gallery.face_count)
+    timestamp(msg.created_at, gallery.created_at)
+    return msg
+
+
+def descriptor_in(msg: common_pb2.Descriptor, field: str) -> Descriptor:
+    """A client's descriptor, checked for shape here; its model and dimension are checked by the service."""
+    if msg.dim == 0 or len(msg.vector) != 4 * msg.dim:
+        raise InvalidArgument(f"{field}: vector has {len(msg.vector)} bytes, dim {msg.dim} needs {4 * msg.dim}")
+    return descriptor_from_pb(msg)
+
+
+def import_face_from_pb(msg: gateway_pb2.ImportFace, index: int) -> NewFace:
+    field = f"faces[{index}].descriptor"
+    if not msg.HasField("descriptor"):
+        raise InvalidArgument(f"{field} is required")
+    return NewFace(
+        descriptor=descriptor_in(msg.descriptor, field),
+        galleries=tuple(msg.galleries),
+        meta=msg.meta,
+        bbox=box_from_pb(msg.bbox) if msg.HasField("bbox") else (0.0, 0.0, 0.0, 0.0),
+        photo_hash=msg.photo_hash,
+        person_id=msg.person_id,
+        cam_id=msg.cam_id,
+    )
+
+
+class FaceServicer(gateway_pb2_grpc.FaceServiceServicer):
+    def __init__(self, service: GatewayService) -> None:
+        self.service = service
+
+    async def Detect(self, request, context):
+        image = image_from_pb(request.image, "image", request.HasField("image"))
+        detection = await self.service.detect(image)
+        return gateway_pb2.FaceDetectResponse(
+            faces=[detected_to_pb(f) for f in detection.faces],
+            image_width=detection.width,
+            image_height=detection.height,
+        )
+
+    async def Verify(self, request, context):
+        second = request.WhichOneof("second")
+        if second is None:
+            raise InvalidArgument("image2 or face_id is required")
+        result = await self.service.verify(
+            image1=image_from_pb(request.image1, "image1", request.HasField("image1")),
+            bbox1=box_or_none(request, "bbox1"),
+            threshold=threshold_from_pb(request.threshold),
+            selector=selector_from_pb(request.mf_selector),
+            image2=image_from_pb(request.image2, "image2") if second == "image2" else None,
+            bbox2=box_or_none(request, "bbox2"),
+            face_id=request.face_id if second == "face_id" else None,
+        )
+        return gateway_pb2.VerifyResponse(
+            results=[
+                gateway_pb2.VerifyPair(
+                    bbox1=box_to_pb(p.bbox1), bbox2=box_to_pb(p.bbox2), confidence=p.confidence, verified=p.verified
+                )
+                for p in result.pairs
+            ],
+            verified=result.verified,
+        )
+
+    async def Identify(self, request, context):
+        query = request.WhichOneof("query")
+        if query is None:
+            raise InvalidArgument("image or descriptor is required")
+        result = await self.service.identify(
+            image=image_from_pb(request.image, "image") if query == "image" else None,
+            descriptor=descriptor_in(request.descriptor, "descriptor") if query == "descriptor" else None,
+            bboxes=[box_from_pb(b) for b in request.bboxes],
+            gallery=request.gallery,
+            n=request.n,
+            threshold=threshold_from_pb(request.threshold),
+            selector=selector_from_pb(request.mf_selector),
+        )
+        response = gateway_pb2.IdentifyResponse(
+            shards_answered=result.shards_answered, shards_total=result.shards_total, partial=result.partial
+        )
+        for item in result.results:
+            entry = response.results.add()
+            if item.query is not None:
+                entry.query.CopyFrom(detected_to_pb(item.query))
+            for match in item.matches:
+                entry.matches.add(face=face_to_pb(match.face), confidence=match.confidence)
+        return response
+
+    async def CreateFace(self, request, context):
+        faces = await self.service.create_face(
+            image=image_from_pb(request.image, "image", request.HasField("image")),
+            bboxes=[box_from_pb(b) for b in request.bboxes],
+            meta=request.meta,
+            galleries=list(request.galleries),
+            selector=selector_from_pb(request.mf_selector),
+            person_id=request.person_id,
+            cam_id=request.cam_id,
+        )
+        return gateway_pb2.CreateFaceResponse(faces=[face_to_pb(f) for f in faces])
+
+    async def ImportFaces(self, request_iterator, context):
+        async for request in request_iterator:
+            faces = [import_face_from_pb(f, i) for i, f in enumerate(request.faces)]
+            ids = await self.service.import_faces(faces)
+            yield gateway_pb2.ImportFacesResponse(ids=ids)
+
+    async def GetFace(self, request, context):
+        return face_to_pb(await self.service.get_face(request.id))
+
+    async def UpdateFace(self, request, context):
+        if request.set_galleries and (request.galleries_add or request.galleries_remove):
+            raise InvalidArgument("galleries_add and galleries_remove cannot be combined with set_galleries")
+        if request.set_galleries:
+            change = GalleryChange(add=tuple(request.galleries_set), replace=True)
+        else:
+            if request.galleries_set:
+                raise InvalidArgument("galleries_set needs set_galleries = true")
+            change = GalleryChange(add=tuple(request.galleries_add), remove=tuple(request.galleries_remove))
+        meta = request.meta if request.HasField("meta") else None
+        return face_to_pb(await self.service.update_face(request.id, meta, change))
+
+    async def DeleteFace(self, request, context):
+        await self.service.delete_face(request.id)
+        return gateway_pb2.DeleteFaceResponse()
+
+    async def ListFaces(self, request, context):
+        page = await self.service.list_faces(
+            request.gallery, request.max_id, request.limit, request.meta if request.HasField("meta") else None
+        )
+        return gateway_pb2.ListFacesResponse(faces=[face_to_pb(f) for f in page.faces], next_max_id=page.next_max_id)
+
+    async def ListMeta(self, request, context):
+        rows = await self.service.list_meta(request.gallery)
+        return gateway_pb2.ListMetaResponse(
+            results=[gateway_pb2.MetaCount(meta=r.meta, count=r.count, face=face_to_pb(r.face)) for r in rows]
+        )
+
+    async def CreateGallery(self, request, context):
+        return gallery_to_pb(await self.service.create_gallery(request.name))
+
+    async def DeleteGallery(self, request, context):
+        return gateway_pb2.DeleteGalleryResponse(deleted_faces=await self.service.delete_gallery(request.name))
+
+    async def ListGalleries(self, request, context):
+        galleries = await self.service.list_galleries()
+        return gateway_pb2.ListGalleriesResponse(galleries=[gallery_to_pb(g) for g in galleries])
+

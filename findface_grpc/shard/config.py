@@ -1,0 +1,60 @@
+"""Shard configuration: `[shard]` in the config file, or FINDFACE_SHARD_* variables."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from findface_grpc.errors import ConfigError
+
+_HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[^:\s]+):(\d{1,5})$")
+
+
+def split_host_port(value: str, what: str) -> tuple[str, int]:
+    match = _HOST_PORT.match(value)
+    if match is None or not 0 < int(match.group(2)) < 65536:
+        raise ConfigError(f"{what} must be host:port, not {value!r}")
+    return match.group(1).strip("[]"), int(match.group(2))
+
+
+@dataclass(frozen=True)
+class ShardConfig:
+    listen: str = "127.0.0.1:50061"
+    # Names this shard in Stats and logs; the gateway's shard list decides which cells it owns.
+    shard_id: str = "shard-0"
+    # The shard's own Tarantool (running findface_grpc/shard/storage.lua), host:port.
+    tarantool: str = "127.0.0.1:3301"
+    # The model whose descriptors this shard holds. Both empty: the shard adopts the model of its first Add and
+    # keeps it in Tarantool. Set: a Tarantool that already holds another model is refused at start.
+    model_id: str = ""
+    dim: int = 0
+    # Most queries (from all concurrent Search calls of one gallery) scored in one pass over the index.
+    search_batch_max: int = 64
+    # Search passes that may run at once; each uses the BLAS threads, so more than one helps only on big machines.
+    search_workers: int = 1
+    # One Tarantool call (a 10000-face Add, a page of the rebuild scan) may take this long before it is abandoned.
+    tarantool_timeout_s: float = 30.0
+    # How long start-up waits for Tarantool to answer before giving up.
+    tarantool_connect_timeout_s: float = 60.0
+    # Faces per page when the index is rebuilt from Tarantool at start. Pages of a few MB stay in the CPU caches
+    # while they are copied along; much bigger pages rebuild slower, not faster.
+    rebuild_page: int = 4000
+    log_level: str = "INFO"
+
+    def validate(self) -> None:
+        split_host_port(self.listen, "[shard].listen")
+        split_host_port(self.tarantool, "[shard].tarantool")
+        if not self.shard_id:
+            raise ConfigError("[shard].shard_id must not be empty")
+        if bool(self.model_id) != (self.dim > 0):
+            raise ConfigError("[shard].model_id and dim are set together (or both left empty to adopt the first Add's)")
+        if self.dim < 0 or self.dim > 65536:
+            raise ConfigError("[shard].dim must be in 0..65536")
+        for name in ("search_batch_max", "search_workers", "rebuild_page"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"[shard].{name} must be >= 1")
+        if self.tarantool_timeout_s <= 0 or self.tarantool_connect_timeout_s < 0:
+            raise ConfigError("[shard] Tarantool timeouts must be > 0")
+
+    @property
+    def tarantool_address(self) -> tuple[str, int]:
+        return split_host_port(self.tarantool, "[shard].tarantool")

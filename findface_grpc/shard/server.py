@@ -1,0 +1,73 @@
+"""Shard server: `python -m findface_grpc.shard.server --listen H:P --tarantool H:P --shard-id ID`.
+
+Start its Tarantool first (`tarantool findface_grpc/shard/storage.lua`, see launch.tarantool_process); the server
+waits up to tarantool_connect_timeout_s for it, rebuilds the index from it and only then reports SERVING.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+from findface_grpc import config as config_mod
+from findface_grpc.errors import FindFaceError
+from findface_grpc.rpc import GrpcServer, configure_logging, run_until_signalled
+from findface_grpc.shard.config import ShardConfig
+from findface_grpc.shard.service import ShardService
+from findface_grpc.shard.servicer import ShardServicer
+from findface_grpc.shard.store import TarantoolStore
+from findface_grpc.v1 import shard_pb2, shard_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+async def start(config: ShardConfig) -> tuple[GrpcServer, ShardService]:
+    """Reach Tarantool, rebuild the index and start serving; returns once the port is open and healthy."""
+    host, port = config.tarantool_address
+    service = ShardService(config, TarantoolStore(host, port, config.tarantool_timeout_s))
+    try:
+        await service.start()
+    except BaseException:
+        await service.stop()
+        raise
+    server = GrpcServer(config.listen)
+    server.add(
+        shard_pb2_grpc.add_ShardServicer_to_server,
+        ShardServicer(service),
+        shard_pb2.DESCRIPTOR.services_by_name["Shard"].full_name,
+    )
+    port = await server.start()
+    log.info("shard %s serving on port %d with Tarantool at %s", config.shard_id, port, config.tarantool)
+    return server, service
+
+
+async def serve(config: ShardConfig) -> None:
+    server, service = await start(config)
+    await run_until_signalled(server, service.stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="findface-grpc shard server")
+    parser.add_argument("--config", help="TOML config file (its [shard] table)")
+    parser.add_argument("--listen", help="host:port to listen on")
+    parser.add_argument("--tarantool", help="host:port of this shard's Tarantool")
+    parser.add_argument("--shard-id", help="name of this shard")
+    args = parser.parse_args(argv)
+    overrides = {
+        k: v for k, v in {"listen": args.listen, "tarantool": args.tarantool, "shard_id": args.shard_id}.items() if v
+    }
+    try:
+        config = config_mod.load(ShardConfig, "shard", args.config, overrides=overrides)
+        configure_logging(config.log_level)
+        asyncio.run(serve(config))
+    except config_mod.ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    except FindFaceError as exc:
+        log.error("cannot start: %s", exc.message)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

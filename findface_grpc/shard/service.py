@@ -1,0 +1,374 @@
+"""The shard's domain service: Tarantool is the durable copy, the in-memory index answers searches.
+
+Writes go to Tarantool first and reach the index only once Tarantool has acknowledged them, one write at a time,
+so the index never holds a face that a restart would lose and both apply writes in the same order. At start the
+index is rebuilt from Tarantool with the packed scan.
+
+Searches never touch Tarantool: while it is down, Add/Remove/UpdateGalleries/Get/ListIds fail with UNAVAILABLE but
+Search keeps answering from memory, which holds every acknowledged write. Identification is the traffic that
+matters most, and refusing it would turn a storage hiccup into an outage of the whole cluster's search.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from findface_grpc.errors import ConfigError, InvalidArgument, Unavailable
+from findface_grpc.shard.config import ShardConfig
+from findface_grpc.shard.index import FaceIndex, Hit
+from findface_grpc.shard.store import Model, StoredFace, TarantoolStore
+
+log = logging.getLogger(__name__)
+
+# Descriptors must be unit length (cosine = dot product); this much slack allows for float16 round trips.
+NORM_TOLERANCE = 1e-2
+
+
+@dataclass(frozen=True)
+class NewFace:
+    face_id: int
+    galleries: tuple[str, ...]
+    model: Model
+    vector: np.ndarray  # float32, model.dim values
+
+
+@dataclass(frozen=True)
+class Face:
+    face_id: int
+    galleries: tuple[str, ...]
+    vector: np.ndarray | None  # None unless asked for
+
+
+@dataclass(frozen=True)
+class ShardStats:
+    shard_id: str
+    face_count: int
+    gallery_counts: dict[str, int]
+    model: Model
+    index_bytes: int
+    rss_bytes: int
+    tarantool_arena_bytes: int
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_unit_vectors(vectors: np.ndarray, what: str, labels: Sequence[object]) -> None:
+    """Refuse non-finite or non-unit descriptors: they would give scores outside [-1, 1] for every search."""
+    norms = np.linalg.norm(vectors, axis=1)
+    bad = np.flatnonzero(~np.isfinite(norms) | (np.abs(norms - 1) > NORM_TOLERANCE))
+    if bad.size:
+        i = int(bad[0])
+        raise InvalidArgument(f"{what} {labels[i]} is not a unit-length descriptor (norm {norms[i]:.4g})")
+
+
+@dataclass
+class _PendingSearch:
+    gallery: str
+    queries: np.ndarray
+    k: int
+    threshold: float
+    future: asyncio.Future
+
+
+class SearchBatcher:
+    """Gathers the queries of concurrent Search calls into one pass over the index per gallery.
+
+    A pass over a large shard is bound by memory bandwidth: scoring 8 queries reads the matrix once, as scoring one
+    does, so searching queued queries together is how throughput grows with load. Nothing waits for company: a
+    worker takes whatever is queued when it becomes free, so a lone query runs at once.
+    """
+
+    def __init__(
+        self,
+        search: Callable[[str, np.ndarray, list[int], list[float]], list[list[Hit]]],
+        executor: Executor,
+        max_queries: int,
+        workers: int,
+    ) -> None:
+        self._search = search
+        self._executor = executor
+        self.max_queries = max_queries
+        self.workers = workers
+        self._queue: asyncio.Queue[_PendingSearch] = asyncio.Queue()
+        self._tasks: list[asyncio.Task] = []
+        self.passes = 0  # index passes run, for tests and logs
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._run()) for _ in range(self.workers)]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        while not self._queue.empty():
+            pending = self._queue.get_nowait()
+            if not pending.future.done():
+                pending.future.set_exception(Unavailable("shard is shutting down"))
+
+    async def search(self, gallery: str, queries: np.ndarray, k: int, threshold: float) -> list[list[Hit]]:
+        future = asyncio.get_running_loop().create_future()
+        await self._queue.put(_PendingSearch(gallery, queries, k, threshold, future))
+        return await future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            total = len(batch[0].queries)
+            while total < self.max_queries and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+                total += len(batch[-1].queries)
+            by_gallery: dict[str, list[_PendingSearch]] = {}
+            for pending in batch:
+                if not pending.future.done():  # a caller that gave up (deadline) costs nothing
+                    by_gallery.setdefault(pending.gallery, []).append(pending)
+            for gallery, group in by_gallery.items():
+                await self._pass(loop, gallery, group)
+
+    async def _pass(self, loop: asyncio.AbstractEventLoop, gallery: str, group: list[_PendingSearch]) -> None:
+        queries = group[0].queries if len(group) == 1 else np.concatenate([p.queries for p in group])
+        ks = [p.k for p in group for _ in range(len(p.queries))]
+        thresholds = [p.threshold for p in group for _ in range(len(p.queries))]
+        began = time.perf_counter()
+        try:
+            hits = await loop.run_in_executor(self._executor, self._search, gallery, queries, ks, thresholds)
+        except Exception as exc:  # noqa: BLE001 - every caller in the pass gets the failure
+            for pending in group:
+                if not pending.future.done():
+                    pending.future.set_exception(exc)
+            return
+        self.passes += 1
+        log.debug(
+            "search pass over %r: %d queries of %d calls in %.1f ms",
+            gallery, len(queries), len(group), (time.perf_counter() - began) * 1000,
+        )
+        start = 0
+        for pending in group:
+            if not pending.future.done():
+                pending.future.set_result(hits[start : start + len(pending.queries)])
+            start += len(pending.queries)
+
+
+class ShardService:
+    def __init__(self, config: ShardConfig, store: TarantoolStore) -> None:
+        self.config = config
+        self.store = store
+        self.model = Model(config.model_id, config.dim)
+        self.index: FaceIndex | None = None
+        # Tarantool calls block; they run here. The store serialises them on its one connection anyway.
+        self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="shard-io")
+        self._search_pool = ThreadPoolExecutor(max_workers=config.search_workers, thread_name_prefix="shard-search")
+        # One write at a time from Tarantool call to index update, so that both see writes in the same order.
+        self._write_lock = threading.Lock()
+        # Ids whose write failed after it may have reached Tarantool (connection lost mid-call): before the next
+        # write the index re-reads them, so it cannot keep disagreeing with the store.
+        self._unsure: set[int] = set()
+        self.batcher = SearchBatcher(self._search, self._search_pool, config.search_batch_max, config.search_workers)
+
+    async def _in_io(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
+
+    async def start(self) -> None:
+        await self._in_io(self._wait_for_store)
+        await self._in_io(self._load)
+        self.batcher.start()
+
+    async def stop(self) -> None:
+        await self.batcher.stop()
+        self._search_pool.shutdown(wait=False, cancel_futures=True)
+        self._io.shutdown(wait=True, cancel_futures=True)
+        self.store.close()
+
+    def _wait_for_store(self) -> None:
+        deadline = time.monotonic() + self.config.tarantool_connect_timeout_s
+        while True:
+            try:
+                self.store.ping()
+                return
+            except Unavailable as exc:
+                if time.monotonic() >= deadline:
+                    raise Unavailable(
+                        f"{exc}; gave up after {self.config.tarantool_connect_timeout_s:.0f}s"
+                    ) from None
+                log.info("waiting for Tarantool at %s", self.store.address)
+                time.sleep(0.5)
+
+    def _load(self) -> None:
+        stored = self.store.get_model()
+        if self.model.known:
+            if stored.known and stored != self.model:
+                raise ConfigError(
+                    f"Tarantool at {self.store.address} holds descriptors of {stored.model_id}/{stored.dim}, "
+                    f"the config says {self.model.model_id}/{self.model.dim}"
+                )
+            if not stored.known:
+                self.store.set_model(self.model)
+        else:
+            self.model = stored
+        if not self.model.known:
+            count = self.store.stats().face_count
+            if count:
+                raise ConfigError(f"Tarantool at {self.store.address} holds {count} faces but no model")
+            log.info("shard %s is empty; it will take the model of its first Add", self.config.shard_id)
+            return
+        self.index = self._rebuild(self.model.dim)
+
+    def _rebuild(self, dim: int) -> FaceIndex:
+        began = time.monotonic()
+        index = FaceIndex(dim, capacity=self.store.stats().face_count)
+        size = self.config.rebuild_page
+        # The next page is fetched while this one goes into the index: Tarantool packs pages in its own process,
+        # so its work and ours overlap instead of taking turns.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-rebuild") as fetcher:
+            page = self.store.scan(0, size, dim)
+            while len(page.ids):
+                following = fetcher.submit(self.store.scan, int(page.ids[-1]), size, dim)
+                index.upsert(page.ids, page.vectors, page.galleries)
+                page = following.result()
+        seconds = time.monotonic() - began
+        log.info(
+            "shard %s: index rebuilt from Tarantool: %d faces of %s/%d in %.2fs (%.0f faces/s)",
+            self.config.shard_id, len(index), self.model.model_id, dim, seconds, len(index) / max(seconds, 1e-9),
+        )
+        return index
+
+    # Writes: all run in the io pool, one at a time under the write lock.
+
+    def _resync_unsure(self) -> None:
+        if not self._unsure or self.index is None:
+            return
+        ids = sorted(self._unsure)
+        stored = self.store.get(ids, with_vectors=True)
+        present = {f.face_id for f in stored}
+        if stored:
+            self.index.upsert(
+                [f.face_id for f in stored],
+                np.stack([np.frombuffer(f.vector, dtype="<f4") for f in stored]),
+                [f.galleries for f in stored],
+            )
+        self.index.remove([i for i in ids if i not in present])
+        self._unsure.clear()
+
+    def _write(self, ids: Sequence[int], call: Callable):
+        with self._write_lock:
+            self._resync_unsure()
+            try:
+                return call()
+            except Unavailable:
+                self._unsure.update(ids)
+                raise
+
+    def _adopt_model(self, candidate: Model) -> None:
+        """Give an empty, unconfigured shard the model of its first Add (recorded in Tarantool for restarts)."""
+        adopted = self.store.set_model(candidate)
+        if adopted != self.model:
+            self.model = adopted
+            self.index = FaceIndex(adopted.dim)
+            log.info("shard %s now holds descriptors of %s/%d", self.config.shard_id, adopted.model_id, adopted.dim)
+
+    def _add(self, faces: Sequence[NewFace], vectors: np.ndarray) -> tuple[int, int]:
+        # The model is checked (and for a new shard adopted) under the write lock, so two first Adds of
+        # different models cannot both succeed.
+        if not self.model.known:
+            self._adopt_model(faces[0].model)
+        for face in faces:
+            if face.model != self.model:
+                raise InvalidArgument(
+                    f"face {face.face_id}: descriptor of {face.model.model_id}/{face.model.dim}, "
+                    f"this shard holds {self.model.model_id}/{self.model.dim}"
+                )
+        counts = self.store.add([(f.face_id, f.galleries, f.vector.tobytes()) for f in faces])
+        self.index.upsert([f.face_id for f in faces], vectors, [f.galleries for f in faces])
+        return counts
+
+    async def add(self, faces: Sequence[NewFace]) -> tuple[int, int]:
+        """Insert or replace faces; durable in Tarantool when it returns. Returns (added, replaced)."""
+        if not faces:
+            return 0, 0
+        dims = {f.vector.shape for f in faces}
+        if len(dims) != 1:
+            raise InvalidArgument(f"descriptors of one Add must have one dimension, got {sorted(dims)}")
+        vectors = np.stack([f.vector for f in faces])
+        check_unit_vectors(vectors, "face", [f.face_id for f in faces])
+        return await self._in_io(self._write, [f.face_id for f in faces], lambda: self._add(faces, vectors))
+
+    async def remove(self, ids: Sequence[int]) -> int:
+        def call():
+            removed = self.store.remove(ids)
+            if self.index is not None:
+                self.index.remove(ids)
+            return removed
+
+        return await self._in_io(self._write, ids, call)
+
+    async def update_galleries(
+        self, ids: Sequence[int], add: Sequence[str], remove: Sequence[str], replace: bool
+    ) -> int:
+        def call():
+            changed = self.store.update_galleries(ids, add, remove, replace)
+            if self.index is not None:
+                self.index.set_galleries(changed)
+            return len(changed)
+
+        return await self._in_io(self._write, ids, call)
+
+    # Reads.
+
+    async def get(self, ids: Sequence[int], with_vectors: bool) -> list[Face]:
+        stored: list[StoredFace] = await self._in_io(self.store.get, ids, with_vectors)
+        return [
+            Face(f.face_id, f.galleries, np.frombuffer(f.vector, dtype="<f4") if with_vectors else None)
+            for f in stored
+        ]
+
+    async def list_ids(self, after_id: int, limit: int) -> list[int]:
+        return await self._in_io(self.store.list_ids, after_id, limit)
+
+    def _search(self, gallery: str, queries: np.ndarray, ks: list[int], thresholds: list[float]) -> list[list[Hit]]:
+        index = self.index
+        if index is None:
+            return [[] for _ in range(len(queries))]
+        return index.search_many(queries, gallery, ks, thresholds)
+
+    async def search(self, queries: np.ndarray, models: Sequence[Model], gallery: str, k: int,
+                     threshold: float) -> list[list[Hit]]:
+        """Per query, the k best faces of the gallery at or above threshold, best first."""
+        if not self.model.known:
+            return [[] for _ in range(len(queries))]
+        for i, model in enumerate(models):
+            if model != self.model:
+                raise InvalidArgument(
+                    f"query {i}: descriptor of {model.model_id}/{model.dim}, "
+                    f"this shard holds {self.model.model_id}/{self.model.dim}"
+                )
+        check_unit_vectors(queries, "query", range(len(queries)))
+        return await self.batcher.search(gallery, queries, k, threshold)
+
+    async def stats(self) -> ShardStats:
+        index_stats = self.index.stats() if self.index is not None else None
+        try:
+            arena = (await self._in_io(self.store.stats)).arena_used
+        except Unavailable as exc:
+            # Counts come from memory and stay useful for monitoring while the store is down.
+            log.warning("stats without Tarantool's arena: %s", exc)
+            arena = 0
+        return ShardStats(
+            shard_id=self.config.shard_id,
+            face_count=index_stats.face_count if index_stats else 0,
+            gallery_counts=index_stats.gallery_counts if index_stats else {},
+            model=self.model,
+            index_bytes=index_stats.nbytes if index_stats else 0,
+            rss_bytes=rss_bytes(),
+            tarantool_arena_bytes=arena,
+        )

@@ -1,0 +1,118 @@
+"""Extractor benchmark: model-only time vs end-to-end gRPC Extract, and throughput at concurrency 1 and 8.
+
+Usage: python scripts/bench_extractor.py [--packs scrfd-mbf,yunet-sface] [--calls 60] [--faces DIR]
+
+For each pack, in one run on the same photos (the single-face labelled photos of shared/faces):
+- model-only: detector + embedder time for one photo's face, models called in-process (no decode, no gRPC);
+- end-to-end: one Extract call over gRPC on loopback per photo (decode, detect, align, embed, reply), median;
+- faces/s with 1 and 8 concurrent callers.
+Prints medians and the ratios that the targets are stated in.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from findface_grpc import launch  # noqa: E402
+from findface_grpc.extractor.imaging import decode  # noqa: E402
+from findface_grpc.extractor.models import packs  # noqa: E402
+from findface_grpc.extractor.models.geometry import align_face  # noqa: E402
+from findface_grpc.rpc import CHANNEL_OPTIONS  # noqa: E402
+from findface_grpc.v1 import extractor_pb2, extractor_pb2_grpc  # noqa: E402
+from tests.helpers import faces_dir, labelled_photos  # noqa: E402
+
+
+def model_only_ms(pack: str, photos: list[bytes], calls: int) -> float:
+    detector, embedder, _ = packs.load_pack(pack, packs.default_models_dir(), providers=["CPUExecutionProvider"],
+                                            intra_op_threads=1)
+    images = [decode(p, 1 << 30, 1 << 30) for p in photos]
+    times = []
+    for i in range(calls):
+        image = images[i % len(images)]
+        t0 = time.perf_counter()
+        detections = detector.detect(image)
+        t1 = time.perf_counter()
+        # Alignment is ours, not the model's: it stays out of model-only time.
+        crop = align_face(image, max(detections, key=lambda d: (d.bbox[2] - d.bbox[0]) * (d.bbox[3] - d.bbox[1])).landmarks)
+        t2 = time.perf_counter()
+        embedder.embed(crop[None])
+        t3 = time.perf_counter()
+        times.append((t1 - t0) + (t3 - t2))
+    return statistics.median(times) * 1000
+
+
+def throughput(stub, photos: list[bytes], concurrency: int, total: int) -> float:
+    def call(i: int) -> int:
+        return len(stub.Extract(extractor_pb2.ExtractRequest(image=photos[i % len(photos)])).faces)
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        faces = sum(pool.map(call, range(total)))
+    return faces / (time.perf_counter() - t0)
+
+
+def bench_pack(pack: str, photos: list[bytes], calls: int, work: Path) -> dict[str, float]:
+    model_ms = model_only_ms(pack, photos, calls)
+    port = launch.free_port()
+    address = f"127.0.0.1:{port}"
+    server = launch.python_server(
+        f"extractor-{pack}", "findface_grpc.extractor.server", ["--listen", address, "--model-pack", pack],
+        work / f"extractor-{pack}.log",
+    ).start()
+    try:
+        launch.wait_grpc_healthy(address, 120, server)
+        with grpc.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
+            stub = extractor_pb2_grpc.ExtractorStub(channel)
+            for p in photos[:5]:
+                stub.Extract(extractor_pb2.ExtractRequest(image=p))  # warm-up
+            times = []
+            for i in range(calls):
+                t0 = time.perf_counter()
+                stub.Extract(extractor_pb2.ExtractRequest(image=photos[i % len(photos)]))
+                times.append(time.perf_counter() - t0)
+            e2e_ms = statistics.median(times) * 1000
+            fps1 = throughput(stub, photos, 1, calls)
+            fps8 = throughput(stub, photos, 8, calls * 2)
+    finally:
+        server.stop()
+    return {"model_ms": model_ms, "e2e_ms": e2e_ms, "fps1": fps1, "fps8": fps8}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--packs", default="scrfd-mbf,yunet-sface")
+    parser.add_argument("--calls", type=int, default=60, help="calls per measurement (>= 50)")
+    parser.add_argument("--faces", type=Path, default=None)
+    args = parser.parse_args(argv)
+    folder = args.faces or faces_dir()
+    if folder is None:
+        sys.exit("labelled photos not found: pass --faces or set FINDFACE_TEST_FACES")
+    photos = [(folder / name).read_bytes() for name, _ in labelled_photos(folder)]
+    work = ROOT / "var" / "bench"
+    work.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for pack in args.packs.split(","):
+        r = bench_pack(pack, photos, args.calls, work)
+        rows.append((pack, r))
+    print(f"photos: {len(photos)} single-face photos from {folder}; {args.calls} calls per figure; medians")
+    print(f"{'pack':<12} {'model-only ms':>13} {'e2e ms':>8} {'e2e/model':>9} {'faces/s c1':>10} {'faces/s c8':>10} {'c8/c1':>6}")
+    for pack, r in rows:
+        print(
+            f"{pack:<12} {r['model_ms']:>13.1f} {r['e2e_ms']:>8.1f} {r['e2e_ms'] / r['model_ms']:>9.2f} "
+            f"{r['fps1']:>10.1f} {r['fps8']:>10.1f} {r['fps8'] / r['fps1']:>6.2f}"
+        )
+    print("targets: e2e/model <= 1.3 at concurrency 1; faces/s c8 >= 1.6 x c1")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

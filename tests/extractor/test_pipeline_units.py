@@ -1,0 +1,84 @@
+"""Pure parts of the extractor pipeline: face selection, box overlap and photo decoding."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from findface_grpc.errors import InvalidImage, TooManyFaces
+from findface_grpc.extractor import imaging
+from findface_grpc.extractor.models.base import Detection
+from findface_grpc.extractor.pipeline import MultiFace, iou, select_faces
+
+LM = ((0.0, 0.0),) * 5
+
+
+def det(x1, y1, x2, y2, score=0.9):
+    return Detection(bbox=(x1, y1, x2, y2), landmarks=LM, score=score)
+
+
+SMALL_SURE = det(0, 0, 60, 60, 0.99)
+BIG_UNSURE = det(100, 100, 300, 300, 0.6)
+
+
+@pytest.mark.parametrize(
+    "faces, selector, expected",
+    [
+        ([], MultiFace.BIGGEST, []),
+        ([SMALL_SURE], MultiFace.BIGGEST, [SMALL_SURE]),
+        ([SMALL_SURE, BIG_UNSURE], MultiFace.BIGGEST, [BIG_UNSURE]),
+        ([SMALL_SURE, BIG_UNSURE], MultiFace.ALL, [SMALL_SURE, BIG_UNSURE]),
+        ([SMALL_SURE], MultiFace.REJECT, [SMALL_SURE]),
+    ],
+)
+def test_select_faces(faces, selector, expected):
+    assert select_faces(faces, selector) == expected
+
+
+def test_reject_lists_every_box():
+    with pytest.raises(TooManyFaces, match="Too many faces: 2") as err:
+        select_faces([SMALL_SURE, BIG_UNSURE], MultiFace.REJECT)
+    assert err.value.details == {"faces": [[0, 0, 60, 60], [100, 100, 300, 300]]}
+
+
+@pytest.mark.parametrize(
+    "a, b, expected",
+    [
+        ((0, 0, 10, 10), (0, 0, 10, 10), 1.0),
+        ((0, 0, 10, 10), (10, 10, 20, 20), 0.0),
+        ((0, 0, 10, 10), (5, 0, 15, 10), 50 / 150),
+        ((0, 0, 0, 0), (0, 0, 0, 0), 0.0),
+    ],
+)
+def test_iou(a, b, expected):
+    assert iou(a, b) == pytest.approx(expected)
+
+
+def encode(image: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P", "CMYK"])
+def test_decode_gives_rgb_whatever_the_mode(mode):
+    image = Image.new(mode, (30, 20))
+    fmt = "JPEG" if mode in ("RGB", "L", "CMYK") else "PNG"
+    array = imaging.decode(encode(image, fmt), 10**7, 10**7)
+    assert array.shape == (20, 30, 3) and array.dtype == np.uint8
+
+
+def test_decode_limits_are_checked_before_pixels_are_decoded():
+    data = encode(Image.new("RGB", (100, 100)), "PNG")
+    with pytest.raises(InvalidImage, match="over the limit of 0.0 MB"):
+        imaging.decode(data, 10, 10**7)
+    with pytest.raises(InvalidImage, match="100x100 = 10000 pixels, over the limit of 9999 pixels"):
+        imaging.decode(data, 10**7, 9999)
+
+
+def test_thumbnail_of_a_box_past_the_edges_still_works():
+    image = np.zeros((50, 80, 3), np.uint8)
+    thumb = Image.open(io.BytesIO(imaging.thumbnail(image, (-40, -40, 200, 200), 64)))
+    assert max(thumb.size) == 64

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import pytest
+
+from findface_grpc import launch
+from tests.gateway.harness import HOST, START_TIMEOUT, address, start_healthy
+
+PACK = "scrfd-mbf"
+
+
+@pytest.fixture(scope="package")
+def mongo(tmp_path_factory):
+    """One SecantusDB for the package; each test module uses its own database in it."""
+    base = tmp_path_factory.mktemp("mongo")
+    port = launch.free_port()
+    proc = launch.mongo_process(base / "data", port).start()
+    try:
+        launch.wait_tcp(HOST, port, START_TIMEOUT, proc)
+        yield f"mongodb://{address(port)}/?directConnection=true"
+    finally:
+        proc.stop()
+
+
+def require_pack(name: str) -> None:
+    try:
+        from findface_grpc.extractor.models import packs
+
+        packs.verify_pack(name, packs.default_models_dir())
+    except Exception as exc:  # noqa: BLE001 - any reason the models are not usable means skip, with it
+        pytest.skip(f"model pack {name} not available ({exc}); run: findface-fetch-models all")
+
+
+@pytest.fixture(scope="package")
+def extractor(tmp_path_factory) -> str:
+    """A real extractor (scrfd-mbf) for the package; its address."""
+    require_pack(PACK)
+    base = tmp_path_factory.mktemp("extractor")
+    addr = address(launch.free_port())
+    proc = launch.python_server("extractor", "findface_grpc.extractor.server",
+                                ["--listen", addr, "--model-pack", PACK], base / "extractor.log")
+    start_healthy([(proc, addr)])
+    yield addr
+    proc.stop()

@@ -1,0 +1,147 @@
+"""Real processes for the gateway's tests: SecantusDB, Tarantools with shard servers, the extractor, gateways.
+
+Everything runs on 127.0.0.1 with free ports, started through findface_grpc.launch exactly as the cluster
+launcher starts it; processes that do not depend on each other are started side by side.
+"""
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from findface_grpc import launch
+from findface_grpc.rpc import CHANNEL_OPTIONS
+from findface_grpc.v1 import gateway_pb2_grpc, shard_pb2, shard_pb2_grpc
+
+START_TIMEOUT = 120.0
+HOST = "127.0.0.1"
+
+
+def address(port: int) -> str:
+    return f"{HOST}:{port}"
+
+
+def start_healthy(items: list[tuple[launch.ManagedProcess, str]]) -> None:
+    """Start the processes at once, then wait until every one answers health checks."""
+    for proc, _ in items:
+        proc.start()
+    if not items:
+        return
+    with ThreadPoolExecutor(len(items)) as pool:
+        futures = [pool.submit(launch.wait_grpc_healthy, addr, START_TIMEOUT, proc) for proc, addr in items]
+        errors = []
+        for fut in futures:
+            try:
+                fut.result()
+            except Exception as exc:  # noqa: BLE001 - report every process that failed, with its log
+                errors.append(exc)
+    if errors:
+        for proc, _ in items:
+            proc.stop()
+        raise RuntimeError("\n".join(f"{e}" for e in errors) + "\n" + "\n".join(p.tail() for p, _ in items))
+
+
+@dataclass
+class ShardSet:
+    """N shards, each a Tarantool plus a shard server."""
+
+    base: Path
+    count: int
+    tarantools: list[launch.ManagedProcess] = field(default_factory=list)
+    servers: list[launch.ManagedProcess] = field(default_factory=list)
+    tt_ports: list[int] = field(default_factory=list)
+    addresses: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.tt_ports = [launch.free_port() for _ in range(self.count)]
+        self.addresses = [address(launch.free_port()) for _ in range(self.count)]
+        self.tarantools = [
+            launch.tarantool_process(self.base / f"shard-{i}", port, 256, name=f"tarantool-{i}")
+            for i, port in enumerate(self.tt_ports)
+        ]
+        self.servers = [self._server(i) for i in range(self.count)]
+
+    def _server(self, i: int) -> launch.ManagedProcess:
+        return launch.python_server(
+            f"shard-{i}",
+            "findface_grpc.shard.server",
+            ["--listen", self.addresses[i], "--tarantool", address(self.tt_ports[i]), "--shard-id", f"shard-{i}"],
+            self.base / f"shard-{i}" / "server.log",
+        )
+
+    def start_tarantools(self) -> None:
+        for tt in self.tarantools:
+            tt.start()
+        for tt, port in zip(self.tarantools, self.tt_ports):
+            launch.wait_tcp(HOST, port, START_TIMEOUT, tt)
+
+    def server_items(self, which: list[int] | None = None) -> list[tuple[launch.ManagedProcess, str]]:
+        which = range(self.count) if which is None else which
+        for i in which:
+            if not self.servers[i].alive:
+                self.servers[i] = self._server(i)
+        return [(self.servers[i], self.addresses[i]) for i in which]
+
+    def kill(self, i: int) -> None:
+        """kill -9 one shard server (its Tarantool keeps the data)."""
+        self.servers[i].kill()
+
+    def stop_servers(self) -> None:
+        for s in self.servers:
+            s.stop()
+
+    def stop(self) -> None:
+        self.stop_servers()
+        for tt in self.tarantools:
+            tt.stop()
+
+    # Direct reads of the shards, for checking what the gateway wrote.
+
+    def ids(self, i: int) -> list[int]:
+        with grpc.insecure_channel(self.addresses[i], options=CHANNEL_OPTIONS) as ch:
+            stub = shard_pb2_grpc.ShardStub(ch)
+            out, after = [], 0
+            while ids := list(stub.ListIds(shard_pb2.ListIdsRequest(after_id=after, limit=10000), timeout=10).ids):
+                out.extend(ids)
+                after = ids[-1]
+            return out
+
+    def get(self, i: int, ids: list[int]) -> dict[int, tuple[str, ...]]:
+        """Face id -> its galleries on shard i."""
+        with grpc.insecure_channel(self.addresses[i], options=CHANNEL_OPTIONS) as ch:
+            reply = shard_pb2_grpc.ShardStub(ch).Get(shard_pb2.GetRequest(ids=ids), timeout=10)
+            return {f.id: tuple(sorted(f.galleries)) for f in reply.faces}
+
+
+def gateway_process(name: str, base: Path, listen: str, shards: list[str], extractor: str, mongo_uri: str,
+                    mongo_db: str, **settings) -> launch.ManagedProcess:
+    env = {"FINDFACE_GATEWAY_MONGO_DB": mongo_db}
+    env.update({f"FINDFACE_GATEWAY_{k.upper()}": str(v) for k, v in settings.items()})
+    return launch.python_server(
+        name,
+        "findface_grpc.gateway.server",
+        ["--listen", listen, "--extractor", extractor, "--shards", ",".join(shards), "--mongo-uri", mongo_uri],
+        base / f"{name}.log",
+        env=env,
+    )
+
+
+def face_stub(addr: str) -> tuple[grpc.Channel, gateway_pb2_grpc.FaceServiceStub]:
+    channel = grpc.insecure_channel(addr, options=CHANNEL_OPTIONS)
+    return channel, gateway_pb2_grpc.FaceServiceStub(channel)
+
+
+class EventLoop:
+    """Runs coroutines on one event loop, for driving an in-process GatewayService from synchronous tests."""
+
+    def __init__(self) -> None:
+        self.runner = asyncio.Runner()
+
+    def run(self, coro):
+        return self.runner.run(coro)
+
+    def close(self) -> None:
+        self.runner.close()

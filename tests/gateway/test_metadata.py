@@ -1,0 +1,159 @@
+"""MetadataStore against a real MongoDB-protocol server (SecantusDB): ids, states, lists, galleries."""
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import numpy as np
+import pytest
+
+from findface_grpc.errors import AlreadyExists, Unavailable
+from findface_grpc.gateway.domain import Descriptor, NewFace
+from findface_grpc.gateway.metadata import ACTIVE, DELETING, MetadataStore, _id_ranges, utcnow
+from tests.gateway.harness import EventLoop
+
+
+@pytest.fixture(scope="module")
+def loop():
+    loop = EventLoop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture
+def store(mongo, loop, request):
+    store = MetadataStore(mongo, f"meta_{request.node.name[:40]}", timeout_s=5)
+    store.client.drop_database(store.db.name)
+    loop.run(store.ensure_schema())
+    yield store
+    store.client.drop_database(store.db.name)
+    store.close()
+
+
+def new(meta="", galleries=("default",)) -> NewFace:
+    return NewFace(Descriptor("m", np.zeros(4, np.float32)), tuple(galleries), meta=meta, bbox=(1, 2, 3, 4))
+
+
+def test_ids_start_at_1_and_blocks_are_consecutive_and_disjoint(store, loop):
+    assert loop.run(store.allocate_ids(1)) == 1
+    assert loop.run(store.allocate_ids(10000)) == 2
+    assert loop.run(store.allocate_ids(3)) == 10002
+
+
+def test_concurrent_allocations_never_overlap(store, loop, mongo):
+    # Two stores stand for two gateways, each allocating from its own thread pool.
+    other = MetadataStore(mongo, store.db.name, timeout_s=5)
+
+    async def many():
+        return await asyncio.gather(*(s.allocate_ids(5) for _ in range(40) for s in (store, other)))
+
+    try:
+        firsts = loop.run(many())
+    finally:
+        other.close()
+    blocks = sorted((f, f + 4) for f in firsts)
+    assert blocks[0][0] == 1
+    assert all(b[0] == a[1] + 1 for a, b in zip(blocks, blocks[1:]))
+
+
+@pytest.mark.parametrize(
+    "ids, expected",
+    [
+        ([], []),
+        ([5], [{"_id": {"$in": [5]}}]),
+        (list(range(10, 30)), [{"_id": {"$gte": 10, "$lte": 29}}]),
+        ([3, 1, 2], [{"_id": {"$in": [1, 2, 3]}}]),
+        ([*range(100, 110), 7, 500], [{"_id": {"$gte": 100, "$lte": 109}}, {"_id": {"$in": [7, 500]}}]),
+    ],
+)
+def test_id_filters_use_ranges_for_runs(ids, expected):
+    assert _id_ranges(ids) == expected
+
+
+def test_pending_faces_are_invisible_until_activated(store, loop):
+    first = loop.run(store.allocate_ids(3))
+    faces = loop.run(store.insert_pending(first, [new("a"), new("b"), new("c")]))
+    assert [f.id for f in faces] == [first, first + 1, first + 2]
+    assert loop.run(store.get_active(first)) is None
+    assert loop.run(store.list_faces("default", 0, 10, None)) == []
+    assert loop.run(store.activate([first, first + 1])) == 2
+    assert loop.run(store.activate([first])) == 0  # no longer pending
+    got = loop.run(store.get_active(first))
+    assert got == faces[0]  # what enrollment returned is what is stored
+    assert sorted(loop.run(store.active_faces([first, first + 1, first + 2]))) == [first, first + 1]
+
+
+def test_stale_pending_and_deleting_scans(store, loop):
+    first = loop.run(store.allocate_ids(2))
+    loop.run(store.insert_pending(first, [new(), new()]))
+    assert loop.run(store.stale_pending(utcnow() - timedelta(seconds=60), 10)) == []
+    assert sorted(loop.run(store.stale_pending(utcnow() + timedelta(seconds=1), 10))) == [first, first + 1]
+    assert loop.run(store.mark_deleting([first])) == 1
+    assert loop.run(store.deleting_ids(10)) == [first]
+    assert loop.run(store.delete_deleting([first, first + 1])) == 1  # only the one marked
+    assert loop.run(store.get_doc(first)) is None
+    assert loop.run(store.get_doc(first + 1))["state"] == "pending"
+
+
+def test_list_faces_pages_by_max_id_and_filters_meta(store, loop):
+    first = loop.run(store.allocate_ids(5))
+    loop.run(store.insert_pending(first, [new("x"), new("y"), new("x", ("default", "g")), new("x"), new("y")]))
+    loop.run(store.activate(list(range(first, first + 5))))
+    assert [f.id for f in loop.run(store.list_faces("default", 0, 3, None))] == [first + 4, first + 3, first + 2]
+    assert [f.id for f in loop.run(store.list_faces("default", first + 2, 3, None))] == [first + 1, first]
+    assert [f.id for f in loop.run(store.list_faces("default", 0, 10, "x"))] == [first + 3, first + 2, first]
+    assert [f.id for f in loop.run(store.list_faces("g", 0, 10, None))] == [first + 2]
+    rows = loop.run(store.list_meta("default"))
+    assert [(r.meta, r.count, r.face.id) for r in rows] == [("x", 3, first + 3), ("y", 2, first + 4)]
+
+
+def test_update_is_refused_at_a_stale_revision(store, loop):
+    first = loop.run(store.allocate_ids(1))
+    loop.run(store.insert_pending(first, [new("a")]))
+    loop.run(store.activate([first]))
+    face = loop.run(store.update_face(first, 0, {"galleries": ["default", "g"]}, "tok"))
+    assert face.galleries == ("default", "g") and face.updated_at >= face.created_at
+    assert loop.run(store.update_face(first, 0, {"meta": "b"}, None)) is None
+    assert [d["_id"] for d in loop.run(store.unsynced(10))] == [first]
+    assert not loop.run(store.clear_sync(first, "other", ["default", "g"]))
+    assert not loop.run(store.clear_sync(first, "tok", ["default"]))
+    assert loop.run(store.clear_sync(first, "tok", ["default", "g"]))
+    assert loop.run(store.unsynced(10)) == []
+
+
+def test_galleries(store, loop):
+    assert [g.name for g in loop.run(store.list_galleries())] == ["default"]
+    loop.run(store.create_gallery("g1"))
+    with pytest.raises(AlreadyExists):
+        loop.run(store.create_gallery("g1"))
+    first = loop.run(store.allocate_ids(2))
+    loop.run(store.insert_pending(first, [new(galleries=("default", "g1")), new()]))
+    loop.run(store.activate([first, first + 1]))
+    counts = {g.name: g.face_count for g in loop.run(store.list_galleries())}
+    assert counts == {"default": 2, "g1": 1}
+    assert loop.run(store.missing_galleries(["g1", "nope", "default"])) == ["nope"]
+    assert loop.run(store.claim_gallery_for_delete("g1"))
+    assert loop.run(store.missing_galleries(["g1"])) == ["g1"]
+    assert loop.run(store.mark_gallery_faces_deleting("g1")) == 1
+    assert loop.run(store.get_doc(first))["state"] == DELETING
+    assert loop.run(store.get_doc(first + 1))["state"] == ACTIVE
+    assert loop.run(store.deleting_galleries()) == ["g1"]
+    assert loop.run(store.drop_gallery("g1"))
+    assert not loop.run(store.claim_gallery_for_delete("g1"))
+
+
+def test_unreachable_database_is_unavailable(loop):
+    store = MetadataStore("mongodb://127.0.0.1:1/?directConnection=true", "x", timeout_s=0.5)
+    try:
+        with pytest.raises(Unavailable, match="metadata store unavailable"):
+            loop.run(store.get_active(1))
+    finally:
+        store.close()
+
+
+def test_a_lost_counter_restarts_above_the_largest_id(store, loop):
+    first = loop.run(store.allocate_ids(3))
+    loop.run(store.insert_pending(first, [new(), new(), new()]))
+    store.counters.drop()
+    loop.run(store.ensure_schema())
+    assert loop.run(store.allocate_ids(1)) == first + 3

@@ -1,0 +1,263 @@
+"""Crash safety of the write paths: a failure at each step, then repair, leaves no orphan in either store.
+
+The gateway's domain service runs in this process (so that tests can arm its fault hooks), against real shard
+servers with their Tarantools, the real extractor and SecantusDB. "Crash" cases also fail the immediate
+clean-up, leaving exactly what a gateway dying at that step would leave.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from findface_grpc import config as config_mod
+from findface_grpc import launch
+from findface_grpc.errors import NotFound, Unavailable
+from findface_grpc.gateway.config import GatewayConfig
+from findface_grpc.gateway.domain import Descriptor, GalleryChange, NewFace
+from findface_grpc.gateway.server import build_service
+from findface_grpc.gateway.service import InjectedFault, RepairReport
+from tests.gateway.harness import EventLoop, ShardSet, start_healthy
+from tests.helpers import labelled_photos
+
+CELLS = 8
+MODEL = "w600k_mbf"
+
+
+def gateway_config(**overrides) -> GatewayConfig:
+    return config_mod.load(GatewayConfig, "gateway", None, environ={}, overrides=overrides)
+
+
+async def built(cfg: GatewayConfig):
+    # grpc.aio channels belong to the loop they are made on: make them on the loop that will use them.
+    return build_service(cfg)
+
+
+class Env:
+    def __init__(self, shards: ShardSet, service, loop: EventLoop) -> None:
+        self.shards, self.service, self.loop = shards, service, loop
+        self.rng = np.random.default_rng(11)
+        self.acknowledged: dict[int, tuple[str, ...]] = {}
+
+    def run(self, coro):
+        return self.loop.run(coro)
+
+    def new_faces(self, count: int, galleries=()) -> list[NewFace]:
+        vectors = self.rng.normal(size=(count, 512)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        return [NewFace(Descriptor(MODEL, v), tuple(galleries)) for v in vectors]
+
+    def enroll(self, count: int, galleries=()) -> list[int]:
+        ids = self.run(self.service.import_faces(self.new_faces(count, galleries)))
+        for face_id in ids:
+            self.acknowledged[face_id] = tuple(sorted({"default", *galleries}))
+        return ids
+
+    def check_consistent(self, sweep: bool = True) -> RepairReport:
+        """Repair, then: metadata and shards hold exactly the same faces, with the same galleries, all active."""
+        report = self.run(self.service.repair(sweep=sweep, grace_s=0))
+        assert report.errors == []
+        docs = {d["_id"]: d for d in self.service.metadata.faces.find()}
+        assert {i: d["state"] for i, d in docs.items() if d["state"] != "active"} == {}
+        assert [i for i, d in docs.items() if "sync" in d] == []
+        owner = self.service.cells.shard_of
+        held: dict[int, tuple[str, ...]] = {}
+        for s in range(self.shards.count):
+            ids = self.shards.ids(s)
+            assert [i for i in ids if owner(i) != s] == []
+            held.update(self.shards.get(s, ids) if ids else {})
+        assert sorted(held) == sorted(docs)
+        assert {i: g for i, g in held.items() if g != tuple(sorted(docs[i]["galleries"]))} == {}
+        # Acknowledged faces are intact (with the galleries they were last acknowledged with).
+        assert {i: g for i, g in self.acknowledged.items() if held.get(i) != g} == {}
+        return report
+
+    def restart_shard(self, i: int) -> None:
+        """Start a killed shard server again and wait until the service's channel to it has reconnected."""
+        start_healthy(self.shards.server_items([i]))
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                self.run(self.service.shards[i].list_ids(0, 1))
+                return
+            except Unavailable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def forget(self, ids) -> None:
+        for i in ids:
+            self.acknowledged.pop(i, None)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, extractor, mongo):
+    base = tmp_path_factory.mktemp("repair")
+    shards = ShardSet(base, 2)
+    shards.start_tarantools()
+    start_healthy(shards.server_items())
+    cfg = gateway_config(shards=",".join(shards.addresses), extractor=extractor, mongo_uri=mongo,
+                         mongo_db="repair", cells=CELLS)
+    loop = EventLoop()
+    service = loop.run(built(cfg))
+    try:
+        loop.run(service.start(run_repair_loop=False))
+        e = Env(shards, service, loop)
+        e.enroll(10)
+        yield e
+    finally:
+        loop.run(service.stop())
+        loop.close()
+        shards.stop()
+
+
+@pytest.fixture(autouse=True)
+def _disarm(env):
+    yield
+    env.service.faults.clear()
+
+
+ENROLL_STEPS = ["enroll.after_allocate", "enroll.after_insert", "enroll.after_shard_add", "enroll.after_activate"]
+
+
+@pytest.mark.parametrize("crash", [False, True], ids=["clean-up", "crash"])
+@pytest.mark.parametrize("step", ENROLL_STEPS)
+def test_failed_enrollment_leaves_no_orphan(env, step, crash):
+    faults = env.service.faults
+    faults.arm(step)
+    if crash:
+        faults.arm("enroll.rollback")
+    before = env.run(env.service.metadata.allocate_ids(1))
+    with pytest.raises(InjectedFault):
+        env.enroll(8)  # 8 consecutive ids with 8 cells: both shards get some
+    ids = list(range(before + 1, before + 9))
+    visible = env.run(env.service.metadata.active_faces(ids))
+    if step == "enroll.after_activate":
+        # Both stores were written; only the reply was lost. The faces are whole and stay.
+        assert sorted(visible) == ids
+        env.acknowledged.update({i: ("default",) for i in ids})
+    else:
+        assert visible == {}
+    report = env.check_consistent()
+    if crash and step in ("enroll.after_insert", "enroll.after_shard_add"):
+        assert report.rolled_back == 8 and report.deleted == 8
+
+
+def test_enrollment_from_a_photo_rolls_back_the_same_way(env, faces):
+    name = labelled_photos(faces)[0][0]
+    env.service.faults.arm("enroll.after_shard_add", "enroll.rollback")
+    with pytest.raises(InjectedFault):
+        env.run(env.service.create_face((faces / name).read_bytes(), meta="photo"))
+    report = env.check_consistent()
+    assert report.rolled_back == 1
+    assert env.service.metadata.faces.count_documents({"meta": "photo"}) == 0
+
+
+def test_enrollment_into_a_dead_shard_fails_and_leaves_nothing(env):
+    env.shards.kill(1)
+    try:
+        with pytest.raises(Unavailable, match="shard 1"):
+            env.enroll(8)
+    finally:
+        env.restart_shard(1)
+    env.check_consistent()
+
+
+def test_enrollment_slower_than_the_grace_period_is_not_acknowledged(env):
+    store = env.service.metadata
+    activate = store.activate
+
+    async def repair_first(ids):
+        # Repair runs (from this or another gateway) while the enrollment is stuck between Add and activation.
+        await env.service._repair_pending(0, RepairReport())
+        return await activate(ids)
+
+    store.activate = repair_first
+    try:
+        with pytest.raises(Unavailable, match="rolled back"):
+            env.enroll(3)
+    finally:
+        del store.activate
+    env.check_consistent()
+
+
+def test_pending_faces_within_the_grace_period_are_left_alone(env):
+    store = env.service.metadata
+    first = env.run(store.allocate_ids(1))
+    env.run(store.insert_pending(first, env.new_faces(1, ["default"])))
+    report = env.run(env.service.repair())  # the configured grace: this enrollment may still be running
+    assert report.rolled_back == 0 and store.faces.find_one({"_id": first})["state"] == "pending"
+    assert env.check_consistent().rolled_back == 1
+
+
+@pytest.mark.parametrize("step", ["delete.after_mark", "delete.after_shard_remove"])
+def test_failed_delete_is_invisible_at_once_and_finished_by_repair(env, step):
+    (face_id,) = env.enroll(1)
+    env.service.faults.arm(step)
+    env.run(env.service.delete_face(face_id))  # acknowledged: the face is marked and hidden
+    env.forget([face_id])
+    with pytest.raises(NotFound):
+        env.run(env.service.get_face(face_id))
+    env.check_consistent()
+    assert env.service.metadata.faces.find_one({"_id": face_id}) is None
+
+
+def test_delete_with_its_shard_down_is_finished_when_the_shard_is_back(env):
+    ids = env.enroll(8)
+    victim = next(i for i in ids if env.service.cells.shard_of(i) == 1)
+    env.shards.kill(1)
+    try:
+        env.run(env.service.delete_face(victim))
+        env.forget([victim])
+        assert env.run(env.service.repair(grace_s=0)).errors  # the shard is still down
+    finally:
+        env.restart_shard(1)
+    env.check_consistent()
+
+
+@pytest.mark.parametrize("step", ["update.after_mark", "update.after_shard_update"])
+def test_failed_gallery_change_is_pushed_by_repair(env, step):
+    name = f"rg_{step.split('.')[1]}"
+    env.run(env.service.create_gallery(name))
+    (face_id,) = env.enroll(1)
+    env.service.faults.arm(step)
+    face = env.run(env.service.update_face(face_id, "m", GalleryChange(add=(name,))))
+    assert face.galleries == ("default", name) and face.meta == "m"
+    env.acknowledged[face_id] = tuple(sorted(("default", name)))
+    assert env.check_consistent().resynced == 1
+
+
+def test_failed_gallery_delete_is_finished_by_repair(env):
+    env.run(env.service.create_gallery("doomed"))
+    ids = env.enroll(5, ["doomed"])
+    env.service.faults.arm("gallery_delete.after_mark")
+    assert env.run(env.service.delete_gallery("doomed")) == 5
+    env.forget(ids)
+    assert "doomed" not in [g.name for g in env.run(env.service.list_galleries())]
+    assert env.run(env.service.metadata.active_faces(ids)) == {}
+    report = env.check_consistent()
+    assert report.galleries_dropped == 1 and report.deleted == 5
+    assert env.service.metadata.galleries.find_one({"_id": "doomed"}) is None
+
+
+def test_sweep_removes_shard_ids_without_metadata(env):
+    orphan = 10**9 + 4  # cell 4 of 8: shard 1
+    shard = env.service.shards[env.service.cells.shard_of(orphan)]
+    env.run(shard.add([(orphan, ["default"], env.new_faces(1)[0].descriptor)]))
+    assert env.check_consistent().orphans_removed == 1
+
+
+def test_unreachable_metadata_store_and_extractor_are_unavailable(env, faces):
+    dead = f"127.0.0.1:{launch.free_port()}"
+    cfg = gateway_config(shards=",".join(env.shards.addresses), extractor=dead, mongo_timeout_s=0.5,
+                         mongo_uri=f"mongodb://{dead}/?directConnection=true", cells=CELLS)
+    service = env.run(built(cfg))
+    photo = (faces / labelled_photos(faces)[0][0]).read_bytes()
+    try:
+        with pytest.raises(Unavailable, match="metadata store unavailable"):
+            env.run(service.get_face(1))
+        with pytest.raises(Unavailable, match="extractor"):
+            env.run(service.detect(photo))
+    finally:
+        env.run(service.stop())

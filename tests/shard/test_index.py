@@ -1,0 +1,225 @@
+"""The in-memory index on its own: exact top-k, ties, thresholds, removal, galleries, both search paths."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from findface_grpc.errors import InvalidArgument
+from findface_grpc.shard import index as index_mod
+from findface_grpc.shard.index import DEFAULT_GALLERY, FaceIndex, Hit
+
+
+def unit(rng: np.random.Generator, count: int, dim: int) -> np.ndarray:
+    v = rng.standard_normal((count, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def angle(degrees: float) -> list[float]:
+    r = np.deg2rad(degrees)
+    return [float(np.cos(r)), float(np.sin(r))]
+
+
+def reference(vectors: dict[int, np.ndarray], members: set[int] | None, query: np.ndarray, k: int,
+              threshold: float) -> list[int]:
+    """Brute force: score every member, sort by score then id, keep k at or above threshold."""
+    scored = [
+        (float(np.float32(query @ v)), face_id)
+        for face_id, v in vectors.items()
+        if members is None or face_id in members
+    ]
+    scored = [s for s in scored if s[0] >= np.float32(threshold)]
+    return [face_id for _, face_id in sorted(scored, key=lambda s: (-s[0], s[1]))[:k]]
+
+
+def ids_of(hits: list[Hit]) -> list[int]:
+    return [h.face_id for h in hits]
+
+
+# Faces at angles on the unit circle; the query points at 0 degrees, so the score is cos(angle).
+CIRCLE = {1: 0, 2: 10, 3: 20, 4: 90, 5: 180, 6: 10, 7: 10}
+
+
+@pytest.mark.parametrize(
+    "k, threshold, expected",
+    [
+        (1, -1, [1]),
+        (3, -1, [1, 2, 6]),  # 2, 6 and 7 tie at 10 degrees: lower ids first
+        (4, -1, [1, 2, 6, 7]),
+        (5, -1, [1, 2, 6, 7, 3]),
+        (7, -1, [1, 2, 6, 7, 3, 4, 5]),
+        (100, -1, [1, 2, 6, 7, 3, 4, 5]),  # k beyond the count: everything
+        (100, float(np.cos(np.deg2rad(20))), [1, 2, 6, 7, 3]),  # a score equal to the threshold is kept
+        (100, 0.95, [1, 2, 6, 7]),
+        (2, 0.95, [1, 2]),
+        (100, 1.0, [1]),
+        (100, -0.5, [1, 2, 6, 7, 3, 4]),
+    ],
+)
+def test_top_k_order_ties_and_threshold(k, threshold, expected):
+    idx = FaceIndex(2)
+    idx.upsert(list(CIRCLE), np.array([angle(a) for a in CIRCLE.values()]), [()] * len(CIRCLE))
+    hits = idx.search(np.array([[1.0, 0.0]]), DEFAULT_GALLERY, k, threshold)[0]
+    assert ids_of(hits) == expected
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    assert hits[0].score == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("k", [1, 3, 10, 40])
+def test_ties_at_the_cut_go_to_the_lowest_ids(k):
+    # 50 identical faces under shuffled ids: whichever ones argpartition keeps, the k lowest ids must win.
+    rng = np.random.default_rng(1)
+    ids = rng.permutation(np.arange(1000, 1050))
+    idx = FaceIndex(4)
+    idx.upsert(ids, np.tile([[0.5, 0.5, 0.5, 0.5]], (50, 1)), [()] * 50)
+    hits = idx.search(np.array([[0.5, 0.5, 0.5, 0.5]]), DEFAULT_GALLERY, k)[0]
+    assert ids_of(hits) == list(range(1000, 1000 + k))
+
+
+def test_removal_moves_the_last_row_and_keeps_ids_and_galleries_right():
+    rng = np.random.default_rng(2)
+    vectors = unit(rng, 6, 8)
+    idx = FaceIndex(8)
+    galleries = [("a",), ("b",), (), ("a", "b"), (), ("b",)]
+    idx.upsert([10, 20, 30, 40, 50, 60], vectors, galleries)
+    assert idx.remove([20, 999, 20]) == 1  # unknown and repeated ids count nothing
+    assert len(idx) == 5
+    # Face 60 (the last row) now sits in face 20's row: each face still finds itself, with its own galleries.
+    for face_id, v, g in zip([10, 30, 40, 50, 60], vectors[[0, 2, 3, 4, 5]], [galleries[i] for i in (0, 2, 3, 4, 5)]):
+        assert idx.search(v[None], DEFAULT_GALLERY, 1)[0][0] == Hit(face_id, pytest.approx(1.0, abs=1e-5))
+        assert idx.galleries_of(face_id) == frozenset(g) | {DEFAULT_GALLERY}
+        for name in g:
+            assert idx.search(v[None], name, 1)[0][0].face_id == face_id
+    assert set(ids_of(idx.search(vectors[5][None], "b", 10)[0])) == {40, 60}
+    assert idx.stats().gallery_counts == {DEFAULT_GALLERY: 5, "a": 2, "b": 2}
+    # Remove everything, last row first and then from the front.
+    assert idx.remove([60, 10, 30, 40, 50]) == 5
+    assert len(idx) == 0
+    assert idx.search(vectors[:1], DEFAULT_GALLERY, 5) == [[]]
+    assert idx.stats().gallery_counts == {DEFAULT_GALLERY: 0}
+
+
+def test_gallery_scoping_with_a_face_in_two_galleries():
+    idx = FaceIndex(2)
+    idx.upsert([1, 2, 3], np.array([angle(0), angle(5), angle(10)]), [("x",), ("x", "y"), ("y",)])
+    q = np.array([angle(0)])
+    assert ids_of(idx.search(q, "x", 10)[0]) == [1, 2]
+    assert ids_of(idx.search(q, "y", 10)[0]) == [2, 3]
+    assert ids_of(idx.search(q, DEFAULT_GALLERY, 10)[0]) == [1, 2, 3]
+    assert idx.search(q, "nobody", 10) == [[]]
+    idx.set_galleries([(2, ["y"]), (999, ["x"])])
+    assert ids_of(idx.search(q, "x", 10)[0]) == [1]
+    idx.upsert([1], np.array([angle(0)]), [("y", DEFAULT_GALLERY)])  # replacing a face moves its galleries
+    assert idx.search(q, "x", 10) == [[]]
+    assert ids_of(idx.search(q, "y", 10)[0]) == [1, 2, 3]
+    assert idx.stats().gallery_counts == {DEFAULT_GALLERY: 3, "y": 3}
+
+
+def test_replace_overwrites_the_vector_and_a_repeated_id_in_a_batch_keeps_the_last():
+    idx = FaceIndex(2)
+    idx.upsert([7, 8, 7], np.array([angle(90), angle(45), angle(0)]), [("a",), (), ("b",)])
+    assert len(idx) == 2
+    assert idx.galleries_of(7) == {"b", DEFAULT_GALLERY}
+    idx.upsert([8], np.array([angle(1)]), [()])
+    assert ids_of(idx.search(np.array([angle(0)]), DEFAULT_GALLERY, 2)[0]) == [7, 8]
+    assert idx.vector_of(8) == pytest.approx(np.array(angle(1), np.float32))
+
+
+@pytest.mark.parametrize("share", [0.01, 0.1, 0.3, 0.9])
+def test_small_gallery_path_equals_masked_full_path_and_brute_force(monkeypatch, share):
+    rng = np.random.default_rng(3)
+    n, dim = 3000, 32
+    vectors = unit(rng, n, dim)
+    ids = rng.permutation(np.arange(1, 10 * n, 10))[:n]
+    in_gallery = rng.random(n) < share
+    idx = FaceIndex(dim)
+    idx.upsert(ids, vectors, [("g",) if m else ("other",) for m in in_gallery])
+    gone = ids[:50]  # removals shuffle rows and gallery slots
+    idx.remove(gone.tolist())
+    alive = {int(i): v for i, v in zip(ids, vectors) if i not in set(gone.tolist())}
+    members = {int(i) for i, m in zip(ids, in_gallery) if m} - set(gone.tolist())
+    queries = unit(rng, 20, dim)
+    monkeypatch.setattr(index_mod, "FULL_PASS_SHARE", 0.0)
+    full = idx.search(queries, "g", 15, 0.1)
+    monkeypatch.setattr(index_mod, "FULL_PASS_SHARE", 2.0)
+    gathered = idx.search(queries, "g", 15, 0.1)
+    for q, a, b in zip(queries, full, gathered):
+        assert ids_of(a) == ids_of(b) == reference(alive, members, q, 15, 0.1)
+        assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-5)
+
+
+@pytest.mark.parametrize("count", [1, 5, 15, 16, 40])  # both sides of WIDE_QUERY_BATCH
+def test_a_batch_of_queries_with_their_own_k_and_threshold_equals_one_by_one(count, monkeypatch):
+    monkeypatch.setattr(index_mod, "SCORE_BLOCK", 4000)  # several query blocks per pass
+    monkeypatch.setattr(index_mod, "BLOCK_ROWS", 64)
+    rng = np.random.default_rng(4)
+    vectors = unit(rng, 1000, 16)
+    idx = FaceIndex(16, capacity=10)  # grows on the way
+    for start in range(0, 1000, 100):
+        galleries = [("g",) if start % 200 else ()] * 100
+        idx.upsert(np.arange(start + 1, start + 101), vectors[start : start + 100], galleries)
+    queries = unit(rng, count, 16)
+    ks = [int(k) for k in rng.integers(1, 30, count)]
+    thresholds = [float(t) for t in rng.uniform(-1, 0.5, count)]
+    alive = {i + 1: v for i, v in enumerate(vectors)}
+    for gallery in (DEFAULT_GALLERY, "g"):
+        members = None if gallery == DEFAULT_GALLERY else {i + 1 for i in range(1000) if (i // 100) % 2}
+        together = idx.search_many(queries, gallery, ks, thresholds)
+        for q, k, t, hits in zip(queries, ks, thresholds, together):
+            assert ids_of(hits) == ids_of(idx.search(q[None], gallery, k, t)[0]) == reference(alive, members, q, k, t)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda idx: idx.search(np.zeros((1, 3)), DEFAULT_GALLERY, 1),
+        lambda idx: idx.search(np.zeros((1, 4)), DEFAULT_GALLERY, 0),
+        lambda idx: idx.search_many(np.zeros((2, 4)), DEFAULT_GALLERY, [1], [0.0, 0.0]),
+        lambda idx: idx.upsert([1, 2], np.zeros((1, 4)), [(), ()]),
+    ],
+)
+def test_misuse_is_refused(call):
+    idx = FaceIndex(4)
+    with pytest.raises(InvalidArgument):
+        call(idx)
+
+
+def test_searches_during_writes_see_consistent_rows():
+    # Writers move rows (removal swaps) while searches run: every hit must name a face that holds that vector.
+    rng = np.random.default_rng(5)
+    vectors = unit(rng, 2000, 16)
+    idx = FaceIndex(16)
+    idx.upsert(np.arange(1, 2001), vectors, [("g",) if i % 2 else () for i in range(2000)])
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def churn():
+        r = np.random.default_rng(6)
+        while not stop.is_set():
+            victims = r.choice(np.arange(1, 2001), 50, replace=False)
+            idx.remove(victims.tolist())
+            idx.upsert(victims, vectors[victims - 1], [("g",) if v % 2 == 0 else () for v in victims])
+
+    def search():
+        for i in range(200):
+            q = vectors[i][None]
+            for gallery in (DEFAULT_GALLERY, "g"):
+                for hit in idx.search(q, gallery, 3)[0]:
+                    expected = float(vectors[hit.face_id - 1] @ vectors[i])
+                    if abs(hit.score - expected) > 1e-4:
+                        errors.append(f"{hit} for query {i}, expected score {expected}")
+
+    writer = threading.Thread(target=churn)
+    writer.start()
+    readers = [threading.Thread(target=search) for _ in range(3)]
+    for t in readers:
+        t.start()
+    for t in readers:
+        t.join()
+    stop.set()
+    writer.join()
+    assert errors == []
+    assert len(idx) == 2000
+    assert idx.stats().gallery_counts["g"] == 1000
