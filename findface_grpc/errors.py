@@ -2,17 +2,16 @@
 
 Domain code raises these; `findface_grpc.rpc.ErrorInterceptor` turns them into gRPC status codes, and the HTTP
 gateway turns status codes into the legacy error JSON. Anything else that escapes a handler is a bug: it is
-logged with its traceback and answered as INTERNAL.
+logged with its traceback and answered as INTERNAL. `code` is the name of a gRPC status code, kept as a string so
+that domain modules can raise these without importing grpc.
 """
 from __future__ import annotations
-
-import grpc
 
 
 class FindFaceError(Exception):
     """Root of every error this project raises on purpose. `code` is the gRPC status it maps to."""
 
-    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    code: str = "INTERNAL"
 
     def __init__(self, message: str, *, details: dict | None = None) -> None:
         super().__init__(message)
@@ -23,7 +22,7 @@ class FindFaceError(Exception):
 
 
 class InvalidArgument(FindFaceError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    code = "INVALID_ARGUMENT"
 
 
 class InvalidImage(InvalidArgument):
@@ -31,15 +30,15 @@ class InvalidImage(InvalidArgument):
 
 
 class NotFound(FindFaceError):
-    code = grpc.StatusCode.NOT_FOUND
+    code = "NOT_FOUND"
 
 
 class AlreadyExists(FindFaceError):
-    code = grpc.StatusCode.ALREADY_EXISTS
+    code = "ALREADY_EXISTS"
 
 
 class FailedPrecondition(FindFaceError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code = "FAILED_PRECONDITION"
 
 
 class TooManyFaces(FailedPrecondition):
@@ -47,24 +46,24 @@ class TooManyFaces(FailedPrecondition):
 
 
 class ResourceExhausted(FindFaceError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    code = "RESOURCE_EXHAUSTED"
 
 
 class Unavailable(FindFaceError):
-    code = grpc.StatusCode.UNAVAILABLE
+    code = "UNAVAILABLE"
 
 
 class Unauthenticated(FindFaceError):
-    code = grpc.StatusCode.UNAUTHENTICATED
+    code = "UNAUTHENTICATED"
 
 
 class ConfigError(FindFaceError):
     """Configuration is missing or invalid; raised at start-up, before serving."""
 
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code = "FAILED_PRECONDITION"
 
 
 class ModelError(FindFaceError):
     """A model file is missing, altered or cannot be loaded."""
 
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code = "FAILED_PRECONDITION"

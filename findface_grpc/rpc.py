@@ -26,11 +26,15 @@ CHANNEL_OPTIONS = [
 DETAILS_KEY = "findface-error-details"
 
 
+def status_code(exc: FindFaceError) -> grpc.StatusCode:
+    return grpc.StatusCode[exc.code]
+
+
 async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, method: str) -> None:
     if isinstance(exc, FindFaceError):
         if exc.details:
             context.set_trailing_metadata(((DETAILS_KEY, json.dumps(exc.details)),))
-        await context.abort(exc.code, exc.message)
+        await context.abort(status_code(exc), exc.message)
     log.exception("unhandled error in %s", method)
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
 

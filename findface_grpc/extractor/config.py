@@ -31,7 +31,8 @@ class ExtractorConfig:
     workers: int = 0
     max_batch: int = 32  # most crops embedded in one model call
     embed_workers: int = 1  # model calls for embedding that may run at once
-    detector_score_threshold: float = 0.5
+    # Minimum detector score; 0: the detector's own default (0.5 for SCRFD, 0.6 for YuNet, as their authors use).
+    detector_score_threshold: float = 0.0
     min_face_size: int = 50  # px, as in the original product
     max_image_mb: float = 10.0
     max_image_megapixels: float = 50.0
@@ -50,8 +51,8 @@ class ExtractorConfig:
             raise ConfigError("[extractor].workers and min_face_size must be >= 0")
         if self.max_image_mb <= 0 or self.max_image_megapixels <= 0:
             raise ConfigError("[extractor] image limits must be > 0")
-        if not 0 < self.detector_score_threshold < 1:
-            raise ConfigError("[extractor].detector_score_threshold must be in (0, 1)")
+        if not 0 <= self.detector_score_threshold < 1:
+            raise ConfigError("[extractor].detector_score_threshold must be in [0, 1)")
 
     @property
     def worker_count(self) -> int:

@@ -17,8 +17,12 @@ from findface_grpc.errors import InvalidImage
 ACCEPTED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP"}
 
 
-def decode(data: bytes, max_bytes: int, max_pixels: int) -> np.ndarray:
-    """JPEG/PNG/WEBP bytes -> HxWx3 uint8 RGB, EXIF orientation applied."""
+def decode(data: bytes, max_bytes: int, max_pixels: int, draft_long_side: int = 0) -> tuple[np.ndarray, float]:
+    """JPEG/PNG/WEBP bytes -> (HxWx3 uint8 RGB with EXIF orientation applied, scale).
+
+    With `draft_long_side`, a large JPEG is decoded at 1/2, 1/4 or 1/8 size (libjpeg's DCT scaling, nearly free)
+    as long as its long side stays at least that long; `scale` is then decoded size / true size, else 1.0.
+    """
     if not data:
         raise InvalidImage("image is empty")
     if len(data) > max_bytes:
@@ -43,13 +47,18 @@ def decode(data: bytes, max_bytes: int, max_pixels: int) -> np.ndarray:
         raise InvalidImage(
             f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels} pixels"
         )
+    scale = 1.0
+    if draft_long_side and img.format in ("JPEG", "MPO") and max(width, height) >= 2 * draft_long_side:
+        factor = max(width, height) / draft_long_side
+        img.draft("RGB", (int(width / factor) + 1, int(height / factor) + 1))
+        scale = img.size[0] / width
     try:
         img.load()
         img = ImageOps.exif_transpose(img)
         rgb = img.convert("RGB")
     except (OSError, ValueError, SyntaxError) as exc:
         raise InvalidImage(f"image data is truncated or corrupt: {exc}") from None
-    return np.asarray(rgb)
+    return np.asarray(rgb), scale
 
 
 def encode_png(image: np.ndarray) -> bytes:

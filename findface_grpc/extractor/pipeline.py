@@ -40,12 +40,11 @@ class PreparedFace:
 
 @dataclass(frozen=True)
 class Prepared:
-    image: np.ndarray
-    faces: tuple[PreparedFace, ...]
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self.image.shape[1], self.image.shape[0]
+    image: np.ndarray  # possibly decoded at reduced size: see `scale`
+    scale: float  # image pixels per photo pixel (<= 1)
+    width: int  # the photo's true size, EXIF orientation applied
+    height: int
+    faces: tuple[PreparedFace, ...]  # boxes and landmarks in true photo pixels
 
 
 def box_area(box: Box) -> float:
@@ -71,22 +70,47 @@ def select_faces(detections: list[Detection], selector: MultiFace) -> list[Detec
     return [max(detections, key=lambda d: box_area(d.bbox))]
 
 
+def rescale(d: Detection, factor: float) -> Detection:
+    if factor == 1.0:
+        return d
+    return Detection(
+        bbox=tuple(v * factor for v in d.bbox),
+        landmarks=tuple((x * factor, y * factor) for x, y in d.landmarks),
+        score=d.score,
+    )
+
+
 class Pipeline:
+    """Photo bytes -> detections and aligned crops.
+
+    The detector sees at most DETECTOR_INPUT pixels a side, so a large JPEG is decoded at a reduced size
+    (`DRAFT_LONG_SIDE`) for it; alignment uses that image too when each chosen face is at least
+    `ALIGN_SOURCE_MIN` px wide in it, and decodes the photo at full size only for faces smaller than that.
+    """
+
+    DRAFT_LONG_SIDE = 1280
+    ALIGN_SOURCE_MIN = 160
+
     def __init__(self, detector: Detector, limits: Limits) -> None:
         self.detector = detector
         self.limits = limits
 
-    def decode(self, data: bytes) -> np.ndarray:
-        return imaging.decode(data, self.limits.max_image_bytes, self.limits.max_image_pixels)
+    def decode(self, data: bytes, draft: bool = False) -> tuple[np.ndarray, float]:
+        return imaging.decode(
+            data, self.limits.max_image_bytes, self.limits.max_image_pixels, self.DRAFT_LONG_SIDE if draft else 0
+        )
 
-    def detect(self, image: np.ndarray, min_face_size: int = 0) -> list[Detection]:
-        """Faces at least `min_face_size` px wide and high (0: the configured default), best score first."""
+    def detect(self, image: np.ndarray, scale: float = 1.0, min_face_size: int = 0) -> list[Detection]:
+        """Faces at least `min_face_size` px wide and high in the true photo (0: the configured default), in true
+        photo pixels, best score first. `scale`: image pixels per photo pixel."""
         min_size = min_face_size or self.limits.min_face_size
-        return [
-            d
-            for d in self.detector.detect(image)
-            if d.bbox[2] - d.bbox[0] >= min_size and d.bbox[3] - d.bbox[1] >= min_size
-        ]
+        found = [rescale(d, 1.0 / scale) for d in self.detector.detect(image)]
+        return [d for d in found if d.bbox[2] - d.bbox[0] >= min_size and d.bbox[3] - d.bbox[1] >= min_size]
+
+    def detect_photo(self, data: bytes, min_face_size: int = 0) -> tuple[int, int, list[Detection]]:
+        image, scale = self.decode(data, draft=True)
+        width, height = round(image.shape[1] / scale), round(image.shape[0] / scale)
+        return width, height, self.detect(image, scale, min_face_size)
 
     def prepare(
         self,
@@ -95,13 +119,18 @@ class Pipeline:
         selector: MultiFace = MultiFace.BIGGEST,
         min_face_size: int = 0,
     ) -> Prepared:
-        image = self.decode(data)
         if boxes:
+            # The caller points at faces that may be small: look for them at full resolution.
+            image, scale = self.decode(data)
             detections = self._faces_in_boxes(image, boxes)
         else:
-            detections = select_faces(self.detect(image, min_face_size), selector)
-        faces = tuple(PreparedFace(d, align_face(image, d.landmarks)) for d in detections)
-        return Prepared(image, faces)
+            image, scale = self.decode(data, draft=True)
+            detections = select_faces(self.detect(image, scale, min_face_size), selector)
+        width, height = round(image.shape[1] / scale), round(image.shape[0] / scale)
+        if scale < 1.0 and any((d.bbox[2] - d.bbox[0]) * scale < self.ALIGN_SOURCE_MIN for d in detections):
+            image, scale = self.decode(data)
+        faces = tuple(PreparedFace(d, align_face(image, rescale(d, scale).landmarks)) for d in detections)
+        return Prepared(image, scale, width, height, faces)
 
     def _faces_in_boxes(self, image: np.ndarray, boxes: list[Box]) -> list[Detection]:
         """The face inside each caller-given box, whatever its size.

@@ -9,6 +9,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from findface_grpc import config as config_mod
+from findface_grpc.errors import FindFaceError
 from findface_grpc.extractor.config import PACK_CUSTOM, ExtractorConfig
 from findface_grpc.extractor.models import packs
 from findface_grpc.extractor.pipeline import Limits, Pipeline
@@ -43,7 +44,7 @@ def build_service(config: ExtractorConfig) -> tuple[ExtractorService, Limits]:
             embedder_std=config.custom_embedder_std,
             providers=providers,
             intra_op_threads=config.intra_op_threads,
-            score_threshold=config.detector_score_threshold,
+            score_threshold=config.detector_score_threshold or None,
             max_batch=config.max_batch,
         )
     else:
@@ -52,7 +53,7 @@ def build_service(config: ExtractorConfig) -> tuple[ExtractorService, Limits]:
             models_dir,
             providers=providers,
             intra_op_threads=config.intra_op_threads,
-            score_threshold=config.detector_score_threshold,
+            score_threshold=config.detector_score_threshold or None,
             max_batch=config.max_batch,
         )
     limits = Limits(
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     except config_mod.ConfigError as exc:
         logging.getLogger(__name__).error("%s", exc)
         return 2
-    except packs.ModelError as exc:
+    except FindFaceError as exc:
         logging.getLogger(__name__).error("cannot start: %s", exc)
         return 2
     return 0

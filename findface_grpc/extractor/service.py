@@ -10,7 +10,7 @@ import numpy as np
 from findface_grpc.extractor import imaging
 from findface_grpc.extractor.batching import EmbedBatcher
 from findface_grpc.extractor.models.base import Detection, Embedder
-from findface_grpc.extractor.pipeline import Box, MultiFace, Pipeline
+from findface_grpc.extractor.pipeline import Box, MultiFace, Pipeline, rescale
 
 
 @dataclass(frozen=True)
@@ -57,11 +57,7 @@ class ExtractorService:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     async def detect(self, data: bytes, min_face_size: int = 0) -> tuple[int, int, list[Detection]]:
-        def work():
-            image = self.pipeline.decode(data)
-            return image.shape[1], image.shape[0], self.pipeline.detect(image, min_face_size)
-
-        return await self._in_pool(work)
+        return await self._in_pool(self.pipeline.detect_photo, data, min_face_size)
 
     async def extract(
         self,
@@ -82,13 +78,15 @@ class ExtractorService:
                 return [
                     (
                         imaging.encode_png(f.crop) if want_normalized else b"",
-                        imaging.thumbnail(prepared.image, f.detection.bbox, thumbnail_size) if thumbnail_size else b"",
+                        imaging.thumbnail(prepared.image, rescale(f.detection, prepared.scale).bbox, thumbnail_size)
+                        if thumbnail_size
+                        else b"",
                     )
                     for f in prepared.faces
                 ]
 
             extras = await self._in_pool(encode)
-        width, height = prepared.size
+        width, height = prepared.width, prepared.height
         faces = tuple(
             ExtractedFace(f.detection, vectors[i], extras[i][0], extras[i][1]) for i, f in enumerate(prepared.faces)
         )

@@ -9,6 +9,7 @@ from findface_grpc.errors import FindFaceError, InvalidArgument
 from findface_grpc.extractor.models.base import Detection
 from findface_grpc.extractor.pipeline import Limits, MultiFace
 from findface_grpc.extractor.service import ExtractedFace, ExtractorService
+from findface_grpc.rpc import status_code
 from findface_grpc.v1 import common_pb2, extractor_pb2, extractor_pb2_grpc
 
 SELECTORS = {
@@ -79,7 +80,7 @@ class ExtractorServicer(extractor_pb2_grpc.ExtractorServicer):
             except FindFaceError as exc:
                 return extractor_pb2.ExtractResponse(
                     request_id=request.request_id,
-                    error=common_pb2.ItemError(code=exc.code.value[0], message=exc.message),
+                    error=common_pb2.ItemError(code=status_code(exc).value[0], message=exc.message),
                 )
 
         async def feed():

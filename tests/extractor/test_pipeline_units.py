@@ -66,7 +66,8 @@ def encode(image: Image.Image, fmt: str, **kw) -> bytes:
 def test_decode_gives_rgb_whatever_the_mode(mode):
     image = Image.new(mode, (30, 20))
     fmt = "JPEG" if mode in ("RGB", "L", "CMYK") else "PNG"
-    array = imaging.decode(encode(image, fmt), 10**7, 10**7)
+    array, scale = imaging.decode(encode(image, fmt), 10**7, 10**7)
+    assert scale == 1.0
     assert array.shape == (20, 30, 3) and array.dtype == np.uint8
 
 
@@ -82,3 +83,13 @@ def test_thumbnail_of_a_box_past_the_edges_still_works():
     image = np.zeros((50, 80, 3), np.uint8)
     thumb = Image.open(io.BytesIO(imaging.thumbnail(image, (-40, -40, 200, 200), 64)))
     assert max(thumb.size) == 64
+
+
+def test_large_jpeg_is_drafted_at_reduced_size_only_when_asked():
+    data = encode(Image.new("RGB", (4000, 3000), (200, 100, 50)), "JPEG")
+    full, scale = imaging.decode(data, 10**8, 10**8)
+    assert full.shape == (3000, 4000, 3) and scale == 1.0
+    small, scale = imaging.decode(data, 10**8, 10**8, draft_long_side=1280)
+    assert scale == 0.5 and small.shape == (1500, 2000, 3)
+    png = encode(Image.new("RGB", (4000, 3000)), "PNG")
+    assert imaging.decode(png, 10**8, 10**8, draft_long_side=1280)[1] == 1.0

@@ -1,0 +1,38 @@
+"""What the rest of the extractor sees of the models: detections, and the two model roles as protocols."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from findface_grpc.errors import ModelError
+
+__all__ = ["Box", "Point", "ModelError", "Detection", "Detector", "Embedder"]
+
+Box = tuple[float, float, float, float]
+Point = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Detection:
+    bbox: Box  # x1, y1, x2, y2 in pixels of the image given to the detector
+    # Insightface's order, sides as the viewer sees them: left eye, right eye, nose, left mouth corner, right
+    # mouth corner.
+    landmarks: tuple[Point, ...]
+    score: float
+
+
+class Detector(Protocol):
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """HxWx3 uint8 RGB of any size -> faces scoring at least the detector's threshold, best first, after NMS."""
+        ...
+
+
+class Embedder(Protocol):
+    dim: int
+    max_batch: int  # most crops one model call takes; `embed` splits larger inputs itself
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        """Nx112x112x3 uint8 RGB aligned faces -> N x dim float32, each row L2-normalised."""
+        ...

@@ -1,0 +1,142 @@
+"""Geometry shared by the detectors and the alignment: box decoding, NMS, letterboxing, similarity warps.
+
+Coordinates follow OpenCV's convention, as the models were trained with it: pixel (x, y) has its centre at
+(x, y), not at (x + 0.5, y + 0.5).
+"""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from findface_grpc.extractor.models.base import Detection
+
+# Where the 5 landmarks of a 112x112 ArcFace crop lie (insightface's `arcface_dst`); both packs' embedders were
+# trained on crops aligned to it.
+ARCFACE_TEMPLATE = np.array(
+    [
+        [38.2946, 51.6963],
+        [73.5318, 51.5014],
+        [56.0252, 71.7366],
+        [41.5493, 92.3655],
+        [70.7299, 92.2041],
+    ],
+    dtype=np.float32,
+)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy non-maximum suppression over Nx4 x1,y1,x2,y2 boxes: indices of the kept boxes, best score first.
+
+    A box is dropped when its IoU with an already kept, better box is above `iou_threshold`.
+    """
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    x1, y1, x2, y2 = boxes.T
+    areas = np.maximum(0.0, x2 - x1) * np.maximum(0.0, y2 - y1)
+    # Stable, so that equal scores keep their input order and results are reproducible.
+    order = np.argsort(-np.asarray(scores, dtype=np.float32), kind="stable")
+    keep = []
+    while order.size:
+        best, rest = order[0], order[1:]
+        keep.append(best)
+        iw = np.maximum(0.0, np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]))
+        ih = np.maximum(0.0, np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]))
+        inter = iw * ih
+        union = areas[best] + areas[rest] - inter
+        iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+        order = rest[iou <= iou_threshold]
+    return np.array(keep, dtype=np.int64)
+
+
+def distance2bbox(points: np.ndarray, distance: np.ndarray) -> np.ndarray:
+    """Anchor points Nx2 and distances to the left, top, right and bottom edges Nx4 -> Nx4 x1,y1,x2,y2."""
+    return np.concatenate([points - distance[:, 0:2], points + distance[:, 2:4]], axis=1)
+
+
+def distance2kps(points: np.ndarray, distance: np.ndarray) -> np.ndarray:
+    """Anchor points Nx2 and keypoint offsets Nx(2K) as dx0,dy0,dx1,dy1,... -> NxKx2 keypoints."""
+    return points[:, None, :] + distance.reshape(len(distance), -1, 2)
+
+
+def candidates_to_detections(
+    boxes: list[np.ndarray], points: list[np.ndarray], scores: list[np.ndarray], scale: float, iou_threshold: float
+) -> list[Detection]:
+    """A detector's candidates (per level: Nx4 boxes, Nx5x2 landmarks, N scores) in letterbox pixels -> the
+    detections in source pixels that survive NMS, best first."""
+    if not scores:
+        return []
+    all_boxes = np.concatenate(boxes) / scale
+    all_points = np.concatenate(points) / scale
+    all_scores = np.concatenate(scores)
+    return [
+        Detection(
+            bbox=tuple(float(v) for v in all_boxes[k]),
+            landmarks=tuple((float(x), float(y)) for x, y in all_points[k]),
+            score=float(all_scores[k]),
+        )
+        for k in nms(all_boxes, all_scores, iou_threshold)
+    ]
+
+
+def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float]:
+    """Resize to fit a size x size square keeping the aspect ratio, pad bottom and right with black.
+
+    Returns the padded image and the scale: a point in it divided by the scale is the point in `image`.
+    """
+    h, w = image.shape[:2]
+    scale = min(size / w, size / h)
+    new_w, new_h = max(1, min(size, round(w * scale))), max(1, min(size, round(h * scale)))
+    resized = image
+    if (new_w, new_h) != (w, h):
+        resized = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR))
+    padded = np.zeros((size, size, 3), dtype=np.uint8)
+    padded[:new_h, :new_w] = resized
+    return padded, scale
+
+
+def estimate_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The 2x3 rotation + uniform scale + translation that best maps points `src` onto `dst` (least squares).
+
+    Umeyama's method, as skimage's SimilarityTransform that insightface aligns with; never a mirroring, since a
+    mirrored face is another face to the embedder.
+    """
+    src = np.asarray(src, dtype=np.float64).reshape(-1, 2)
+    dst = np.asarray(dst, dtype=np.float64).reshape(-1, 2)
+    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
+    src_c, dst_c = src - src_mean, dst - dst_mean
+    src_var = (src_c**2).sum() / len(src)
+    if src_var < 1e-12:
+        raise ValueError("cannot align to points that all coincide")
+    u, s, vt = np.linalg.svd(dst_c.T @ src_c / len(src))
+    signs = np.array([1.0, 1.0 if np.linalg.det(u) * np.linalg.det(vt) > 0 else -1.0])
+    rotation = u @ np.diag(signs) @ vt
+    scale = (s * signs).sum() / src_var
+    translation = dst_mean - scale * rotation @ src_mean
+    return np.hstack([scale * rotation, translation[:, None]])
+
+
+def warp_affine(image: np.ndarray, matrix: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Output pixel p = matrix @ (source point, 1), bilinear, black outside the source, as cv2.warpAffine.
+
+    Only the output pixels are computed, so the cost does not grow with the photo.
+    """
+    ys, xs = np.mgrid[0:height, 0:width]
+    out_points = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float64)
+    src = (out_points - matrix[:, 2]) @ np.linalg.inv(matrix[:, :2]).T
+    x0, y0 = np.floor(src[:, 0]), np.floor(src[:, 1])
+    fx, fy = src[:, 0] - x0, src[:, 1] - y0
+    x0, y0 = x0.astype(np.int64), y0.astype(np.int64)
+    h, w, channels = image.shape
+    pixels = image.reshape(-1, channels)
+    out = np.zeros((width * height, channels), dtype=np.float32)
+    for dx, dy, weight in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+        xi, yi = x0 + dx, y0 + dy
+        # Neighbours outside the photo count as black: their weight goes, their (clipped) index is harmless.
+        weight = (weight * ((xi >= 0) & (xi < w) & (yi >= 0) & (yi < h))).astype(np.float32)
+        out += weight[:, None] * pixels[np.clip(yi, 0, h - 1) * w + np.clip(xi, 0, w - 1)]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8).reshape(height, width, channels)
+
+
+def align_face(image: np.ndarray, landmarks, size: int = 112) -> np.ndarray:
+    """The face with these 5 landmarks, warped so that they fall on the ArcFace template: size x size x 3 uint8."""
+    matrix = estimate_similarity(np.asarray(landmarks), ARCFACE_TEMPLATE * (size / 112.0))
+    return warp_affine(image, matrix, size, size)
