@@ -23,9 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from findface_grpc import launch  # noqa: E402
-from findface_grpc.extractor.imaging import decode  # noqa: E402
 from findface_grpc.extractor.models import packs  # noqa: E402
-from findface_grpc.extractor.models.geometry import align_face, letterbox  # noqa: E402
+from findface_grpc.extractor.models.geometry import align_face  # noqa: E402
+from findface_grpc.extractor.pipeline import Limits, Pipeline  # noqa: E402
 from findface_grpc.rpc import CHANNEL_OPTIONS  # noqa: E402
 from findface_grpc.v1 import extractor_pb2, extractor_pb2_grpc  # noqa: E402
 from tests.helpers import faces_dir, labelled_photos  # noqa: E402
@@ -34,9 +34,12 @@ from tests.helpers import faces_dir, labelled_photos  # noqa: E402
 def model_only_ms(pack: str, photos: list[bytes], calls: int) -> float:
     detector, embedder, _ = packs.load_pack(pack, packs.default_models_dir(), providers=["CPUExecutionProvider"],
                                             intra_op_threads=1)
-    # The detector's input is a 640x640 letterboxed photo: hand it that, so that only the models are timed
-    # (forward passes and their output decoding), not our decoding and resizing of the photo.
-    images = [letterbox(decode(p, 1 << 30, 1 << 30)[0], 640)[0] for p in photos]
+    # Model-only is the time inside the two model wrappers, Detector.detect (resize to the model's input, forward
+    # pass, anchor decoding, NMS) and Embedder.embed (one crop), on the photo as the pipeline decodes it.
+    # End-to-end adds what the service does around them: reading the bytes, decoding, selecting, aligning,
+    # batching, gRPC and protobuf on both sides.
+    pipeline = Pipeline(detector, Limits(1 << 30, 1 << 30, 0))
+    images = [pipeline.decode(p, draft=True)[0] for p in photos]
     times = []
     for i in range(calls):
         image = images[i % len(images)]

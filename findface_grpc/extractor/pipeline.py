@@ -88,7 +88,7 @@ class Pipeline:
     `ALIGN_SOURCE_MIN` px wide in it, and decodes the photo at full size only for faces smaller than that.
     """
 
-    DRAFT_LONG_SIDE = 1280
+    DRAFT_LONG_SIDE = 640
     ALIGN_SOURCE_MIN = 160
 
     def __init__(self, detector: Detector, limits: Limits) -> None:
