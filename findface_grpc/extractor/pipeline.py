@@ -119,12 +119,10 @@ class Pipeline:
         selector: MultiFace = MultiFace.BIGGEST,
         min_face_size: int = 0,
     ) -> Prepared:
+        image, scale = self.decode(data, draft=True)
         if boxes:
-            # The caller points at faces that may be small: look for them at full resolution.
-            image, scale = self.decode(data)
-            detections = self._faces_in_boxes(image, boxes)
+            detections = self._faces_in_boxes(data, image, scale, boxes)
         else:
-            image, scale = self.decode(data, draft=True)
             detections = select_faces(self.detect(image, scale, min_face_size), selector)
         width, height = round(image.shape[1] / scale), round(image.shape[0] / scale)
         if scale < 1.0 and any((d.bbox[2] - d.bbox[0]) * scale < self.ALIGN_SOURCE_MIN for d in detections):
@@ -132,22 +130,25 @@ class Pipeline:
         faces = tuple(PreparedFace(d, align_face(image, rescale(d, scale).landmarks)) for d in detections)
         return Prepared(image, scale, width, height, faces)
 
-    def _faces_in_boxes(self, image: np.ndarray, boxes: list[Box]) -> list[Detection]:
-        """The face inside each caller-given box, whatever its size.
+    def _faces_in_boxes(self, data: bytes, image: np.ndarray, scale: float, boxes: list[Box]) -> list[Detection]:
+        """The face inside each caller-given box (true photo pixels), whatever its size.
 
         The box only says where to look; the landmarks for alignment still come from the detector, first from
         one pass over the whole photo and, for a box that matched nothing there (a small or partly hidden face),
-        from a second pass over the box's own surroundings.
+        from a second pass over the box's surroundings at full resolution.
         """
         for box in boxes:
             if not (box[2] > box[0] and box[3] > box[1]):
                 raise InvalidArgument(f"bad box {list(box)}: needs x1 < x2 and y1 < y2")
-        whole = self.detector.detect(image)
+        whole = [rescale(d, 1.0 / scale) for d in self.detector.detect(image)]
+        full = None
         found = []
         for box in boxes:
             best = max(whole, key=lambda d: iou(d.bbox, box), default=None)
             if best is None or iou(best.bbox, box) < 0.3:
-                best = self._detect_around(image, box)
+                if full is None:
+                    full = image if scale == 1.0 else self.decode(data)[0]
+                best = self._detect_around(full, box)
             if best is None:
                 raise InvalidArgument(f"no face found in box {[round(v) for v in box]}")
             found.append(best)

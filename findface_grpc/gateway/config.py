@@ -10,9 +10,9 @@ PARTIAL = "partial"
 UNAVAILABLE = "unavailable"
 
 
-def _is_address(value: str) -> bool:
+def _is_address(value: str, any_port: bool = False) -> bool:
     host, sep, port = value.rpartition(":")
-    return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
+    return bool(sep and host and port.isdigit() and (0 if any_port else 1) <= int(port) < 65536)
 
 
 @dataclass(frozen=True)
@@ -53,9 +53,11 @@ class GatewayConfig:
     log_level: str = "INFO"
 
     def validate(self) -> None:
-        for name in ("listen", "extractor"):
-            if not _is_address(getattr(self, name)):
-                raise ConfigError(f"[gateway].{name} must be host:port, not {getattr(self, name)!r}")
+        # Port 0 to listen on lets the system pick one (the server logs which).
+        if not _is_address(self.listen, any_port=True):
+            raise ConfigError(f"[gateway].listen must be host:port, not {self.listen!r}")
+        if not _is_address(self.extractor):
+            raise ConfigError(f"[gateway].extractor must be host:port, not {self.extractor!r}")
         if not self.shards:
             raise ConfigError("[gateway].shards must list at least one shard address (host:port)")
         bad = [s for s in self.shards if not _is_address(s)]

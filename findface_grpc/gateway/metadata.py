@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -34,6 +35,11 @@ DELETING = "deleting"
 FACE_ID_COUNTER = "face_id"
 # Large `$in` lists are slow on some MongoDB-protocol servers (and bloat the query); ask in chunks instead.
 IN_CHUNK = 200
+
+
+def redact(uri: str) -> str:
+    """The URI without its password, for logs."""
+    return re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", uri)
 
 
 def utcnow() -> datetime:

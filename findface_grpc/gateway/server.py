@@ -10,7 +10,7 @@ from findface_grpc.errors import FindFaceError
 from findface_grpc.gateway.cells import CellMap
 from findface_grpc.gateway.clients import ExtractorClient, ShardClient
 from findface_grpc.gateway.config import GatewayConfig
-from findface_grpc.gateway.metadata import MetadataStore
+from findface_grpc.gateway.metadata import MetadataStore, redact
 from findface_grpc.gateway.service import GatewayService
 from findface_grpc.gateway.servicer import FaceServicer
 from findface_grpc.rpc import GrpcServer, configure_logging, run_until_signalled
@@ -46,8 +46,8 @@ async def start(config: GatewayConfig, service: GatewayService | None = None) ->
         gateway_pb2.DESCRIPTOR.services_by_name["FaceService"].full_name,
     )
     port = await server.start()
-    log.info("gateway serving on port %d: %d shards, %d cells, extractor %s, metadata %s/%s",
-             port, len(config.shards), config.cells, config.extractor, config.mongo_uri, config.mongo_db)
+    log.info("gateway serving on port %d: %d shards, %d cells, extractor %s, metadata database %r at %s",
+             port, len(config.shards), config.cells, config.extractor, config.mongo_db, redact(config.mongo_uri))
     return server, service
 
 

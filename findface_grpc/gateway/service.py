@@ -643,13 +643,15 @@ class GatewayService:
 
     async def _repair_deleting(self, report: RepairReport) -> None:
         after = 0
+        failed: set[int] = set()
         while ids := await self.metadata.deleting_ids(REPAIR_PAGE, after_id=after):
-            groups = list(self.cells.group(ids).items())
+            # Faces of a shard that failed stay marked (and invisible) for the next round.
+            groups = [(s, g) for s, g in self.cells.group(ids).items() if s not in failed]
             results = await asyncio.gather(*(self.shards[s].remove(g) for s, g in groups), return_exceptions=True)
             removed: list[int] = []
-            for (_, group), result in zip(groups, results):
+            for (s, group), result in zip(groups, results):
                 if isinstance(result, BaseException):
-                    # Those faces stay marked (and invisible) for the next round.
+                    failed.add(s)
                     report.errors.append(f"deleting: {result}")
                 else:
                     removed.extend(group)

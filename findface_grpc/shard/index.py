@@ -32,6 +32,8 @@ BLOCK_ROWS = 4096
 # From this many queries on, one matrix product beats slicing (see _product).
 WIDE_QUERY_BATCH = 16
 _MIN_CAPACITY = 1024
+# Size of a Python int object as the dicts hold them, for the memory estimate in stats().
+_INT_BYTES = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +166,11 @@ class FaceIndex:
         self._galleries: list[frozenset[str]] = []
         self._interned: dict[frozenset[str], frozenset[str]] = {}
         self._members: dict[str, _Members] = {}
+        # Searches share `_lock`; a mutation holds it exclusively only while it changes rows. Mutations also take
+        # `_writer` for their whole length, so that one can copy the matrix into a bigger one under the shared
+        # lock (searches go on) knowing that no other mutation changes it meanwhile.
         self._lock = ReadWriteLock()
+        self._writer = threading.Lock()
 
     def __len__(self) -> int:
         return self._n
@@ -173,26 +179,33 @@ class FaceIndex:
         return face_id in self._row_of
 
     def reserve(self, capacity: int) -> None:
-        """Make room for `capacity` faces at once (before a rebuild), instead of growing step by step."""
-        with self._lock.exclusive():
-            self._reserve(capacity)
+        """Make room for `capacity` faces at once, instead of growing step by step."""
+        with self._writer:
+            self._make_room(capacity)
 
-    def _reserve(self, needed: int) -> None:
+    def _make_room(self, needed: int) -> None:
+        """Grow the arrays to hold `needed` faces (by half at least, so that growth is amortised). Needs `_writer`.
+
+        Copying a million rows takes a while; it runs under the shared lock so that searches are not held up, and
+        only the swap to the new arrays is exclusive.
+        """
         capacity = len(self._ids)
         if needed <= capacity:
             return
         capacity = max(needed, capacity * 3 // 2)
-        vectors = np.empty((capacity, self.dim), np.float32)
-        vectors[: self._n] = self._vectors[: self._n]
-        ids = np.empty(capacity, np.uint64)
-        ids[: self._n] = self._ids[: self._n]
-        self._vectors, self._ids = vectors, ids
+        with self._lock.shared():
+            vectors = np.empty((capacity, self.dim), np.float32)
+            vectors[: self._n] = self._vectors[: self._n]
+            ids = np.empty(capacity, np.uint64)
+            ids[: self._n] = self._ids[: self._n]
+        with self._lock.exclusive():
+            self._vectors, self._ids = vectors, ids
 
     def _intern(self, galleries: Iterable[str]) -> frozenset[str]:
         key = frozenset(galleries) - {DEFAULT_GALLERY}
         return self._interned.setdefault(key, key)
 
-    # Mutations. Each takes the exclusive lock once for its whole batch.
+    # Mutations. Each takes the writer mutex, and the exclusive lock once for its whole batch.
 
     def upsert(self, ids: Sequence[int] | np.ndarray, vectors: np.ndarray, galleries: Sequence[Iterable[str]]) -> None:
         """Insert new faces and overwrite existing ones. A repeated id within the batch: the last one wins."""
@@ -203,39 +216,38 @@ class FaceIndex:
                 f"upsert of {len(ids)} ids needs {len(ids)}x{self.dim} vectors and {len(ids)} gallery lists, "
                 f"got {vectors.shape} and {len(galleries)}"
             )
-        # Faces of a batch mostly share a few gallery lists (a rebuild page hands over the very same tuples), so
-        # each distinct list is turned into an interned set once.
-        seen: dict[tuple[str, ...], frozenset[str]] = {}
-        gallery_sets = []
-        for g in galleries:
-            key = g if isinstance(g, tuple) else tuple(g)
-            found = seen.get(key)
-            if found is None:
-                found = seen[key] = self._intern(key)
-            gallery_sets.append(found)
         id_list = ids.tolist()
         if len(set(id_list)) != len(id_list):
             last = {face_id: i for i, face_id in enumerate(id_list)}
             keep = sorted(last.values())
-            ids, vectors = ids[keep], vectors[keep]
-            gallery_sets = [gallery_sets[i] for i in keep]
-            id_list = ids.tolist()
-        with self._lock.exclusive():
-            fresh = np.ones(len(id_list), dtype=bool)
-            for i, face_id in enumerate(id_list):
-                row = self._row_of.get(face_id)
-                if row is not None:
-                    fresh[i] = False
-                    self._vectors[row] = vectors[i]
-                    self._set_galleries(row, gallery_sets[i])
-            if fresh.all():
-                self._append(ids, vectors, gallery_sets)
-            elif fresh.any():
-                self._append(ids[fresh], vectors[fresh], [g for g, f in zip(gallery_sets, fresh) if f])
+            ids, vectors, id_list = ids[keep], vectors[keep], [id_list[i] for i in keep]
+            galleries = [galleries[i] for i in keep]
+        with self._writer:
+            # Faces of a batch mostly share a few gallery lists (a rebuild page hands over the very same tuples),
+            # so each distinct list is turned into an interned set once.
+            seen: dict[tuple[str, ...], frozenset[str]] = {}
+            gallery_sets = []
+            for g in galleries:
+                key = g if isinstance(g, tuple) else tuple(g)
+                found = seen.get(key)
+                if found is None:
+                    found = seen[key] = self._intern(key)
+                gallery_sets.append(found)
+            rows = [self._row_of.get(face_id) for face_id in id_list]
+            fresh = np.fromiter((row is None for row in rows), dtype=bool, count=len(rows))
+            self._make_room(self._n + int(fresh.sum()))
+            with self._lock.exclusive():
+                for i, row in enumerate(rows):
+                    if row is not None:
+                        self._vectors[row] = vectors[i]
+                        self._set_galleries(row, gallery_sets[i])
+                if fresh.all():
+                    self._append(ids, vectors, gallery_sets)
+                elif fresh.any():
+                    self._append(ids[fresh], vectors[fresh], [g for g, f in zip(gallery_sets, fresh) if f])
 
     def _append(self, ids: np.ndarray, vectors: np.ndarray, gallery_sets: list[frozenset[str]]) -> None:
         start, count = self._n, len(ids)
-        self._reserve(start + count)
         self._vectors[start : start + count] = vectors
         self._ids[start : start + count] = ids
         self._row_of.update(zip(ids.tolist(), range(start, start + count)))
@@ -267,7 +279,7 @@ class FaceIndex:
     def remove(self, ids: Iterable[int]) -> int:
         """Drop faces by id; returns how many were present."""
         removed = 0
-        with self._lock.exclusive():
+        with self._writer, self._lock.exclusive():
             for face_id in ids:
                 row = self._row_of.pop(int(face_id), None)
                 if row is None:
@@ -292,7 +304,7 @@ class FaceIndex:
 
     def set_galleries(self, changes: Iterable[tuple[int, Iterable[str]]]) -> None:
         """Give faces exactly these galleries (unknown ids are ignored)."""
-        with self._lock.exclusive():
+        with self._writer, self._lock.exclusive():
             for face_id, galleries in changes:
                 row = self._row_of.get(int(face_id))
                 if row is not None:
@@ -314,12 +326,15 @@ class FaceIndex:
         with self._lock.shared():
             counts = {name: members.size for name, members in self._members.items()}
             counts[DEFAULT_GALLERY] = self._n
+            memberships = sum(m.size for m in self._members.values())
             nbytes = (
                 self._vectors.nbytes
                 + self._ids.nbytes
                 + sys.getsizeof(self._row_of)
                 + sys.getsizeof(self._galleries)
                 + sum(m.nbytes for m in self._members.values())
+                # The int objects that the id -> row and row -> place dicts hold: two per entry.
+                + 2 * _INT_BYTES * (self._n + memberships)
             )
             return IndexStats(self._n, counts, nbytes)
 

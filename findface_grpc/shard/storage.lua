@@ -24,8 +24,9 @@ if memtx_mb == nil or memtx_mb < 64 then
     error('FINDFACE_TT_MEMTX_MB must be a number >= 64')
 end
 
+-- No `listen` yet: clients are let in only once the procedures below exist (see the end of this file), else a
+-- shard server reconnecting right after a restart would call functions that are not defined yet.
 box.cfg{
-    listen = listen,
     work_dir = os.getenv('FINDFACE_TT_WORK_DIR') or '.',
     memtx_memory = memtx_mb * 1024 * 1024,
     -- 'write' hands each commit to the OS before answering: acknowledged writes survive a kill -9 of this
@@ -253,4 +254,5 @@ for _, name in ipairs(PROCEDURES) do
     box.schema.user.grant('guest', 'execute', 'function', name, {if_not_exists = true})
 end
 
+box.cfg{listen = listen}
 log.info('findface shard storage ready on %s: %d faces', listen, faces:len())

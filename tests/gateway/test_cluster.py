@@ -7,6 +7,7 @@ Tests that enroll more faces remove them again, so that the shared clusters answ
 from __future__ import annotations
 
 import hashlib
+import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -19,6 +20,7 @@ from findface_grpc.v1 import common_pb2, gateway_pb2
 from tests.gateway.harness import ShardSet, address, face_stub, gateway_process, start_healthy
 from tests.helpers import labelled_photos
 
+log = logging.getLogger(__name__)
 NONE = common_pb2.Threshold(preset=common_pb2.Threshold.PRESET_NONE)
 # With 8 cells, consecutive ids alternate between the two shards in runs of 4, so both get faces.
 CELLS = 8
@@ -154,6 +156,7 @@ def test_leave_one_out_rank1(answers, photos):
         others = [meta for meta, _ in matches if meta != name]
         assert others, f"{name}: no match besides itself"
         correct += photos[others[0]][0] == photos[name][0]
+    log.info("leave-one-out rank-1: %d/%d", correct, len(two))
     assert correct / len(two) >= 0.98, f"rank-1 {correct}/{len(two)}"
     # Each photo finds itself first, at (almost exactly) full confidence.
     assert all(matches[0][0] == name and matches[0][1] > 0.99 for name, matches in two.items())

@@ -38,8 +38,14 @@ def test_comma_separated_shards_from_the_command_line():
         ({"shards": "a:1", "shard_deadline_s": 0}, "shard_deadline_s"),
         ({"shards": "a:1", "default_threshold": "loose"}, "default_threshold"),
         ({"shards": "a:1", "listen": "7000"}, "listen"),
+        ({"shards": "a:0"}, "not host:port"),
     ],
 )
 def test_bad_settings_are_refused(overrides, message):
     with pytest.raises(ConfigError, match=message):
         config.load(GatewayConfig, "gateway", None, environ={}, overrides=overrides)
+
+
+def test_listening_on_port_0_lets_the_system_pick():
+    cfg = config.load(GatewayConfig, "gateway", None, environ={}, overrides={"shards": "a:1", "listen": "127.0.0.1:0"})
+    assert cfg.listen == "127.0.0.1:0"

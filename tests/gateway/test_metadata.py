@@ -9,7 +9,7 @@ import pytest
 
 from findface_grpc.errors import AlreadyExists, Unavailable
 from findface_grpc.gateway.domain import Descriptor, NewFace
-from findface_grpc.gateway.metadata import ACTIVE, DELETING, MetadataStore, _id_ranges, utcnow
+from findface_grpc.gateway.metadata import ACTIVE, DELETING, MetadataStore, _id_ranges, redact, utcnow
 from tests.gateway.harness import EventLoop
 
 
@@ -157,3 +157,14 @@ def test_a_lost_counter_restarts_above_the_largest_id(store, loop):
     store.counters.drop()
     loop.run(store.ensure_schema())
     assert loop.run(store.allocate_ids(1)) == first + 3
+
+
+@pytest.mark.parametrize(
+    "uri, shown",
+    [
+        ("mongodb://u:secret@h1:27017,h2/?replicaSet=rs", "mongodb://u:***@h1:27017,h2/?replicaSet=rs"),
+        ("mongodb://127.0.0.1:27017/?directConnection=true", "mongodb://127.0.0.1:27017/?directConnection=true"),
+    ],
+)
+def test_logged_uris_hide_the_password(uri, shown):
+    assert redact(uri) == shown

@@ -261,3 +261,19 @@ def test_unreachable_metadata_store_and_extractor_are_unavailable(env, faces):
             env.run(service.detect(photo))
     finally:
         env.run(service.stop())
+
+
+def test_hits_without_an_active_face_are_dropped_at_the_join(env):
+    store, service = env.service.metadata, env.service
+    orphan_id = 10**9 + 1  # cell 1 of 8: shard 0
+    pending_id = env.run(store.allocate_ids(1))
+    orphan, pending = env.new_faces(2)
+    env.run(store.insert_pending(pending_id, [NewFace(pending.descriptor, ("default",))]))
+    for face_id, face in ((orphan_id, orphan), (pending_id, pending)):
+        shard = service.shards[service.cells.shard_of(face_id)]
+        env.run(shard.add([(face_id, ["default"], face.descriptor)]))
+    for face in (orphan, pending):
+        result = env.run(service.identify(descriptor=face.descriptor, n=3))
+        assert result.results[0].matches == ()  # both are in a shard, neither is an active face
+    report = env.check_consistent()
+    assert (report.orphans_removed, report.rolled_back) == (1, 1)

@@ -187,11 +187,12 @@ def test_misuse_is_refused(call):
 
 
 def test_searches_during_writes_see_consistent_rows():
-    # Writers move rows (removal swaps) while searches run: every hit must name a face that holds that vector.
+    # Writers move rows (removal swaps) and grow the matrix while searches run: every hit must name a face that
+    # holds that vector.
     rng = np.random.default_rng(5)
-    vectors = unit(rng, 2000, 16)
+    vectors = unit(rng, 6000, 16)
     idx = FaceIndex(16)
-    idx.upsert(np.arange(1, 2001), vectors, [("g",) if i % 2 else () for i in range(2000)])
+    idx.upsert(np.arange(1, 2001), vectors[:2000], [("g",) if i % 2 else () for i in range(2000)])
     errors: list[str] = []
     stop = threading.Event()
 
@@ -202,6 +203,10 @@ def test_searches_during_writes_see_consistent_rows():
             idx.remove(victims.tolist())
             idx.upsert(victims, vectors[victims - 1], [("g",) if v % 2 == 0 else () for v in victims])
 
+    def grow():
+        for start in range(2001, 6001, 100):
+            idx.upsert(np.arange(start, start + 100), vectors[start - 1 : start + 99], [()] * 100)
+
     def search():
         for i in range(200):
             q = vectors[i][None]
@@ -211,15 +216,14 @@ def test_searches_during_writes_see_consistent_rows():
                     if abs(hit.score - expected) > 1e-4:
                         errors.append(f"{hit} for query {i}, expected score {expected}")
 
-    writer = threading.Thread(target=churn)
-    writer.start()
+    writers = [threading.Thread(target=churn), threading.Thread(target=grow)]
     readers = [threading.Thread(target=search) for _ in range(3)]
-    for t in readers:
+    for t in writers + readers:
         t.start()
-    for t in readers:
+    for t in readers + writers[1:]:
         t.join()
     stop.set()
-    writer.join()
+    writers[0].join()
     assert errors == []
-    assert len(idx) == 2000
+    assert len(idx) == 6000
     assert idx.stats().gallery_counts["g"] == 1000
