@@ -149,15 +149,28 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(message)s")
     stop = threading.Event()
+
+    class Interrupted(Exception):
+        pass
+
+    def during_start(*_):
+        raise Interrupted
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, during_start)
     cluster = Cluster(cfg, args.config)
     try:
         addresses = cluster.start()
+    except Interrupted:
+        log.info("interrupted while starting; stopping what started")
+        cluster.stop()
+        return 0
     except (RuntimeError, TimeoutError, OSError) as exc:
         log.error("cluster did not start: %s (logs in %s)", exc, cluster.data / "logs")
         cluster.stop()
         return 1
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     log.info("cluster is up; data in %s, logs in %s", cluster.data, cluster.data / "logs")
     for name, address in addresses.items():
         log.info("  %-10s %s", name, address)

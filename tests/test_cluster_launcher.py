@@ -1,0 +1,83 @@
+"""The README's run command: the whole cluster from one launcher, stopped cleanly, found again on restart."""
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import grpc
+import pytest
+
+from findface_grpc.extractor.models import packs
+from findface_grpc.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+from tests.helpers import ROOT, free_port
+
+
+def start_cluster(config, data_dir, log_path):
+    log = open(log_path, "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "findface_grpc.cluster", "--config", str(config), "--data-dir", str(data_dir)],
+        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if "cluster is up" in log_path.read_text():
+            return proc
+        if proc.poll() is not None:
+            pytest.fail(f"launcher exited {proc.returncode}:\n{log_path.read_text()}")
+        time.sleep(0.2)
+    proc.kill()
+    pytest.fail(f"cluster not up in time:\n{log_path.read_text()}")
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_cluster_starts_stops_and_keeps_faces(tmp_path, faces):
+    try:
+        packs.verify_pack("scrfd-mbf", packs.default_models_dir())
+    except packs.ModelError as exc:
+        pytest.skip(f"models not fetched: {exc}")
+    ports = {
+        "gateway_port": free_port(), "extractor_port": free_port(), "mongo_port": free_port(),
+        "shard_base_port": free_port(), "tarantool_base_port": free_port(),
+    }
+    # Shard and Tarantool ports are consecutive from their bases: keep them apart from the others.
+    ports["shard_base_port"] = 20000 + ports["shard_base_port"] % 20000
+    ports["tarantool_base_port"] = ports["shard_base_port"] + 100
+    config = tmp_path / "cluster.toml"
+    config.write_text("[cluster]\n" + "".join(f"{k} = {v}\n" for k, v in ports.items()) + "tarantool_memtx_mb = 256\n")
+    data = tmp_path / "data"
+    gateway = f"127.0.0.1:{ports['gateway_port']}"
+    photo = (faces / "deepface/img1.jpg").read_bytes()
+
+    log = tmp_path / "launcher-1.log"
+    proc = start_cluster(config, data, log)
+    try:
+        with grpc.insecure_channel(gateway) as channel:
+            stub = gateway_pb2_grpc.FaceServiceStub(channel)
+            created = stub.CreateFace(gateway_pb2.CreateFaceRequest(image=common_pb2.ImageSource(content=photo), meta="x"))
+            face_id = created.faces[0].id
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, log.read_text()
+    for key in ("gateway_port", "extractor_port", "mongo_port", "shard_base_port", "tarantool_base_port"):
+        assert not port_open(ports[key]), f"{key} still open after the launcher stopped"
+
+    log = tmp_path / "launcher-2.log"
+    proc = start_cluster(config, data, log)
+    try:
+        with grpc.insecure_channel(gateway) as channel:
+            stub = gateway_pb2_grpc.FaceServiceStub(channel)
+            assert stub.GetFace(gateway_pb2.GetFaceRequest(id=face_id)).meta == "x"
+            query = (faces / "deepface/img2.jpg").read_bytes()  # the same person
+            reply = stub.Identify(gateway_pb2.IdentifyRequest(image=common_pb2.ImageSource(content=query)))
+            assert (reply.shards_answered, reply.shards_total) == (2, 2)
+            assert reply.results[0].matches[0].face.id == face_id
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0, log.read_text()
