@@ -22,14 +22,15 @@ from findface_grpc.errors import InvalidArgument
 # Every face is in this gallery, whatever else it is in; it is not stored as a member set.
 DEFAULT_GALLERY = "default"
 # A gallery holding at least this share of the shard is searched by one product over the whole matrix and its
-# columns picked afterwards: gathering its rows first would copy nearly as much memory as the product reads.
-FULL_PASS_SHARE = 0.25
-# Most scores computed in one product (128 MB of float32); bigger query batches are cut into blocks of queries
-# so that a 1024-query search over a million faces does not need 4 GB of scores at once.
-SCORE_BLOCK = 32 * 1024 * 1024
-# Rows per slice when few queries are scored (8 MB of 512-d rows: stays in the last-level cache while used).
-BLOCK_ROWS = 4096
-# From this many queries on, one matrix product beats slicing (see _product).
+# columns picked afterwards. Gathering scattered rows costs several times what streaming them does (measured: a
+# 10% gallery of 1M x 512 gathered took as long as the whole pass), so only small galleries are gathered.
+FULL_PASS_SHARE = 0.1
+# Most scores computed in one product (256 MB of float32: a batch of 64 queries over a million faces); bigger
+# query batches are cut into blocks of queries so that 1024 queries over a million faces do not need 4 GB at once.
+SCORE_BLOCK = 64 * 1024 * 1024
+# Rows of a gallery gathered and scored at once (32 MB of 512-d rows).
+GATHER_ROWS = 16384
+# From this many queries on, queries x rows is the faster shape of the product (see _product).
 WIDE_QUERY_BATCH = 16
 _MIN_CAPACITY = 1024
 # Size of a Python int object as the dicts hold them, for the memory estimate in stats().
@@ -387,20 +388,20 @@ class FaceIndex:
 def _product(queries: np.ndarray, matrix: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
     """Dot products of the queries with every row of `matrix`, or with `matrix[rows]`: Q x width.
 
-    Few queries against many rows is a skinny product that BLAS does poorly in one call (it repacks the whole
-    matrix first); slices of rows small enough for the CPU cache, each times the few queries, run at memory speed,
-    and a gallery's gathered rows never exist as one big copy. Many queries against the contiguous matrix are
-    compute-bound, and there one call is faster.
+    The whole matrix is one BLAS call: many small calls were faster on an idle machine but erratic (up to 10x
+    slower) when other processes shared the cores, since each call waits for BLAS's threads to be scheduled. With
+    few queries, rows x queries is the better-shaped product; with many, queries x rows. A gallery's rows are
+    gathered and scored a slice at a time, so that they never exist as one big copy.
     """
-    if rows is None and len(queries) >= WIDE_QUERY_BATCH:
-        return queries @ matrix.T
-    width = len(matrix) if rows is None else len(rows)
-    out = np.empty((width, len(queries)), np.float32)
+    if rows is None:
+        if len(queries) >= WIDE_QUERY_BATCH:
+            return queries @ matrix.T
+        return np.ascontiguousarray((matrix @ queries.T).T)
+    out = np.empty((len(rows), len(queries)), np.float32)
     columns = np.ascontiguousarray(queries.T)
-    for start in range(0, width, BLOCK_ROWS):
-        stop = min(start + BLOCK_ROWS, width)
-        part = matrix[start:stop] if rows is None else matrix[rows[start:stop]]
-        np.matmul(part, columns, out=out[start:stop])
+    for start in range(0, len(rows), GATHER_ROWS):
+        stop = min(start + GATHER_ROWS, len(rows))
+        np.matmul(matrix[rows[start:stop]], columns, out=out[start:stop])
     return np.ascontiguousarray(out.T)
 
 

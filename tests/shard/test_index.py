@@ -141,6 +141,7 @@ def test_small_gallery_path_equals_masked_full_path_and_brute_force(monkeypatch,
     alive = {int(i): v for i, v in zip(ids, vectors) if i not in set(gone.tolist())}
     members = {int(i) for i, m in zip(ids, in_gallery) if m} - set(gone.tolist())
     queries = unit(rng, 20, dim)
+    monkeypatch.setattr(index_mod, "GATHER_ROWS", 100)  # a gathered gallery is scored in several slices
     monkeypatch.setattr(index_mod, "FULL_PASS_SHARE", 0.0)
     full = idx.search(queries, "g", 15, 0.1)
     monkeypatch.setattr(index_mod, "FULL_PASS_SHARE", 2.0)
@@ -153,7 +154,7 @@ def test_small_gallery_path_equals_masked_full_path_and_brute_force(monkeypatch,
 @pytest.mark.parametrize("count", [1, 5, 15, 16, 40])  # both sides of WIDE_QUERY_BATCH
 def test_a_batch_of_queries_with_their_own_k_and_threshold_equals_one_by_one(count, monkeypatch):
     monkeypatch.setattr(index_mod, "SCORE_BLOCK", 4000)  # several query blocks per pass
-    monkeypatch.setattr(index_mod, "BLOCK_ROWS", 64)
+    monkeypatch.setattr(index_mod, "GATHER_ROWS", 64)
     rng = np.random.default_rng(4)
     vectors = unit(rng, 1000, 16)
     idx = FaceIndex(16, capacity=10)  # grows on the way

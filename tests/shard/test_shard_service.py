@@ -363,7 +363,10 @@ def test_the_server_waits_for_a_late_tarantool_and_gives_up_on_a_missing_one(tmp
         ["--listen", f"127.0.0.1:{launch.free_port()}", "--tarantool", f"127.0.0.1:{launch.free_port()}"],
         tmp_path / "missing.log", {"FINDFACE_SHARD_TARANTOOL_CONNECT_TIMEOUT_S": "1"},
     ).start()
-    assert missing.proc.wait(30) == 1
+    try:
+        assert missing.proc.wait(30) == 1
+    finally:
+        missing.kill()
     assert "is unreachable" in missing.tail()
 
 
