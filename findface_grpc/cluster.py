@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import signal
 import sys
 import threading
@@ -16,9 +17,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from pymongo.errors import PyMongoError
+
+from findface_grpc import auth
 from findface_grpc import config as config_mod
 from findface_grpc import launch
-from findface_grpc.errors import ConfigError
+from findface_grpc.errors import ConfigError, FindFaceError
+from findface_grpc.gateway.metadata import redact
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +53,7 @@ class ClusterConfig:
 class Cluster:
     def __init__(self, cfg: ClusterConfig, config_path: str | None = None) -> None:
         self.cfg = cfg
+        self.config_path = config_path
         self.config_args = ["--config", config_path] if config_path else []
         self.data = Path(cfg.data_dir).resolve()
         self.processes: list[launch.ManagedProcess] = []
@@ -114,7 +120,35 @@ class Cluster:
             timeout,
         )
         self.addresses["gateway"] = gateway
+        self._first_token(mongo_uri)
         return self.addresses
+
+    def _first_token(self, mongo_uri: str) -> None:
+        """On a cluster's first start, create the token "admin", so that the gateway (which requires tokens)
+        can be used at once; it is logged this once only. Later starts find a token (even a revoked one) and
+        leave tokens to `findface-token`."""
+        try:
+            settings = auth.gateway_mongo(self.config_path, mongo_uri)
+            client, store = auth.open_store(settings)
+            try:
+                if store.exists():
+                    return
+                token = store.create("admin")
+            finally:
+                client.close()
+        except (FindFaceError, PyMongoError) as exc:
+            log.error("could not create the first API token (%s); create one with findface-token",
+                      getattr(exc, "message", type(exc).__name__))
+            return
+        try:
+            tool = [launch.venv_bin("findface-token")]
+        except FileNotFoundError:  # installed before the script existed: the module runs the same CLI
+            tool = [sys.executable, "-m", "findface_grpc.auth"]
+        more = [*tool, "create", "NAME", "--mongo-uri", redact(mongo_uri)]
+        if self.config_path:
+            more += ["--config", self.config_path]
+        log.info("API token \"admin\" (shown only now; clients send it as 'authorization: Token <key>'): %s", token)
+        log.info("more tokens: %s   (list / revoke NAME_OR_ID likewise)", shlex.join(more))
 
     def _run(self, proc: launch.ManagedProcess) -> None:
         self.processes.append(proc)

@@ -7,11 +7,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections import namedtuple
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from findface_grpc.auth import token_metadata
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,3 +93,39 @@ def start_server(module: str, args: list[str], address: str, log_path: Path, env
         server.stop()
         raise RuntimeError(f"{module} did not start:\n{server.log()}") from None
     return server
+
+
+class _TokenInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+                        grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    """Adds the API token to every call on a channel, so that tests call the gateway as before."""
+
+    def __init__(self, token: str) -> None:
+        self.metadata = token_metadata(token)
+
+    def _add(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
+        return _CallDetails(details.method, details.timeout, (*(details.metadata or ()), *self.metadata),
+                            details.credentials, details.wait_for_ready, details.compression)
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._add(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._add(details), request)
+
+    def intercept_stream_unary(self, continuation, details, request_iterator):
+        return continuation(self._add(details), request_iterator)
+
+    def intercept_stream_stream(self, continuation, details, request_iterator):
+        return continuation(self._add(details), request_iterator)
+
+
+class _CallDetails(
+    namedtuple("_CallDetails", ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")),
+    grpc.ClientCallDetails,
+):
+    pass
+
+
+def with_token(channel: grpc.Channel, token: str) -> grpc.Channel:
+    """`channel` with `authorization: Token <token>` on every call."""
+    return grpc.intercept_channel(channel, _TokenInterceptor(token))

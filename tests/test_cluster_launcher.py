@@ -12,7 +12,7 @@ import pytest
 
 from findface_grpc.extractor.models import packs
 from findface_grpc.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
-from tests.helpers import ROOT, free_port
+from tests.helpers import ROOT, free_port, with_token
 
 
 def start_cluster(config, data_dir, log_path):
@@ -58,7 +58,14 @@ def test_cluster_starts_stops_and_keeps_faces(tmp_path, faces):
     log = tmp_path / "launcher-1.log"
     proc = start_cluster(config, data, log)
     try:
-        with grpc.insecure_channel(gateway) as channel:
+        # The first start creates the token "admin" and logs it once; clients get their own with the CLI.
+        assert 'API token "admin"' in log.read_text()
+        mongo_uri = f"mongodb://127.0.0.1:{ports['mongo_port']}/?directConnection=true"
+        token = subprocess.run(
+            [sys.executable, "-m", "findface_grpc.auth", "create", "test", "--mongo-uri", mongo_uri],
+            capture_output=True, text=True, check=True, cwd=ROOT,
+        ).stdout.strip()
+        with with_token(grpc.insecure_channel(gateway), token) as channel:
             stub = gateway_pb2_grpc.FaceServiceStub(channel)
             created = stub.CreateFace(gateway_pb2.CreateFaceRequest(image=common_pb2.ImageSource(content=photo), meta="x"))
             face_id = created.faces[0].id
@@ -71,7 +78,8 @@ def test_cluster_starts_stops_and_keeps_faces(tmp_path, faces):
     log = tmp_path / "launcher-2.log"
     proc = start_cluster(config, data, log)
     try:
-        with grpc.insecure_channel(gateway) as channel:
+        assert 'API token "admin"' not in log.read_text()
+        with with_token(grpc.insecure_channel(gateway), token) as channel:
             stub = gateway_pb2_grpc.FaceServiceStub(channel)
             assert stub.GetFace(gateway_pb2.GetFaceRequest(id=face_id)).meta == "x"
             query = (faces / "deepface/img2.jpg").read_bytes()  # the same person

@@ -1,6 +1,8 @@
-"""Which shard owns a face id: id -> cell (id % cells) -> shard index.
+"""Which shard owns a face id: id -> cell (a hash of the id, modulo cells) -> shard index.
 
-The number of cells is fixed for the life of a cluster and much larger than the number of shards, so that shards
+Ids are handed out in sequence, so the id is hashed before taking the cell: consecutive ids then land in cells
+all over the range, and every shard gets its share of new faces from the first one on (with `id % cells`, the
+first 511 faces of a 2-shard cluster would all go to shard 0). The number of cells is fixed for the life of a cluster and much larger than the number of shards, so that shards
 can be added or rebalanced by moving whole cells (and their faces) from one shard to another, without changing
 any face id.
 """
@@ -10,6 +12,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from findface_grpc.errors import ConfigError
+
+
+_GOLDEN = 0x9E3779B97F4A7C15  # 2**64 / golden ratio: Fibonacci hashing spreads sequences evenly
+_MASK64 = (1 << 64) - 1
+
+
+def cell_of(face_id: int, cells: int) -> int:
+    """The cell of a face id. Part of the cluster's on-disk contract: changing it would move every face."""
+    return (((face_id * _GOLDEN) & _MASK64) >> 32) % cells
 
 
 def contiguous(cells: int, shards: int) -> tuple[int, ...]:
@@ -68,10 +79,10 @@ class CellMap:
         return len(self.owners)
 
     def cell_of(self, face_id: int) -> int:
-        return face_id % len(self.owners)
+        return cell_of(face_id, len(self.owners))
 
     def shard_of(self, face_id: int) -> int:
-        return self.owners[face_id % len(self.owners)]
+        return self.owners[cell_of(face_id, len(self.owners))]
 
     def group(self, face_ids: Iterable[int]) -> dict[int, list[int]]:
         """Face ids by owning shard, each list in the given order; shards without ids are left out."""

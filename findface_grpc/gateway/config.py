@@ -50,6 +50,11 @@ class GatewayConfig:
     pending_grace_s: float = 120.0
     # The sweep for shard ids without metadata reads every shard's id list, so it runs less often than repair.
     orphan_sweep_interval_s: float = 3600.0
+    # Every FaceService call must carry `authorization: Token <key>` (see findface_grpc.auth). False turns the
+    # check off: only for a gateway that nothing but trusted hosts can reach.
+    require_tokens: bool = True
+    # How long a gateway trusts its cached answer about a token: a revocation takes effect within this.
+    token_cache_ttl_s: float = 5.0
     log_level: str = "INFO"
 
     def validate(self) -> None:
@@ -79,6 +84,8 @@ class GatewayConfig:
                      "repair_interval_s", "orphan_sweep_interval_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"[gateway].{name} must be > 0")
+        if self.token_cache_ttl_s < 0:
+            raise ConfigError("[gateway].token_cache_ttl_s must be >= 0")
         if self.pending_grace_s < 0:
             raise ConfigError("[gateway].pending_grace_s must be >= 0")
         if self.shard_max_in_flight < 1:

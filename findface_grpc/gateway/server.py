@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 from findface_grpc import config as config_mod
+from findface_grpc.auth import AuthInterceptor, TokenStore
 from findface_grpc.errors import FindFaceError
 from findface_grpc.gateway.cells import CellMap
 from findface_grpc.gateway.clients import ExtractorClient, ShardClient
@@ -39,7 +40,13 @@ async def start(config: GatewayConfig, service: GatewayService | None = None) ->
     except BaseException:
         await service.stop()
         raise
-    server = GrpcServer(config.listen)
+    interceptors = []
+    if config.require_tokens:
+        # Tokens live beside the metadata, on the same client; verification runs off the event loop.
+        interceptors.append(AuthInterceptor(TokenStore(service.metadata.db, config.token_cache_ttl_s)))
+    else:
+        log.warning("require_tokens is off: every caller is trusted; only for a gateway on a trusted network")
+    server = GrpcServer(config.listen, interceptors)
     server.add(
         gateway_pb2_grpc.add_FaceServiceServicer_to_server,
         FaceServicer(service),

@@ -6,15 +6,19 @@ launcher starts it; processes that do not depend on each other are started side 
 from __future__ import annotations
 
 import asyncio
+import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+import pymongo
 
 from findface_grpc import launch
+from findface_grpc.auth import TokenStore
 from findface_grpc.rpc import CHANNEL_OPTIONS
 from findface_grpc.v1 import gateway_pb2_grpc, shard_pb2, shard_pb2_grpc
+from tests.helpers import with_token
 
 START_TIMEOUT = 120.0
 HOST = "127.0.0.1"
@@ -129,8 +133,17 @@ def gateway_process(name: str, base: Path, listen: str, shards: list[str], extra
     )
 
 
-def face_stub(addr: str) -> tuple[grpc.Channel, gateway_pb2_grpc.FaceServiceStub]:
-    channel = grpc.insecure_channel(addr, options=CHANNEL_OPTIONS)
+def make_token(mongo_uri: str, mongo_db: str, name: str = "tests") -> str:
+    """A new API token in a gateway's metadata database (the gateway requires one on every call)."""
+    client = pymongo.MongoClient(mongo_uri, tz_aware=True)
+    try:
+        return TokenStore(client[mongo_db]).create(f"{name}-{secrets.token_hex(4)}")
+    finally:
+        client.close()
+
+
+def face_stub(addr: str, token: str) -> tuple[grpc.Channel, gateway_pb2_grpc.FaceServiceStub]:
+    channel = with_token(grpc.insecure_channel(addr, options=CHANNEL_OPTIONS), token)
     return channel, gateway_pb2_grpc.FaceServiceStub(channel)
 
 

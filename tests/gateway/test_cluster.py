@@ -17,12 +17,12 @@ import pytest
 from findface_grpc import launch
 from findface_grpc.rpc import error_details
 from findface_grpc.v1 import common_pb2, gateway_pb2
-from tests.gateway.harness import ShardSet, address, face_stub, gateway_process, start_healthy
+from tests.gateway.harness import ShardSet, address, face_stub, gateway_process, make_token, start_healthy
 from tests.helpers import labelled_photos
 
 log = logging.getLogger(__name__)
 NONE = common_pb2.Threshold(preset=common_pb2.Threshold.PRESET_NONE)
-# With 8 cells, consecutive ids alternate between the two shards in runs of 4, so both get faces.
+# With 8 cells, consecutive ids spread over both shards, so both get faces.
 CELLS = 8
 
 
@@ -33,7 +33,7 @@ class Cluster:
         self.address = address(launch.free_port())
         self.extractor, self.mongo, self.name = extractor, mongo, name
         self.gateway = self._gateway()
-        self.channel, self.stub = face_stub(self.address)
+        self.channel, self.stub = face_stub(self.address, make_token(mongo, f"cluster_{name}"))
 
     def _gateway(self):
         return gateway_process(f"gateway-{self.name}", self.base, self.address, self.shards.addresses, self.extractor,

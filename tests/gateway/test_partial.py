@@ -15,7 +15,7 @@ import pytest
 from findface_grpc import launch
 from findface_grpc.gateway.cells import CellMap
 from findface_grpc.v1 import common_pb2, gateway_pb2
-from tests.gateway.harness import ShardSet, address, face_stub, gateway_process, start_healthy
+from tests.gateway.harness import ShardSet, address, face_stub, gateway_process, make_token, start_healthy
 
 CELLS = 8
 FACES = 200
@@ -36,7 +36,8 @@ def cluster(tmp_path_factory, extractor, mongo):
         shards.start_tarantools()
         start_healthy(shards.server_items())
         start_healthy([(gateways[0], lenient), (gateways[1], strict)])
-        channels = [face_stub(lenient), face_stub(strict)]
+        token = make_token(mongo, "partial")
+        channels = [face_stub(lenient, token), face_stub(strict, token)]
         yield shards, channels[0][1], channels[1][1]
         for ch, _ in channels:
             ch.close()

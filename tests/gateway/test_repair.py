@@ -242,7 +242,7 @@ def test_failed_gallery_delete_is_finished_by_repair(env):
 
 
 def test_sweep_removes_shard_ids_without_metadata(env):
-    orphan = 10**9 + 4  # cell 4 of 8: shard 1
+    orphan = 10**9 + 4  # an id far above any allocated one
     shard = env.service.shards[env.service.cells.shard_of(orphan)]
     env.run(shard.add([(orphan, ["default"], env.new_faces(1)[0].descriptor)]))
     assert env.check_consistent().orphans_removed == 1
@@ -265,7 +265,7 @@ def test_unreachable_metadata_store_and_extractor_are_unavailable(env, faces):
 
 def test_hits_without_an_active_face_are_dropped_at_the_join(env):
     store, service = env.service.metadata, env.service
-    orphan_id = 10**9 + 1  # cell 1 of 8: shard 0
+    orphan_id = 10**9 + 1  # an id far above any allocated one
     pending_id = env.run(store.allocate_ids(1))
     orphan, pending = env.new_faces(2)
     env.run(store.insert_pending(pending_id, [NewFace(pending.descriptor, ("default",))]))
