@@ -29,6 +29,7 @@ import numpy as np
 
 from findface_grpc.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from findface_grpc.gateway import fanout, scoring
+from findface_grpc.gateway.photos import PhotoFetcher
 from findface_grpc.gateway.cells import CellMap
 from findface_grpc.gateway.clients import ExtractorClient, ShardClient
 from findface_grpc.gateway.config import UNAVAILABLE, GatewayConfig
@@ -145,6 +146,10 @@ class GatewayService:
         self.shards = list(shards)
         self.cells = cells
         self.faults = faults or Faults()
+        self.photos = PhotoFetcher(
+            int(config.max_image_mb * 1_000_000), config.url_fetch_timeout_s, config.allow_private_urls,
+            config.url_allow_networks,
+        )
         self.default_preset = scoring.Preset(config.default_threshold)
         self._model: ModelInfo | None = None
         self._repair_lock = asyncio.Lock()
@@ -301,7 +306,20 @@ class GatewayService:
         n = n or 1
         if not 1 <= n <= self.config.max_n:
             raise InvalidArgument(f"n must be within 1..{self.config.max_n}, got {n}")
-        gallery = await self._gallery(gallery)
+        gallery = gallery or DEFAULT_GALLERY
+        check_gallery_name(gallery, "gallery")
+        # The gallery's existence is checked while the search runs: a search in a missing gallery finds nothing
+        # and costs little, and an identify then needs one metadata round trip less before it can start.
+        gallery_check = asyncio.ensure_future(self._require_galleries([gallery], "gallery"))
+        try:
+            return await self._identify(gallery, gallery_check, image, descriptor, bboxes, n, threshold, selector)
+        finally:
+            if not gallery_check.done():
+                gallery_check.cancel()
+            elif not gallery_check.cancelled():
+                gallery_check.exception()  # retrieved: an error that lost the race to another is not news
+
+    async def _identify(self, gallery, gallery_check, image, descriptor, bboxes, n, threshold, selector) -> IdentifyResult:
         model = await self.model()
         limit = self._resolve_threshold(threshold, model.model_id)
         if descriptor is not None:
@@ -315,6 +333,7 @@ class GatewayService:
             raise InvalidArgument("image or descriptor is required")
         total = len(self.shards)
         if not vectors:
+            await gallery_check
             # Nothing to look for, so no shard's answer is missing.
             return IdentifyResult((), total, total)
 
@@ -335,6 +354,7 @@ class GatewayService:
             answered = min(answered, total - len(failed))
             merged.extend(merge_batches([a.hits for a in answers if a.ok], len(chunk), k))
 
+        await gallery_check
         faces = await self.metadata.active_faces(sorted({h.face_id for hits in merged for h in hits}))
         results = []
         for query, hits in zip(queries, merged):
@@ -374,7 +394,9 @@ class GatewayService:
         selector: MultiFace = MultiFace.BIGGEST,
         person_id: str = "",
         cam_id: str = "",
+        photo: str = "",
     ) -> list[Face]:
+        """`photo`: where the photo came from (its URL), kept with the faces."""
         names = _galleries(check_gallery_name(g, "galleries") for g in galleries)
         await self._require_galleries(names, "galleries")
         detection = await self._extract(image, bboxes, selector, "image")
@@ -382,7 +404,7 @@ class GatewayService:
             raise InvalidArgument("image: no face found")
         photo_hash = hashlib.sha256(image).hexdigest()
         new = [
-            NewFace(f.descriptor, names, meta, f.bbox, photo_hash, person_id, cam_id)  # type: ignore[arg-type]
+            NewFace(f.descriptor, names, meta, f.bbox, photo_hash, person_id, cam_id, photo)  # type: ignore[arg-type]
             for f in detection.faces
         ]
         # A client giving up half way must not interrupt the write sequence; it runs to its end either way.
