@@ -1,6 +1,7 @@
 """Gateway configuration: `[gateway]` in the config file, or FINDFACE_GATEWAY_* variables."""
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from findface_grpc.errors import ConfigError
@@ -55,6 +56,14 @@ class GatewayConfig:
     require_tokens: bool = True
     # How long a gateway trusts its cached answer about a token: a revocation takes effect within this.
     token_cache_ttl_s: float = 5.0
+    # Photos given by URL (ImageSource.url) are fetched by the gateway: at most this large (as the extractor's
+    # limit), within this time, redirects refused. Hosts resolving to addresses that are not public (loopback,
+    # private, link-local, ...) are refused unless allow_private_urls, or the address is in url_allow_networks
+    # (CIDR, e.g. ["10.1.2.0/24"]).
+    max_image_mb: float = 10.0
+    url_fetch_timeout_s: float = 10.0
+    allow_private_urls: bool = False
+    url_allow_networks: tuple[str, ...] = ()
     log_level: str = "INFO"
 
     def validate(self) -> None:
@@ -90,6 +99,13 @@ class GatewayConfig:
             raise ConfigError("[gateway].pending_grace_s must be >= 0")
         if self.shard_max_in_flight < 1:
             raise ConfigError("[gateway].shard_max_in_flight must be >= 1")
+        if self.max_image_mb <= 0 or self.url_fetch_timeout_s <= 0:
+            raise ConfigError("[gateway].max_image_mb and url_fetch_timeout_s must be > 0")
+        for network in self.url_allow_networks:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ConfigError(f"[gateway].url_allow_networks: {network!r} is not an address or CIDR network") from None
         if not self.mongo_db or not self.mongo_uri:
             raise ConfigError("[gateway].mongo_uri and mongo_db must be set")
         # Parsing the cell map here refuses a bad one at start-up, with the entry named.

@@ -90,6 +90,7 @@ class NewFace:
     photo_hash: str = ""
     person_id: str = ""
     cam_id: str = ""
+    photo: str = ""  # the URL the photo was fetched from, if it was
 
 
 @dataclass(frozen=True)

@@ -113,8 +113,8 @@ def new_face_doc(face_id: int, face: NewFace, now: datetime) -> dict:
         "photo_hash": face.photo_hash,
         "person_id": face.person_id,
         "cam_id": face.cam_id,
-        # URLs of stored copies: there is no photo store yet.
-        "photo": "",
+        # The photo's source URL when it came by URL; stored copies (thumbnail, normalized) need a photo store.
+        "photo": face.photo,
         "thumbnail": "",
         "normalized": "",
         "model_id": face.descriptor.model_id,

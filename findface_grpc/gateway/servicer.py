@@ -37,7 +37,7 @@ def image_from_pb(msg: common_pb2.ImageSource, field: str, present: bool = True)
         raise InvalidArgument(f"{field} is required")
     kind = msg.WhichOneof("source")
     if kind == "url":
-        raise InvalidArgument(f"{field}.url: photo URLs are not supported yet; send the photo's bytes in {field}.content")
+        raise InvalidArgument(f"{field}.url: this call does not fetch photo URLs; send the photo's bytes")
     if kind is None or not msg.content:
         raise InvalidArgument(f"{field}: the photo is empty")
     return msg.content
@@ -127,8 +127,14 @@ class FaceServicer(gateway_pb2_grpc.FaceServiceServicer):
     def __init__(self, service: GatewayService) -> None:
         self.service = service
 
+    async def _image(self, msg: common_pb2.ImageSource, field: str, present: bool = True) -> bytes:
+        """The photo's bytes: given inline, or fetched from its URL (with the limits of gateway.photos)."""
+        if present and msg.WhichOneof("source") == "url":
+            return await self.service.photos.fetch(msg.url, f"{field}.url")
+        return image_from_pb(msg, field, present)
+
     async def Detect(self, request, context):
-        image = image_from_pb(request.image, "image", request.HasField("image"))
+        image = await self._image(request.image, "image", request.HasField("image"))
         detection = await self.service.detect(image)
         return gateway_pb2.FaceDetectResponse(
             faces=[detected_to_pb(f) for f in detection.faces],
@@ -141,11 +147,11 @@ class FaceServicer(gateway_pb2_grpc.FaceServiceServicer):
         if second is None:
             raise InvalidArgument("image2 or face_id is required")
         result = await self.service.verify(
-            image1=image_from_pb(request.image1, "image1", request.HasField("image1")),
+            image1=await self._image(request.image1, "image1", request.HasField("image1")),
             bbox1=box_or_none(request, "bbox1"),
             threshold=threshold_from_pb(request.threshold),
             selector=selector_from_pb(request.mf_selector),
-            image2=image_from_pb(request.image2, "image2") if second == "image2" else None,
+            image2=await self._image(request.image2, "image2") if second == "image2" else None,
             bbox2=box_or_none(request, "bbox2"),
             face_id=request.face_id if second == "face_id" else None,
         )
@@ -164,7 +170,7 @@ class FaceServicer(gateway_pb2_grpc.FaceServiceServicer):
         if query is None:
             raise InvalidArgument("image or descriptor is required")
         result = await self.service.identify(
-            image=image_from_pb(request.image, "image") if query == "image" else None,
+            image=await self._image(request.image, "image") if query == "image" else None,
             descriptor=descriptor_in(request.descriptor, "descriptor") if query == "descriptor" else None,
             bboxes=[box_from_pb(b) for b in request.bboxes],
             gallery=request.gallery,
@@ -185,13 +191,14 @@ class FaceServicer(gateway_pb2_grpc.FaceServiceServicer):
 
     async def CreateFace(self, request, context):
         faces = await self.service.create_face(
-            image=image_from_pb(request.image, "image", request.HasField("image")),
+            image=await self._image(request.image, "image", request.HasField("image")),
             bboxes=[box_from_pb(b) for b in request.bboxes],
             meta=request.meta,
             galleries=list(request.galleries),
             selector=selector_from_pb(request.mf_selector),
             person_id=request.person_id,
             cam_id=request.cam_id,
+            photo=request.image.url,
         )
         return gateway_pb2.CreateFaceResponse(faces=[face_to_pb(f) for f in faces])
 
