@@ -1,9 +1,11 @@
 """`findface-cluster`: the whole cluster on one machine, all data under one folder.
 
-Starts, in order: SecantusDB (unless an external MongoDB URI is configured), one Tarantool per shard with its shard
-server, the extractor, then the gateway; waits until each reports healthy; prints the addresses; on Ctrl-C or
-SIGTERM stops everything in reverse order. Every server can equally be started alone on another host with its own
-config (see README, "Scaling out"): this launcher is a convenience, not a requirement.
+Starts, in order: the license server (in unlicensed mode unless license_file and license_public_key are set),
+SecantusDB (unless an external MongoDB URI is configured), one Tarantool per shard with its shard server, the
+extractor, then the gateway (the last three told the license server's address); waits until each reports
+healthy; prints the addresses; on Ctrl-C or SIGTERM stops everything in reverse order. Every server can equally
+be started alone on another host with its own config (see README, "Scaling out"): this launcher is a convenience,
+not a requirement.
 """
 from __future__ import annotations
 
@@ -34,10 +36,17 @@ class ClusterConfig:
     host: str = "127.0.0.1"
     shards: int = 2
     gateway_port: int = 50051
+    # The legacy facenapi HTTP API (gateway_http), started after the gateway; 0 leaves it out.
+    http_port: int = 8000
     extractor_port: int = 50052
     shard_base_port: int = 50061
     tarantool_base_port: int = 3301
     mongo_port: int = 27117
+    # The license server starts first. With both of these set it enforces that signed license (see
+    # findface-license); with neither it runs in unlicensed mode, without limits.
+    license_port: int = 50070
+    license_file: str = ""
+    license_public_key: str = ""
     # An external MongoDB (replica set) instead of the bundled SecantusDB, e.g. mongodb://db1,db2/?replicaSet=rs
     mongo_uri: str = ""
     model_pack: str = "scrfd-mbf"
@@ -48,6 +57,10 @@ class ClusterConfig:
     def validate(self) -> None:
         if not 1 <= self.shards <= 64:
             raise ConfigError("[cluster].shards must be in 1..64")
+        if bool(self.license_file) != bool(self.license_public_key):
+            raise ConfigError("[cluster].license_file and license_public_key are set together (or neither)")
+        if not 0 <= self.http_port < 65536:
+            raise ConfigError("[cluster].http_port must be in 0..65535 (0: no HTTP gateway)")
 
 
 class Cluster:
@@ -69,6 +82,15 @@ class Cluster:
         cfg = self.cfg
         timeout = cfg.start_timeout_s
         self.data.mkdir(parents=True, exist_ok=True)
+        license_server = self._addr(cfg.license_port)
+        license_args = ["--listen", license_server, "--state-file", str(self.data / "license" / "state.json")]
+        if cfg.license_file:
+            license_args += ["--license", str(Path(cfg.license_file).resolve()),
+                             "--public-key", str(Path(cfg.license_public_key).resolve())]
+        self._start_healthy([(self._server("license", "findface_grpc.license.server", license_args), license_server)],
+                            timeout)
+        self.addresses["license"] = license_server
+        licensed = ["--license-server", license_server]
         mongo_uri = cfg.mongo_uri
         if not mongo_uri:
             mongo = launch.mongo_process(self.data / "mongo", cfg.mongo_port, cfg.host)
@@ -96,13 +118,14 @@ class Cluster:
             proc = self._server(
                 f"shard-{i}",
                 "findface_grpc.shard.server",
-                ["--listen", address, "--tarantool", self._addr(cfg.tarantool_base_port + i), "--shard-id", f"shard-{i}"],
+                ["--listen", address, "--tarantool", self._addr(cfg.tarantool_base_port + i), "--shard-id", f"shard-{i}",
+                 *licensed],
             )
             pending.append((proc, address))
             self.addresses[f"shard-{i}"] = address
         extractor = self._addr(cfg.extractor_port)
         pending.append((self._server("extractor", "findface_grpc.extractor.server",
-                                     ["--listen", extractor, "--model-pack", cfg.model_pack]), extractor))
+                                     ["--listen", extractor, "--model-pack", cfg.model_pack, *licensed]), extractor))
         self.addresses["extractor"] = extractor
         self._start_healthy(pending, timeout)
 
@@ -113,13 +136,19 @@ class Cluster:
                     "gateway",
                     "findface_grpc.gateway.server",
                     ["--listen", gateway, "--extractor", extractor, "--shards", ",".join(shard_addresses),
-                     "--mongo-uri", mongo_uri],
+                     "--mongo-uri", mongo_uri, *licensed],
                 ),
                 gateway,
             )],
             timeout,
         )
         self.addresses["gateway"] = gateway
+        if cfg.http_port:
+            http = self._addr(cfg.http_port)
+            proc = self._server("http", "gateway_http.server", ["--listen", http, "--gateway", gateway])
+            self._run(proc)
+            launch.wait_http_ok(http, "/health", timeout, proc)
+            self.addresses["http"] = f"http://{http}"
         self._first_token(mongo_uri)
         return self.addresses
 

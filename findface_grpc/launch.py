@@ -4,6 +4,7 @@ Used by the cluster launcher and by the tests, so that both run the parts exactl
 """
 from __future__ import annotations
 
+import http.client
 import logging
 import os
 import shutil
@@ -109,6 +110,27 @@ def wait_grpc_healthy(address: str, timeout: float, process: ManagedProcess | No
                 pass
             time.sleep(0.1)
     raise TimeoutError(f"{address} not healthy after {timeout:.0f}s")
+
+
+def wait_http_ok(address: str, path: str, timeout: float, process: ManagedProcess | None = None) -> None:
+    """Until GET http://`address``path` answers 200 (the HTTP gateway's /health does once it reaches a serving
+    gateway). Straight to the address: no proxy from the environment."""
+    host, _, port = address.rpartition(":")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and not process.alive:
+            raise RuntimeError(f"{process.name} exited early:\n{process.tail()}")
+        conn = http.client.HTTPConnection(host, int(port), timeout=2)
+        try:
+            conn.request("GET", path)
+            if conn.getresponse().status == 200:
+                return
+        except (OSError, http.client.HTTPException):
+            pass
+        finally:
+            conn.close()
+        time.sleep(0.1)
+    raise TimeoutError(f"http://{address}{path} not answering 200 after {timeout:.0f}s")
 
 
 def venv_bin(name: str) -> str:

@@ -37,6 +37,8 @@ class ExtractorConfig:
     max_image_mb: float = 10.0
     max_image_megapixels: float = 50.0
     thumbnail_size: int = 160
+    # The license server (host:port) that must lease this extractor a slot; empty: no licensing.
+    license_server: str = ""
     log_level: str = "INFO"
 
     def validate(self) -> None:

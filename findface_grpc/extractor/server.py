@@ -15,6 +15,7 @@ from findface_grpc.extractor.models import packs
 from findface_grpc.extractor.pipeline import Limits, Pipeline
 from findface_grpc.extractor.service import ExtractorService, ModelInfo
 from findface_grpc.extractor.servicer import ExtractorServicer
+from findface_grpc.license import client as license_client
 from findface_grpc.rpc import GrpcServer, configure_logging, run_until_signalled
 from findface_grpc.v1 import extractor_pb2, extractor_pb2_grpc
 
@@ -72,17 +73,22 @@ def build_service(config: ExtractorConfig) -> tuple[ExtractorService, Limits]:
     return service, limits
 
 
-async def start(config: ExtractorConfig) -> tuple[GrpcServer, ExtractorService]:
-    """Load the models and start serving; returns once the port is open (used by tests and the launcher)."""
+async def start(
+    config: ExtractorConfig, keeper: license_client.LeaseKeeper | None = None
+) -> tuple[GrpcServer, ExtractorService]:
+    """Load the models and start serving; returns once the port is open (used by tests and the launcher).
+    With a license lease keeper, calls are refused while the license does not allow serving."""
     service, limits = build_service(config)
     await service.start()
-    server = GrpcServer(config.listen)
+    server = GrpcServer(config.listen, license_client.interceptors(keeper))
     server.add(
         extractor_pb2_grpc.add_ExtractorServicer_to_server,
         ExtractorServicer(service, limits, service.batcher.max_batch),
         extractor_pb2.DESCRIPTOR.services_by_name["Extractor"].full_name,
     )
     port = await server.start()
+    license_client.follow_health(keeper, server.health,
+                                 extractor_pb2.DESCRIPTOR.services_by_name["Extractor"].full_name)
     log.info(
         "extractor serving on port %d: pack %s (%s + %s, %d-d) on %s",
         port, config.model_pack, service.info.detector_id, service.info.embedder_id, service.info.dim,
@@ -92,8 +98,11 @@ async def start(config: ExtractorConfig) -> tuple[GrpcServer, ExtractorService]:
 
 
 async def serve(config: ExtractorConfig) -> None:
-    server, service = await start(config)
-    await run_until_signalled(server, service.stop)
+    # The lease comes first: an extractor past the licensed count exits before loading its models.
+    keeper = await license_client.start_keeper(config.license_server, license_client.Kind.EXTRACTOR, "extractor",
+                                               config.listen)
+    server, service = await start(config, keeper)
+    await run_until_signalled(server, license_client.stopping(service.stop, keeper))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,8 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="TOML config file (its [extractor] table)")
     parser.add_argument("--listen", help="host:port to listen on")
     parser.add_argument("--model-pack", help="scrfd-mbf, yunet-sface or custom")
+    parser.add_argument("--license-server", help="license server address, host:port")
     args = parser.parse_args(argv)
-    overrides = {k: v for k, v in {"listen": args.listen, "model_pack": args.model_pack}.items() if v}
+    overrides = {k: v for k, v in {"listen": args.listen, "model_pack": args.model_pack,
+                                   "license_server": args.license_server}.items() if v}
     try:
         config = config_mod.load(ExtractorConfig, "extractor", args.config, overrides=overrides)
         configure_logging(config.log_level)

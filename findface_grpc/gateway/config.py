@@ -64,6 +64,10 @@ class GatewayConfig:
     url_fetch_timeout_s: float = 10.0
     allow_private_urls: bool = False
     url_allow_networks: tuple[str, ...] = ()
+    # The license server (host:port) whose face quota enrollments must fit in; empty: no licensing. Face usage
+    # there is reconciled with the faces in the metadata this often (see license.client.FaceQuota).
+    license_server: str = ""
+    license_reconcile_interval_s: float = 60.0
     log_level: str = "INFO"
 
     def validate(self) -> None:
@@ -90,7 +94,7 @@ class GatewayConfig:
         if self.default_threshold not in ("strict", "medium", "low", "none"):
             raise ConfigError("[gateway].default_threshold must be strict, medium, low or none")
         for name in ("mongo_timeout_s", "shard_deadline_s", "shard_timeout_s", "extractor_timeout_s",
-                     "repair_interval_s", "orphan_sweep_interval_s"):
+                     "repair_interval_s", "orphan_sweep_interval_s", "license_reconcile_interval_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"[gateway].{name} must be > 0")
         if self.token_cache_ttl_s < 0:

@@ -329,6 +329,11 @@ class MetadataStore:
         return doc is not None
 
     @_in_thread
+    def count_holding_quota(self) -> int:
+        """Faces that hold license quota: visible ones and those being enrolled."""
+        return self.faces.count_documents({"state": {"$in": [PENDING, ACTIVE]}})
+
+    @_in_thread
     def mark_gallery_faces_deleting(self, name: str) -> int:
         """Every face in the gallery that is visible or being enrolled -> deleting; returns how many were active."""
         update = {"$set": {"state": DELETING, "updated": utcnow()}}

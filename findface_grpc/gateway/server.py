@@ -14,6 +14,7 @@ from findface_grpc.gateway.config import GatewayConfig
 from findface_grpc.gateway.metadata import MetadataStore, redact
 from findface_grpc.gateway.service import GatewayService
 from findface_grpc.gateway.servicer import FaceServicer
+from findface_grpc.license.client import face_quota
 from findface_grpc.rpc import GrpcServer, configure_logging, run_until_signalled
 from findface_grpc.v1 import gateway_pb2, gateway_pb2_grpc
 
@@ -29,6 +30,7 @@ def build_service(config: GatewayConfig) -> GatewayService:
         ExtractorClient(config.extractor, config.extractor_timeout_s),
         [ShardClient(i, address, config.shard_timeout_s, config.shard_max_in_flight) for i, address in enumerate(config.shards)],
         CellMap.from_config(config.cells, len(config.shards), config.cell_map),
+        quota=face_quota(config.license_server, config.license_reconcile_interval_s),
     )
 
 
@@ -70,10 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extractor", help="extractor address, host:port")
     parser.add_argument("--shards", help="shard addresses in shard order, comma separated")
     parser.add_argument("--mongo-uri", help="MongoDB URI of the metadata store")
+    parser.add_argument("--license-server", help="license server address, host:port (face quota)")
     args = parser.parse_args(argv)
     overrides = {
         k: v
-        for k, v in {"listen": args.listen, "extractor": args.extractor, "shards": args.shards, "mongo_uri": args.mongo_uri}.items()
+        for k, v in {"listen": args.listen, "extractor": args.extractor, "shards": args.shards, "mongo_uri": args.mongo_uri,
+                     "license_server": args.license_server}.items()
         if v
     }
     try:

@@ -56,6 +56,7 @@ from findface_grpc.gateway.domain import (
 )
 from findface_grpc.gateway.merge import merge_batches
 from findface_grpc.gateway.metadata import ACTIVE, PENDING, MetadataStore, utcnow
+from findface_grpc.license.client import NO_QUOTA, FaceQuota
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,7 @@ class GatewayService:
         shards: Sequence[ShardClient],
         cells: CellMap,
         faults: Faults | None = None,
+        quota: FaceQuota | None = None,
     ) -> None:
         self.config = config
         self.metadata = metadata
@@ -146,6 +148,8 @@ class GatewayService:
         self.shards = list(shards)
         self.cells = cells
         self.faults = faults or Faults()
+        # Face quota at the license server; without one configured, every enrollment is allowed.
+        self.quota = quota or NO_QUOTA
         self.photos = PhotoFetcher(
             int(config.max_image_mb * 1_000_000), config.url_fetch_timeout_s, config.allow_private_urls,
             config.url_allow_networks,
@@ -173,6 +177,7 @@ class GatewayService:
             log.warning("extractor not reachable yet (%s); will ask again when needed", exc.message)
         if run_repair_loop:
             self._repair_task = asyncio.create_task(self._repair_loop(), name="gateway-repair")
+        self.quota.start(self.metadata.count_holding_quota)
 
     async def stop(self) -> None:
         if self._repair_task is not None:
@@ -181,6 +186,7 @@ class GatewayService:
                 await self._repair_task
             except asyncio.CancelledError:
                 pass
+        await self.quota.close()
         await self.extractor.close()
         for shard in self.shards:
             await shard.close()
@@ -439,7 +445,11 @@ class GatewayService:
         self.faults.check("enroll.after_allocate")
         faces = await self.metadata.insert_pending(first, new)
         by_id = {face_id: face for face_id, face in zip(ids, new)}
+        reservation = None
         try:
+            # After the pending insert, not before: a count of the metadata for reconciling face usage then
+            # includes every reservation made before it (see license.client.FaceQuota).
+            reservation = await self.quota.reserve(f"enroll-{first}", len(ids))
             self.faults.check("enroll.after_insert")
             await self._each_shard(
                 ids, lambda shard, group: shard.add([(i, by_id[i].galleries, by_id[i].descriptor) for i in group])
@@ -451,6 +461,7 @@ class GatewayService:
                 # them back; the caller must not be told they exist.
                 raise Unavailable("enrollment took too long and was rolled back; retry")
         except BaseException:
+            await self.quota.cancel(reservation)
             await self._rollback(ids)
             raise
         # From here the faces are in both stores: a failure now loses only the reply, never consistency.
@@ -539,6 +550,8 @@ class GatewayService:
         await asyncio.shield(self._finish_delete([face_id]))
 
     async def _finish_delete(self, ids: list[int]) -> None:
+        # The face is invisible from its claim on, so its quota is free now, whatever the rest of this does.
+        await self.quota.release(f"delete-{ids[0]}", len(ids))
         try:
             self.faults.check("delete.after_mark")
             await self._each_shard(ids, lambda shard, group: shard.remove(group))
@@ -583,6 +596,7 @@ class GatewayService:
         Returns how many of its faces were visible, and whether the gallery is gone (else repair finishes it).
         """
         count = await self.metadata.mark_gallery_faces_deleting(name)
+        await self.quota.release(f"gallery-{name}-{uuid.uuid4().hex}", count)
         try:
             self.faults.check("gallery_delete.after_mark")
             while ids := await self.metadata.deleting_ids(REPAIR_PAGE, gallery=name):

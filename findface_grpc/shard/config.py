@@ -38,6 +38,8 @@ class ShardConfig:
     # Faces per page when the index is rebuilt from Tarantool at start. Pages of a few MB stay in the CPU caches
     # while they are copied along; much bigger pages rebuild slower, not faster.
     rebuild_page: int = 4000
+    # The license server (host:port) that must lease this shard a slot; empty: no licensing.
+    license_server: str = ""
     log_level: str = "INFO"
 
     def validate(self) -> None:

@@ -11,6 +11,7 @@ import logging
 
 from findface_grpc import config as config_mod
 from findface_grpc.errors import FindFaceError
+from findface_grpc.license import client as license_client
 from findface_grpc.rpc import GrpcServer, configure_logging, run_until_signalled
 from findface_grpc.shard.config import ShardConfig
 from findface_grpc.shard.service import ShardService
@@ -21,8 +22,11 @@ from findface_grpc.v1 import shard_pb2, shard_pb2_grpc
 log = logging.getLogger(__name__)
 
 
-async def start(config: ShardConfig) -> tuple[GrpcServer, ShardService]:
-    """Reach Tarantool, rebuild the index and start serving; returns once the port is open and healthy."""
+async def start(
+    config: ShardConfig, keeper: license_client.LeaseKeeper | None = None
+) -> tuple[GrpcServer, ShardService]:
+    """Reach Tarantool, rebuild the index and start serving; returns once the port is open and healthy.
+    With a license lease keeper, calls are refused while the license does not allow serving."""
     host, port = config.tarantool_address
     service = ShardService(config, TarantoolStore(host, port, config.tarantool_timeout_s))
     try:
@@ -30,20 +34,24 @@ async def start(config: ShardConfig) -> tuple[GrpcServer, ShardService]:
     except BaseException:
         await service.stop()
         raise
-    server = GrpcServer(config.listen)
+    server = GrpcServer(config.listen, license_client.interceptors(keeper))
     server.add(
         shard_pb2_grpc.add_ShardServicer_to_server,
         ShardServicer(service),
         shard_pb2.DESCRIPTOR.services_by_name["Shard"].full_name,
     )
     port = await server.start()
+    license_client.follow_health(keeper, server.health, shard_pb2.DESCRIPTOR.services_by_name["Shard"].full_name)
     log.info("shard %s serving on port %d with Tarantool at %s", config.shard_id, port, config.tarantool)
     return server, service
 
 
 async def serve(config: ShardConfig) -> None:
-    server, service = await start(config)
-    await run_until_signalled(server, service.stop)
+    # The lease comes first: a shard past the licensed count exits before it rebuilds its index.
+    keeper = await license_client.start_keeper(config.license_server, license_client.Kind.SHARD, config.shard_id,
+                                               config.listen)
+    server, service = await start(config, keeper)
+    await run_until_signalled(server, license_client.stopping(service.stop, keeper))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,9 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--listen", help="host:port to listen on")
     parser.add_argument("--tarantool", help="host:port of this shard's Tarantool")
     parser.add_argument("--shard-id", help="name of this shard")
+    parser.add_argument("--license-server", help="license server address, host:port")
     args = parser.parse_args(argv)
     overrides = {
-        k: v for k, v in {"listen": args.listen, "tarantool": args.tarantool, "shard_id": args.shard_id}.items() if v
+        k: v for k, v in {"listen": args.listen, "tarantool": args.tarantool, "shard_id": args.shard_id,
+                          "license_server": args.license_server}.items() if v
     }
     try:
         config = config_mod.load(ShardConfig, "shard", args.config, overrides=overrides)

@@ -36,17 +36,19 @@ class Limits(_message.Message):
     def __init__(self, faces: _Optional[int] = ..., shards: _Optional[int] = ..., extractors: _Optional[int] = ...) -> None: ...
 
 class Usage(_message.Message):
-    __slots__ = ("faces", "shards", "extractors")
+    __slots__ = ("faces", "shards", "extractors", "faces_revision")
     FACES_FIELD_NUMBER: _ClassVar[int]
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     EXTRACTORS_FIELD_NUMBER: _ClassVar[int]
+    FACES_REVISION_FIELD_NUMBER: _ClassVar[int]
     faces: int
     shards: int
     extractors: int
-    def __init__(self, faces: _Optional[int] = ..., shards: _Optional[int] = ..., extractors: _Optional[int] = ...) -> None: ...
+    faces_revision: int
+    def __init__(self, faces: _Optional[int] = ..., shards: _Optional[int] = ..., extractors: _Optional[int] = ..., faces_revision: _Optional[int] = ...) -> None: ...
 
 class LicenseStatusResponse(_message.Message):
-    __slots__ = ("valid", "unlicensed_mode", "reason", "licensee", "issued_at", "expires_at", "limits", "usage", "features")
+    __slots__ = ("valid", "unlicensed_mode", "reason", "licensee", "issued_at", "expires_at", "limits", "usage", "features", "license_id", "source", "checked_at", "leases")
     VALID_FIELD_NUMBER: _ClassVar[int]
     UNLICENSED_MODE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +58,10 @@ class LicenseStatusResponse(_message.Message):
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
+    LICENSE_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    CHECKED_AT_FIELD_NUMBER: _ClassVar[int]
+    LEASES_FIELD_NUMBER: _ClassVar[int]
     valid: bool
     unlicensed_mode: bool
     reason: str
@@ -65,7 +71,11 @@ class LicenseStatusResponse(_message.Message):
     limits: Limits
     usage: Usage
     features: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, valid: _Optional[bool] = ..., unlicensed_mode: _Optional[bool] = ..., reason: _Optional[str] = ..., licensee: _Optional[str] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., features: _Optional[_Iterable[str]] = ...) -> None: ...
+    license_id: str
+    source: str
+    checked_at: _timestamp_pb2.Timestamp
+    leases: _containers.RepeatedCompositeFieldContainer[Lease]
+    def __init__(self, valid: _Optional[bool] = ..., unlicensed_mode: _Optional[bool] = ..., reason: _Optional[str] = ..., licensee: _Optional[str] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., features: _Optional[_Iterable[str]] = ..., license_id: _Optional[str] = ..., source: _Optional[str] = ..., checked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., leases: _Optional[_Iterable[_Union[Lease, _Mapping]]] = ...) -> None: ...
 
 class AcquireLeaseRequest(_message.Message):
     __slots__ = ("kind", "instance_id")
@@ -76,18 +86,20 @@ class AcquireLeaseRequest(_message.Message):
     def __init__(self, kind: _Optional[_Union[ComponentKind, str]] = ..., instance_id: _Optional[str] = ...) -> None: ...
 
 class Lease(_message.Message):
-    __slots__ = ("lease_id", "kind", "instance_id", "expires_at", "renew_interval_s")
+    __slots__ = ("lease_id", "kind", "instance_id", "expires_at", "renew_interval_s", "grace_period_s")
     LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     RENEW_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
+    GRACE_PERIOD_S_FIELD_NUMBER: _ClassVar[int]
     lease_id: str
     kind: ComponentKind
     instance_id: str
     expires_at: _timestamp_pb2.Timestamp
     renew_interval_s: int
-    def __init__(self, lease_id: _Optional[str] = ..., kind: _Optional[_Union[ComponentKind, str]] = ..., instance_id: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., renew_interval_s: _Optional[int] = ...) -> None: ...
+    grace_period_s: int
+    def __init__(self, lease_id: _Optional[str] = ..., kind: _Optional[_Union[ComponentKind, str]] = ..., instance_id: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., renew_interval_s: _Optional[int] = ..., grace_period_s: _Optional[int] = ...) -> None: ...
 
 class RenewLeaseRequest(_message.Message):
     __slots__ = ("lease_id",)
@@ -134,3 +146,21 @@ class ReleaseFacesResponse(_message.Message):
     USED_FIELD_NUMBER: _ClassVar[int]
     used: int
     def __init__(self, used: _Optional[int] = ...) -> None: ...
+
+class ReconcileFacesRequest(_message.Message):
+    __slots__ = ("count", "revision")
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    revision: int
+    def __init__(self, count: _Optional[int] = ..., revision: _Optional[int] = ...) -> None: ...
+
+class ReconcileFacesResponse(_message.Message):
+    __slots__ = ("applied", "used", "revision")
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    USED_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    applied: bool
+    used: int
+    revision: int
+    def __init__(self, applied: _Optional[bool] = ..., used: _Optional[int] = ..., revision: _Optional[int] = ...) -> None: ...

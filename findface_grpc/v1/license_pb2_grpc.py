@@ -64,6 +64,11 @@ class LicenseStub:
                 request_serializer=findface__grpc_dot_v1_dot_license__pb2.ReleaseFacesRequest.SerializeToString,
                 response_deserializer=findface__grpc_dot_v1_dot_license__pb2.ReleaseFacesResponse.FromString,
                 _registered_method=True)
+        self.ReconcileFaces = channel.unary_unary(
+                '/findface_grpc.v1.License/ReconcileFaces',
+                request_serializer=findface__grpc_dot_v1_dot_license__pb2.ReconcileFacesRequest.SerializeToString,
+                response_deserializer=findface__grpc_dot_v1_dot_license__pb2.ReconcileFacesResponse.FromString,
+                _registered_method=True)
 
 
 class LicenseServicer:
@@ -111,6 +116,15 @@ class LicenseServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReconcileFaces(self, request, context):
+        """Set face usage to the cluster's real count (a gateway counts its metadata periodically). Applied only when
+        no reservation or release happened since `revision` was read from Status, so that a count taken while
+        enrollments ran cannot overwrite them; otherwise applied = false and the caller tries again later.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LicenseServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -143,6 +157,11 @@ def add_LicenseServicer_to_server(servicer, server):
                     servicer.ReleaseFaces,
                     request_deserializer=findface__grpc_dot_v1_dot_license__pb2.ReleaseFacesRequest.FromString,
                     response_serializer=findface__grpc_dot_v1_dot_license__pb2.ReleaseFacesResponse.SerializeToString,
+            ),
+            'ReconcileFaces': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReconcileFaces,
+                    request_deserializer=findface__grpc_dot_v1_dot_license__pb2.ReconcileFacesRequest.FromString,
+                    response_serializer=findface__grpc_dot_v1_dot_license__pb2.ReconcileFacesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -307,6 +326,33 @@ class License:
             '/findface_grpc.v1.License/ReleaseFaces',
             findface__grpc_dot_v1_dot_license__pb2.ReleaseFacesRequest.SerializeToString,
             findface__grpc_dot_v1_dot_license__pb2.ReleaseFacesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReconcileFaces(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/findface_grpc.v1.License/ReconcileFaces',
+            findface__grpc_dot_v1_dot_license__pb2.ReconcileFacesRequest.SerializeToString,
+            findface__grpc_dot_v1_dot_license__pb2.ReconcileFacesResponse.FromString,
             options,
             channel_credentials,
             insecure,

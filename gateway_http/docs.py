@@ -1,0 +1,283 @@
+"""The API's own documentation, served at /docs without a token: OpenAPI 3.0 JSON and a readable HTML page.
+
+Both are generated from the one table of methods below, so that they cannot disagree with each other.
+"""
+from __future__ import annotations
+
+import html as html_lib
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+TITLE = "findface-grpc legacy HTTP API (facenapi-compatible)"
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: str  # string, integer, number, boolean, photo, bbox, bboxes, galleries, threshold, selector, object
+    text: str
+    required: bool = False
+    v1_only: bool = False
+
+
+@dataclass(frozen=True)
+class Method:
+    method: str
+    path: str
+    summary: str
+    params: tuple[Param, ...] = ()
+    returns: str = ""
+    aliases: tuple[str, ...] = ()
+    status: int = 200
+    open: bool = False
+    path_params: tuple[str, ...] = field(default=())
+
+
+PHOTO = "a JPEG, PNG or WEBP photo: an uploaded file (multipart) or an http(s) URL the server fetches"
+THRESHOLD = Param("threshold", "threshold",
+                  "strict (FAR 1e-5), medium (1e-3, the default), low (1e-1), none, or a number in [0, 1] on the "
+                  "scale of the returned confidence (cosine similarity of the descriptors, clipped to [0, 1])")
+SELECTOR = Param("mf_selector", "selector", "several faces in a photo: biggest (default), all, or reject (400 with "
+                                            "the faces' boxes and reason 'Too many faces: N')")
+FLAGS = tuple(Param(n, "boolean", "v1 only; refused with 400 BAD_PARAM: no attribute model is installed", v1_only=True)
+              for n in ("gender", "age", "emotions"))
+FACE = ("a face: id, timestamp (ISO 8601, UTC), photo, photo_hash, thumbnail, normalized (URLs, empty without a "
+        "photo store), x1, y1, x2, y2, meta, galleries; person_id and cam_id when set")
+PAGE = ("results (faces, newest first), next_page (path and query of the next page, ?max_id=..., or null on the "
+        "last page), prev_page (always null: pages run backwards only)")
+
+METHODS = (
+    Method("POST", "/detect", "Find the faces in a photo.",
+           (Param("photo", "photo", PHOTO, required=True), *FLAGS),
+           '{"faces": [bbox...], "orientation": 1} (coordinates are always for the upright photo)'),
+    Method("POST", "/verify", "Are the faces in two photos the same person?",
+           (Param("photo1", "photo", PHOTO, required=True), Param("photo2", "photo", PHOTO, required=True),
+            Param("bbox1", "bbox", "the face to use in photo1"), Param("bbox2", "bbox", "the face to use in photo2"),
+            THRESHOLD, SELECTOR, *FLAGS),
+           '{"results": [{"bbox1", "bbox2", "confidence", "verified"}], "verified": true if every face of photo1 '
+           'has a match in photo2}; with threshold none, "verified" is left out'),
+    Method("POST", "/identify", "The enrolled faces most like each face of a photo.",
+           (Param("photo", "photo", PHOTO, required=True), Param("bbox", "bboxes", "the faces to use"),
+            Param("x1", "number", "with y1, x2, y2: one face box given as separate numbers"),
+            Param("y1", "number", "see x1"), Param("x2", "number", "see x1"), Param("y2", "number", "see x1"),
+            THRESHOLD, Param("n", "integer", "matches per face, 1..1000, default 1"), SELECTOR,
+            Param("strict", "boolean", "true: fail with 503 when an index shard does not answer, instead of "
+                                       "answering from the others"),
+            *FLAGS),
+           '{"results": {"[x1, y1, x2, y2]": [{"confidence", "face"}...]}}; header X-Live-Servers: '
+           'answered/total index shards',
+           aliases=("/faces/gallery/{gallery}/identify", "/face/gallery/{gallery}/identify")),
+    Method("POST", "/face", "Enroll the faces of a photo.",
+           (Param("photo", "photo", PHOTO, required=True), Param("meta", "string", "free text kept with the face"),
+            Param("bbox", "bboxes", "the faces to enroll"), SELECTOR,
+            Param("galleries", "galleries", "galleries to add the faces to; 'default' is always one"),
+            Param("cam_id", "string", "camera id"), Param("person_id", "string", "your grouping key"), *FLAGS),
+           '{"results": [face...]}'),
+    Method("GET", "/face/id/{id}", "One face.", (), FACE + " (/faces/id/{id} answers a one-face list, as the Go "
+           "client humaniq/findface reads it)", aliases=("/faces/id/{id}",)),
+    Method("PUT", "/face/id/{id}", "Change a face's meta or galleries.",
+           (Param("meta", "string", "new meta"),
+            Param("galleries", "object", '{"add": [names]}, {"del": [names]} or {"set": [names]}')),
+           FACE, aliases=("/faces/id/{id}",)),
+    Method("DELETE", "/face/id/{id}", "Delete a face.", (), "204 No Content", aliases=("/faces/id/{id}",),
+           status=204),
+    Method("GET", "/face/meta/{meta}", "The faces with exactly this meta (URL-encoded, spaces as %20).",
+           (Param("limit", "integer", "page size 1..1000; without it every face is returned"),
+            Param("max_id", "integer", "only faces with smaller ids")),
+           '{"results": [face...]} (+ next_page, prev_page with limit)',
+           aliases=("/faces/meta/{meta}", "/face/gallery/{gallery}/meta/{meta}",
+                    "/faces/gallery/{gallery}/meta/{meta}")),
+    Method("DELETE", "/face/meta/{meta}", "Delete every face with exactly this meta.", (), "204 No Content",
+           aliases=("/faces/meta/{meta}", "/face/gallery/{gallery}/meta/{meta}", "/faces/gallery/{gallery}/meta/{meta}"),
+           status=204),
+    Method("GET", "/faces", "All faces, newest first, a page at a time.",
+           (Param("max_id", "integer", "only faces with smaller ids (as next_page gives it)"),
+            Param("limit", "integer", "page size 1..1000, default 100")),
+           PAGE, aliases=("/faces/gallery/{gallery}",)),
+    Method("GET", "/meta", "Each meta string with its face count and newest face.", (),
+           '{"results": [{"meta", "count", "face"}...]}', aliases=("/meta/gallery/{gallery}",)),
+    Method("GET", "/galleries", "All galleries.", (), '{"results": [{"name", "face_count", "timestamp"}...]}'),
+    Method("POST", "/galleries/{gallery}", "Create a gallery: 1 to 48 of a-z A-Z 0-9 _ -.", (),
+           '201 {"name": ...}', aliases=("/galleries (body {\"name\": ...})",), status=201),
+    Method("DELETE", "/galleries/{gallery}", "Delete a gallery and every face in it ('default' cannot be).", (),
+           "204 No Content", status=204),
+    Method("GET", "/docs", "This documentation: the versions (JSON), or an index page for browsers.", (),
+           '{"results": ["v0", "v1"], "links": {...}}', open=True),
+    Method("GET", "/docs/{version}", "OpenAPI 3.0 description of a version (JSON), or this page for browsers.", (),
+           "OpenAPI JSON; /docs/{version}/openapi.json and /docs/{version}/overview.html always pick one",
+           open=True),
+    Method("GET", "/health", "Whether this server reaches a serving gateway.", (),
+           '{"status": "SERVING"} or 503', open=True),
+)
+
+CONVENTIONS = (
+    "Every method but /docs and /health needs the header Authorization: Token <key> (findface-token create NAME); "
+    "a missing or wrong one is answered 401 AUTH_FAILED.",
+    "Parameters may come as a JSON body, an urlencoded or multipart form (the only way to upload the photo file), "
+    "or the query string; boxes and gallery lists are JSON-encoded in forms and query strings.",
+    "Boxes are accepted as {\"x1\", \"y1\", \"x2\", \"y2\"} or [x1, y1, x2, y2] and always returned as the "
+    "object, in whole pixels of the upright photo; they may extend past its edges.",
+    "Errors: any non-2xx status with {\"code\", \"reason\"}; BAD_PARAM adds param and value. Codes: AUTH_FAILED "
+    "(401), BAD_PARAM (400; 409 for an existing gallery), MALFORMED_JSON (400), EXTRACTION_ERROR (400, a photo "
+    "that cannot be decoded), NOT_FOUND (404), METHOD_NOT_ALLOWED (405), BODY_TOO_LARGE (413, bodies over 10 MB), "
+    "SERVICE_UNAVAILABLE (503: a part of the cluster is down), INTERNAL_ERROR (500).",
+    "Photos: JPEG, PNG or WEBP, at most 10 MB; faces smaller than 50x50 px are ignored. Photo URLs must be public "
+    "(the server refuses private addresses unless configured) and direct: redirects are not followed.",
+    "confidence is the cosine similarity of the two faces' descriptors, clipped to [0, 1]: higher is more alike. "
+    "Presets keep the original's false accept rates; their values depend on the model pack (docs/thresholds.md). "
+    "Numeric thresholds of the original product were on its own scale and do not carry over.",
+    "Paths work under /v0 and /v1 (v1 adds the gender/age/emotions flags) and, as v1, without a version; a "
+    "trailing slash is optional.",
+)
+
+_TYPES = {
+    "string": {"type": "string"},
+    "integer": {"type": "integer", "minimum": 1},
+    "number": {"type": "number"},
+    "boolean": {"type": "boolean"},
+    "photo": {"type": "string", "description": "http(s) URL; or the file itself in a multipart form"},
+    "bbox": {"$ref": "#/components/schemas/BBoxIn"},
+    "bboxes": {"oneOf": [{"$ref": "#/components/schemas/BBoxIn"},
+                         {"type": "array", "items": {"$ref": "#/components/schemas/BBoxIn"}}]},
+    "galleries": {"type": "array", "items": {"$ref": "#/components/schemas/GalleryName"}},
+    "threshold": {"oneOf": [{"type": "string", "enum": ["strict", "medium", "low", "none"]},
+                            {"type": "number", "minimum": 0, "maximum": 1}]},
+    "selector": {"type": "string", "enum": ["biggest", "all", "reject"]},
+    "object": {"type": "object"},
+}
+
+_SCHEMAS = {
+    "BBox": {"type": "object", "required": ["x1", "y1", "x2", "y2"],
+             "properties": {k: {"type": "integer"} for k in ("x1", "y1", "x2", "y2")}},
+    "BBoxIn": {"oneOf": [
+        {"type": "object", "required": ["x1", "y1", "x2", "y2"],
+         "properties": {k: {"type": "number"} for k in ("x1", "y1", "x2", "y2")}},
+        {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4},
+    ]},
+    "GalleryName": {"type": "string", "pattern": "^[a-zA-Z0-9_-]{1,48}$"},
+    "Face": {"type": "object", "required": ["id", "timestamp", "photo", "photo_hash", "thumbnail", "normalized",
+                                            "x1", "y1", "x2", "y2", "meta", "galleries"],
+             "properties": {
+                 "id": {"type": "integer"}, "timestamp": {"type": "string", "format": "date-time"},
+                 "photo": {"type": "string"}, "photo_hash": {"type": "string"}, "thumbnail": {"type": "string"},
+                 "normalized": {"type": "string"}, "x1": {"type": "integer"}, "y1": {"type": "integer"},
+                 "x2": {"type": "integer"}, "y2": {"type": "integer"}, "meta": {"type": "string"},
+                 "galleries": {"type": "array", "items": {"type": "string"}}, "person_id": {"type": "string"},
+                 "cam_id": {"type": "string"}}},
+    "Error": {"type": "object", "required": ["code", "reason"], "properties": {
+        "code": {"type": "string"}, "reason": {"type": "string"}, "param": {"type": "string"}, "value": {},
+        "faces": {"type": "array", "items": {"$ref": "#/components/schemas/BBox"}}}},
+}
+
+
+def _params(method: Method, version: str) -> list[Param]:
+    return [p for p in method.params if version == "v1" or not p.v1_only]
+
+
+def _operation(method: Method, version: str) -> dict:
+    params = _params(method, version)
+    op: dict = {"summary": method.summary, "description": f"Returns: {method.returns}",
+                "responses": {str(method.status): {"description": method.returns},
+                              "default": {"description": "error",
+                                          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}}}
+    if method.open:
+        op["security"] = []
+    if params:
+        props = {p.name: {**_TYPES[p.kind], "description": p.text} for p in params}
+        required = [p.name for p in params if p.required]
+        schema = {"type": "object", "properties": props, **({"required": required} if required else {})}
+        if method.method == "GET":
+            op["parameters"] = [{"name": p.name, "in": "query", "required": p.required,
+                                 "description": p.text, "schema": _TYPES[p.kind]} for p in params]
+        else:
+            multipart = {"type": "object", "properties": {
+                p.name: ({"type": "string", "format": "binary"} if p.kind == "photo" else props[p.name])
+                for p in params}}
+            op["requestBody"] = {"required": bool(required), "content": {
+                "application/json": {"schema": schema},
+                "multipart/form-data": {"schema": multipart},
+                "application/x-www-form-urlencoded": {"schema": schema},
+            }}
+    return op
+
+
+def _path_parameters(path: str) -> list[dict]:
+    out = []
+    for name in ("id", "meta", "gallery", "version"):
+        if "{" + name + "}" in path:
+            schema = {"type": "integer", "minimum": 1} if name == "id" else {"type": "string"}
+            out.append({"name": name, "in": "path", "required": True, "schema": schema})
+    return out
+
+
+@lru_cache(maxsize=4)
+def openapi(version: str) -> dict:
+    paths: dict[str, dict] = {}
+    for method in METHODS:
+        for path in (method.path, *method.aliases):
+            path = path.split(" ", 1)[0]
+            entry = paths.setdefault(f"/{version}{path}", {})
+            op = _operation(method, version)
+            if path != method.path:
+                op["summary"] += f" (same as {method.path})"
+            op["operationId"] = f"{method.method.lower()}_{version}{path}".replace("/", "_").replace("{", "").replace("}", "")
+            entry[method.method.lower()] = op
+            params = _path_parameters(path)
+            if params:
+                entry["parameters"] = params
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": TITLE, "version": version, "description": "\n\n".join(CONVENTIONS)},
+        "servers": [{"url": "/"}],
+        "components": {
+            "securitySchemes": {"token": {"type": "apiKey", "in": "header", "name": "Authorization",
+                                          "description": "Token <key>"}},
+            "schemas": _SCHEMAS,
+        },
+        "security": [{"token": []}],
+        "paths": paths,
+    }
+
+
+def _e(text: str) -> str:
+    return html_lib.escape(text, quote=True)
+
+
+_STYLE = ("body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em;line-height:1.4}"
+          "table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;padding:.3em;vertical-align:top;"
+          "text-align:left}code{background:#f4f4f4}h2{margin-top:2em}")
+
+
+@lru_cache(maxsize=16)
+def html(version: str, base: str) -> str:
+    """The page for `version`; `base` is where its files are served, e.g. /v1/docs/v1."""
+    out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_e(TITLE)} {version}</title>",
+           f"<style>{_STYLE}</style></head><body><h1>{_e(TITLE)}, {version}</h1>",
+           f"<p>Machine-readable: <a href='{_e(base)}/openapi.json'>OpenAPI 3.0 JSON</a>. All paths below start with "
+           f"<code>/{version}</code>.</p><h2>Conventions</h2><ul>"]
+    out += [f"<li>{_e(c)}</li>" for c in CONVENTIONS]
+    out.append("</ul><h2>Methods</h2>")
+    for m in METHODS:
+        aliases = "".join(f"<br>also <code>{_e(a)}</code>" for a in m.aliases)
+        out.append(f"<h3><code>{m.method} {_e(m.path)}</code></h3><p>{_e(m.summary)}{aliases}</p>")
+        params = _params(m, version)
+        if params:
+            out.append("<table><tr><th>parameter</th><th>type</th><th></th></tr>")
+            out += [f"<tr><td><code>{_e(p.name)}</code>{' (required)' if p.required else ''}</td>"
+                    f"<td>{_e(p.kind)}</td><td>{_e(p.text)}</td></tr>" for p in params]
+            out.append("</table>")
+        out.append(f"<p>Returns: {_e(m.returns)}</p>")
+    out.append("</body></html>")
+    return "".join(out)
+
+
+def index_html(base: str) -> str:
+    links = "".join(f"<li>{v}: <a href='{_e(base)}/{v}/overview.html'>overview</a>, "
+                    f"<a href='{_e(base)}/{v}/openapi.json'>OpenAPI JSON</a></li>" for v in ("v0", "v1"))
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_e(TITLE)}</title><style>{_STYLE}</style>"
+            f"</head><body><h1>{_e(TITLE)}</h1><ul>{links}</ul></body></html>")
+
+
+def dumps(version: str) -> str:
+    return json.dumps(openapi(version), indent=2)

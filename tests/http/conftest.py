@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import pytest
+
+from findface_grpc import launch
+from tests.gateway.conftest import PACK, require_pack
+from tests.gateway.harness import HOST, START_TIMEOUT, address, start_healthy
+from tests.helpers import labelled_photos
+from tests.http.harness import HttpCluster, PhotoServer
+
+
+@pytest.fixture(scope="package")
+def mongo(tmp_path_factory):
+    """One SecantusDB for the package; each cluster uses its own database in it."""
+    base = tmp_path_factory.mktemp("mongo")
+    port = launch.free_port()
+    proc = launch.mongo_process(base / "data", port).start()
+    try:
+        launch.wait_tcp(HOST, port, START_TIMEOUT, proc)
+        yield f"mongodb://{address(port)}/?directConnection=true"
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="package")
+def extractor(tmp_path_factory) -> str:
+    """A real extractor (scrfd-mbf) for the package; its address."""
+    require_pack(PACK)
+    base = tmp_path_factory.mktemp("extractor")
+    addr = address(launch.free_port())
+    proc = launch.python_server("extractor", "findface_grpc.extractor.server",
+                                ["--listen", addr, "--model-pack", PACK], base / "extractor.log")
+    start_healthy([(proc, addr)])
+    yield addr
+    proc.stop()
+
+
+@pytest.fixture(scope="package")
+def photo_server(faces):
+    """The labelled photos over HTTP on loopback, for the photo-URL forms of every method."""
+    server = PhotoServer(faces)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="package")
+def photos(faces) -> dict[str, tuple[str, bytes]]:
+    """file name -> (identity, bytes) of the labelled single-person photos."""
+    return {name: (identity, (faces / name).read_bytes()) for name, identity in labelled_photos(faces)}
+
+
+@pytest.fixture(scope="module")
+def cluster(request, tmp_path_factory, mongo, extractor):
+    """A two-shard cluster with its HTTP gateway for one test module (its own database)."""
+    name = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    c = HttpCluster(tmp_path_factory.mktemp("http"), name, mongo, extractor).start()
+    yield c
+    c.stop()
+
+
+@pytest.fixture(scope="module")
+def api(cluster):
+    return cluster.client
