@@ -2,21 +2,19 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 from pathlib import Path
 
 import onnxruntime as ort
 
-from findface_grpc import config as config_mod
-from findface_grpc.errors import FindFaceError
+from findface_grpc.errors import ConfigError
 from findface_grpc.extractor.config import PACK_CUSTOM, ExtractorConfig
 from findface_grpc.extractor.models import packs
 from findface_grpc.extractor.pipeline import Limits, Pipeline
 from findface_grpc.extractor.service import ExtractorService, ModelInfo
 from findface_grpc.extractor.servicer import ExtractorServicer
 from findface_grpc.license import client as license_client
-from findface_grpc.rpc import GrpcServer, configure_logging, run_until_signalled
+from findface_grpc.rpc import GrpcServer, run_until_signalled, server_main
 from findface_grpc.v1 import extractor_pb2, extractor_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -28,7 +26,7 @@ def resolve_providers(wanted: tuple[str, ...]) -> list[str]:
         return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
     missing = [p for p in wanted if p not in available]
     if missing:
-        raise config_mod.ConfigError(f"onnxruntime providers {missing} are not available here (have {available})")
+        raise ConfigError(f"onnxruntime providers {missing} are not available here (have {available})")
     return list(wanted)
 
 
@@ -112,19 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-pack", help="scrfd-mbf, yunet-sface or custom")
     parser.add_argument("--license-server", help="license server address, host:port")
     args = parser.parse_args(argv)
-    overrides = {k: v for k, v in {"listen": args.listen, "model_pack": args.model_pack,
-                                   "license_server": args.license_server}.items() if v}
-    try:
-        config = config_mod.load(ExtractorConfig, "extractor", args.config, overrides=overrides)
-        configure_logging(config.log_level)
-        asyncio.run(serve(config))
-    except config_mod.ConfigError as exc:
-        logging.getLogger(__name__).error("%s", exc)
-        return 2
-    except FindFaceError as exc:
-        logging.getLogger(__name__).error("cannot start: %s", exc)
-        return 2
-    return 0
+    overrides = {"listen": args.listen, "model_pack": args.model_pack, "license_server": args.license_server}
+    return server_main(ExtractorConfig, "extractor", args.config, overrides, serve)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,8 @@ def detected_from_pb(msg: common_pb2.DetectedFace) -> DetectedFace:
         landmarks=tuple((p.x, p.y) for p in msg.landmarks.points),
         det_score=msg.det_score,
         descriptor=descriptor_from_pb(msg.descriptor) if msg.HasField("descriptor") else None,
+        normalized=msg.normalized,
+        thumbnail=msg.thumbnail,
     )
 
 
@@ -97,10 +99,13 @@ class ExtractorClient:
         return Detection(reply.image_width, reply.image_height, tuple(detected_from_pb(f) for f in reply.faces))
 
     async def extract(
-        self, image: bytes, boxes: Sequence[Box] = (), selector: MultiFace = MultiFace.BIGGEST, field: str = "image"
+        self, image: bytes, boxes: Sequence[Box] = (), selector: MultiFace = MultiFace.BIGGEST, field: str = "image",
+        crops: bool = False,
     ) -> Detection:
+        """`crops`: also the normalized crop and a thumbnail of each face (for the photo store)."""
         request = extractor_pb2.ExtractRequest(
-            image=image, boxes=[box_to_pb(b) for b in boxes], mf_selector=SELECTORS[selector]
+            image=image, boxes=[box_to_pb(b) for b in boxes], mf_selector=SELECTORS[selector],
+            return_normalized=crops, return_thumbnail=crops,
         )
         try:
             reply = await self.stub.Extract(request, timeout=self.timeout_s)

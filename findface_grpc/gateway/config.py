@@ -68,6 +68,14 @@ class GatewayConfig:
     # there is reconciled with the faces in the metadata this often (see license.client.FaceQuota).
     license_server: str = ""
     license_reconcile_interval_s: float = 60.0
+    # The photo store (findface-upload), its base URL, e.g. "http://127.0.0.1:3333"; empty: no store. With one,
+    # enrollment keeps the original photo (once, by hash), each face's thumbnail and normalized crop there and
+    # fills the faces' photo, thumbnail and normalized URLs; deleting a face deletes its thumbnail and crop.
+    # The store takes HTTP basic auth: upload_user and upload_password (an API token, or a user of [upload]).
+    upload_url: str = ""
+    upload_user: str = "gateway"
+    upload_password: str = ""
+    upload_timeout_s: float = 10.0
     log_level: str = "INFO"
 
     def validate(self) -> None:
@@ -110,6 +118,10 @@ class GatewayConfig:
                 ipaddress.ip_network(network, strict=False)
             except ValueError:
                 raise ConfigError(f"[gateway].url_allow_networks: {network!r} is not an address or CIDR network") from None
+        if self.upload_url and not self.upload_url.startswith(("http://", "https://")):
+            raise ConfigError(f"[gateway].upload_url must be an http(s) URL, not {self.upload_url!r}")
+        if self.upload_timeout_s <= 0:
+            raise ConfigError("[gateway].upload_timeout_s must be > 0")
         if not self.mongo_db or not self.mongo_uri:
             raise ConfigError("[gateway].mongo_uri and mongo_db must be set")
         # Parsing the cell map here refuses a bad one at start-up, with the entry named.

@@ -43,6 +43,9 @@ class DetectedFace:
     landmarks: tuple[tuple[float, float], ...]
     det_score: float
     descriptor: Descriptor | None = None
+    # Filled only when asked for (enrollment with a photo store): the aligned crop (PNG) and a thumbnail (JPEG).
+    normalized: bytes = field(default=b"", compare=False, repr=False)
+    thumbnail: bytes = field(default=b"", compare=False, repr=False)
 
 
 @dataclass(frozen=True)

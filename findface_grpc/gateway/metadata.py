@@ -214,6 +214,11 @@ class MetadataStore:
         """Drop the documents of faces in state deleting (whose descriptors are already gone)."""
         return sum(self.faces.delete_many({**f, "state": DELETING}).deleted_count for f in _id_ranges(ids))
 
+    @_in_thread
+    def set_urls(self, face_id: int, urls: dict[str, str]) -> None:
+        """Record where the photo store keeps a face's photo, thumbnail and normalized crop."""
+        self.faces.update_one({"_id": face_id, "state": ACTIVE}, {"$set": urls})
+
     # ---- reads ----
 
     @_in_thread

@@ -2,12 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 
-from findface_grpc import config as config_mod
 from findface_grpc.auth import AuthInterceptor, TokenStore
-from findface_grpc.errors import FindFaceError
 from findface_grpc.gateway.cells import CellMap
 from findface_grpc.gateway.clients import ExtractorClient, ShardClient
 from findface_grpc.gateway.config import GatewayConfig
@@ -15,7 +12,7 @@ from findface_grpc.gateway.metadata import MetadataStore, redact
 from findface_grpc.gateway.service import GatewayService
 from findface_grpc.gateway.servicer import FaceServicer
 from findface_grpc.license.client import face_quota
-from findface_grpc.rpc import GrpcServer, configure_logging, run_until_signalled
+from findface_grpc.rpc import GrpcServer, run_until_signalled, server_main
 from findface_grpc.v1 import gateway_pb2, gateway_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -74,23 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mongo-uri", help="MongoDB URI of the metadata store")
     parser.add_argument("--license-server", help="license server address, host:port (face quota)")
     args = parser.parse_args(argv)
-    overrides = {
-        k: v
-        for k, v in {"listen": args.listen, "extractor": args.extractor, "shards": args.shards, "mongo_uri": args.mongo_uri,
-                     "license_server": args.license_server}.items()
-        if v
-    }
-    try:
-        config = config_mod.load(GatewayConfig, "gateway", args.config, overrides=overrides)
-        configure_logging(config.log_level)
-        asyncio.run(serve(config))
-    except config_mod.ConfigError as exc:
-        logging.getLogger(__name__).error("%s", exc)
-        return 2
-    except FindFaceError as exc:
-        logging.getLogger(__name__).error("cannot start: %s", exc.message)
-        return 1
-    return 0
+    overrides = {"listen": args.listen, "extractor": args.extractor, "shards": args.shards, "mongo_uri": args.mongo_uri,
+        "license_server": args.license_server}
+    return server_main(GatewayConfig, "gateway", args.config, overrides, serve)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ Write order (so that a crash at any point leaves nothing visible half done, and 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import math
@@ -30,6 +31,7 @@ import numpy as np
 from findface_grpc.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from findface_grpc.gateway import fanout, scoring
 from findface_grpc.gateway.photos import PhotoFetcher
+from findface_grpc.gateway.store import FaceArtifacts, PhotoStore
 from findface_grpc.gateway.cells import CellMap
 from findface_grpc.gateway.clients import ExtractorClient, ShardClient
 from findface_grpc.gateway.config import UNAVAILABLE, GatewayConfig
@@ -154,6 +156,10 @@ class GatewayService:
             int(config.max_image_mb * 1_000_000), config.url_fetch_timeout_s, config.allow_private_urls,
             config.url_allow_networks,
         )
+        self.store = (
+            PhotoStore(config.upload_url, config.upload_user, config.upload_password, config.upload_timeout_s)
+            if config.upload_url else None
+        )
         self.default_preset = scoring.Preset(config.default_threshold)
         self._model: ModelInfo | None = None
         self._repair_lock = asyncio.Lock()
@@ -240,8 +246,9 @@ class GatewayService:
             raise InvalidArgument(f"{field_name}: descriptor has dimension {descriptor.dim}, this cluster indexes {model.dim}")
         return Descriptor(descriptor.model_id, _unit(descriptor.vector, field_name))
 
-    async def _extract(self, image: bytes, boxes: Sequence[Box], selector: MultiFace, field_name: str) -> Detection:
-        detection = await self.extractor.extract(image, boxes, selector, field_name)
+    async def _extract(self, image: bytes, boxes: Sequence[Box], selector: MultiFace, field_name: str,
+                       crops: bool = False) -> Detection:
+        detection = await self.extractor.extract(image, boxes, selector, field_name, crops=crops)
         model = await self.model()
         for face in detection.faces:
             if face.descriptor is None or face.descriptor.model_id != model.model_id:
@@ -405,7 +412,7 @@ class GatewayService:
         """`photo`: where the photo came from (its URL), kept with the faces."""
         names = _galleries(check_gallery_name(g, "galleries") for g in galleries)
         await self._require_galleries(names, "galleries")
-        detection = await self._extract(image, bboxes, selector, "image")
+        detection = await self._extract(image, bboxes, selector, "image", crops=self.store is not None)
         if not detection.faces:
             raise InvalidArgument("image: no face found")
         photo_hash = hashlib.sha256(image).hexdigest()
@@ -414,7 +421,30 @@ class GatewayService:
             for f in detection.faces
         ]
         # A client giving up half way must not interrupt the write sequence; it runs to its end either way.
-        return await asyncio.shield(self._enroll(new))
+        faces = await asyncio.shield(self._enroll(new))
+        if self.store is None:
+            return faces
+        return await asyncio.shield(self._store_artifacts(image, photo_hash, faces, detection))
+
+    async def _store_artifacts(self, image: bytes, photo_hash: str, faces: list[Face], detection: Detection) -> list[Face]:
+        """Keep the photo and the faces' crops in the photo store and their URLs with the faces (best effort:
+        the faces are enrolled already, and without a stored copy they only lack these URLs)."""
+        artifacts = [FaceArtifacts(face.id, found.thumbnail, found.normalized)
+                     for face, found in zip(faces, detection.faces)]
+        urls = await self.store.save(image, photo_hash, artifacts)  # type: ignore[union-attr]
+        out = []
+        for face in faces:
+            entry = dict(urls.get(face.id, {}))
+            if face.photo:
+                entry.pop("photo", None)  # the URL the photo came from stays its photo, as in the original
+            if entry:
+                try:
+                    await self.metadata.set_urls(face.id, entry)
+                    face = dataclasses.replace(face, **entry)
+                except Unavailable as exc:
+                    log.warning("photo store URLs of face %d not recorded: %s", face.id, exc.message)
+            out.append(face)
+        return out
 
     async def import_faces(self, faces: Sequence[NewFace]) -> list[int]:
         if not 1 <= len(faces) <= MAX_IMPORT_BATCH:
@@ -548,6 +578,8 @@ class GatewayService:
         if face is None:
             raise NotFound(f"face {face_id} not found")
         await asyncio.shield(self._finish_delete([face_id]))
+        if self.store is not None and (face.thumbnail or face.normalized):
+            await self.store.delete_face(face_id)
 
     async def _finish_delete(self, ids: list[int]) -> None:
         # The face is invisible from its claim on, so its quota is free now, whatever the rest of this does.

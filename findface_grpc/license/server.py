@@ -7,12 +7,10 @@ import argparse
 import asyncio
 import logging
 
-from findface_grpc import config as config_mod
-from findface_grpc.errors import FindFaceError
 from findface_grpc.license.config import LicenseConfig
 from findface_grpc.license.service import LicenseService
 from findface_grpc.license.servicer import LicenseServicer
-from findface_grpc.rpc import GrpcServer, configure_logging, run_until_signalled
+from findface_grpc.rpc import GrpcServer, run_until_signalled, server_main
 from findface_grpc.v1 import license_pb2, license_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -52,23 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--public-key", help="the vendor's public key (PEM) that signed it")
     parser.add_argument("--state-file", help="where leases and face usage are kept")
     args = parser.parse_args(argv)
-    overrides = {
-        k: v
-        for k, v in {"listen": args.listen, "license_file": args.license_file, "public_key": args.public_key,
-                     "state_file": args.state_file}.items()
-        if v
-    }
-    try:
-        config = config_mod.load(LicenseConfig, "license", args.config, overrides=overrides)
-        configure_logging(config.log_level)
-        asyncio.run(serve(config))
-    except config_mod.ConfigError as exc:
-        logging.getLogger(__name__).error("%s", exc)
-        return 2
-    except FindFaceError as exc:
-        logging.getLogger(__name__).error("cannot start: %s", exc.message)
-        return 1
-    return 0
+    overrides = {"listen": args.listen, "license_file": args.license_file, "public_key": args.public_key,
+        "state_file": args.state_file}
+    return server_main(LicenseConfig, "license", args.config, overrides, serve)
 
 
 if __name__ == "__main__":

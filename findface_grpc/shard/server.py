@@ -6,13 +6,10 @@ waits up to tarantool_connect_timeout_s for it, rebuilds the index from it and o
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 
-from findface_grpc import config as config_mod
-from findface_grpc.errors import FindFaceError
 from findface_grpc.license import client as license_client
-from findface_grpc.rpc import GrpcServer, configure_logging, run_until_signalled
+from findface_grpc.rpc import GrpcServer, run_until_signalled, server_main
 from findface_grpc.shard.config import ShardConfig
 from findface_grpc.shard.service import ShardService
 from findface_grpc.shard.servicer import ShardServicer
@@ -62,21 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shard-id", help="name of this shard")
     parser.add_argument("--license-server", help="license server address, host:port")
     args = parser.parse_args(argv)
-    overrides = {
-        k: v for k, v in {"listen": args.listen, "tarantool": args.tarantool, "shard_id": args.shard_id,
-                          "license_server": args.license_server}.items() if v
-    }
-    try:
-        config = config_mod.load(ShardConfig, "shard", args.config, overrides=overrides)
-        configure_logging(config.log_level)
-        asyncio.run(serve(config))
-    except config_mod.ConfigError as exc:
-        log.error("%s", exc)
-        return 2
-    except FindFaceError as exc:
-        log.error("cannot start: %s", exc.message)
-        return 1
-    return 0
+    overrides = {"listen": args.listen, "tarantool": args.tarantool, "shard_id": args.shard_id,
+        "license_server": args.license_server}
+    return server_main(ShardConfig, "shard", args.config, overrides, serve)
 
 
 if __name__ == "__main__":
