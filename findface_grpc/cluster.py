@@ -145,7 +145,8 @@ class Cluster:
         self.addresses["gateway"] = gateway
         if cfg.http_port:
             http = self._addr(cfg.http_port)
-            proc = self._server("http", "gateway_http.server", ["--listen", http, "--gateway", gateway])
+            proc = self._server("http", "gateway_http.server",
+                                ["--listen", http, "--gateway", gateway, "--license-server", license_server])
             self._run(proc)
             launch.wait_http_ok(http, "/health", timeout, proc)
             self.addresses["http"] = f"http://{http}"

@@ -23,8 +23,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from werkzeug.wrappers import Request
 
 from findface_grpc.rpc import CHANNEL_OPTIONS
-from findface_grpc.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
-from gateway_http import docs
+from findface_grpc.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, license_pb2, license_pb2_grpc
+from gateway_http import docs, license_page
 from gateway_http.config import HttpConfig
 from gateway_http.errors import (
     AUTH_FAILED,
@@ -179,9 +179,14 @@ class FaceApi:
         self.channel = channel or grpc.insecure_channel(config.gateway, options=CHANNEL_OPTIONS)
         self.stub = gateway_pb2_grpc.FaceServiceStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
+        self.license_channel = (
+            grpc.insecure_channel(config.license_server, options=CHANNEL_OPTIONS) if config.license_server else None
+        )
 
     def close(self) -> None:
         self.channel.close()
+        if self.license_channel is not None:
+            self.license_channel.close()
 
     def rpc(self, call: Call, method: str, request, fields: dict[str, tuple[str, Any]] | None = None):
         """One FaceService call; its failure becomes the legacy error naming the client's parameters."""
@@ -459,6 +464,20 @@ class FaceApi:
                          content_type="text/html; charset=UTF-8")
         return Reply(body=docs.openapi(version))
 
+    def license(self, call: Call) -> Reply:
+        """Open like the original's license.json: it shows limits and usage, no faces and no secrets."""
+        if self.license_channel is None:
+            raise LegacyError(404, NOT_FOUND, "no license server is configured ([http].license_server)")
+        try:
+            status = license_pb2_grpc.LicenseStub(self.license_channel).Status(
+                license_pb2.LicenseStatusRequest(), timeout=5.0
+            )
+        except grpc.RpcError as exc:
+            raise LegacyError(
+                503, SERVICE_UNAVAILABLE, f"license server {self.config.license_server} unreachable: {exc.code().name}"
+            ) from None
+        return Reply(body=license_page.license_json(status))
+
     def health(self, call: Call) -> Reply:
         try:
             status = self.health.Check(health_pb2.HealthCheckRequest(), timeout=2.0).status
@@ -527,6 +546,7 @@ ROUTES = (
     _route("docs/<version>", open=True, GET=A.docs_version),
     _route("docs/<version>/<page>", open=True, GET=A.docs_version),
     _route("health", open=True, GET=A.health),
+    _route("license.json", open=True, GET=A.license),
 )
 
 

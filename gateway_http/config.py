@@ -16,6 +16,8 @@ class HttpConfig:
     listen: str = "127.0.0.1:8000"
     # The gateway's gRPC FaceService, host:port.
     gateway: str = "127.0.0.1:50051"
+    # The license server, host:port, whose status /license.json shows; empty: the page answers 404.
+    license_server: str = ""
     # Request bodies above this are answered 413 before they are read (the original's photo limit was 10 MB).
     max_body_mb: float = 10.0
     # Each FaceService call must answer within this.
@@ -36,9 +38,73 @@ class HttpConfig:
             raise ConfigError(f"[http].listen must be host:port, not {self.listen!r}")
         if not _is_address(self.gateway):
             raise ConfigError(f"[http].gateway must be host:port, not {self.gateway!r}")
+        if self.license_server and not _is_address(self.license_server):
+            raise ConfigError(f"[http].license_server must be host:port, not {self.license_server!r}")
         if self.max_body_mb <= 0:
             raise ConfigError("[http].max_body_mb must be > 0")
         if self.call_timeout_s <= 0 or self.socket_timeout_s <= 0:
             raise ConfigError("[http].call_timeout_s and socket_timeout_s must be > 0")
         if not 1 <= self.threads <= 1024:
             raise ConfigError("[http].threads must be in 1..1024")
+
+
+SKIP = "skip"
+ENROLL = "enroll"
+
+
+@dataclass(frozen=True)
+class UploadConfig:
+    """`[upload]` in the config file, or FINDFACE_UPLOAD_* variables: the photo store and drop folder."""
+
+    listen: str = "127.0.0.1:3333"
+    # The folder served over WebDAV: photos/, faces/, dropbox/ (and a hidden .upload-state/ for bookkeeping).
+    root: str = "var/upload"
+    # The gateway's gRPC FaceService, host:port, and the API token the drop folder enrolls with.
+    gateway: str = "127.0.0.1:50051"
+    gateway_token: str = ""
+    # Who may use WebDAV (HTTP basic auth): any user name with a live API token as the password, checked in the
+    # gateway's metadata database (empty mongo_uri: no token check), and the users listed here as "name:password".
+    mongo_uri: str = ""
+    mongo_db: str = "findface"
+    users: tuple[str, ...] = ()
+    # GET and HEAD of stored photos, thumbnails and normalized crops (the URLs in face objects) without
+    # credentials, as the original served them; everything else, the drop folder above all, needs credentials.
+    public_reads: bool = True
+    # Largest file accepted by PUT (MB of 1e6 bytes, as the extractor counts them).
+    max_file_mb: float = 10.0
+    # A photo dropped again into the same gallery whose faces are still enrolled: "skip" it or "enroll" it again.
+    duplicates: str = SKIP
+    # A drop into a folder whose gallery does not exist creates the gallery (else the drop is rejected).
+    create_galleries: bool = True
+    # Which faces of a dropped photo are enrolled: "all" or "biggest".
+    multi_face: str = "all"
+    call_timeout_s: float = 60.0
+    threads: int = 16
+    socket_timeout_s: float = 30.0
+    log_level: str = "INFO"
+
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.max_file_mb * 1_000_000)
+
+    def validate(self) -> None:
+        if not _is_address(self.listen, any_port=True):
+            raise ConfigError(f"[upload].listen must be host:port, not {self.listen!r}")
+        if not _is_address(self.gateway):
+            raise ConfigError(f"[upload].gateway must be host:port, not {self.gateway!r}")
+        if not self.root:
+            raise ConfigError("[upload].root must name a folder")
+        for user in self.users:
+            name, sep, password = user.partition(":")
+            if not (sep and name and password):
+                raise ConfigError("[upload].users entries must be \"name:password\"")
+        if self.max_file_mb <= 0:
+            raise ConfigError("[upload].max_file_mb must be > 0")
+        if self.duplicates not in (SKIP, ENROLL):
+            raise ConfigError(f"[upload].duplicates must be {SKIP!r} or {ENROLL!r}")
+        if self.multi_face not in ("all", "biggest"):
+            raise ConfigError("[upload].multi_face must be \"all\" or \"biggest\"")
+        if self.call_timeout_s <= 0 or self.socket_timeout_s <= 0:
+            raise ConfigError("[upload].call_timeout_s and socket_timeout_s must be > 0")
+        if not 2 <= self.threads <= 1024:
+            raise ConfigError("[upload].threads must be in 2..1024")

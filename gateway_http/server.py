@@ -65,8 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="TOML config file (its [http] table)")
     parser.add_argument("--listen", help="host:port to listen on (default 127.0.0.1:8000)")
     parser.add_argument("--gateway", help="the gateway's gRPC address, host:port (default 127.0.0.1:50051)")
+    parser.add_argument("--license-server", help="the license server's address, for /license.json")
     args = parser.parse_args(argv)
-    overrides = {k: v for k, v in {"listen": args.listen, "gateway": args.gateway}.items() if v}
+    overrides = {k: v for k, v in {"listen": args.listen, "gateway": args.gateway,
+                                   "license_server": args.license_server}.items() if v}
     try:
         config = config_mod.load(HttpConfig, "http", args.config, overrides=overrides)
     except ConfigError as exc:

@@ -77,6 +77,13 @@ def test_cluster_starts_stops_and_keeps_faces(tmp_path, faces):
         conn.request("GET", f"/v1/face/id/{face_id}", headers={"Authorization": f"Token {token}"})
         reply = conn.getresponse()
         assert reply.status == 200 and json.loads(reply.read())["meta"] == "x"
+        # The license page, open like the original's license.json: unlicensed mode, with who holds a lease.
+        conn.request("GET", "/license.json")
+        reply = conn.getresponse()
+        page = json.loads(reply.read())
+        assert reply.status == 200 and page["type"] == "unlicensed" and page["valid"]["value"] is True
+        assert sorted(s["name"] for s in page["services"]) == ["findface-extractor", "findface-shard", "findface-shard"]
+        assert {"type": "number", "name": "faces", "value": None, "current": 1} in page["limits"]
         conn.close()
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -56,7 +56,7 @@ def build_service(config: ExtractorConfig) -> tuple[ExtractorService, Limits]:
             max_batch=config.max_batch,
         )
     limits = Limits(
-        max_image_bytes=int(config.max_image_mb * 1024 * 1024),
+        max_image_bytes=int(config.max_image_mb * 1_000_000),  # MB of 10**6 bytes, as the gateways count
         max_image_pixels=int(config.max_image_megapixels * 1_000_000),
         min_face_size=config.min_face_size,
     )
