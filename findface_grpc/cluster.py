@@ -2,10 +2,10 @@
 
 Starts, in order: the license server (in unlicensed mode unless license_file and license_public_key are set),
 SecantusDB (unless an external MongoDB URI is configured), one Tarantool per shard with its shard server, the
-extractor, then the gateway (the last three told the license server's address); waits until each reports
-healthy; prints the addresses; on Ctrl-C or SIGTERM stops everything in reverse order. Every server can equally
-be started alone on another host with its own config (see README, "Scaling out"): this launcher is a convenience,
-not a requirement.
+extractor, then the gateway (the last three told the license server's address), the HTTP gateway and the photo
+store with its WebDAV drop folder (findface-upload); waits until each reports healthy; prints the addresses; on
+Ctrl-C or SIGTERM stops everything in reverse order. Every server can equally be started alone on another host
+with its own config (see README, "Scaling out"): this launcher is a convenience, not a requirement.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from pymongo.errors import PyMongoError
 from findface_grpc import auth
 from findface_grpc import config as config_mod
 from findface_grpc import launch
-from findface_grpc.errors import ConfigError, FindFaceError
+from findface_grpc.errors import ConfigError, FindFaceError, NotFound
 from findface_grpc.gateway.metadata import redact
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,9 @@ class ClusterConfig:
     gateway_port: int = 50051
     # The legacy facenapi HTTP API (gateway_http), started after the gateway; 0 leaves it out.
     http_port: int = 8000
+    # The photo store and WebDAV drop folder (findface-upload, data in <data_dir>/upload), started after the
+    # gateway, which keeps photos and crops there; 0 leaves it out (and faces then carry no stored URLs).
+    upload_port: int = 3333
     extractor_port: int = 50052
     shard_base_port: int = 50061
     tarantool_base_port: int = 3301
@@ -61,6 +64,8 @@ class ClusterConfig:
             raise ConfigError("[cluster].license_file and license_public_key are set together (or neither)")
         if not 0 <= self.http_port < 65536:
             raise ConfigError("[cluster].http_port must be in 0..65535 (0: no HTTP gateway)")
+        if not 0 <= self.upload_port < 65536:
+            raise ConfigError("[cluster].upload_port must be in 0..65535 (0: no photo store)")
 
 
 class Cluster:
@@ -75,8 +80,8 @@ class Cluster:
     def _addr(self, port: int) -> str:
         return f"{self.cfg.host}:{port}"
 
-    def _server(self, name: str, module: str, args: list[str]) -> launch.ManagedProcess:
-        return launch.python_server(name, module, [*self.config_args, *args], self.data / "logs" / f"{name}.log")
+    def _server(self, name: str, module: str, args: list[str], env: dict | None = None) -> launch.ManagedProcess:
+        return launch.python_server(name, module, [*self.config_args, *args], self.data / "logs" / f"{name}.log", env)
 
     def start(self) -> dict[str, str]:
         cfg = self.cfg
@@ -98,6 +103,10 @@ class Cluster:
             launch.wait_tcp(cfg.host, cfg.mongo_port, timeout, mongo)
             mongo_uri = f"mongodb://{self._addr(cfg.mongo_port)}/?directConnection=true"
             self.addresses["mongodb"] = mongo_uri
+        # Before any other token exists: the first start's "admin" token is made when there is none at all.
+        self._first_token(mongo_uri)
+        upload = self._addr(cfg.upload_port) if cfg.upload_port else ""
+        upload_token = self._service_token(mongo_uri, "upload") if upload else ""
 
         # Tarantools first (each shard server needs its own), then the shard servers and the extractor, which
         # load independently and can start side by side.
@@ -130,6 +139,9 @@ class Cluster:
         self._start_healthy(pending, timeout)
 
         gateway = self._addr(cfg.gateway_port)
+        # Secrets go to the children in their environment, not on their command lines (ps shows those).
+        store_env = {"FINDFACE_GATEWAY_UPLOAD_URL": f"http://{upload}",
+                     "FINDFACE_GATEWAY_UPLOAD_PASSWORD": upload_token} if upload_token else {}
         self._start_healthy(
             [(
                 self._server(
@@ -137,6 +149,7 @@ class Cluster:
                     "findface_grpc.gateway.server",
                     ["--listen", gateway, "--extractor", extractor, "--shards", ",".join(shard_addresses),
                      "--mongo-uri", mongo_uri, *licensed],
+                    store_env,
                 ),
                 gateway,
             )],
@@ -150,8 +163,37 @@ class Cluster:
             self._run(proc)
             launch.wait_http_ok(http, "/health", timeout, proc)
             self.addresses["http"] = f"http://{http}"
-        self._first_token(mongo_uri)
+        if upload:
+            upload_env = {"FINDFACE_UPLOAD_GATEWAY_TOKEN": upload_token,
+                          "FINDFACE_UPLOAD_MONGO_DB": auth.gateway_mongo(self.config_path, mongo_uri).mongo_db}
+            proc = self._server(
+                "upload", "gateway_http.upload",
+                ["--listen", upload, "--root", str(self.data / "upload"), "--gateway", gateway,
+                 "--mongo-uri", mongo_uri],
+                upload_env if upload_token else {},
+            )
+            self._run(proc)
+            launch.wait_tcp(cfg.host, cfg.upload_port, timeout, proc)
+            self.addresses["upload"] = f"http://{upload}"
         return self.addresses
+
+    def _service_token(self, mongo_uri: str, name: str) -> str:
+        """A fresh token `name` for one of the cluster's own servers, the last one revoked (its plaintext is
+        kept nowhere, so every start makes a new one). Empty when the token store cannot be reached."""
+        try:
+            client, store = auth.open_store(auth.gateway_mongo(self.config_path, mongo_uri))
+            try:
+                try:
+                    store.revoke(name)
+                except NotFound:
+                    pass
+                return store.create(name)
+            finally:
+                client.close()
+        except (FindFaceError, PyMongoError) as exc:
+            log.error("could not create the %r token (%s): the drop folder will not enroll",
+                      name, getattr(exc, "message", type(exc).__name__))
+            return ""
 
     def _first_token(self, mongo_uri: str) -> None:
         """On a cluster's first start, create the token "admin", so that the gateway (which requires tokens)

@@ -47,7 +47,7 @@ def test_cluster_starts_stops_and_keeps_faces(tmp_path, faces):
     ports = {
         "gateway_port": free_port(), "extractor_port": free_port(), "mongo_port": free_port(),
         "shard_base_port": free_port(), "tarantool_base_port": free_port(), "http_port": free_port(),
-        "license_port": free_port(),
+        "license_port": free_port(), "upload_port": free_port(),
     }
     # Shard and Tarantool ports are consecutive from their bases: keep them apart from the others.
     ports["shard_base_port"] = 20000 + ports["shard_base_port"] % 20000
@@ -72,6 +72,13 @@ def test_cluster_starts_stops_and_keeps_faces(tmp_path, faces):
             stub = gateway_pb2_grpc.FaceServiceStub(channel)
             created = stub.CreateFace(gateway_pb2.CreateFaceRequest(image=common_pb2.ImageSource(content=photo), meta="x"))
             face_id = created.faces[0].id
+        # The photo store is up too: the gateway kept the face's thumbnail there, at the URL the face carries.
+        assert created.faces[0].thumbnail == f"http://127.0.0.1:{ports['upload_port']}/faces/{face_id}/thumbnail.jpg"
+        store = http.client.HTTPConnection("127.0.0.1", ports["upload_port"], timeout=30)
+        store.request("GET", f"/faces/{face_id}/thumbnail.jpg")
+        reply = store.getresponse()
+        assert reply.status == 200 and reply.read()[:2] == b"\xff\xd8"
+        store.close()
         # The HTTP gateway is up too, in front of the same gateway, with the same tokens.
         conn = http.client.HTTPConnection("127.0.0.1", ports["http_port"], timeout=30)
         conn.request("GET", f"/v1/face/id/{face_id}", headers={"Authorization": f"Token {token}"})
@@ -89,7 +96,7 @@ def test_cluster_starts_stops_and_keeps_faces(tmp_path, faces):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, log.read_text()
     for key in ("gateway_port", "extractor_port", "mongo_port", "shard_base_port", "tarantool_base_port", "http_port",
-                "license_port"):
+                "license_port", "upload_port"):
         assert not port_open(ports[key]), f"{key} still open after the launcher stopped"
 
     log = tmp_path / "launcher-2.log"

@@ -1,0 +1,435 @@
+"""findface-upload: the photo store and the WebDAV drop folder (`python -m gateway_http.upload --root DIR`).
+
+One folder served over WebDAV (wsgidav on cheroot), in three areas:
+- `photos/<aa>/<sha256>.<jpg|png|webp>`: original photos, each stored once (named by its hash);
+- `faces/<id>/thumbnail.jpg`, `faces/<id>/normalized.png`: each face's thumbnail and aligned crop.
+  The gateway (with `[gateway] upload_url`) writes these two areas on enroll and deletes a face's folder with
+  the face; the face objects carry their URLs. GET/HEAD there need no credentials unless `public_reads = false`.
+- `dropbox/<gallery>/<name>.<jpg|jpeg|png|webp>`: a photo put here is enrolled into <gallery> (meta = <name>)
+  once it is whole on disk, and `<name>.result.json` appears beside it (gateway_http.dropbox).
+
+Everything but those public reads needs HTTP basic auth: any user name with an API token as the password
+(findface-token), or a user of `[upload] users`. Paths are checked before wsgidav sees them: only the layout
+above, names of [a-zA-Z0-9_-]{1,48} (the gallery-name rules) plus an image extension in the drop folder, nothing
+hidden, no `..`, no symlinks (wsgidav refuses them too); a PUT needs a Content-Length within `max_file_mb`.
+
+An upload is written to a hidden temporary file and moved into place only when exactly Content-Length bytes
+arrived, so an interrupted PUT leaves nothing behind (wsgidav itself would keep the truncated file: it takes an
+early end of the body for its end) and is never enrolled.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import os
+import re
+import signal
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pymongo
+from cheroot import wsgi
+from wsgidav import util
+from wsgidav.dav_error import HTTP_BAD_REQUEST, HTTP_FORBIDDEN, DAVError
+from wsgidav.error_printer import ErrorPrinter
+from wsgidav.fs_dav_provider import FileResource, FilesystemProvider, FolderResource
+from wsgidav.request_resolver import RequestResolver
+from wsgidav.wsgidav_app import WsgiDAVApp
+
+from findface_grpc import config as config_mod
+from findface_grpc.auth import TokenStore
+from findface_grpc.errors import ConfigError, FindFaceError
+from findface_grpc.rpc import configure_logging
+from gateway_http.config import UploadConfig
+from gateway_http.dropbox import STATE_DIR, DropFolder
+
+log = logging.getLogger(__name__)
+
+NAME = r"[a-zA-Z0-9_-]{1,48}"
+IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
+PARTIAL_DIR = f"{STATE_DIR}/partial"
+REALM = "findface-upload"
+READS = {"GET", "HEAD", "OPTIONS", "PROPFIND"}
+# Paths of the layout, and which of them take writes (PUT) as a file and which may be created as folders.
+FILE_PATTERNS = {
+    "drop": re.compile(rf"dropbox/(?P<gallery>{NAME})/(?P<name>{NAME}\.(?:{'|'.join(IMAGE_EXTS)}))"),
+    "result": re.compile(rf"dropbox/(?P<gallery>{NAME})/{NAME}\.result\.json"),
+    "photo": re.compile(r"photos/[0-9a-f]{2}/[0-9a-f]{64}\.(?:jpg|png|webp)"),
+    "face": re.compile(r"faces/[0-9]{1,20}/(?:thumbnail\.jpg|normalized\.png)"),
+}
+FOLDER_PATTERN = re.compile(rf"(?:dropbox(?:/{NAME})?|photos(?:/[0-9a-f]{{2}})?|faces(?:/[0-9]{{1,20}})?)")
+PUBLIC_KINDS = ("photo", "face")
+
+
+class Refused(Exception):
+    def __init__(self, status: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Target:
+    path: str  # relative, no leading slash; "" for the root
+    kind: str  # "root", "folder", or one of FILE_PATTERNS
+
+
+def classify(raw: str) -> Target:
+    """The layout's meaning of a request path, or Refused (403) for anything outside it."""
+    if "\\" in raw or "\0" in raw:
+        raise Refused("403 Forbidden", "backslashes and NUL are not allowed in paths")
+    parts = raw.split("/")
+    if parts[0] != "":
+        raise Refused("403 Forbidden", "paths must be absolute URL paths")
+    parts = parts[1:]
+    if parts and parts[-1] == "":
+        parts = parts[:-1]  # a folder's trailing slash
+    for part in parts:
+        if part in ("", ".", "..") or part.startswith("."):
+            raise Refused("403 Forbidden", f"path segment {part!r} is not allowed")
+    path = "/".join(parts)
+    if not path:
+        return Target("", "root")
+    if FOLDER_PATTERN.fullmatch(path):
+        return Target(path, "folder")
+    for kind, pattern in FILE_PATTERNS.items():
+        if pattern.fullmatch(path):
+            return Target(path, kind)
+    if path.startswith("dropbox/"):
+        raise Refused("403 Forbidden", "drop folder: only dropbox/<gallery>/<name>.(jpg|jpeg|png|webp), with "
+                      "gallery and name of 1-48 of [a-zA-Z0-9_-]")
+    raise Refused("403 Forbidden", f"{path!r} is outside the store's layout (photos/, faces/, dropbox/)")
+
+
+def request_path(environ: dict) -> str:
+    # cheroot hands PATH_INFO over as latin-1 decoded bytes; the client meant UTF-8.
+    try:
+        return environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        raise Refused("400 Bad Request", "the path is not UTF-8") from None
+
+
+def destination_path(environ: dict) -> str:
+    dest = environ.get("HTTP_DESTINATION", "")
+    if not dest:
+        raise Refused("400 Bad Request", "MOVE and COPY need a Destination header")
+    return unquote(urlsplit(dest).path)
+
+
+class Credentials:
+    """HTTP basic auth: a user of the config, or any user name with a live API token as the password."""
+
+    def __init__(self, users: tuple[str, ...], tokens: TokenStore | None) -> None:
+        self.users = {name: password for name, _, password in (u.partition(":") for u in users)}
+        self.tokens = tokens
+
+    def check(self, header: str) -> str | None:
+        """The user's name, or None."""
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            user, sep, password = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeError):
+            return None
+        if not sep:
+            return None
+        expected = self.users.get(user)
+        if expected is not None and hmac.compare_digest(expected.encode(), password.encode()):
+            return user
+        if self.tokens is not None:
+            try:
+                info = self.tokens.verify(password)
+            except FindFaceError as exc:
+                log.warning("token check failed: %s", exc.message)
+                return None
+            if info is not None:
+                return f"token:{info.name}"
+        return None
+
+
+# ---- wsgidav resources: whole uploads only, drops enrolled once whole ----
+
+
+class _CountingFile:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file = open(path, "wb")
+        self.size = 0
+        self.sha256 = hashlib.sha256()
+
+    def write(self, data: bytes) -> None:
+        self.file.write(data)
+        self.size += len(data)
+        self.sha256.update(data)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class StoreFile(FileResource):
+    """A file that may not exist yet: a PUT writes a hidden temporary file, moved into place when whole."""
+
+    def __init__(self, path: str, environ: dict, file_path: str) -> None:
+        if os.path.exists(file_path):
+            super().__init__(path, environ, file_path)
+        else:
+            super(FileResource, self).__init__(path, environ)
+            self._file_path = file_path
+            self.file_stat = None
+            self.name = os.path.basename(file_path)
+        self._upload: _CountingFile | None = None
+
+    def begin_write(self, *, content_type=None):
+        partial = Path(self.provider.root_folder_path) / PARTIAL_DIR
+        partial.mkdir(parents=True, exist_ok=True)
+        self._upload = _CountingFile(partial / f"{uuid.uuid4().hex}.part")
+        return self._upload
+
+    def end_write(self, *, with_errors):
+        upload, self._upload = self._upload, None
+        if upload is None:
+            return
+        upload.close()
+        expected = int(self.environ.get("CONTENT_LENGTH") or -1)
+        if with_errors or upload.size != expected:
+            upload.path.unlink(missing_ok=True)
+            log.warning("incomplete upload of /%s discarded (%d of %d bytes)", self.path.strip("/"), upload.size,
+                        expected)
+            raise DAVError(HTTP_BAD_REQUEST, "incomplete upload discarded")
+        os.replace(upload.path, self._file_path)
+        self.file_stat = os.stat(self._file_path)
+        self.provider.on_complete(self.path, Path(self._file_path), upload.sha256.hexdigest())
+
+
+class StoreFolder(FolderResource):
+    def get_member_names(self):
+        # The bookkeeping folder is not part of what clients see.
+        return [n for n in super().get_member_names() if not n.startswith(".")]
+
+    def create_empty_resource(self, name):
+        # For a PUT, wsgidav would create an empty file before the body arrives: visible, and left behind by an
+        # aborted PUT. A LOCK of a new name (Finder and Windows do that before a PUT) needs the empty file: it is
+        # never enrolled (only a whole PUT or a MOVE/COPY is), and the PUT that follows replaces it.
+        if self.environ.get("REQUEST_METHOD") != "PUT":
+            return super().create_empty_resource(name)
+        if self.provider.readonly:
+            raise DAVError(HTTP_FORBIDDEN)
+        path = util.join_uri(self.path, name)
+        return StoreFile(path, self.environ, self.provider._loc_to_file_path(path, self.environ))
+
+
+class StoreProvider(FilesystemProvider):
+    def __init__(self, root: Path, drops: DropFolder | None) -> None:
+        super().__init__(str(root), fs_opts={"follow_symlinks": False})
+        self.drops = drops
+
+    def get_resource_inst(self, path: str, environ: dict):
+        fp = self._loc_to_file_path(path, environ)
+        if not os.path.exists(fp):
+            return None
+        if os.path.islink(fp):
+            raise DAVError(HTTP_FORBIDDEN, "symlinks are not served")
+        if os.path.isdir(fp):
+            return StoreFolder(path, environ, fp)
+        return StoreFile(path, environ, fp)
+
+    def on_complete(self, path: str, file_path: Path, sha256: str) -> None:
+        """A whole file is in place (PUT); a photo in the drop folder gets enrolled."""
+        match = FILE_PATTERNS["drop"].fullmatch(path.strip("/"))
+        if match and self.drops is not None:
+            self.drops.enroll(match["gallery"], match["name"], file_path, sha256)
+
+
+# ---- the guard in front of wsgidav: credentials, layout, sizes ----
+
+
+def _plain(start_response, status: str, text: str, headers: list | None = None) -> list[bytes]:
+    body = (text + "\n").encode()
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))),
+                            *(headers or [])])
+    return [body]
+
+
+class UploadApp:
+    def __init__(self, config: UploadConfig, root: Path, credentials: Credentials, drops: DropFolder | None) -> None:
+        self.config = config
+        self.root = root
+        self.credentials = credentials
+        self.drops = drops
+        self.provider = StoreProvider(root, drops)
+        self.dav = WsgiDAVApp({
+            "provider_mapping": {"/": self.provider},
+            # Credentials are checked here (UploadApp), before wsgidav sees the request.
+            "middleware_stack": [ErrorPrinter, RequestResolver],
+            "http_authenticator": {"domain_controller": None},
+            "simple_dc": {"user_mapping": {"*": True}},
+            "dir_browser": {"enable": False},
+            "property_manager": True,
+            "lock_storage": True,
+            "verbose": 1,
+            "logging": {"enable": False},
+        })
+
+    def __call__(self, environ, start_response):
+        method = environ["REQUEST_METHOD"].upper()
+        try:
+            target = classify(request_path(environ))
+            public = (self.config.public_reads and method in ("GET", "HEAD") and target.kind in PUBLIC_KINDS)
+            auth = environ.get("HTTP_AUTHORIZATION", "")
+            user = self.credentials.check(auth) if auth else None
+            if user is None and not public:
+                return _plain(start_response, "401 Unauthorized",
+                              "credentials required (basic auth: an API token as the password)",
+                              [("WWW-Authenticate", f'Basic realm="{REALM}"')])
+            environ["wsgidav.auth.user_name"] = user or "anonymous"
+            environ["wsgidav.auth.realm"] = REALM
+            moved_to = self._check_method(method, target, environ)
+        except Refused as exc:
+            return _plain(start_response, exc.status, exc.reason)
+        if moved_to is None:
+            return self.dav(environ, start_response)
+        return self._move_into_drop(environ, start_response, moved_to)
+
+    def _check_method(self, method: str, target: Target, environ: dict) -> Target | None:
+        """Refuses what the layout does not allow; returns the destination of a MOVE/COPY into the drop folder."""
+        if method in READS or method in ("LOCK", "UNLOCK", "PROPPATCH"):
+            return None
+        if method == "PUT":
+            if target.kind not in ("drop", "photo", "face"):
+                raise Refused("403 Forbidden", "PUT takes photos in dropbox/<gallery>/ only"
+                              if target.kind == "result" else "PUT takes files of the layout only")
+            if environ.get("HTTP_TRANSFER_ENCODING") or not environ.get("CONTENT_LENGTH", "").isdigit():
+                raise Refused("411 Length Required", "PUT needs a Content-Length")
+            if int(environ["CONTENT_LENGTH"]) > self.config.max_file_bytes:
+                raise Refused("413 Payload Too Large", f"files are limited to {self.config.max_file_mb:g} MB")
+            self._make_parent(target)
+            return None
+        if method == "MKCOL":
+            if target.kind != "folder":
+                raise Refused("403 Forbidden", "folders: dropbox/<gallery> (1-48 of [a-zA-Z0-9_-]) only")
+            return None
+        if method == "DELETE":
+            if target.kind in ("root",) or target.path in ("dropbox", "photos", "faces"):
+                raise Refused("403 Forbidden", "the store's top folders cannot be deleted")
+            return None
+        if method in ("MOVE", "COPY"):
+            if target.kind in ("root",) or target.path in ("dropbox", "photos", "faces"):
+                raise Refused("403 Forbidden", "the store's top folders cannot be moved")
+            dest = classify(destination_path(environ))
+            if dest.kind != target.kind or dest.path in ("", "dropbox", "photos", "faces"):
+                raise Refused("403 Forbidden", f"cannot {method} a {target.kind} to /{dest.path}")
+            if dest.kind == "drop":
+                self._make_parent(dest)
+                return dest
+            return None
+        raise Refused("405 Method Not Allowed", f"{method} is not supported")
+
+    def _make_parent(self, target: Target) -> None:
+        """Parent folders of the layout are made as needed: `curl -T` needs no MKCOL first."""
+        parent = (self.root / target.path).parent
+        if not parent.resolve().is_relative_to(self.root):
+            raise Refused("403 Forbidden", "symlinks are not served")
+        parent.mkdir(parents=True, exist_ok=True)
+
+    def _move_into_drop(self, environ, start_response, dest: Target):
+        """A photo moved or copied into the drop folder is whole already: enroll it once wsgidav has placed it."""
+        captured: dict = {}
+
+        def capture(status, headers, exc_info=None):
+            captured["status"], captured["headers"] = status, headers
+            return lambda data: None
+
+        body = b"".join(self.dav(environ, capture))
+        if captured.get("status", "").startswith(("201", "204")) and self.drops is not None:
+            file_path = self.root / dest.path
+            match = FILE_PATTERNS["drop"].fullmatch(dest.path)
+            sha256 = hashlib.sha256(file_path.read_bytes()).hexdigest()
+            self.drops.enroll(match["gallery"], match["name"], file_path, sha256)
+        start_response(captured["status"], captured["headers"])
+        return [body]
+
+
+def build_app(config: UploadConfig) -> tuple[UploadApp, pymongo.MongoClient | None]:
+    root = Path(config.root).resolve()
+    for area in ("photos", "faces", "dropbox", STATE_DIR):
+        (root / area).mkdir(parents=True, exist_ok=True)
+    client = None
+    tokens = None
+    if config.mongo_uri:
+        client = pymongo.MongoClient(config.mongo_uri, tz_aware=True, serverSelectionTimeoutMS=5000)
+        tokens = TokenStore(client[config.mongo_db])
+    drops = DropFolder(config, root) if config.gateway_token else None
+    if drops is None:
+        log.warning("no [upload].gateway_token: photos dropped into dropbox/ are kept but not enrolled")
+    return UploadApp(config, root, Credentials(config.users, tokens), drops), client
+
+
+def make_server(config: UploadConfig, app: UploadApp) -> wsgi.Server:
+    host, _, port = config.listen.rpartition(":")
+    server = wsgi.Server(
+        (host.strip("[]"), int(port)), app, numthreads=config.threads, server_name=REALM,
+        request_queue_size=128, timeout=int(max(1, config.socket_timeout_s)), shutdown_timeout=5,
+    )
+    server.max_request_body_size = 0  # UploadApp answers oversized PUTs itself, with the reason
+    return server
+
+
+def serve(config: UploadConfig) -> None:
+    app, client = build_app(config)
+    server = make_server(config, app)
+    stopping = threading.Event()
+
+    def stop(*_) -> None:
+        if not stopping.is_set():
+            stopping.set()
+            log.info("shutting down %s", config.listen)
+            threading.Thread(target=server.stop, name="upload-stop", daemon=True).start()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
+    server.prepare()
+    log.info("photo store serving %s on %s:%d, gateway %s", app.root, *server.bind_addr[:2], config.gateway)
+    try:
+        server.serve()
+    finally:
+        if app.drops is not None:
+            app.drops.close()
+        if client is not None:
+            client.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="findface-upload: the photo store and the WebDAV drop folder")
+    parser.add_argument("--config", help="TOML config file (its [upload] table)")
+    parser.add_argument("--listen", help="host:port to listen on (default 127.0.0.1:3333)")
+    parser.add_argument("--root", help="the folder to serve (default var/upload)")
+    parser.add_argument("--gateway", help="the gateway's gRPC address, host:port (default 127.0.0.1:50051)")
+    parser.add_argument("--mongo-uri", help="the gateway's MongoDB, where API tokens are checked")
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in {"listen": args.listen, "root": args.root, "gateway": args.gateway,
+                                   "mongo_uri": args.mongo_uri}.items() if v}
+    try:
+        config = config_mod.load(UploadConfig, "upload", args.config, overrides=overrides)
+    except ConfigError as exc:
+        logging.basicConfig()
+        log.error("%s", exc.message)
+        return 2
+    configure_logging(config.log_level)
+    try:
+        serve(config)
+    except OSError as exc:
+        log.error("cannot serve on %s: %s", config.listen, exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,223 @@
+"""findface-upload against a real cluster: the drop folder, the photo store's artifacts, and the fences."""
+from __future__ import annotations
+
+import re
+import time
+
+import grpc
+import pytest
+
+from findface_grpc.v1 import common_pb2, gateway_pb2
+
+GALLERY = "dropped"
+
+
+def identities(photos) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name, (identity, _) in sorted(photos.items()):
+        out.setdefault(identity, []).append(name)
+    return out
+
+
+def result(dav, gallery: str, stem: str) -> dict:
+    reply = dav.get(f"/dropbox/{gallery}/{stem}.result.json")
+    assert reply.status == 200, reply.raw
+    return reply.json
+
+
+def identify(cluster, image: bytes, gallery: str) -> gateway_pb2.IdentifyResponse:
+    request = gateway_pb2.IdentifyRequest(image=common_pb2.ImageSource(content=image), gallery=gallery, n=1)
+    return cluster.stub.Identify(request, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def dropped(cluster, photos) -> dict[str, dict]:
+    """One photo of each of five people dropped into GALLERY (meta = the person); person -> its result."""
+    dav = cluster.dav()
+    out = {}
+    for identity, names in list(identities(photos).items())[:5]:
+        reply = dav.put(f"/dropbox/{GALLERY}/{identity}.jpg", photos[names[0]][1])
+        assert reply.status == 201, (reply.status, reply.raw, cluster.log())
+        out[identity] = result(dav, GALLERY, identity)
+    return out
+
+
+def test_dropped_photos_are_enrolled_and_identified(cluster, photos, dropped):
+    for identity, res in dropped.items():
+        assert res["status"] == "enrolled", res
+        assert res["face_ids"] and res["gallery"] == GALLERY and res["meta"] == identity
+    listing = cluster.dav().propfind(f"/dropbox/{GALLERY}/")
+    assert listing.status == 207
+    for identity in dropped:
+        assert f"{identity}.jpg" in listing.raw.decode() and f"{identity}.result.json" in listing.raw.decode()
+    # Another photo of each person finds the dropped one, by its meta.
+    for identity, names in list(identities(photos).items())[:5]:
+        reply = identify(cluster, photos[names[1]][1], GALLERY)
+        matches = reply.results[0].matches
+        assert matches and matches[0].face.meta == identity, (identity, names[1], matches)
+
+
+def test_artifacts_reachable_at_face_urls_and_deleted_with_face(cluster, photos, dropped):
+    identity = next(iter(dropped))
+    face = dropped[identity]["faces"][0]
+    original = photos[identities(photos)[identity][0]][1]
+    assert re.fullmatch(rf"{cluster.store_url}/photos/[0-9a-f]{{2}}/[0-9a-f]{{64}}\.jpg", face["photo"])
+    assert face["thumbnail"] == f"{cluster.store_url}/faces/{face['id']}/thumbnail.jpg"
+    assert face["normalized"] == f"{cluster.store_url}/faces/{face['id']}/normalized.png"
+    record = cluster.stub.GetFace(gateway_pb2.GetFaceRequest(id=face["id"]), timeout=10)
+    assert (record.photo, record.thumbnail, record.normalized) == (face["photo"], face["thumbnail"], face["normalized"])
+    dav = cluster.dav()
+    # Public reads, as the face objects' URLs are meant to be followed by any client.
+    assert dav.get(face["photo"], auth=False).raw == original
+    assert dav.get(face["thumbnail"], auth=False).raw[:2] == b"\xff\xd8"
+    assert dav.get(face["normalized"], auth=False).raw[:8] == b"\x89PNG\r\n\x1a\n"
+
+    cluster.stub.DeleteFace(gateway_pb2.DeleteFaceRequest(id=face["id"]), timeout=10)
+    assert dav.get(face["thumbnail"]).status == 404
+    assert dav.get(face["normalized"]).status == 404
+    assert dav.get(f"/faces/{face['id']}/").status == 404
+    # The original is kept (other faces may come from the same photo).
+    assert dav.get(face["photo"]).status == 200
+
+
+def test_same_photo_twice_is_skipped_and_says_so(cluster, photos, dropped):
+    identity = list(dropped)[1]
+    again = cluster.dav().put(f"/dropbox/{GALLERY}/{identity}-again.jpg", photos[identities(photos)[identity][0]][1])
+    assert again.status == 201
+    res = result(cluster.dav(), GALLERY, f"{identity}-again")
+    assert res["status"] == "skipped" and "duplicate" in res["reason"]
+    assert res["duplicate_of"] == f"{identity}.jpg" and res["face_ids"] == dropped[identity]["face_ids"]
+    faces = cluster.stub.ListFaces(gateway_pb2.ListFacesRequest(gallery=GALLERY, meta=f"{identity}-again"), timeout=10)
+    assert not faces.faces
+
+
+def test_same_photo_twice_enrolled_again_when_configured(cluster, photos, tmp_path):
+    from findface_grpc import launch
+    from tests.gateway.harness import HOST, START_TIMEOUT, address
+    from tests.upload.harness import DavClient
+
+    listen = address(launch.free_port())
+    proc = cluster.upload_process("upload-again", listen, tmp_path / "store", duplicates="enroll").start()
+    try:
+        launch.wait_tcp(HOST, int(listen.rpartition(":")[2]), START_TIMEOUT, proc)
+        dav = DavClient(listen, "any", cluster.token)
+        photo = photos[identities(photos)["person09"][0]][1]
+        assert dav.put("/dropbox/again/first.jpg", photo).status == 201
+        first = result(dav, "again", "first")
+        assert dav.put("/dropbox/again/second.jpg", photo).status == 201
+        second = result(dav, "again", "second")
+        assert first["status"] == second["status"] == "enrolled"
+        assert second["duplicate_of"] == "first.jpg" and "enrolled again" in second["reason"]
+        assert set(first["face_ids"]).isdisjoint(second["face_ids"])
+    finally:
+        proc.stop()
+
+
+def test_corrupt_photo_is_rejected_with_its_reason(cluster):
+    dav = cluster.dav()
+    assert dav.put("/dropbox/broken/corrupt.jpg", b"\xff\xd8\xff\xe0 this is not a JPEG at all").status == 201
+    res = result(dav, "broken", "corrupt")
+    assert res["status"] == "rejected" and res["error"]["code"] == "INVALID_ARGUMENT"
+    assert res["error"]["reason"]
+    assert "face_ids" not in res
+
+
+def test_photo_moved_into_the_drop_folder_is_enrolled(cluster, photos):
+    dav = cluster.dav()
+    identity, names = list(identities(photos).items())[6]
+    assert dav.request("MKCOL", "/dropbox/staging").status == 201
+    assert dav.put("/dropbox/staging/later.jpg", photos[names[0]][1]).status == 201
+    assert result(dav, "staging", "later")["status"] == "enrolled"
+    assert dav.move("/dropbox/staging/later.jpg", "/dropbox/moved/later.jpg").status == 201
+    res = result(dav, "moved", "later")
+    assert res["status"] == "enrolled"
+    matches = identify(cluster, photos[names[1]][1], "moved").results[0].matches
+    assert matches and matches[0].face.meta == "later"
+
+
+def test_interrupted_upload_is_not_enrolled(cluster, photos):
+    dav = cluster.dav()
+    body = photos[identities(photos)["person08"][0]][1]
+    dav.interrupted_put("/dropbox/interrupted/half.jpg", body, len(body) // 2)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "incomplete upload" not in cluster.log():
+        time.sleep(0.1)
+    assert "incomplete upload of /dropbox/interrupted/half.jpg discarded" in cluster.log()
+    assert dav.get("/dropbox/interrupted/half.jpg").status == 404
+    assert dav.get("/dropbox/interrupted/half.result.json").status == 404
+    assert not list((cluster.root / ".upload-state" / "partial").iterdir())
+    with pytest.raises(grpc.RpcError) as err:  # never enrolled, so its gallery was never even created
+        cluster.stub.ListFaces(gateway_pb2.ListFacesRequest(gallery="interrupted"), timeout=10)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize("path", [
+    "/dropbox/../escape.jpg",
+    "/dropbox/g/../../escape.jpg",
+    "/dropbox/g/..%2F..%2Fescape.jpg",
+    "/dropbox/g/%2E%2E/escape.jpg",
+    "//etc/escape.jpg",
+    "/dropbox/g/.hidden.jpg",
+    "/.upload-state/partial/x.jpg",
+    "/dropbox/bad%20name/x.jpg",
+    "/dropbox/" + "g" * 49 + "/x.jpg",
+    "/dropbox/g/x.exe",
+    "/dropbox/g/x.jpg.sh",
+    "/dropbox/g/sub/x.jpg",
+    "/dropbox/g/x.result.json",
+    "/elsewhere/x.jpg",
+    "/photos/ab/not-a-hash.jpg",
+])
+def test_paths_outside_the_layout_are_refused(cluster, photos, path):
+    reply = cluster.dav().put(path, b"\xff\xd8 whatever")
+    assert reply.status in (400, 403), (path, reply.status, reply.raw)  # 400: cheroot refuses "//" itself
+    assert not (cluster.root.parent / "escape.jpg").exists() and not (cluster.root / "escape.jpg").exists()
+
+
+def test_moves_out_of_the_layout_and_symlinks_are_refused(cluster, photos, tmp_path):
+    dav = cluster.dav()
+    assert dav.put("/dropbox/fences/a.jpg", b"\xff\xd8 not a photo").status == 201
+    assert dav.move("/dropbox/fences/a.jpg", "/dropbox/../a.jpg").status == 403
+    assert dav.move("/dropbox/fences/a.jpg", "/dropbox/fences/a.result.json").status == 403
+    assert dav.move("/dropbox/fences/a.jpg", "/photos/aa/" + "a" * 64 + ".jpg").status == 403
+    (tmp_path / "secret.jpg").write_bytes(b"secret")
+    (cluster.root / "dropbox" / "linked").symlink_to(tmp_path)
+    assert dav.get("/dropbox/linked/secret.jpg").status == 403
+    assert dav.put("/dropbox/linked/new.jpg", b"\xff\xd8").status == 403
+    assert not (tmp_path / "new.jpg").exists()
+
+
+def test_credentials_and_size_limit(cluster):
+    path = "/dropbox/auth/x.jpg"
+    assert cluster.dav().request("PROPFIND", "/", auth=False).status == 401
+    assert cluster.dav(password="not-a-token").propfind("/").status == 401
+    assert cluster.dav("operator", "op-secret").propfind("/").status == 207
+    assert cluster.dav("operator", "wrong").propfind("/").status == 401
+    # Reads of the drop folder need credentials too; only stored photos and crops are public.
+    assert cluster.dav().request("GET", "/dropbox/", auth=False).status == 401
+    assert cluster.dav().announce_put(path, 10_000_001) == 413
+    assert cluster.dav().put(path, b"").status == 201  # within the limit: taken (and rejected as no photo)
+    assert result(cluster.dav(), "auth", "x")["status"] == "rejected"
+    assert cluster.dav().announce_put("/dropbox/auth/y.jpg", 10_000_001) == 413
+    assert cluster.dav().get("/dropbox/auth/y.jpg").status == 404
+    hidden = cluster.dav().propfind("/")
+    assert b".upload-state" not in hidden.raw
+
+
+LOCKINFO = (b'<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope>'
+            b'<D:locktype><D:write/></D:locktype><D:owner>test</D:owner></D:lockinfo>')
+
+
+def test_lock_then_put_as_desktop_clients_do(cluster, photos):
+    dav = cluster.dav()
+    photo = photos[identities(photos)["person02"][1]][1]
+    assert dav.request("MKCOL", "/dropbox/locked").status == 201
+    lock = dav.request("LOCK", "/dropbox/locked/held.jpg", LOCKINFO, {"Content-Type": "text/xml"})
+    assert lock.status == 201, lock.raw
+    token = lock.headers["lock-token"]
+    # The empty placeholder the LOCK made is not a drop: nothing is enrolled until the PUT.
+    assert dav.get("/dropbox/locked/held.result.json").status == 404
+    assert dav.put("/dropbox/locked/held.jpg", photo).status == 423
+    assert dav.put("/dropbox/locked/held.jpg", photo, headers={"If": f"({token})"}).status == 204
+    assert dav.request("UNLOCK", "/dropbox/locked/held.jpg", headers={"Lock-Token": token}).status == 204
+    assert result(dav, "locked", "held")["status"] == "enrolled"

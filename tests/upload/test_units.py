@@ -1,0 +1,77 @@
+"""The upload server's pure parts: the layout's path rules, credentials and the config's checks."""
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from findface_grpc import config as config_mod
+from findface_grpc.errors import ConfigError
+from findface_grpc.gateway.store import face_paths, image_ext, photo_path
+from gateway_http.config import UploadConfig
+from gateway_http.upload import Credentials, Refused, classify
+
+SHA = "ab" * 32
+
+
+@pytest.mark.parametrize("path, kind", [
+    ("/", "root"),
+    ("/dropbox", "folder"),
+    ("/dropbox/", "folder"),
+    ("/dropbox/Friends_2-b", "folder"),
+    ("/dropbox/g/alice.jpg", "drop"),
+    ("/dropbox/g/alice.JPEG".lower(), "drop"),
+    ("/dropbox/g/a-b_c.webp", "drop"),
+    ("/dropbox/g/alice.result.json", "result"),
+    (f"/photos/ab/{SHA}.png", "photo"),
+    ("/photos/ab", "folder"),
+    ("/faces/17/thumbnail.jpg", "face"),
+    ("/faces/17/normalized.png", "face"),
+    ("/faces/17/", "folder"),
+])
+def test_the_layout(path, kind):
+    assert classify(path).kind == kind
+
+
+@pytest.mark.parametrize("path", [
+    "dropbox/g/a.jpg", "/dropbox/../a.jpg", "/dropbox/./g/a.jpg", "/dropbox//g/a.jpg", "/dropbox/g/.a.jpg",
+    "/.upload-state", "/dropbox/g/a.gif", "/dropbox/g/a.jpg.exe", "/dropbox/g/a b.jpg", "/dropbox/g\\x/a.jpg",
+    "/dropbox/g/a\0.jpg", "/dropbox/" + "g" * 49 + "/a.jpg", "/dropbox/g/" + "a" * 49 + ".jpg", "/dropbox/g/h/a.jpg",
+    "/dropbox/g/é.jpg", "/photos/ab/abc.jpg", f"/photos/ab/{SHA}.gif", "/faces/x/thumbnail.jpg",
+    "/faces/1/other.jpg", "/etc/passwd",
+])
+def test_paths_outside_the_layout(path):
+    with pytest.raises(Refused):
+        classify(path)
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_config_users():
+    creds = Credentials(("ops:s3cret:with-colon",), None)
+    assert creds.check(basic("ops", "s3cret:with-colon")) == "ops"
+    assert creds.check(basic("ops", "s3cret")) is None
+    assert creds.check(basic("other", "s3cret:with-colon")) is None
+    assert creds.check("Token s3cret") is None
+    assert creds.check("Basic !!!") is None
+
+
+@pytest.mark.parametrize("setting", [
+    {"duplicates": "maybe"}, {"multi_face": "reject"}, {"users": "nopassword"}, {"max_file_mb": 0},
+    {"listen": "nowhere"}, {"threads": 1},
+])
+def test_bad_settings_stop_the_server(setting):
+    with pytest.raises(ConfigError):
+        config_mod.load(UploadConfig, "upload", environ={}, overrides=setting)
+
+
+def test_store_paths():
+    assert photo_path(SHA, "jpg") == f"photos/ab/{SHA}.jpg"
+    assert face_paths(5) == {"thumbnail": "faces/5/thumbnail.jpg", "normalized": "faces/5/normalized.png"}
+    assert image_ext(b"\x89PNG\r\n\x1a\n....") == "png"
+    assert image_ext(b"RIFF\0\0\0\0WEBPVP8 ") == "webp"
+    assert image_ext(b"\xff\xd8\xff") == "jpg"
+    for path in (photo_path(SHA, "webp"), *face_paths(5).values()):
+        assert classify("/" + path).kind in ("photo", "face")
