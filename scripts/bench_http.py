@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             data_dir=work, shards=args.shards, gateway_port=launch.free_port(), http_port=launch.free_port(),
             extractor_port=launch.free_port(), mongo_port=launch.free_port(), shard_base_port=base,
             tarantool_base_port=base + 100, tarantool_memtx_mb=256, model_pack=args.model_pack, log_level="WARNING",
+            license_port=launch.free_port(), upload_port=0,
         )
         cluster = Cluster(cfg)
         try:
