@@ -109,10 +109,13 @@ METHODS = (
            open=True),
     Method("GET", "/health", "Whether this server reaches a serving gateway.", (),
            '{"status": "SERVING"} or 503', open=True),
+    Method("GET", "/license.json", "License status, limits with current use, and the components holding a lease, "
+           "in the layout of the original's license.json.", (),
+           '{"valid": {"value", "description"}, "limits": [...], "services": [...], ...}', open=True),
 )
 
 CONVENTIONS = (
-    "Every method but /docs and /health needs the header Authorization: Token <key> (findface-token create NAME); "
+    "Every method but /docs, /health and /license.json needs the header Authorization: Token <key> (findface-token create NAME); "
     "a missing or wrong one is answered 401 AUTH_FAILED.",
     "Parameters may come as a JSON body, an urlencoded or multipart form (the only way to upload the photo file), "
     "or the query string; boxes and gallery lists are JSON-encoded in forms and query strings.",

@@ -166,10 +166,9 @@ def test_every_documented_path_is_routed():
     spec = docs.openapi("v1")
     for path in spec["paths"]:
         assert path.removeprefix("/v1") in routed, path
-    # and every route is documented, but for the docs' own file names and the license page (outside the API,
-    # open like the original's license.json).
+    # and every route is documented, but for the docs' own file names.
     documented = {p.removeprefix("/v1") for p in spec["paths"]}
-    assert routed - documented == {"/docs/{version}/{page}", "/license.json"}
+    assert routed - documented == {"/docs/{version}/{page}"}
     assert docs.html("v1", "/v1/docs/v1").startswith("<!DOCTYPE html>")
 
 
