@@ -61,6 +61,12 @@ def _convert(name: str, value: Any, hint: Any) -> Any:
     raise ConfigError(f"config {name}: unsupported value {value!r}")
 
 
+def is_address(value: str, any_port: bool = False) -> bool:
+    """host:port with a port in 1..65535 (0 too with `any_port`: for listening, where 0 lets the system pick)."""
+    host, sep, port = value.rpartition(":")
+    return bool(sep and host and port.isdigit() and (0 if any_port else 1) <= int(port) < 65536)
+
+
 def read_toml(path: str | Path | None) -> dict[str, Any]:
     if path is None:
         path = os.environ.get("FINDFACE_CONFIG")

@@ -3,12 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from findface_grpc.config import is_address
 from findface_grpc.errors import ConfigError
 
-
-def _is_address(value: str, any_port: bool = False) -> bool:
-    host, sep, port = value.rpartition(":")
-    return bool(sep and host and port.isdigit() and (0 if any_port else 1) <= int(port) < 65536)
 
 
 @dataclass(frozen=True)
@@ -34,11 +31,11 @@ class HttpConfig:
         return int(self.max_body_mb * 1_000_000)
 
     def validate(self) -> None:
-        if not _is_address(self.listen, any_port=True):
+        if not is_address(self.listen, any_port=True):
             raise ConfigError(f"[http].listen must be host:port, not {self.listen!r}")
-        if not _is_address(self.gateway):
+        if not is_address(self.gateway):
             raise ConfigError(f"[http].gateway must be host:port, not {self.gateway!r}")
-        if self.license_server and not _is_address(self.license_server):
+        if self.license_server and not is_address(self.license_server):
             raise ConfigError(f"[http].license_server must be host:port, not {self.license_server!r}")
         if self.max_body_mb <= 0:
             raise ConfigError("[http].max_body_mb must be > 0")
@@ -88,9 +85,9 @@ class UploadConfig:
         return int(self.max_file_mb * 1_000_000)
 
     def validate(self) -> None:
-        if not _is_address(self.listen, any_port=True):
+        if not is_address(self.listen, any_port=True):
             raise ConfigError(f"[upload].listen must be host:port, not {self.listen!r}")
-        if not _is_address(self.gateway):
+        if not is_address(self.gateway):
             raise ConfigError(f"[upload].gateway must be host:port, not {self.gateway!r}")
         if not self.root:
             raise ConfigError("[upload].root must name a folder")

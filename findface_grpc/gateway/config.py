@@ -4,16 +4,13 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from findface_grpc.config import is_address
 from findface_grpc.errors import ConfigError
 from findface_grpc.gateway.cells import CellMap
 
 PARTIAL = "partial"
 UNAVAILABLE = "unavailable"
 
-
-def _is_address(value: str, any_port: bool = False) -> bool:
-    host, sep, port = value.rpartition(":")
-    return bool(sep and host and port.isdigit() and (0 if any_port else 1) <= int(port) < 65536)
 
 
 @dataclass(frozen=True)
@@ -80,13 +77,13 @@ class GatewayConfig:
 
     def validate(self) -> None:
         # Port 0 to listen on lets the system pick one (the server logs which).
-        if not _is_address(self.listen, any_port=True):
+        if not is_address(self.listen, any_port=True):
             raise ConfigError(f"[gateway].listen must be host:port, not {self.listen!r}")
-        if not _is_address(self.extractor):
+        if not is_address(self.extractor):
             raise ConfigError(f"[gateway].extractor must be host:port, not {self.extractor!r}")
         if not self.shards:
             raise ConfigError("[gateway].shards must list at least one shard address (host:port)")
-        bad = [s for s in self.shards if not _is_address(s)]
+        bad = [s for s in self.shards if not is_address(s)]
         if bad:
             raise ConfigError(f"[gateway].shards: not host:port: {bad}")
         if len(set(self.shards)) != len(self.shards):
