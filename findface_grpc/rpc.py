@@ -156,20 +156,27 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 def server_main(config_cls: type, section: str, config_path: str | None, overrides: dict,
-                serve: Callable[[object], Awaitable[None]]) -> int:
+                serve: Callable[[object], Awaitable[None] | None]) -> int:
     """The body of every server's `main`: load the config (file, environment, then the command line's non-empty
-    `overrides`), set up logging and serve until signalled. Returns the exit code: 2 for a bad config, 1 when
-    the server cannot start (models, licence, storage), 0 after a clean stop."""
+    `overrides`), set up logging and serve until signalled; `serve` may be a coroutine function or a plain one.
+    Returns the exit code: 2 for a bad config, 1 when the server cannot start (models, licence, storage, a port
+    in use), 0 after a clean stop."""
     from findface_grpc import config as config_mod  # config imports errors only; kept local to stay acyclic
 
+    config = None
     try:
         config = config_mod.load(config_cls, section, config_path, overrides={k: v for k, v in overrides.items() if v})
         configure_logging(config.log_level)
-        asyncio.run(serve(config))
+        running = serve(config)
+        if inspect.isawaitable(running):
+            asyncio.run(running)
     except config_mod.ConfigError as exc:
         log.error("%s", exc)
         return 2
     except FindFaceError as exc:
         log.error("cannot start: %s", exc.message)
+        return 1
+    except OSError as exc:
+        log.error("cannot serve on %s: %s", getattr(config, "listen", "?"), exc)
         return 1
     return 0

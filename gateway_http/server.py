@@ -13,9 +13,7 @@ import threading
 
 from cheroot import wsgi
 
-from findface_grpc import config as config_mod
-from findface_grpc.errors import ConfigError
-from findface_grpc.rpc import configure_logging
+from findface_grpc.rpc import server_main
 from gateway_http.app import LegacyApp
 from gateway_http.config import HttpConfig
 
@@ -69,19 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in {"listen": args.listen, "gateway": args.gateway,
                                    "license_server": args.license_server}.items() if v}
-    try:
-        config = config_mod.load(HttpConfig, "http", args.config, overrides=overrides)
-    except ConfigError as exc:
-        logging.basicConfig()
-        log.error("%s", exc.message)
-        return 2
-    configure_logging(config.log_level)
-    try:
-        serve(config)
-    except OSError as exc:
-        log.error("cannot serve on %s: %s", config.listen, exc)
-        return 1
-    return 0
+    return server_main(HttpConfig, "http", args.config, overrides, serve)
 
 
 if __name__ == "__main__":

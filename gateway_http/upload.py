@@ -43,10 +43,9 @@ from wsgidav.fs_dav_provider import FileResource, FilesystemProvider, FolderReso
 from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 
-from findface_grpc import config as config_mod
 from findface_grpc.auth import TokenStore
-from findface_grpc.errors import ConfigError, FindFaceError
-from findface_grpc.rpc import configure_logging
+from findface_grpc.errors import FindFaceError
+from findface_grpc.rpc import server_main
 from gateway_http.config import UploadConfig
 from gateway_http.dropbox import STATE_DIR, DropFolder
 
@@ -416,19 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in {"listen": args.listen, "root": args.root, "gateway": args.gateway,
                                    "mongo_uri": args.mongo_uri}.items() if v}
-    try:
-        config = config_mod.load(UploadConfig, "upload", args.config, overrides=overrides)
-    except ConfigError as exc:
-        logging.basicConfig()
-        log.error("%s", exc.message)
-        return 2
-    configure_logging(config.log_level)
-    try:
-        serve(config)
-    except OSError as exc:
-        log.error("cannot serve on %s: %s", config.listen, exc)
-        return 1
-    return 0
+    return server_main(UploadConfig, "upload", args.config, overrides, serve)
 
 
 if __name__ == "__main__":
