@@ -634,6 +634,9 @@ class GatewayService:
             while ids := await self.metadata.deleting_ids(REPAIR_PAGE, gallery=name):
                 await self._each_shard(ids, lambda shard, group: shard.remove(group))
                 await self.metadata.delete_deleting(ids)
+                if self.store is not None:
+                    for face_id in ids:
+                        await self.store.delete_face(face_id)
             return count, await self.metadata.drop_gallery(name)
         except Exception as exc:  # noqa: BLE001 - gallery and faces are invisible already; repair finishes
             log.warning("deletion of gallery %r left to repair: %s", name, exc)

@@ -221,3 +221,16 @@ def test_lock_then_put_as_desktop_clients_do(cluster, photos):
     assert dav.put("/dropbox/locked/held.jpg", photo, headers={"If": f"({token})"}).status == 204
     assert dav.request("UNLOCK", "/dropbox/locked/held.jpg", headers={"Lock-Token": token}).status == 204
     assert result(dav, "locked", "held")["status"] == "enrolled"
+
+
+def test_deleting_a_gallery_deletes_its_faces_artifacts(cluster, photos):
+    dav = cluster.dav()
+    name = next(iter(photos))
+    assert dav.put("/dropbox/doomed/one.jpg", photos[name][1]).status == 201
+    res = result(dav, "doomed", "one")
+    assert res["status"] == "enrolled", res
+    face_id = res["face_ids"][0]
+    assert dav.get(f"/faces/{face_id}/thumbnail.jpg").status == 200
+    cluster.stub.DeleteGallery(gateway_pb2.DeleteGalleryRequest(name="doomed"), timeout=30)
+    assert dav.get(f"/faces/{face_id}/thumbnail.jpg").status == 404
+    assert dav.get(f"/faces/{face_id}/").status == 404
