@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import threading
 
 from cheroot import wsgi
 
 from findface_grpc.rpc import server_main
 from gateway_http.app import LegacyApp
 from gateway_http.config import HttpConfig
+from gateway_http.serving import serve_until_signalled
 
 log = logging.getLogger(__name__)
 
@@ -40,20 +39,9 @@ def make_server(config: HttpConfig, app: LegacyApp | None = None) -> wsgi.Server
 def serve(config: HttpConfig) -> None:
     app = LegacyApp(config)
     server = make_server(config, app)
-    stopping = threading.Event()
-
-    def stop(*_) -> None:
-        if not stopping.is_set():
-            stopping.set()
-            log.info("shutting down %s", config.listen)
-            threading.Thread(target=server.stop, name="http-stop", daemon=True).start()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, stop)
-    server.prepare()
-    log.info("HTTP gateway serving on %s:%d, gateway %s", *server.bind_addr[:2], config.gateway)
     try:
-        server.serve()
+        serve_until_signalled(server, "http", config.listen,
+                              f"HTTP gateway serving on %s:%d, gateway {config.gateway}")
     finally:
         app.close()
 

@@ -27,8 +27,6 @@ import hmac
 import logging
 import os
 import re
-import signal
-import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +46,7 @@ from findface_grpc.errors import FindFaceError
 from findface_grpc.rpc import server_main
 from gateway_http.config import UploadConfig
 from gateway_http.dropbox import STATE_DIR, DropFolder
+from gateway_http.serving import serve_until_signalled
 
 log = logging.getLogger(__name__)
 
@@ -384,20 +383,9 @@ def make_server(config: UploadConfig, app: UploadApp) -> wsgi.Server:
 def serve(config: UploadConfig) -> None:
     app, client = build_app(config)
     server = make_server(config, app)
-    stopping = threading.Event()
-
-    def stop(*_) -> None:
-        if not stopping.is_set():
-            stopping.set()
-            log.info("shutting down %s", config.listen)
-            threading.Thread(target=server.stop, name="upload-stop", daemon=True).start()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, stop)
-    server.prepare()
-    log.info("photo store serving %s on %s:%d, gateway %s", app.root, *server.bind_addr[:2], config.gateway)
     try:
-        server.serve()
+        serve_until_signalled(server, "upload", config.listen,
+                              f"photo store serving {app.root} on %s:%d, gateway {config.gateway}")
     finally:
         if app.drops is not None:
             app.drops.close()

@@ -21,24 +21,17 @@ from findface_grpc.auth import COLLECTION, MAX_TOKEN_LENGTH, TokenStore, token_m
 from findface_grpc.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from findface_grpc.rpc import CHANNEL_OPTIONS
 from findface_grpc.v1 import gateway_pb2, gateway_pb2_grpc
-from tests.gateway.harness import address, gateway_process, start_healthy
+from tests.gateway.harness import address, gateway_process, mongo_server, start_healthy
 from tests.helpers import ROOT, with_token
 
 DB = "auth_tests"
 TTL = 0.5
-HOST = "127.0.0.1"
 
 
 @pytest.fixture(scope="module")
 def mongo(tmp_path_factory):
-    base = tmp_path_factory.mktemp("auth-mongo")
-    port = launch.free_port()
-    proc = launch.mongo_process(base / "data", port).start()
-    try:
-        launch.wait_tcp(HOST, port, 60, proc)
-        yield f"mongodb://{address(port)}/?directConnection=true"
-    finally:
-        proc.stop()
+    with mongo_server(tmp_path_factory.mktemp("auth-mongo")) as uri:
+        yield uri
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from findface_grpc import launch
-from tests.gateway.harness import HOST, START_TIMEOUT, address, start_healthy
+from tests.gateway.harness import address, mongo_server, start_healthy
 
 PACK = "scrfd-mbf"
 
@@ -11,14 +11,8 @@ PACK = "scrfd-mbf"
 @pytest.fixture(scope="package")
 def mongo(tmp_path_factory):
     """One SecantusDB for the package; each test module uses its own database in it."""
-    base = tmp_path_factory.mktemp("mongo")
-    port = launch.free_port()
-    proc = launch.mongo_process(base / "data", port).start()
-    try:
-        launch.wait_tcp(HOST, port, START_TIMEOUT, proc)
-        yield f"mongodb://{address(port)}/?directConnection=true"
-    finally:
-        proc.stop()
+    with mongo_server(tmp_path_factory.mktemp("mongo")) as uri:
+        yield uri
 
 
 def require_pack(name: str) -> None:

@@ -6,6 +6,7 @@ launcher starts it; processes that do not depend on each other are started side 
 from __future__ import annotations
 
 import asyncio
+from contextlib import contextmanager
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -118,6 +119,18 @@ class ShardSet:
         with grpc.insecure_channel(self.addresses[i], options=CHANNEL_OPTIONS) as ch:
             reply = shard_pb2_grpc.ShardStub(ch).Get(shard_pb2.GetRequest(ids=ids), timeout=10)
             return {f.id: tuple(sorted(f.galleries)) for f in reply.faces}
+
+
+@contextmanager
+def mongo_server(base: Path):
+    """A SecantusDB in `base` on a free port, for as long as the block runs; yields its URI."""
+    port = launch.free_port()
+    proc = launch.mongo_process(base / "data", port).start()
+    try:
+        launch.wait_tcp(HOST, port, START_TIMEOUT, proc)
+        yield f"mongodb://{address(port)}/?directConnection=true"
+    finally:
+        proc.stop()
 
 
 def gateway_process(name: str, base: Path, listen: str, shards: list[str], extractor: str, mongo_uri: str,

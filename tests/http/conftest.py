@@ -4,7 +4,7 @@ import pytest
 
 from findface_grpc import launch
 from tests.gateway.conftest import PACK, require_pack
-from tests.gateway.harness import HOST, START_TIMEOUT, address, start_healthy
+from tests.gateway.harness import address, mongo_server, start_healthy
 from tests.helpers import labelled_photos
 from tests.http.harness import HttpCluster, PhotoServer
 
@@ -12,14 +12,8 @@ from tests.http.harness import HttpCluster, PhotoServer
 @pytest.fixture(scope="package")
 def mongo(tmp_path_factory):
     """One SecantusDB for the package; each cluster uses its own database in it."""
-    base = tmp_path_factory.mktemp("mongo")
-    port = launch.free_port()
-    proc = launch.mongo_process(base / "data", port).start()
-    try:
-        launch.wait_tcp(HOST, port, START_TIMEOUT, proc)
-        yield f"mongodb://{address(port)}/?directConnection=true"
-    finally:
-        proc.stop()
+    with mongo_server(tmp_path_factory.mktemp("mongo")) as uri:
+        yield uri
 
 
 @pytest.fixture(scope="package")
