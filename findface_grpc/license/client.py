@@ -147,6 +147,11 @@ class LeaseKeeper:
         return None
 
     @property
+    def serving(self) -> bool:
+        """What health last said (may lag `refusal()` until `sync`)."""
+        return self._serving
+
+    @property
     def may_serve(self) -> bool:
         return self.refusal() is None
 
@@ -233,6 +238,11 @@ class LeaseKeeper:
             self._outage = exc.details.get("cause", exc.message)
         await self._notify()
 
+    async def sync(self) -> None:
+        """Bring health (the watchers) in line with `refusal()` now, e.g. the moment a call is refused because
+        the grace period ran out between two heartbeats."""
+        await self._notify()
+
     async def _notify(self) -> None:
         error = self.refusal()
         serving = error is None
@@ -249,14 +259,26 @@ class LeaseKeeper:
                 await result
 
     async def _loop(self) -> None:
+        """Heartbeat every interval; in between, wake up when the grace period runs out, so that health says
+        NOT_SERVING then and not at the next heartbeat."""
+        next_beat = self.clock() + self._interval
         while True:
-            await asyncio.sleep(self._interval)
+            now = self.clock()
+            wake = next_beat
+            grace_end = self._last_ok + self._grace
+            if self._serving and now < grace_end < wake:
+                wake = grace_end + 0.001
+            await asyncio.sleep(max(0.0, wake - now))
+            if self.clock() < next_beat:
+                await self._notify()
+                continue
             try:
                 await self.heartbeat()
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the heartbeat must outlive one unexpected failure
                 log.exception("license heartbeat failed")
+            next_beat = self.clock() + self._interval
 
 
 class LicenseInterceptor(grpc.aio.ServerInterceptor):
@@ -267,6 +289,8 @@ class LicenseInterceptor(grpc.aio.ServerInterceptor):
 
     async def _refuse(self, context: grpc.aio.ServicerContext) -> None:
         error = self.keeper.refusal()
+        if (error is None) != self.keeper.serving:
+            await self.keeper.sync()  # health changes before this call is answered, not at the next heartbeat
         if error is not None:
             await context.abort(grpc.StatusCode[error.code], error.message)
 

@@ -77,6 +77,29 @@ def test_grace_period_on_an_outage_then_recovery(tmp_path, keys, license_server)
     run(scenario())
 
 
+def test_health_follows_the_end_of_the_grace_period_between_heartbeats(tmp_path, keys, license_server):
+    # A call refused because the grace period ran out must not find health still saying SERVING: the
+    # interceptor calls sync() before it answers, whatever the heartbeat is doing.
+    server = license_server(write_license(tmp_path / "a.lic", keys[0], extractors=1), keys[1])
+    clock = Clock()
+    changes = []
+
+    async def scenario():
+        keeper = LeaseKeeper(server.address, Kind.EXTRACTOR, "e1", clock=clock, call_timeout_s=1)
+        keeper.watch(changes.append)
+        await keeper.start()
+        server.stop()
+        clock.now += 10  # no heartbeat in between
+        assert keeper.refusal() is not None and keeper.serving
+        await keeper.sync()
+        assert changes == [False] and not keeper.serving
+        await keeper.sync()  # idempotent
+        assert changes == [False]
+        await keeper.stop()
+
+    run(scenario())
+
+
 def test_lapsed_lease_taken_by_another_means_refusal_until_a_slot_frees(tmp_path, keys, license_server):
     server = license_server(write_license(tmp_path / "a.lic", keys[0], extractors=1), keys[1])
 
