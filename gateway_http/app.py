@@ -442,6 +442,47 @@ class FaceApi:
                  {"name": ("gallery", name), "gallery": ("gallery", name)})
         return Reply(status=204)
 
+    # ---- operators ----
+
+    def cluster_status(self, call: Call) -> Reply:
+        """Every shard and the extractor, live or not (with why), the metadata's counts and the license status.
+
+        Answers 200 whenever the gateway does: a part that is down is reported, not raised. The license server is
+        asked only after the gateway has accepted the token."""
+        reply = self.rpc(call, "ClusterStatus", gateway_pb2.ClusterStatusRequest())
+        extractor = reply.extractor
+        license_part: dict | None = None
+        if self.license_channel is not None:
+            try:
+                # A short wait: the page must answer promptly with the license server down.
+                status = license_pb2_grpc.LicenseStub(self.license_channel).Status(
+                    license_pb2.LicenseStatusRequest(), timeout=3.0
+                )
+                license_part = license_page.license_json(status)
+            except grpc.RpcError as exc:
+                license_part = {"error": f"license server {self.config.license_server} unreachable: {exc.code().name}"}
+        return Reply(body={
+            "shards": {
+                "live": reply.shards_live,
+                "total": reply.shards_total,
+                "items": [
+                    {"index": s.index, "address": s.address, "live": s.live, "error": s.error, "shard_id": s.shard_id,
+                     "face_count": s.face_count, "galleries": dict(sorted(s.gallery_counts.items())),
+                     "model_id": s.model_id, "dim": s.dim, "index_bytes": s.index_bytes}
+                    for s in reply.shards
+                ],
+            },
+            "extractor": {
+                "address": extractor.address, "live": extractor.live, "error": extractor.error,
+                "model_pack": extractor.model_pack, "detector_model_id": extractor.detector_model_id,
+                "embedder_model_id": extractor.embedder_model_id, "descriptor_dim": extractor.descriptor_dim,
+                "version": extractor.version,
+            },
+            "faces": reply.face_count,
+            "galleries": reply.gallery_count,
+            "license": license_part,
+        })
+
     # ---- without a token ----
 
     def docs_index(self, call: Call) -> Reply:
@@ -547,6 +588,7 @@ ROUTES = (
     _route("docs/<version>/<page>", open=True, GET=A.docs_version),
     _route("health", open=True, GET=A.health),
     _route("license.json", open=True, GET=A.license),
+    _route("status", GET=A.cluster_status),
 )
 
 

@@ -102,6 +102,15 @@ METHODS = (
            '201 {"name": ...}', aliases=("/galleries (body {\"name\": ...})",), status=201),
     Method("DELETE", "/galleries/{gallery}", "Delete a gallery and every face in it ('default' cannot be).", (),
            "204 No Content", status=204),
+    Method("GET", "/status", "The cluster's state, for operators: every index shard and the extractor, live or "
+           "not (with the reason), the metadata's face and gallery counts, and the license status. Shards and the "
+           "extractor are asked at once, each for a few seconds at most; a part that is down is reported in the "
+           "answer, which is still 200.", (),
+           '{"shards": {"live", "total", "items": [{"index", "address", "live", "error", "shard_id", "face_count", '
+           '"galleries": {name: count}, "model_id", "dim", "index_bytes"}...]}, "extractor": {"address", "live", '
+           '"error", "model_pack", "detector_model_id", "embedder_model_id", "descriptor_dim", "version"}, '
+           '"faces": active faces, "galleries": gallery count, "license": null without a license server, else '
+           'the /license.json object, or {"error": ...} when the license server does not answer}'),
     Method("GET", "/docs", "This documentation: the versions (JSON), or an index page for browsers.", (),
            '{"results": ["v0", "v1"], "links": {...}}', open=True),
     Method("GET", "/docs/{version}", "OpenAPI 3.0 description of a version (JSON), or this page for browsers.", (),

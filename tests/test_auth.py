@@ -104,6 +104,20 @@ def test_valid_token_works_on_every_kind_of_call(gateway, store):
         assert exc.code() != grpc.StatusCode.UNAUTHENTICATED, exc  # past the check; may fail for want of shards
 
 
+def test_cluster_status_needs_a_token_and_answers_with_every_part_away(gateway, store):
+    """This gateway's one shard and extractor point at nothing: the status says so instead of failing."""
+    _, stub = gateway
+    request = gateway_pb2.ClusterStatusRequest()
+    assert refusal(lambda: stub.ClusterStatus(request, timeout=10)).details() == "AUTH_FAILED: missing token"
+    refusal(lambda: stub.ClusterStatus(request, metadata=token_metadata("not-a-token"), timeout=10))
+    reply = stub.ClusterStatus(request, metadata=token_metadata(store.create("status-test")), timeout=10)
+    assert (reply.shards_live, reply.shards_total) == (0, 1)
+    (shard,) = reply.shards
+    assert not shard.live and "UNAVAILABLE" in shard.error and shard.face_count == 0
+    assert not reply.extractor.live and "UNAVAILABLE" in reply.extractor.error
+    assert reply.extractor.embedder_model_id == "" and reply.gallery_count >= 1
+
+
 def test_revoked_token_is_refused_within_the_cache_ttl(gateway, store):
     _, stub = gateway
     token = store.create("revoke-test")

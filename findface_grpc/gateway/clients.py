@@ -23,7 +23,16 @@ from findface_grpc.errors import (
     TooManyFaces,
     Unavailable,
 )
-from findface_grpc.gateway.domain import Box, Descriptor, DetectedFace, Detection, ModelInfo, MultiFace
+from findface_grpc.gateway.domain import (
+    Box,
+    Descriptor,
+    DetectedFace,
+    Detection,
+    ExtractorInfo,
+    ModelInfo,
+    MultiFace,
+    ShardStats,
+)
 from findface_grpc.gateway.merge import Hit
 from findface_grpc.v1 import common_pb2, extractor_pb2, extractor_pb2_grpc, shard_pb2, shard_pb2_grpc
 
@@ -90,6 +99,21 @@ class ExtractorClient:
         except grpc.aio.AioRpcError as exc:
             raise self._error(exc, "extractor") from None
         return ModelInfo(model_id=reply.embedder_model_id, dim=reply.descriptor_dim)
+
+    async def describe(self, timeout: float) -> ExtractorInfo:
+        """Everything Info tells, for the cluster status."""
+        try:
+            reply = await self.stub.Info(extractor_pb2.InfoRequest(), timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise self._error(exc, "extractor") from None
+        return ExtractorInfo(
+            model_pack=reply.model_pack,
+            detector_model_id=reply.detector_model_id,
+            embedder_model_id=reply.embedder_model_id,
+            descriptor_dim=reply.descriptor_dim,
+            execution_providers=tuple(reply.execution_providers),
+            version=reply.version,
+        )
 
     async def detect(self, image: bytes, field: str = "image") -> Detection:
         try:
@@ -181,6 +205,18 @@ class ShardClient:
         )
         reply = await self._call(self.stub.Search, request, timeout)
         return [[Hit(h.face_id, h.score) for h in hits.hits] for hits in reply.results]
+
+    async def stats(self, timeout: float) -> ShardStats:
+        reply = await self._call(self.stub.Stats, shard_pb2.StatsRequest(), timeout)
+        return ShardStats(
+            shard_id=reply.shard_id,
+            face_count=reply.face_count,
+            gallery_counts=dict(reply.gallery_counts),
+            model_id=reply.model_id,
+            dim=reply.dim,
+            index_bytes=reply.index_bytes,
+            rss_bytes=reply.rss_bytes,
+        )
 
     async def list_ids(self, after_id: int, limit: int) -> list[int]:
         reply = await self._call(self.stub.ListIds, shard_pb2.ListIdsRequest(after_id=after_id, limit=limit))

@@ -167,3 +167,63 @@ class GalleryChange:
     @property
     def empty(self) -> bool:
         return not (self.add or self.remove or self.replace)
+
+
+@dataclass(frozen=True)
+class ShardStats:
+    """What a shard server reports about itself (its Stats)."""
+
+    shard_id: str
+    face_count: int
+    gallery_counts: dict[str, int]
+    model_id: str
+    dim: int
+    index_bytes: int
+    rss_bytes: int
+
+
+@dataclass(frozen=True)
+class ShardStatus:
+    index: int
+    address: str
+    stats: ShardStats | None  # None when the shard did not answer
+    error: str = ""  # why it did not
+
+    @property
+    def live(self) -> bool:
+        return self.stats is not None
+
+
+@dataclass(frozen=True)
+class ExtractorInfo:
+    """What the extractor reports about itself (its Info)."""
+
+    model_pack: str
+    detector_model_id: str
+    embedder_model_id: str
+    descriptor_dim: int
+    execution_providers: tuple[str, ...]
+    version: str
+
+
+@dataclass(frozen=True)
+class ExtractorStatus:
+    address: str
+    info: ExtractorInfo | None  # None when the extractor did not answer
+    error: str = ""
+
+    @property
+    def live(self) -> bool:
+        return self.info is not None
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    shards: tuple[ShardStatus, ...]
+    extractor: ExtractorStatus
+    face_count: int  # active faces in the metadata
+    gallery_count: int
+
+    @property
+    def shards_live(self) -> int:
+        return sum(s.live for s in self.shards)

@@ -371,6 +371,11 @@ class MetadataStore:
         ]
 
     @_in_thread
+    def counts(self) -> tuple[int, int]:
+        """Visible (active) faces and active galleries, for the cluster status."""
+        return self.faces.count_documents({"state": ACTIVE}), self.galleries.count_documents({"state": ACTIVE})
+
+    @_in_thread
     def ping(self) -> None:
         self.client.admin.command("ping")
 

@@ -38,9 +38,11 @@ from findface_grpc.gateway.config import UNAVAILABLE, GatewayConfig
 from findface_grpc.gateway.domain import (
     DEFAULT_GALLERY,
     Box,
+    ClusterStatus,
     Descriptor,
     DetectedFace,
     Detection,
+    ExtractorStatus,
     Face,
     FaceMatches,
     FacePage,
@@ -52,6 +54,7 @@ from findface_grpc.gateway.domain import (
     ModelInfo,
     MultiFace,
     NewFace,
+    ShardStatus,
     VerifyPair,
     VerifyResult,
     check_gallery_name,
@@ -72,6 +75,9 @@ REPAIR_PAGE = 10000
 LIST_LIMIT_DEFAULT = 100
 LIST_LIMIT_MAX = 1000
 UPDATE_ATTEMPTS = 5
+# How long the cluster status waits for each shard and the extractor: a status page must answer promptly, and a
+# part that takes longer than this to say how it is doing is not healthy anyway.
+STATUS_TIMEOUT_S = 3.0
 
 
 class InjectedFault(Unavailable):
@@ -126,6 +132,13 @@ def _unit(vector: np.ndarray, field_name: str) -> np.ndarray:
     if not math.isfinite(norm) or norm == 0.0:
         raise InvalidArgument(f"{field_name}: descriptor vector must be finite and non-zero")
     return vector if abs(norm - 1.0) < 1e-4 else vector / norm
+
+
+def _reason(exc: BaseException, name: str) -> str:
+    """Why a part of the cluster did not answer, in words (for the cluster status)."""
+    if isinstance(exc, TimeoutError):
+        return f"{name}: no answer within {STATUS_TIMEOUT_S:g} s"
+    return getattr(exc, "message", None) or f"{name}: {type(exc).__name__}: {exc}"
 
 
 def _galleries(names: Iterable[str]) -> tuple[str, ...]:
@@ -645,6 +658,33 @@ class GatewayService:
 
     async def list_galleries(self) -> list[Gallery]:
         return await self.metadata.list_galleries()
+
+    # ---- status ----
+
+    async def cluster_status(self) -> ClusterStatus:
+        """Every shard's stats and the extractor's info, asked all at once, each bounded by STATUS_TIMEOUT_S, plus
+        the metadata's counts. A part that does not answer is reported as not live with the reason; only the
+        metadata database failing fails the call."""
+
+        async def shard_status(shard: ShardClient) -> ShardStatus:
+            try:
+                stats = await asyncio.wait_for(shard.stats(STATUS_TIMEOUT_S), STATUS_TIMEOUT_S)
+            except Exception as exc:  # noqa: BLE001 - whatever the failure, it is this shard's status
+                return ShardStatus(shard.index, shard.address, None, _reason(exc, shard.name))
+            return ShardStatus(shard.index, shard.address, stats)
+
+        async def extractor_status() -> ExtractorStatus:
+            address = self.extractor.address
+            try:
+                info = await asyncio.wait_for(self.extractor.describe(STATUS_TIMEOUT_S), STATUS_TIMEOUT_S)
+            except Exception as exc:  # noqa: BLE001 - whatever the failure, it is the extractor's status
+                return ExtractorStatus(address, None, _reason(exc, f"extractor {address}"))
+            return ExtractorStatus(address, info)
+
+        shards, extractor, (face_count, gallery_count) = await asyncio.gather(
+            asyncio.gather(*(shard_status(s) for s in self.shards)), extractor_status(), self.metadata.counts()
+        )
+        return ClusterStatus(tuple(shards), extractor, face_count, gallery_count)
 
     # ---- repair ----
 

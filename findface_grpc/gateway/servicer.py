@@ -5,6 +5,7 @@ from findface_grpc.convert import box_from_pb, box_to_pb, landmarks_to_pb
 from findface_grpc.errors import InvalidArgument
 from findface_grpc.gateway import scoring
 from findface_grpc.gateway.domain import (
+    ClusterStatus,
     Descriptor,
     DetectedFace,
     Face,
@@ -121,6 +122,39 @@ def import_face_from_pb(msg: gateway_pb2.ImportFace, index: int) -> NewFace:
         person_id=msg.person_id,
         cam_id=msg.cam_id,
     )
+
+
+def status_to_pb(status: ClusterStatus) -> gateway_pb2.ClusterStatusResponse:
+    response = gateway_pb2.ClusterStatusResponse(
+        shards_live=status.shards_live,
+        shards_total=len(status.shards),
+        face_count=status.face_count,
+        gallery_count=status.gallery_count,
+    )
+    for shard in status.shards:
+        msg = response.shards.add(index=shard.index, address=shard.address, live=shard.live, error=shard.error)
+        if shard.stats is not None:
+            stats = shard.stats
+            msg.shard_id = stats.shard_id
+            msg.face_count = stats.face_count
+            msg.gallery_counts.update(stats.gallery_counts)
+            msg.model_id = stats.model_id
+            msg.dim = stats.dim
+            msg.index_bytes = stats.index_bytes
+            msg.rss_bytes = stats.rss_bytes
+    extractor = status.extractor
+    response.extractor.address = extractor.address
+    response.extractor.live = extractor.live
+    response.extractor.error = extractor.error
+    if extractor.info is not None:
+        info = extractor.info
+        response.extractor.model_pack = info.model_pack
+        response.extractor.detector_model_id = info.detector_model_id
+        response.extractor.embedder_model_id = info.embedder_model_id
+        response.extractor.descriptor_dim = info.descriptor_dim
+        response.extractor.execution_providers.extend(info.execution_providers)
+        response.extractor.version = info.version
+    return response
 
 
 class FaceServicer(gateway_pb2_grpc.FaceServiceServicer):
@@ -249,3 +283,5 @@ class FaceServicer(gateway_pb2_grpc.FaceServiceServicer):
         galleries = await self.service.list_galleries()
         return gateway_pb2.ListGalleriesResponse(galleries=[gallery_to_pb(g) for g in galleries])
 
+    async def ClusterStatus(self, request, context):
+        return status_to_pb(await self.service.cluster_status())

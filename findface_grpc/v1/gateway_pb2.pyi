@@ -262,3 +262,78 @@ class ListGalleriesResponse(_message.Message):
     GALLERIES_FIELD_NUMBER: _ClassVar[int]
     galleries: _containers.RepeatedCompositeFieldContainer[_common_pb2.Gallery]
     def __init__(self, galleries: _Optional[_Iterable[_Union[_common_pb2.Gallery, _Mapping]]] = ...) -> None: ...
+
+class ClusterStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ShardStatus(_message.Message):
+    __slots__ = ("index", "address", "live", "error", "shard_id", "face_count", "gallery_counts", "model_id", "dim", "index_bytes", "rss_bytes")
+    class GalleryCountsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    LIVE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    FACE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    GALLERY_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    DIM_FIELD_NUMBER: _ClassVar[int]
+    INDEX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    address: str
+    live: bool
+    error: str
+    shard_id: str
+    face_count: int
+    gallery_counts: _containers.ScalarMap[str, int]
+    model_id: str
+    dim: int
+    index_bytes: int
+    rss_bytes: int
+    def __init__(self, index: _Optional[int] = ..., address: _Optional[str] = ..., live: _Optional[bool] = ..., error: _Optional[str] = ..., shard_id: _Optional[str] = ..., face_count: _Optional[int] = ..., gallery_counts: _Optional[_Mapping[str, int]] = ..., model_id: _Optional[str] = ..., dim: _Optional[int] = ..., index_bytes: _Optional[int] = ..., rss_bytes: _Optional[int] = ...) -> None: ...
+
+class ExtractorStatus(_message.Message):
+    __slots__ = ("address", "live", "error", "model_pack", "detector_model_id", "embedder_model_id", "descriptor_dim", "execution_providers", "version")
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    LIVE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    MODEL_PACK_FIELD_NUMBER: _ClassVar[int]
+    DETECTOR_MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDER_MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTOR_DIM_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_PROVIDERS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    live: bool
+    error: str
+    model_pack: str
+    detector_model_id: str
+    embedder_model_id: str
+    descriptor_dim: int
+    execution_providers: _containers.RepeatedScalarFieldContainer[str]
+    version: str
+    def __init__(self, address: _Optional[str] = ..., live: _Optional[bool] = ..., error: _Optional[str] = ..., model_pack: _Optional[str] = ..., detector_model_id: _Optional[str] = ..., embedder_model_id: _Optional[str] = ..., descriptor_dim: _Optional[int] = ..., execution_providers: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ...) -> None: ...
+
+class ClusterStatusResponse(_message.Message):
+    __slots__ = ("shards", "shards_live", "shards_total", "extractor", "face_count", "gallery_count")
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_LIVE_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    EXTRACTOR_FIELD_NUMBER: _ClassVar[int]
+    FACE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    GALLERY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    shards: _containers.RepeatedCompositeFieldContainer[ShardStatus]
+    shards_live: int
+    shards_total: int
+    extractor: ExtractorStatus
+    face_count: int
+    gallery_count: int
+    def __init__(self, shards: _Optional[_Iterable[_Union[ShardStatus, _Mapping]]] = ..., shards_live: _Optional[int] = ..., shards_total: _Optional[int] = ..., extractor: _Optional[_Union[ExtractorStatus, _Mapping]] = ..., face_count: _Optional[int] = ..., gallery_count: _Optional[int] = ...) -> None: ...

@@ -100,6 +100,11 @@ class FaceServiceStub:
                 request_serializer=findface__grpc_dot_v1_dot_gateway__pb2.ListGalleriesRequest.SerializeToString,
                 response_deserializer=findface__grpc_dot_v1_dot_gateway__pb2.ListGalleriesResponse.FromString,
                 _registered_method=True)
+        self.ClusterStatus = channel.unary_unary(
+                '/findface_grpc.v1.FaceService/ClusterStatus',
+                request_serializer=findface__grpc_dot_v1_dot_gateway__pb2.ClusterStatusRequest.SerializeToString,
+                response_deserializer=findface__grpc_dot_v1_dot_gateway__pb2.ClusterStatusResponse.FromString,
+                _registered_method=True)
 
 
 class FaceServiceServicer:
@@ -192,6 +197,16 @@ class FaceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ClusterStatus(self, request, context):
+        """The state of the cluster for operators: every shard's Stats and the extractor's Info, asked all at once
+        with a short deadline, plus counts from the metadata. A shard or extractor that does not answer is reported
+        with live = false and the reason, never as a failure of the call; the call fails (UNAVAILABLE) only when
+        the metadata database cannot be reached.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FaceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -259,6 +274,11 @@ def add_FaceServiceServicer_to_server(servicer, server):
                     servicer.ListGalleries,
                     request_deserializer=findface__grpc_dot_v1_dot_gateway__pb2.ListGalleriesRequest.FromString,
                     response_serializer=findface__grpc_dot_v1_dot_gateway__pb2.ListGalleriesResponse.SerializeToString,
+            ),
+            'ClusterStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClusterStatus,
+                    request_deserializer=findface__grpc_dot_v1_dot_gateway__pb2.ClusterStatusRequest.FromString,
+                    response_serializer=findface__grpc_dot_v1_dot_gateway__pb2.ClusterStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -612,6 +632,33 @@ class FaceService:
             '/findface_grpc.v1.FaceService/ListGalleries',
             findface__grpc_dot_v1_dot_gateway__pb2.ListGalleriesRequest.SerializeToString,
             findface__grpc_dot_v1_dot_gateway__pb2.ListGalleriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClusterStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/findface_grpc.v1.FaceService/ClusterStatus',
+            findface__grpc_dot_v1_dot_gateway__pb2.ClusterStatusRequest.SerializeToString,
+            findface__grpc_dot_v1_dot_gateway__pb2.ClusterStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 
 import grpc
 import numpy as np
@@ -121,6 +122,44 @@ def test_partial_answers_while_a_shard_is_down_and_full_ones_after(cluster, impo
     assert (back.shards_answered, back.partial) == (2, False)
     assert len(back.results[0].matches) == FACES and back.results[0].matches[0].face.id == ids[2]
     assert not search(strict, descriptors[2]).partial
+
+
+def test_cluster_status_reports_a_stopped_shard_and_still_answers(cluster, imported):
+    shards, lenient, _ = cluster
+    ids, _ = imported
+    owner = CellMap.from_config(CELLS, 2).shard_of
+    placed = Counter(owner(i) for i in ids)
+    request = gateway_pb2.ClusterStatusRequest()
+
+    up = lenient.ClusterStatus(request, timeout=10)
+    assert (up.shards_live, up.shards_total) == (2, 2)
+    assert [(s.index, s.address, s.live, s.error, s.shard_id) for s in up.shards] == [
+        (i, shards.addresses[i], True, "", f"shard-{i}") for i in range(2)
+    ]
+    assert [s.face_count for s in up.shards] == [placed[0], placed[1]]
+    assert [dict(s.gallery_counts) for s in up.shards] == [{"default": placed[0]}, {"default": placed[1]}]
+    assert all((s.model_id, s.dim) == ("w600k_mbf", 512) and s.index_bytes > 0 and s.rss_bytes > 0 for s in up.shards)
+    assert (up.face_count, up.gallery_count) == (FACES, 1)
+    extractor = up.extractor
+    assert extractor.live and extractor.error == "" and extractor.model_pack == "scrfd-mbf"
+    assert (extractor.embedder_model_id, extractor.descriptor_dim) == ("w600k_mbf", 512)
+    assert extractor.detector_model_id and extractor.version and list(extractor.execution_providers)
+
+    shards.servers[0].stop()
+    try:
+        started = time.monotonic()
+        down = lenient.ClusterStatus(request, timeout=10)
+        assert time.monotonic() - started < 5
+        assert (down.shards_live, down.shards_total) == (1, 2)
+        gone, alive = down.shards
+        assert (gone.index, gone.address, gone.live) == (0, shards.addresses[0], False)
+        assert gone.error.startswith(f"shard 0 ({shards.addresses[0]}): UNAVAILABLE"), gone.error
+        assert (gone.shard_id, gone.face_count, dict(gone.gallery_counts)) == ("", 0, {})
+        assert alive.live and alive.face_count == placed[1]
+        # The metadata does not depend on the shards; the extractor is unaffected.
+        assert (down.face_count, down.extractor.live) == (FACES, True)
+    finally:
+        start_healthy(shards.server_items([0]))
 
 
 def test_no_shard_at_all_is_unavailable_in_either_mode(cluster, imported):

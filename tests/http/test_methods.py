@@ -5,11 +5,17 @@ turn), with its identity as meta; tests that enroll more remove what they add, o
 """
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 
 import pytest
 
-from tests.http.harness import HttpClient
+from findface_grpc import __version__, launch
+from findface_grpc.gateway.cells import CellMap
+from tests.gateway.conftest import PACK
+from tests.gateway.harness import START_TIMEOUT, address
+from tests.http.harness import CELLS, HttpClient
+from tests.license.conftest import LicenseServer
 
 FACE_KEYS = {"id", "timestamp", "photo", "photo_hash", "thumbnail", "normalized", "x1", "y1", "x2", "y2", "meta",
              "galleries"}
@@ -349,3 +355,100 @@ def test_docs_without_a_token(api):
     assert browser.header("Content-Type").startswith("text/html")
     assert api.get("/docs", token=False, headers={"Accept": "text/html"}).raw.startswith(b"<!DOCTYPE html>")
     assert api.get("/docs/v7", token=False).status == 404
+
+
+STATUS_KEYS = {"shards", "extractor", "faces", "galleries", "license"}
+SHARD_KEYS = {"index", "address", "live", "error", "shard_id", "face_count", "galleries", "model_id", "dim",
+              "index_bytes"}
+EXTRACTOR_KEYS = {"address", "live", "error", "model_pack", "detector_model_id", "embedder_model_id",
+                  "descriptor_dim", "version"}
+
+
+def test_status_counts_each_shards_faces_per_gallery(api, cluster, photos, photo_server, enrolled):
+    assert api.post("/v1/galleries/status_gal").status == 201
+    try:
+        added = [enroll(api, photo_server, photos, name, "json", meta="status", galleries=["status_gal"])[0]
+                 for name in sorted(photos)[:5]]
+        reply = api.get("/v1/status")
+        assert reply.status == 200, reply.json
+        body = reply.json
+        assert set(body) == STATUS_KEYS
+        extractor = body["extractor"]
+        assert set(extractor) == EXTRACTOR_KEYS
+        assert extractor["live"] and extractor["error"] == "" and extractor["address"] == cluster.extractor
+        assert extractor["model_pack"] == PACK and extractor["version"] == __version__
+        assert extractor["detector_model_id"] and extractor["embedder_model_id"] and extractor["descriptor_dim"] > 0
+        shards = body["shards"]
+        assert (shards["live"], shards["total"]) == (2, 2)
+        items = shards["items"]
+        assert [s["index"] for s in items] == [0, 1]
+        assert [s["address"] for s in items] == cluster.shards.addresses
+        assert [s["shard_id"] for s in items] == ["shard-0", "shard-1"]
+        for s in items:
+            assert set(s) == SHARD_KEYS
+            assert s["live"] and s["error"] == ""
+            assert (s["model_id"], s["dim"]) == (extractor["embedder_model_id"], extractor["descriptor_dim"])
+            assert s["index_bytes"] > 0 and s["galleries"]["default"] == s["face_count"]
+        # Each face lives on the shard its id's cell maps to: the new gallery's count on each shard is exact.
+        owner = CellMap.from_config(CELLS, 2).shard_of
+        placed = Counter(owner(face["id"]) for face in added)
+        assert [s["galleries"].get("status_gal", 0) for s in items] == [placed[0], placed[1]]
+        # And every gallery's faces, summed over the shards, are the metadata's.
+        listed = {g["name"]: g["face_count"] for g in api.get("/v1/galleries").json["results"]}
+        assert listed["status_gal"] == len(added) and listed["default"] >= len(enrolled) + len(added)
+        for name, count in listed.items():
+            assert sum(s["galleries"].get(name, 0) for s in items) == count, name
+        assert body["faces"] == listed["default"] == sum(s["face_count"] for s in items)
+        assert body["galleries"] == len(listed)
+        # No license server configured for this HTTP gateway.
+        assert body["license"] is None
+        # The same page without a version and under v0.
+        for path in ("/status", "/v0/status/"):
+            again = api.get(path)
+            assert again.status == 200 and again.json["faces"] == body["faces"], path
+    finally:
+        assert api.request("DELETE", "/v1/galleries/status_gal").status == 204
+    after = api.get("/v1/status").json
+    assert after["faces"] == body["faces"] - len(added)
+    assert all("status_gal" not in s["galleries"] or not s["galleries"]["status_gal"] for s in after["shards"]["items"])
+
+
+def test_status_needs_a_token(api):
+    for token in (False, "Token not-a-token"):
+        reply = api.get("/v1/status", token=token)
+        assert reply.status == 401 and reply.json["code"] == "AUTH_FAILED", reply.json
+    assert api.request("POST", "/v1/status").status == 405
+
+
+def test_status_shows_the_license_and_answers_without_it(cluster, tmp_path):
+    """An HTTP gateway with a license server: /status carries what /license.json shows, and an error in its place
+    once the license server is gone."""
+    lic = LicenseServer(tmp_path / "license")
+    lic.base.mkdir()
+    lic.start()
+    listen = address(launch.free_port())
+    http = launch.python_server("http-status", "gateway_http.server",
+                                ["--listen", listen, "--gateway", cluster.gateway_address,
+                                 "--license-server", lic.address], tmp_path / "http-status.log")
+    client = HttpClient(listen, cluster.token)
+    try:
+        http.start()
+        launch.wait_http_ok(listen, "/health", START_TIMEOUT, http)
+        status = client.get("/v1/status")
+        assert status.status == 200, status.json
+        page = client.get("/license.json", token=False).json
+        changing = ("time", "last_updated")
+        assert {k: v for k, v in status.json["license"].items() if k not in changing} == \
+            {k: v for k, v in page.items() if k not in changing}
+        assert status.json["license"]["type"] == "unlicensed" and status.json["license"]["valid"]["value"]
+        lic.stop()
+        down = client.get("/v1/status")
+        assert down.status == 200, down.json
+        assert down.json["license"] == {"error": f"license server {lic.address} unreachable: UNAVAILABLE"}
+        assert down.json["shards"]["live"] == 2
+        # Without a token the license server is not asked: the gateway refuses first.
+        assert client.get("/v1/status", token=False).status == 401
+    finally:
+        client.close()
+        http.stop()
+        lic.stop()

@@ -71,6 +71,17 @@ def test_a_shard_down_gives_partial_answers_or_503_when_strict(outage, enrolled,
         strict = identify(api, photo, strict="true")
         assert strict.status == 503 and strict.json["code"] == "SERVICE_UNAVAILABLE"
         assert strict.header("X-Live-Servers") == "1/2"
+        # The status page answers, naming the shard that is down and why.
+        status = api.get("/v1/status")
+        assert status.status == 200, status.json
+        shards = status.json["shards"]
+        assert (shards["live"], shards["total"]) == (1, 2)
+        up, down = shards["items"]
+        assert up["live"] and up["error"] == "" and up["face_count"] > 0
+        assert not down["live"] and down["address"] == outage.shards.addresses[1]
+        assert down["error"].startswith(f"shard 1 ({outage.shards.addresses[1]}): UNAVAILABLE"), down["error"]
+        assert (down["face_count"], down["galleries"], down["shard_id"]) == (0, {}, "")
+        assert status.json["faces"] == len(enrolled) and status.json["extractor"]["live"]
     finally:
         start_healthy(outage.shards.server_items([1]))
     deadline = time.monotonic() + 30
@@ -91,6 +102,13 @@ def test_extractor_down_is_503(outage, enrolled, photos, own_extractor):
             assert reply.json["code"] == "SERVICE_UNAVAILABLE" and "extractor" in reply.json["reason"]
         # What needs no extractor still works.
         assert api.get(f"/v1/face/id/{enrolled[0]}").status == 200
+        status = api.get("/v1/status")
+        assert status.status == 200, status.json
+        extractor = status.json["extractor"]
+        assert not extractor["live"] and extractor["address"] == addr
+        assert "extractor" in extractor["error"] and "UNAVAILABLE" in extractor["error"], extractor["error"]
+        assert (extractor["model_pack"], extractor["descriptor_dim"]) == ("", 0)
+        assert status.json["shards"]["live"] == 2
     finally:
         holder["proc"] = make()
         start_healthy([(holder["proc"], addr)])
