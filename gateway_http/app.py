@@ -24,7 +24,7 @@ from werkzeug.wrappers import Request
 
 from findface_grpc.rpc import CHANNEL_OPTIONS
 from findface_grpc.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, license_pb2, license_pb2_grpc
-from gateway_http import docs, license_page
+from gateway_http import console, docs, license_page
 from gateway_http.config import HttpConfig
 from gateway_http.errors import (
     AUTH_FAILED,
@@ -656,6 +656,10 @@ class LegacyApp:
             path, parts = split_path(environ)
         except UnicodeDecodeError:
             raise bad_param("path", environ.get("REQUEST_URI", ""), "the path is not valid UTF-8 once unquoted") from None
+        if method in ("GET", "HEAD"):
+            page = console.lookup(parts)
+            if page is not None:
+                return Reply(raw=page[0], content_type=page[1], headers=dict(console.SECURITY_HEADERS))
         version, prefix = DEFAULT_VERSION, ""
         if parts and parts[0] in VERSIONS:
             version, prefix, parts = parts[0], f"/{parts[0]}", parts[1:]

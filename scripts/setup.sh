@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Idempotent set-up on a Debian machine, run as root: system packages, the virtualenv in .venv and the model
 # packs in models/ (or $FINDFACE_MODELS_DIR). Safe to run again; it only does what is missing.
+# --tests: also what only the tests need, Debian's Chromium and ChromeDriver for the console's browser tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_packages=()
 command -v tarantool >/dev/null || apt_packages+=(tarantool)
+if [ "${1:-}" = "--tests" ]; then
+  [ -x /usr/bin/chromium ] || apt_packages+=(chromium)
+  [ -x /usr/bin/chromedriver ] || apt_packages+=(chromium-driver)
+fi
 python3 -c 'import ensurepip, venv' 2>/dev/null || apt_packages+=(python3-venv)
 if ((${#apt_packages[@]})); then
   echo "setup: installing ${apt_packages[*]} with apt-get"

@@ -2,5 +2,5 @@
 # Set up (idempotent) and run the whole test suite. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --tests
 exec .venv/bin/python -m pytest "$@"

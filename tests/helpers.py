@@ -129,3 +129,37 @@ class _CallDetails(
 def with_token(channel: grpc.Channel, token: str) -> grpc.Channel:
     """`channel` with `authorization: Token <token>` on every call."""
     return grpc.intercept_channel(channel, _TokenInterceptor(token))
+
+
+# ---- the whole cluster, as the README's run command starts it ----
+
+CLUSTER_PORT_KEYS = ("gateway_port", "extractor_port", "mongo_port", "shard_base_port", "tarantool_base_port",
+                     "http_port", "license_port", "upload_port")
+
+
+def cluster_config(path: Path, extra: str = "tarantool_memtx_mb = 256\n") -> dict[str, int]:
+    """Write a findface-cluster config with free ports to `path`; returns the ports by config key."""
+    ports = {key: free_port() for key in CLUSTER_PORT_KEYS}
+    # Shard and Tarantool ports are consecutive from their bases: keep them apart from the others.
+    ports["shard_base_port"] = 20000 + ports["shard_base_port"] % 20000
+    ports["tarantool_base_port"] = ports["shard_base_port"] + 100
+    path.write_text("[cluster]\n" + "".join(f"{k} = {v}\n" for k, v in ports.items()) + extra)
+    return ports
+
+
+def start_cluster(config: Path, data_dir: Path, log_path: Path, timeout: float = 180) -> subprocess.Popen:
+    """`findface-cluster` in a subprocess, returned once it logs that the cluster is up."""
+    log = open(log_path, "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "findface_grpc.cluster", "--config", str(config), "--data-dir", str(data_dir)],
+        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if "cluster is up" in log_path.read_text():
+            return proc
+        if proc.poll() is not None:
+            raise RuntimeError(f"launcher exited {proc.returncode}:\n{log_path.read_text()}")
+        time.sleep(0.2)
+    proc.kill()
+    raise TimeoutError(f"cluster not up in {timeout}s:\n{log_path.read_text()}")

@@ -7,31 +7,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import grpc
 import pytest
 
 from findface_grpc.extractor.models import packs
 from findface_grpc.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
-from tests.helpers import ROOT, free_port, with_token
-
-
-def start_cluster(config, data_dir, log_path):
-    log = open(log_path, "ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "findface_grpc.cluster", "--config", str(config), "--data-dir", str(data_dir)],
-        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-    )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if "cluster is up" in log_path.read_text():
-            return proc
-        if proc.poll() is not None:
-            pytest.fail(f"launcher exited {proc.returncode}:\n{log_path.read_text()}")
-        time.sleep(0.2)
-    proc.kill()
-    pytest.fail(f"cluster not up in time:\n{log_path.read_text()}")
+from tests.helpers import CLUSTER_PORT_KEYS, ROOT, cluster_config, start_cluster, with_token
 
 
 def port_open(port: int) -> bool:
@@ -44,16 +26,8 @@ def test_cluster_starts_stops_and_keeps_faces(tmp_path, faces):
         packs.verify_pack("scrfd-mbf", packs.default_models_dir())
     except packs.ModelError as exc:
         pytest.skip(f"models not fetched: {exc}")
-    ports = {
-        "gateway_port": free_port(), "extractor_port": free_port(), "mongo_port": free_port(),
-        "shard_base_port": free_port(), "tarantool_base_port": free_port(), "http_port": free_port(),
-        "license_port": free_port(), "upload_port": free_port(),
-    }
-    # Shard and Tarantool ports are consecutive from their bases: keep them apart from the others.
-    ports["shard_base_port"] = 20000 + ports["shard_base_port"] % 20000
-    ports["tarantool_base_port"] = ports["shard_base_port"] + 100
     config = tmp_path / "cluster.toml"
-    config.write_text("[cluster]\n" + "".join(f"{k} = {v}\n" for k, v in ports.items()) + "tarantool_memtx_mb = 256\n")
+    ports = cluster_config(config)
     data = tmp_path / "data"
     gateway = f"127.0.0.1:{ports['gateway_port']}"
     photo = (faces / "deepface/img1.jpg").read_bytes()
@@ -95,8 +69,7 @@ def test_cluster_starts_stops_and_keeps_faces(tmp_path, faces):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, log.read_text()
-    for key in ("gateway_port", "extractor_port", "mongo_port", "shard_base_port", "tarantool_base_port", "http_port",
-                "license_port", "upload_port"):
+    for key in CLUSTER_PORT_KEYS:
         assert not port_open(ports[key]), f"{key} still open after the launcher stopped"
 
     log = tmp_path / "launcher-2.log"
