@@ -602,8 +602,9 @@ async function viewCompare(page) {
   page.append(
     h("h2", {}, "Compare two photos"),
     h("div", { class: "toolbar" }, field("Threshold", threshold), button),
-    h("div", { class: "compare" }, h("div", {}, zone(0), previews[0]), h("div", {}, zone(1), previews[1])),
+    h("div", { class: "compare" }, zone(0), zone(1)),
     result,
+    h("div", { class: "compare" }, previews[0], previews[1]),
   );
 }
 
