@@ -2,9 +2,14 @@
 
 One folder served over WebDAV (wsgidav on cheroot), in three areas:
 - `photos/<aa>/<sha256>.<jpg|png|webp>`: original photos, each stored once (named by its hash);
-- `faces/<id>/thumbnail.jpg`, `faces/<id>/normalized.png`: each face's thumbnail and aligned crop.
+- `faces/<id>/<key>-thumbnail.jpg`, `faces/<id>/<key>-normalized.png`: each face's thumbnail and aligned crop,
+  <key> being 16-64 of [A-Za-z0-9_-], random per face (findface_grpc.gateway.store.new_face_key).
   The gateway (with `[gateway] upload_url`) writes these two areas on enroll and deletes a face's folder with
-  the face; the face objects carry their URLs. GET/HEAD there need no credentials unless `public_reads = false`.
+  the face; the face objects carry their URLs. GET/HEAD there need no credentials unless `public_reads = false`:
+  photos are named by the sha256 of their content and crops by their random key, so knowing a URL means having
+  been given it (face ids are sequential: without the key, anyone could fetch every face by counting). Listing
+  (PROPFIND) needs credentials. Unkeyed `faces/<id>/thumbnail.jpg` and `normalized.png`, as written before the
+  keys, are still served and deleted, but only with credentials, and never written again.
 - `dropbox/<gallery>/<name>.<jpg|jpeg|png|webp>`: a photo put here is enrolled into <gallery> (meta = <name>)
   once it is whole on disk, and `<name>.result.json` appears beside it (gateway_http.dropbox).
 
@@ -60,7 +65,9 @@ FILE_PATTERNS = {
     "drop": re.compile(rf"dropbox/(?P<gallery>{NAME})/(?P<name>{NAME}\.(?:{'|'.join(IMAGE_EXTS)}))"),
     "result": re.compile(rf"dropbox/(?P<gallery>{NAME})/{NAME}\.result\.json"),
     "photo": re.compile(r"photos/[0-9a-f]{2}/[0-9a-f]{64}\.(?:jpg|png|webp)"),
-    "face": re.compile(r"faces/[0-9]{1,20}/(?:thumbnail\.jpg|normalized\.png)"),
+    "face": re.compile(r"faces/[0-9]{1,20}/[A-Za-z0-9_-]{16,64}-(?:thumbnail\.jpg|normalized\.png)"),
+    # Written before the keys: readable and deletable with credentials only, never written again.
+    "face_unkeyed": re.compile(r"faces/[0-9]{1,20}/(?:thumbnail\.jpg|normalized\.png)"),
 }
 FOLDER_PATTERN = re.compile(rf"(?:dropbox(?:/{NAME})?|photos(?:/[0-9a-f]{{2}})?|faces(?:/[0-9]{{1,20}})?)")
 PUBLIC_KINDS = ("photo", "face")
@@ -302,8 +309,11 @@ class UploadApp:
             return None
         if method == "PUT":
             if target.kind not in ("drop", "photo", "face"):
-                raise Refused("403 Forbidden", "PUT takes photos in dropbox/<gallery>/ only"
-                              if target.kind == "result" else "PUT takes files of the layout only")
+                raise Refused("403 Forbidden", {
+                    "result": "PUT takes photos in dropbox/<gallery>/ only",
+                    "face_unkeyed": "faces/<id>/ takes <key>-thumbnail.jpg and <key>-normalized.png only (a "
+                                    "random key of 16-64 of [A-Za-z0-9_-])",
+                }.get(target.kind, "PUT takes files of the layout only"))
             if environ.get("HTTP_TRANSFER_ENCODING") or not environ.get("CONTENT_LENGTH", "").isdigit():
                 raise Refused("411 Length Required", "PUT needs a Content-Length")
             if int(environ["CONTENT_LENGTH"]) > self.config.max_file_bytes:
@@ -322,6 +332,8 @@ class UploadApp:
             if target.kind in ("root",) or target.path in ("dropbox", "photos", "faces"):
                 raise Refused("403 Forbidden", "the store's top folders cannot be moved")
             dest = classify(destination_path(environ))
+            if dest.kind == "face_unkeyed":
+                raise Refused("403 Forbidden", "unkeyed face files are not written any more")
             if dest.kind != target.kind or dest.path in ("", "dropbox", "photos", "faces"):
                 raise Refused("403 Forbidden", f"cannot {method} a {target.kind} to /{dest.path}")
             if dest.kind == "drop":

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import signal
 import socket
 import subprocess
 import sys
+from urllib.parse import urlsplit
 
 import grpc
 import pytest
@@ -47,9 +49,12 @@ def test_cluster_starts_stops_and_keeps_faces(tmp_path, faces):
             created = stub.CreateFace(gateway_pb2.CreateFaceRequest(image=common_pb2.ImageSource(content=photo), meta="x"))
             face_id = created.faces[0].id
         # The photo store is up too: the gateway kept the face's thumbnail there, at the URL the face carries.
-        assert created.faces[0].thumbnail == f"http://127.0.0.1:{ports['upload_port']}/faces/{face_id}/thumbnail.jpg"
+        # Its name carries a random key: thumbnails are served without credentials, so they must not be guessable.
+        thumbnail = created.faces[0].thumbnail
+        assert re.fullmatch(rf"http://127\.0\.0\.1:{ports['upload_port']}/faces/{face_id}/[A-Za-z0-9_-]{{22}}"
+                            r"-thumbnail\.jpg", thumbnail), thumbnail
         store = http.client.HTTPConnection("127.0.0.1", ports["upload_port"], timeout=30)
-        store.request("GET", f"/faces/{face_id}/thumbnail.jpg")
+        store.request("GET", urlsplit(thumbnail).path)
         reply = store.getresponse()
         assert reply.status == 200 and reply.read()[:2] == b"\xff\xd8"
         store.close()

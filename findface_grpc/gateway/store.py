@@ -1,7 +1,9 @@
 """The photo store client: the gateway's writes to findface-upload (gateway_http.upload) over plain HTTP.
 
 Layout in the store (see gateway_http/upload.py): originals once per content, `photos/<aa>/<sha256>.<ext>`;
-per face `faces/<id>/thumbnail.jpg` and `faces/<id>/normalized.png`. Every call is best effort: the store is
+per face `faces/<id>/<key>-thumbnail.jpg` and `faces/<id>/<key>-normalized.png`, where <key> is random, chosen
+per face when it is enrolled: the store serves these files without credentials, so their names must not be
+guessable from the (sequential) face id. Every call is best effort: the store is
 an extra, so a failure is logged and the face simply has no stored copy; it never fails an enrollment or a
 deletion. Blocking http.client, run in worker threads so that the event loop keeps serving.
 """
@@ -11,6 +13,7 @@ import asyncio
 import base64
 import http.client
 import logging
+import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -32,8 +35,13 @@ def photo_path(sha256: str, ext: str) -> str:
     return f"photos/{sha256[:2]}/{sha256}.{ext}"
 
 
-def face_paths(face_id: int) -> dict[str, str]:
-    return {"thumbnail": f"faces/{face_id}/thumbnail.jpg", "normalized": f"faces/{face_id}/normalized.png"}
+def new_face_key() -> str:
+    """22 random characters of [A-Za-z0-9_-] (128 bits): a face's artifacts cannot be found by counting ids."""
+    return secrets.token_urlsafe(16)
+
+
+def face_paths(face_id: int, key: str) -> dict[str, str]:
+    return {"thumbnail": f"faces/{face_id}/{key}-thumbnail.jpg", "normalized": f"faces/{face_id}/{key}-normalized.png"}
 
 
 @dataclass(frozen=True)
@@ -84,7 +92,7 @@ class PhotoStore:
             self._put(original, photo, IMAGE_TYPES[ext])
         urls: dict[int, dict[str, str]] = {}
         for face in faces:
-            paths = face_paths(face.face_id)
+            paths = face_paths(face.face_id, new_face_key())
             entry = {"photo": self.url(original)}
             if face.thumbnail:
                 self._put(paths["thumbnail"], face.thumbnail, "image/jpeg")

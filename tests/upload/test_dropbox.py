@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import time
+from urllib.parse import urlsplit
 
 import grpc
 import pytest
@@ -62,8 +63,9 @@ def test_artifacts_reachable_at_face_urls_and_deleted_with_face(cluster, photos,
     face = dropped[identity]["faces"][0]
     original = photos[identities(photos)[identity][0]][1]
     assert re.fullmatch(rf"{cluster.store_url}/photos/[0-9a-f]{{2}}/[0-9a-f]{{64}}\.jpg", face["photo"])
-    assert face["thumbnail"] == f"{cluster.store_url}/faces/{face['id']}/thumbnail.jpg"
-    assert face["normalized"] == f"{cluster.store_url}/faces/{face['id']}/normalized.png"
+    key = re.fullmatch(rf"{cluster.store_url}/faces/{face['id']}/([A-Za-z0-9_-]{{22}})-thumbnail\.jpg",
+                       face["thumbnail"])[1]
+    assert face["normalized"] == f"{cluster.store_url}/faces/{face['id']}/{key}-normalized.png"
     record = cluster.stub.GetFace(gateway_pb2.GetFaceRequest(id=face["id"]), timeout=10)
     assert (record.photo, record.thumbnail, record.normalized) == (face["photo"], face["thumbnail"], face["normalized"])
     dav = cluster.dav()
@@ -229,8 +231,53 @@ def test_deleting_a_gallery_deletes_its_faces_artifacts(cluster, photos):
     assert dav.put("/dropbox/doomed/one.jpg", photos[name][1]).status == 201
     res = result(dav, "doomed", "one")
     assert res["status"] == "enrolled", res
-    face_id = res["face_ids"][0]
-    assert dav.get(f"/faces/{face_id}/thumbnail.jpg").status == 200
+    face_id, thumbnail = res["face_ids"][0], res["faces"][0]["thumbnail"]
+    assert dav.get(thumbnail).status == 200
     cluster.stub.DeleteGallery(gateway_pb2.DeleteGalleryRequest(name="doomed"), timeout=30)
-    assert dav.get(f"/faces/{face_id}/thumbnail.jpg").status == 404
+    assert dav.get(thumbnail).status == 404
     assert dav.get(f"/faces/{face_id}/").status == 404
+
+
+def test_face_artifacts_cannot_be_found_by_counting_ids(cluster, photos, dropped):
+    faces = [face for res in dropped.values() for face in res["faces"]]
+    keys = set()
+    for face in faces:
+        folder = f"{cluster.store_url}/faces/{face['id']}/"
+        thumb_key = face["thumbnail"].removeprefix(folder).removesuffix("-thumbnail.jpg")
+        crop_key = face["normalized"].removeprefix(folder).removesuffix("-normalized.png")
+        assert re.fullmatch(r"[A-Za-z0-9_-]{22}", thumb_key) and thumb_key == crop_key, face
+        keys.add(thumb_key)
+    assert len(keys) == len(faces) >= 5  # every face its own key
+    anonymous = cluster.dav()
+    face = next(f for f in faces if anonymous.get(f["thumbnail"], auth=False).status == 200)  # not deleted
+    # The face's own URLs work without credentials...
+    assert anonymous.get(face["thumbnail"], auth=False).raw[:2] == b"\xff\xd8"
+    assert anonymous.get(face["normalized"], auth=False).raw[:8] == b"\x89PNG\r\n\x1a\n"
+    # ... but nothing that can be made up from a face id: the unkeyed names, another key, a listing.
+    for path in (f"/faces/{face['id']}/thumbnail.jpg", f"/faces/{face['id']}/normalized.png",
+                 f"/faces/{face['id']}/{'A' * 22}-thumbnail.jpg", f"/faces/{face['id']}/thumbnail"):
+        reply = anonymous.get(path, auth=False)
+        assert reply.status in (401, 403, 404), (path, reply.status)
+        assert reply.raw[:2] != b"\xff\xd8"
+    for method, path in (("PROPFIND", "/faces/"), ("PROPFIND", f"/faces/{face['id']}/"),
+                         ("GET", f"/faces/{face['id']}/"), ("GET", "/faces/")):
+        reply = anonymous.request(method, path, headers={"Depth": "1"}, auth=False)
+        assert reply.status == 401, (method, path, reply.status)
+    # With credentials, a listing shows the keyed names (operators may browse the store).
+    listing = cluster.dav().propfind(f"/faces/{face['id']}/").raw.decode()
+    assert face["thumbnail"].rpartition("/")[2] in listing
+    # New unkeyed files cannot be written, by PUT or MOVE/COPY.
+    assert cluster.dav().put(f"/faces/{face['id']}/thumbnail.jpg", b"\xff\xd8 x").status == 403
+    copy = cluster.dav().request("COPY", urlsplit(face["thumbnail"]).path, headers={
+        "Destination": f"{cluster.store_url}/faces/{face['id']}/thumbnail.jpg"})
+    assert copy.status == 403
+
+
+def test_unkeyed_artifacts_of_earlier_versions_need_credentials(cluster):
+    folder = cluster.root / "faces" / "999999"
+    folder.mkdir()
+    (folder / "thumbnail.jpg").write_bytes(b"\xff\xd8 old thumbnail")
+    assert cluster.dav().get("/faces/999999/thumbnail.jpg", auth=False).status == 401
+    assert cluster.dav().get("/faces/999999/thumbnail.jpg").raw == b"\xff\xd8 old thumbnail"
+    assert cluster.dav().delete("/faces/999999/").status == 204
+    assert not folder.exists()

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import base64
+import re
 
 import pytest
 
 from findface_grpc import config as config_mod
 from findface_grpc.errors import ConfigError
-from findface_grpc.gateway.store import face_paths, image_ext, photo_path
+from findface_grpc.gateway.store import face_paths, image_ext, new_face_key, photo_path
 from gateway_http.config import UploadConfig
 from gateway_http.upload import Credentials, Refused, classify
 
@@ -25,8 +26,11 @@ SHA = "ab" * 32
     ("/dropbox/g/alice.result.json", "result"),
     (f"/photos/ab/{SHA}.png", "photo"),
     ("/photos/ab", "folder"),
-    ("/faces/17/thumbnail.jpg", "face"),
-    ("/faces/17/normalized.png", "face"),
+    ("/faces/17/Ab-_0123456789xyzQ-thumbnail.jpg", "face"),
+    ("/faces/17/" + "k" * 64 + "-normalized.png", "face"),
+    ("/faces/17/-AAAAAAAAAAAAAAAAAAAAA-thumbnail.jpg", "face"),
+    ("/faces/17/thumbnail.jpg", "face_unkeyed"),
+    ("/faces/17/normalized.png", "face_unkeyed"),
     ("/faces/17/", "folder"),
 ])
 def test_the_layout(path, kind):
@@ -38,7 +42,9 @@ def test_the_layout(path, kind):
     "/.upload-state", "/dropbox/g/a.gif", "/dropbox/g/a.jpg.exe", "/dropbox/g/a b.jpg", "/dropbox/g\\x/a.jpg",
     "/dropbox/g/a\0.jpg", "/dropbox/" + "g" * 49 + "/a.jpg", "/dropbox/g/" + "a" * 49 + ".jpg", "/dropbox/g/h/a.jpg",
     "/dropbox/g/é.jpg", "/photos/ab/abc.jpg", f"/photos/ab/{SHA}.gif", "/faces/x/thumbnail.jpg",
-    "/faces/1/other.jpg", "/etc/passwd",
+    "/faces/1/other.jpg", "/etc/passwd", "/faces/1/short-thumbnail.jpg", "/faces/1/" + "k" * 65 + "-thumbnail.jpg",
+    "/faces/1/aaaaaaaaaaaaaaaa.thumbnail.jpg", "/faces/1/aaaaaaaaaaaaaaa%-thumbnail.jpg",
+    "/faces/1/aaaaaaaaaaaaaaaa-thumbnail.png", "/faces/1/aaaaaaaaaaaaaaaa-normalized.jpg",
 ])
 def test_paths_outside_the_layout(path):
     with pytest.raises(Refused):
@@ -69,9 +75,15 @@ def test_bad_settings_stop_the_server(setting):
 
 def test_store_paths():
     assert photo_path(SHA, "jpg") == f"photos/ab/{SHA}.jpg"
-    assert face_paths(5) == {"thumbnail": "faces/5/thumbnail.jpg", "normalized": "faces/5/normalized.png"}
+    assert face_paths(5, "k" * 22) == {"thumbnail": f"faces/5/{'k' * 22}-thumbnail.jpg",
+                                       "normalized": f"faces/5/{'k' * 22}-normalized.png"}
     assert image_ext(b"\x89PNG\r\n\x1a\n....") == "png"
     assert image_ext(b"RIFF\0\0\0\0WEBPVP8 ") == "webp"
     assert image_ext(b"\xff\xd8\xff") == "jpg"
-    for path in (photo_path(SHA, "webp"), *face_paths(5).values()):
-        assert classify("/" + path).kind in ("photo", "face")
+    keys = {new_face_key() for _ in range(1000)}
+    assert len(keys) == 1000
+    for key in keys:
+        assert re.fullmatch(r"[A-Za-z0-9_-]{22}", key)
+        for path in face_paths(5, key).values():
+            assert classify("/" + path).kind == "face"
+    assert classify("/" + photo_path(SHA, "webp")).kind == "photo"
