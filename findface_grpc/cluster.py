@@ -163,6 +163,7 @@ class Cluster:
             self._run(proc)
             launch.wait_http_ok(http, "/health", timeout, proc)
             self.addresses["http"] = f"http://{http}"
+            self.addresses["console"] = f"http://{http}/ (the web console: log in with an API token)"
         if upload:
             upload_env = {"FINDFACE_UPLOAD_GATEWAY_TOKEN": upload_token,
                           "FINDFACE_UPLOAD_MONGO_DB": auth.gateway_mongo(self.config_path, mongo_uri).mongo_db}
