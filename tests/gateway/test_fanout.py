@@ -32,10 +32,10 @@ class StandIn:
 
 
 def test_every_shard_is_asked_at_once_with_the_same_request():
-    shards = [StandIn(f"s{i}", delay=0.2) for i in range(3)]
+    shards = [StandIn(f"s{i}", delay=0.5) for i in range(3)]
     t0 = time.monotonic()
     answers = asyncio.run(search_all(shards, QUERY, "g", 7, 0.3, deadline_s=2.0))
-    assert time.monotonic() - t0 < 0.5  # concurrent, not 3 x 0.2
+    assert time.monotonic() - t0 < 1.2  # concurrent (0.5 s), not one after another (1.5 s); room for a busy CI
     assert [a.ok for a in answers] == [True, True, True]
     assert [a.shard for a in answers] == [0, 1, 2]
     assert all(s.calls == [(1, "g", 7, 0.3, 2.0)] for s in shards)
@@ -45,7 +45,7 @@ def test_a_slow_shard_costs_at_most_its_deadline():
     shards = [StandIn("fast"), StandIn("slow", delay=5.0), StandIn("fast2")]
     t0 = time.monotonic()
     answers = asyncio.run(search_all(shards, QUERY, "g", 1, 0.0, deadline_s=0.3))
-    assert time.monotonic() - t0 < 1.0
+    assert time.monotonic() - t0 < 2.5  # the deadline, far from the slow shard's 5 s
     assert [a.ok for a in answers] == [True, False, True]
     assert "no answer within 0.3s" in answers[1].error
 
