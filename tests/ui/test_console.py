@@ -10,11 +10,14 @@ import json
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from tests.helpers import labelled_photos
+from tests.http.harness import multipart
 from tests.ui.conftest import ARTIFACTS
 
 GALLERY = "ui-journey"
@@ -82,6 +85,14 @@ class Console:
                 return reply.status, json.loads(body) if body else None
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read() or b"null")
+
+    def enroll(self, photo: Path, gallery: str, meta: str) -> list[dict]:
+        body, content_type = multipart({"galleries": json.dumps([gallery]), "meta": meta},
+                                       {"photo": (photo.name, photo.read_bytes())})
+        request = urllib.request.Request(f"{self.cluster.base_url}/v1/face", data=body, method="POST", headers={
+            "Authorization": f"Token {self.cluster.admin_token}", "Content-Type": content_type})
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            return json.loads(reply.read())["results"]
 
     def faces_in(self, gallery: str) -> list[dict]:
         status, body = self.api("GET", f"/faces/gallery/{gallery}?limit=100")
@@ -227,6 +238,26 @@ def test_edit_a_faces_meta_and_galleries(ui):
     ui.wait(lambda: "gallery names are 1 to 48" in ui.text("dialog[open] .form-error"), 30, "the refusal")
     ui.shot("10-edit-refused")
     ui.one("dialog[open] button[value='cancel']").click()
+
+
+def test_faces_are_paged(ui):
+    ui.api("POST", "/galleries/ui-paging")
+    files = [name for name, _ in labelled_photos(ui.faces)][:26]
+    ids = [face["id"] for name in files for face in ui.enroll(ui.faces / name, "ui-paging", Path(name).stem)]
+    assert len(ids) == 26
+    ui.open("gallery/ui-paging")
+    shown = lambda: [int(c.get_attribute("data-id")) for c in ui.all("#faces .face")]  # noqa: E731
+    ui.wait(lambda: len(shown()) == 24, 30, "the first page")
+    first = shown()
+    assert first == sorted(ids, reverse=True)[:24]  # newest first
+    assert not ui.one("#newer").is_enabled()
+    ui.one("#older").click()
+    ui.wait(lambda: len(shown()) == 2, 30, "the second page")
+    assert shown() == sorted(ids, reverse=True)[24:] and not ui.one("#older").is_enabled()
+    assert ui.text(".pager span") == "page 2"
+    ui.one("#newer").click()
+    ui.wait(lambda: shown() == first, 30, "the first page again")
+    ui.api("DELETE", "/galleries/ui-paging")
 
 
 def test_a_corrupt_photo_shows_the_reason(ui, tmp_path):
