@@ -76,6 +76,12 @@ class UploadConfig:
     # Which faces of a dropped photo are enrolled: "all" or "biggest".
     multi_face: str = "all"
     call_timeout_s: float = 60.0
+    # A drop the cluster could not take ("failed": gateway down, timeout, a file unreadable) is retried in the
+    # background: retry_initial_s after the first attempt, the wait doubling up to retry_max_interval_s, until
+    # retry_max_hours after the first attempt (0: never retried); then its result says it gave up.
+    retry_initial_s: float = 5.0
+    retry_max_interval_s: float = 300.0
+    retry_max_hours: float = 24.0
     threads: int = 16
     socket_timeout_s: float = 30.0
     log_level: str = "INFO"
@@ -105,3 +111,7 @@ class UploadConfig:
             raise ConfigError("[upload].call_timeout_s and socket_timeout_s must be > 0")
         if not 2 <= self.threads <= 1024:
             raise ConfigError("[upload].threads must be in 2..1024")
+        if not 0 < self.retry_initial_s <= self.retry_max_interval_s:
+            raise ConfigError("[upload].retry_initial_s must be > 0 and at most retry_max_interval_s")
+        if not 0 <= self.retry_max_hours <= 24 * 365:
+            raise ConfigError("[upload].retry_max_hours must be in 0..8760")

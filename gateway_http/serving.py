@@ -4,14 +4,17 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from typing import Callable
 
 from cheroot import wsgi
 
 log = logging.getLogger(__name__)
 
 
-def serve_until_signalled(server: wsgi.Server, name: str, listen: str, banner: str) -> None:
-    """Bind, log `banner` (formatted with the bound host and port), serve until signalled, then stop gracefully.
+def serve_until_signalled(server: wsgi.Server, name: str, listen: str, banner: str,
+                          ready: Callable[[], None] | None = None) -> None:
+    """Bind, log `banner` (formatted with the bound host and port), call `ready` (the socket listens: connections
+    made from now on are served), serve until signalled, then stop gracefully.
 
     cheroot's stop() waits for the serving loop, so it runs on its own thread rather than in the signal handler.
     """
@@ -27,4 +30,6 @@ def serve_until_signalled(server: wsgi.Server, name: str, listen: str, banner: s
         signal.signal(sig, stop)
     server.prepare()
     log.info(banner, *server.bind_addr[:2])
+    if ready is not None:
+        ready()
     server.serve()

@@ -11,7 +11,8 @@ One folder served over WebDAV (wsgidav on cheroot), in three areas:
   (PROPFIND) needs credentials. Unkeyed `faces/<id>/thumbnail.jpg` and `normalized.png`, as written before the
   keys, are still served and deleted, but only with credentials, and never written again.
 - `dropbox/<gallery>/<name>.<jpg|jpeg|png|webp>`: a photo put here is enrolled into <gallery> (meta = <name>)
-  once it is whole on disk, and `<name>.result.json` appears beside it (gateway_http.dropbox).
+  once it is whole on disk, and `<name>.result.json` appears beside it (gateway_http.dropbox: a "failed" drop is
+  retried in the background, and at start the folder is scanned for photos left without a result).
 
 Everything but those public reads needs HTTP basic auth: any user name with an API token as the password
 (findface-token), or a user of `[upload] users`. Paths are checked before wsgidav sees them: only the layout
@@ -371,6 +372,11 @@ def build_app(config: UploadConfig) -> tuple[UploadApp, pymongo.MongoClient | No
     root = Path(config.root).resolve()
     for area in ("photos", "faces", "dropbox", STATE_DIR):
         (root / area).mkdir(parents=True, exist_ok=True)
+    # Uploads cut off when the server last stopped (never acknowledged, never enrolled), and half-written
+    # bookkeeping: nothing of this process is there yet, as it does not serve yet.
+    for leftover in (*(root / PARTIAL_DIR).glob("*.part"), *(root / STATE_DIR / "tmp").glob("*.tmp")):
+        log.info("deleting %s, left by an upload or write cut off when the server stopped", leftover.name)
+        leftover.unlink(missing_ok=True)
     client = None
     tokens = None
     if config.mongo_uri:
@@ -396,8 +402,10 @@ def serve(config: UploadConfig) -> None:
     app, client = build_app(config)
     server = make_server(config, app)
     try:
+        # Drops are taken up once this server listens: their enrollment makes the gateway store crops here.
         serve_until_signalled(server, "upload", config.listen,
-                              f"photo store serving {app.root} on %s:%d, gateway {config.gateway}")
+                              f"photo store serving {app.root} on %s:%d, gateway {config.gateway}",
+                              ready=app.drops.start if app.drops is not None else None)
     finally:
         if app.drops is not None:
             app.drops.close()

@@ -132,13 +132,14 @@ class UploadCluster:
             raise
         return self
 
-    def upload_process(self, name: str, listen: str, root: Path, **settings) -> launch.ManagedProcess:
+    def upload_process(self, name: str, listen: str, root: Path, gateway: str = "", **settings) -> launch.ManagedProcess:
         env = {"FINDFACE_UPLOAD_MONGO_DB": self.mongo_db, "FINDFACE_UPLOAD_GATEWAY_TOKEN": self.token,
                "FINDFACE_UPLOAD_USERS": "operator:op-secret"}
         env.update({f"FINDFACE_UPLOAD_{k.upper()}": str(v) for k, v in settings.items()})
         return launch.python_server(
             name, "gateway_http.upload",
-            ["--listen", listen, "--root", str(root), "--gateway", self.gateway_address, "--mongo-uri", self.mongo_uri],
+            ["--listen", listen, "--root", str(root), "--gateway", gateway or self.gateway_address,
+             "--mongo-uri", self.mongo_uri],
             self.base / f"{name}.log", env=env,
         )
 

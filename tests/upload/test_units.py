@@ -66,7 +66,8 @@ def test_config_users():
 
 @pytest.mark.parametrize("setting", [
     {"duplicates": "maybe"}, {"multi_face": "reject"}, {"users": "nopassword"}, {"max_file_mb": 0},
-    {"listen": "nowhere"}, {"threads": 1},
+    {"listen": "nowhere"}, {"threads": 1}, {"retry_initial_s": 0}, {"retry_max_hours": -1},
+    {"retry_initial_s": 10, "retry_max_interval_s": 5},
 ])
 def test_bad_settings_stop_the_server(setting):
     with pytest.raises(ConfigError):
