@@ -137,7 +137,8 @@ class Credentials:
         self.tokens = tokens
 
     def check(self, header: str) -> str | None:
-        """The user's name, or None."""
+        """The user's name, or None. Refused (503) when a token cannot be checked because the token store is
+        down: that is not the caller's fault, and a 401 would make clients drop credentials that are fine."""
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "basic":
             return None
@@ -155,7 +156,8 @@ class Credentials:
                 info = self.tokens.verify(password)
             except FindFaceError as exc:
                 log.warning("token check failed: %s", exc.message)
-                return None
+                raise Refused("503 Service Unavailable",
+                              f"cannot check the API token now ({exc.message}); retry shortly") from None
             if info is not None:
                 return f"token:{info.name}"
         return None
@@ -290,7 +292,12 @@ class UploadApp:
             target = classify(request_path(environ))
             public = (self.config.public_reads and method in ("GET", "HEAD") and target.kind in PUBLIC_KINDS)
             auth = environ.get("HTTP_AUTHORIZATION", "")
-            user = self.credentials.check(auth) if auth else None
+            try:
+                user = self.credentials.check(auth) if auth else None
+            except Refused:
+                if not public:
+                    raise
+                user = None  # a public read needs no credentials, checked or not
             if user is None and not public:
                 return _plain(start_response, "401 Unauthorized",
                               "credentials required (basic auth: an API token as the password)",
