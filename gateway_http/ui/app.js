@@ -123,9 +123,14 @@ function field(label, control, hint) {
 }
 
 function faceCard(face, { confidence, actions } = {}) {
+  const placeholder = (text, title) => h("div", { class: "no-thumb", title }, text);
   const picture = face.thumbnail
     ? h("img", { src: face.thumbnail, alt: `face ${face.id}`, loading: "lazy" })
-    : h("div", { class: "no-thumb", title: "no photo store is configured, so no thumbnail is kept" }, "no thumbnail");
+    : placeholder("no thumbnail", "no photo store was configured when this face was enrolled");
+  if (face.thumbnail) {
+    picture.addEventListener("error", () =>
+      picture.replaceWith(placeholder("thumbnail unavailable", `the photo store did not serve ${face.thumbnail}`)), { once: true });
+  }
   return h(
     "article",
     { class: "face", dataset: { id: String(face.id) } },
