@@ -207,10 +207,14 @@ class FaceApi:
                                 f"{name}: no attribute model is installed; gender, age and emotions cannot be estimated")
 
     def _page_link(self, call: Call, max_id: int, limit: int | None) -> str:
-        query = {"max_id": str(max_id)}
+        """This path with ?max_id= (left out when 0: the first page) and the limit asked, if one was."""
+        query = {"max_id": str(max_id)} if max_id else {}
         if limit is not None:
             query["limit"] = str(limit)
-        return f"{call.path}?{urlencode(query)}"
+        return f"{call.path}?{urlencode(query)}" if query else call.path
+
+    def _prev_link(self, call: Call, reply, limit: int | None) -> str | None:
+        return self._page_link(call, reply.prev_max_id, limit) if reply.has_prev else None
 
     # ---- detect / verify / identify ----
 
@@ -364,9 +368,7 @@ class FaceApi:
         return Reply(body={
             "results": [face_json(f) for f in reply.faces],
             "next_page": self._page_link(call, reply.next_max_id, limit) if reply.next_max_id else None,
-            # Pages run from the newest face backwards only (ListFaces has no "newer than"), so a link back is
-            # not known here; clients keep the links they followed.
-            "prev_page": None,
+            "prev_page": self._prev_link(call, reply, limit),
         })
 
     def faces_by_meta(self, call: Call) -> Reply:
@@ -377,18 +379,21 @@ class FaceApi:
         max_id = p.integer("max_id", 1, MAX_ID) or 0
         fields = {"gallery": ("gallery", gallery)}
         faces: list = []
+        prev_page = None
         while True:
             request = gateway_pb2.ListFacesRequest(gallery=gallery, max_id=max_id, limit=limit or META_PAGE,
                                                    meta=meta)
             reply = self.rpc(call, "ListFaces", request, fields)
             faces.extend(reply.faces)
+            if limit is not None:
+                prev_page = self._prev_link(call, reply, limit)
             max_id = reply.next_max_id
             if limit is not None or not max_id:
                 break
         body: dict[str, Any] = {"results": [face_json(f) for f in faces]}
         if limit is not None:
             body["next_page"] = self._page_link(call, max_id, limit) if max_id else None
-            body["prev_page"] = None
+            body["prev_page"] = prev_page
         return Reply(body=body)
 
     def delete_by_meta(self, call: Call) -> Reply:

@@ -45,7 +45,8 @@ FLAGS = tuple(Param(n, "boolean", "v1 only; refused with 400 BAD_PARAM: no attri
 FACE = ("a face: id, timestamp (ISO 8601, UTC), photo, photo_hash, thumbnail, normalized (URLs, empty without a "
         "photo store), x1, y1, x2, y2, meta, galleries; person_id and cam_id when set")
 PAGE = ("results (faces, newest first), next_page (path and query of the next page, ?max_id=..., or null on the "
-        "last page), prev_page (always null: pages run backwards only)")
+        "last page), prev_page (path and query of the page before, with newer faces: ?max_id=..., or no max_id when "
+        "that is the first page; null on the first page)")
 
 METHODS = (
     Method("POST", "/detect", "Find the faces in a photo.",

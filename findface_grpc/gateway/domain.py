@@ -154,6 +154,10 @@ class MetaCount:
 class FacePage:
     faces: tuple[Face, ...]
     next_max_id: int  # 0 on the last page
+    # The page before (newer faces): has_prev False on the first page; else prev_max_id is the max_id that gives
+    # it, 0 when that page is the first one.
+    prev_max_id: int = 0
+    has_prev: bool = False
 
 
 @dataclass(frozen=True)

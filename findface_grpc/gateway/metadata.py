@@ -250,6 +250,15 @@ class MetadataStore:
         return [face_from_doc(doc) for doc in cursor]
 
     @_in_thread
+    def newer_ids(self, gallery: str, min_id: int, limit: int, meta: str | None) -> list[int]:
+        """Ids of the active faces with id >= min_id (same filters as list_faces), oldest first, at most `limit`."""
+        query: dict[str, Any] = {"galleries": gallery, "state": ACTIVE, "_id": {"$gte": min_id}}
+        if meta is not None:
+            query["meta"] = meta
+        cursor = self.faces.find(query, {"_id": 1}).sort("_id", pymongo.ASCENDING).limit(limit)
+        return [doc["_id"] for doc in cursor]
+
+    @_in_thread
     def list_meta(self, gallery: str) -> list[MetaCount]:
         pipeline = [
             {"$match": {"galleries": gallery, "state": ACTIVE}},

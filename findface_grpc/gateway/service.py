@@ -612,9 +612,24 @@ class GatewayService:
             raise InvalidArgument(f"limit must be within 1..{LIST_LIMIT_MAX}, got {limit}")
         gallery = await self._gallery(gallery)
         faces = await self.metadata.list_faces(gallery, max_id, limit + 1, meta)
-        if len(faces) > limit:
-            return FacePage(tuple(faces[:limit]), faces[limit - 1].id)
-        return FacePage(tuple(faces), 0)
+        next_max_id = faces[limit - 1].id if len(faces) > limit else 0
+        prev_max_id, has_prev = await self._prev_page(gallery, max_id, limit, meta)
+        return FacePage(tuple(faces[:limit]), next_max_id, prev_max_id, has_prev)
+
+    async def _prev_page(self, gallery: str, max_id: int, limit: int, meta: str | None) -> tuple[int, bool]:
+        """(prev_max_id, has_prev) of the page asked with max_id: the `limit` faces just newer than it.
+
+        max_id is exclusive, so the newer faces are those with id >= max_id. Of them, oldest first, the first
+        `limit` make the page before; the one after those (if any) is the smallest id of the page before that,
+        which is just the max_id that gives our previous page (the same max_id next_page led there with). With
+        `limit` or fewer newer faces, the page before is the first page (max_id 0).
+        """
+        if not max_id:
+            return 0, False
+        newer = await self.metadata.newer_ids(gallery, max_id, limit + 1, meta)
+        if not newer:
+            return 0, False
+        return (newer[limit] if len(newer) > limit else 0), True
 
     async def list_meta(self, gallery: str) -> list[MetaCount]:
         gallery = await self._gallery(gallery)

@@ -265,7 +265,8 @@ class FaceServicer(gateway_pb2_grpc.FaceServiceServicer):
         page = await self.service.list_faces(
             request.gallery, request.max_id, request.limit, request.meta if request.HasField("meta") else None
         )
-        return gateway_pb2.ListFacesResponse(faces=[face_to_pb(f) for f in page.faces], next_max_id=page.next_max_id)
+        return gateway_pb2.ListFacesResponse(faces=[face_to_pb(f) for f in page.faces], next_max_id=page.next_max_id,
+                                             prev_max_id=page.prev_max_id, has_prev=page.has_prev)
 
     async def ListMeta(self, request, context):
         rows = await self.service.list_meta(request.gallery)

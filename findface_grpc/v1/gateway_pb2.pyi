@@ -206,12 +206,16 @@ class ListFacesRequest(_message.Message):
     def __init__(self, gallery: _Optional[str] = ..., max_id: _Optional[int] = ..., limit: _Optional[int] = ..., meta: _Optional[str] = ...) -> None: ...
 
 class ListFacesResponse(_message.Message):
-    __slots__ = ("faces", "next_max_id")
+    __slots__ = ("faces", "next_max_id", "prev_max_id", "has_prev")
     FACES_FIELD_NUMBER: _ClassVar[int]
     NEXT_MAX_ID_FIELD_NUMBER: _ClassVar[int]
+    PREV_MAX_ID_FIELD_NUMBER: _ClassVar[int]
+    HAS_PREV_FIELD_NUMBER: _ClassVar[int]
     faces: _containers.RepeatedCompositeFieldContainer[_common_pb2.FaceRecord]
     next_max_id: int
-    def __init__(self, faces: _Optional[_Iterable[_Union[_common_pb2.FaceRecord, _Mapping]]] = ..., next_max_id: _Optional[int] = ...) -> None: ...
+    prev_max_id: int
+    has_prev: bool
+    def __init__(self, faces: _Optional[_Iterable[_Union[_common_pb2.FaceRecord, _Mapping]]] = ..., next_max_id: _Optional[int] = ..., prev_max_id: _Optional[int] = ..., has_prev: _Optional[bool] = ...) -> None: ...
 
 class ListMetaRequest(_message.Message):
     __slots__ = ("gallery",)

@@ -266,14 +266,29 @@ def test_list_faces_and_meta(clusters, enrolled, photos):
     two, _ = clusters
     stub = two.stub
     ids = sorted((r.faces[0].id for r in enrolled[0].values()), reverse=True)
-    seen, max_id = [], 0
+    seen, max_id, pages = [], 0, []
     while True:
         page = stub.ListFaces(gateway_pb2.ListFacesRequest(max_id=max_id, limit=25))
         seen.extend(f.id for f in page.faces)
+        pages.append((max_id, [f.id for f in page.faces]))
         if not page.next_max_id:
             break
         max_id = page.next_max_id
-    assert seen == ids
+    assert seen == ids and len(pages) >= 3
+    # Back from the last page with prev_max_id: the same pages, asked with the same max_ids, in reverse.
+    back = []
+    while True:
+        page = stub.ListFaces(gateway_pb2.ListFacesRequest(max_id=max_id, limit=25))
+        back.append((max_id, [f.id for f in page.faces]))
+        if not page.has_prev:
+            assert max_id == 0 and page.prev_max_id == 0
+            break
+        max_id = page.prev_max_id
+    assert back == pages[::-1]
+    # Nothing newer than max_id: no page before; a page with fewer newer faces than a page: the first is before it.
+    assert not stub.ListFaces(gateway_pb2.ListFacesRequest(max_id=ids[0] + 1, limit=25)).has_prev
+    near_top = stub.ListFaces(gateway_pb2.ListFacesRequest(max_id=ids[3], limit=25))
+    assert (near_top.has_prev, near_top.prev_max_id) == (True, 0)
 
     name = sorted(photos)[5]
     by_meta = stub.ListFaces(gateway_pb2.ListFacesRequest(meta=name))

@@ -105,6 +105,12 @@ def test_list_faces_pages_by_max_id_and_filters_meta(store, loop):
     assert [f.id for f in loop.run(store.list_faces("g", 0, 10, None))] == [first + 2]
     rows = loop.run(store.list_meta("default"))
     assert [(r.meta, r.count, r.face.id) for r in rows] == [("x", 3, first + 3), ("y", 2, first + 4)]
+    # The faces newer than a page (max_id is exclusive, so from max_id on), oldest first.
+    assert loop.run(store.newer_ids("default", first + 1, 3, None)) == [first + 1, first + 2, first + 3]
+    assert loop.run(store.newer_ids("default", first + 1, 10, "x")) == [first + 2, first + 3]
+    assert loop.run(store.newer_ids("g", first + 3, 10, None)) == []
+    loop.run(store.mark_deleting([first + 3]))
+    assert loop.run(store.newer_ids("default", first + 1, 10, "x")) == [first + 2]
 
 
 def test_update_is_refused_at_a_stale_revision(store, loop):

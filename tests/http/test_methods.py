@@ -258,6 +258,59 @@ def test_faces_pages_follow_next_page(api, enrolled):
         "/v0/faces/gallery/default?max_id=")
 
 
+def walk_pages(api, path: str, limit: int) -> list[tuple[str, list[int], dict]]:
+    """Follow next_page from `path` to the last page, then prev_page back to the first: (link, ids, body) per page
+    going back, which must be the pages going forward in reverse."""
+    link, forward = f"{path}?limit={limit}", []
+    while link is not None:
+        reply = api.get(link)
+        assert reply.status == 200, reply.json
+        forward.append((link, [f["id"] for f in reply.json["results"]], reply.json))
+        link = reply.json["next_page"]
+    back, link = [], forward[-1][2]["prev_page"]
+    back.append(forward[-1])
+    while link is not None:
+        assert link.startswith(f"{path}?") and f"limit={limit}" in link
+        reply = api.get(link)
+        assert reply.status == 200, reply.json
+        back.append((link, [f["id"] for f in reply.json["results"]], reply.json))
+        link = reply.json["prev_page"]
+    assert [ids for _, ids, _ in back] == [ids for _, ids, _ in reversed(forward)]
+    # The links back are the very links that led forward: the first page's without max_id.
+    assert [link for link, _, _ in back] == [link for link, _, _ in reversed(forward)]
+    assert forward[0][2]["prev_page"] is None and "max_id" not in forward[0][0]
+    return forward
+
+
+def test_faces_pages_follow_prev_page_back(api, photos, enrolled):
+    pages = walk_pages(api, "/v1/faces/gallery/default", 7)
+    assert len(pages) >= 3
+    ids = [i for _, page, _ in pages for i in page]
+    assert ids == sorted(ids, reverse=True) and {f["id"] for f in enrolled.values()} <= set(ids)
+    assert all(len(page) == 7 for _, page, _ in pages[:-1])
+    # An odd max_id (not a page boundary): the page before holds the faces just newer, and from one with fewer
+    # than a page of newer faces, the way back is the first page.
+    middle = ids[10]
+    reply = api.get("/v0/faces", query={"max_id": middle, "limit": 4}).json
+    assert [f["id"] for f in reply["results"]] == ids[11:15]
+    back = api.get(reply["prev_page"]).json
+    assert [f["id"] for f in back["results"]] == ids[7:11]
+    back = api.get(back["prev_page"]).json
+    assert [f["id"] for f in back["results"]] == ids[3:7]
+    back = api.get(back["prev_page"]).json
+    assert [f["id"] for f in back["results"]] == ids[:4] and back["prev_page"] is None
+    reply = api.get("/v0/faces", query={"max_id": ids[2], "limit": 4}).json
+    assert reply["prev_page"] == "/v0/faces?limit=4"
+    # Nothing newer than max_id: this is the first page.
+    assert api.get("/v1/faces", query={"max_id": ids[0] + 1000, "limit": 4}).json["prev_page"] is None
+    # The same with a meta filter: only faces with that meta count.
+    identity = max(Counter(i for i, _ in photos.values()).items(), key=lambda kv: kv[1])[0]
+    pages = walk_pages(api, f"/v1/face/meta/{identity}", 3)
+    expected = sorted((f["id"] for n, f in enrolled.items() if photos[n][0] == identity), reverse=True)
+    assert [i for _, page, _ in pages for i in page] == expected and len(pages) >= 3
+    assert "prev_page" not in api.get(f"/v1/face/meta/{identity}").json  # every face at once: no pages
+
+
 def test_faces_by_meta_and_meta_counts(api, photos, enrolled, photo_server):
     identity = photos["deepface/img1.jpg"][0]
     expected = sorted((f["id"] for n, f in enrolled.items() if photos[n][0] == identity), reverse=True)
