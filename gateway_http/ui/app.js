@@ -244,23 +244,24 @@ async function viewGalleries(page) {
 
 // ---- faces of one gallery ----
 
-const pageStacks = new Map(); // gallery -> max_id of each page seen before the current one
+/** The max_id a page link of the API carries: 0 for the first page, null for no link. */
+function maxIdOf(link) {
+  return link ? Number(new URL(link, location.href).searchParams.get("max_id")) || 0 : null;
+}
 
-async function viewGallery(page, gallery, current, maxId = 0, paging = false) {
-  if (!paging) pageStacks.set(gallery, []); // opened afresh: the first page
+async function viewGallery(page, gallery, current, maxId = 0, pageNo = 1) {
   const data = await api.faces(gallery, maxId, PAGE_SIZE);
   if (!current()) return;
-  const stack = pageStacks.get(gallery);
-  const show = (nextMaxId) => {
+  const show = (nextMaxId, nextPageNo) => {
     clear(page);
-    viewGallery(page, gallery, current, nextMaxId, true).catch(sayError);
+    viewGallery(page, gallery, current, nextMaxId, nextPageNo).catch(sayError);
   };
   const grid = h("div", { class: "faces", id: "faces" });
   for (const face of data.results) {
     grid.append(
       faceCard(face, {
         actions: [
-          h("button", { class: "secondary edit-face", onclick: () => editFace(face, () => show(maxId)) }, "Edit"),
+          h("button", { class: "secondary edit-face", onclick: () => editFace(face, () => show(maxId, pageNo)) }, "Edit"),
           h("button", {
             class: "danger delete-face",
             onclick: async () => {
@@ -268,7 +269,7 @@ async function viewGallery(page, gallery, current, maxId = 0, paging = false) {
               try {
                 await api.deleteFace(face.id);
                 say(`Face #${face.id} deleted.`);
-                show(maxId);
+                show(maxId, pageNo);
               } catch (error) {
                 sayError(error);
               }
@@ -278,22 +279,16 @@ async function viewGallery(page, gallery, current, maxId = 0, paging = false) {
       }),
     );
   }
-  const nextMaxId = data.next_page ? Number(new URL(data.next_page, location.href).searchParams.get("max_id")) : 0;
+  const older = maxIdOf(data.next_page);
+  const newer = maxIdOf(data.prev_page);
   const pager = h(
     "div",
     { class: "pager" },
-    h("button", {
-      class: "secondary", id: "newer", disabled: stack.length === 0,
-      onclick: () => show(stack.pop()),
-    }, "← Newer"),
-    h("span", {}, `page ${stack.length + 1}`),
-    h("button", {
-      class: "secondary", id: "older", disabled: !nextMaxId,
-      onclick: () => {
-        stack.push(maxId);
-        show(nextMaxId);
-      },
-    }, "Older →"),
+    h("button", { class: "secondary", id: "newer", disabled: newer === null, onclick: () => show(newer, pageNo - 1) },
+      "← Newer"),
+    h("span", {}, `page ${pageNo}`),
+    h("button", { class: "secondary", id: "older", disabled: older === null, onclick: () => show(older, pageNo + 1) },
+      "Older →"),
   );
   page.append(
     h("h2", {}, "Gallery ", h("span", { class: "gallery-name" }, gallery)),
