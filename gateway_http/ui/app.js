@@ -143,8 +143,11 @@ function faceCard(face, { confidence, actions } = {}) {
   );
 }
 
+const fileUrls = new WeakMap(); // one blob: URL per picked file, however often it is drawn
+
 function objectUrl(file) {
-  return URL.createObjectURL(file);
+  if (!fileUrls.has(file)) fileUrls.set(file, URL.createObjectURL(file));
+  return fileUrls.get(file);
 }
 
 // ---- login ----
