@@ -390,8 +390,8 @@ async function viewAdd(page) {
   };
 
   const drawBoxes = (item) => {
-    const boxes = item.boxes.map((b, i) => ({ ...b, label: String(i + 1), state: b.keep ? "keep" : "skip",
-      title: b.keep ? "will be enrolled; click to skip" : "skipped; click to enroll" }));
+    const boxes = item.boxes.map((b, i) => ({ ...b, label: String(i + 1), state: b.state ?? (b.keep ? "keep" : "skip"),
+      title: b.state === "done" ? "enrolled" : b.keep ? "will be enrolled; click to skip" : "skipped; click to enroll" }));
     clear(item.photoSlot).append(
       boxedPhoto(item.url, boxes, {
         onBox: item.state === "detected"

@@ -146,6 +146,7 @@ def test_journey_gallery_add_search_compare_delete(ui):
     ui.wait(lambda: len(ui.all(".upload[data-state='enrolled']")) == 3, 120, "three photos enrolled")
     assert ui.one(".progress.overall").get_attribute("aria-valuenow") == "100"
     assert all(bar.get_attribute("aria-valuenow") == "100" for bar in ui.all(".upload .progress"))
+    ui.wait(lambda: len(ui.all(".upload .box.done")) == 3, 10, "the enrolled faces marked")
     ui.shot("04-add-enrolled")
     enrolled = {f["meta"]: f for f in ui.faces_in(GALLERY)}
     assert sorted(enrolled) == sorted(ENROLLED)
