@@ -10,12 +10,21 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class SkipReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SKIP_REASON_UNSPECIFIED: _ClassVar[SkipReason]
+    SKIP_REASON_TOO_SMALL: _ClassVar[SkipReason]
+    SKIP_REASON_LOW_QUALITY: _ClassVar[SkipReason]
+
 class MultiFaceSelector(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     MULTI_FACE_SELECTOR_UNSPECIFIED: _ClassVar[MultiFaceSelector]
     MULTI_FACE_SELECTOR_BIGGEST: _ClassVar[MultiFaceSelector]
     MULTI_FACE_SELECTOR_ALL: _ClassVar[MultiFaceSelector]
     MULTI_FACE_SELECTOR_REJECT: _ClassVar[MultiFaceSelector]
+SKIP_REASON_UNSPECIFIED: SkipReason
+SKIP_REASON_TOO_SMALL: SkipReason
+SKIP_REASON_LOW_QUALITY: SkipReason
 MULTI_FACE_SELECTOR_UNSPECIFIED: MultiFaceSelector
 MULTI_FACE_SELECTOR_BIGGEST: MultiFaceSelector
 MULTI_FACE_SELECTOR_ALL: MultiFaceSelector
@@ -58,20 +67,34 @@ class Descriptor(_message.Message):
     def __init__(self, model_id: _Optional[str] = ..., dim: _Optional[int] = ..., vector: _Optional[bytes] = ...) -> None: ...
 
 class DetectedFace(_message.Message):
-    __slots__ = ("bbox", "landmarks", "det_score", "descriptor", "normalized", "thumbnail")
+    __slots__ = ("bbox", "landmarks", "det_score", "descriptor", "normalized", "thumbnail", "quality", "orientation")
     BBOX_FIELD_NUMBER: _ClassVar[int]
     LANDMARKS_FIELD_NUMBER: _ClassVar[int]
     DET_SCORE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTOR_FIELD_NUMBER: _ClassVar[int]
     NORMALIZED_FIELD_NUMBER: _ClassVar[int]
     THUMBNAIL_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
+    ORIENTATION_FIELD_NUMBER: _ClassVar[int]
     bbox: BoundingBox
     landmarks: Landmarks
     det_score: float
     descriptor: Descriptor
     normalized: bytes
     thumbnail: bytes
-    def __init__(self, bbox: _Optional[_Union[BoundingBox, _Mapping]] = ..., landmarks: _Optional[_Union[Landmarks, _Mapping]] = ..., det_score: _Optional[float] = ..., descriptor: _Optional[_Union[Descriptor, _Mapping]] = ..., normalized: _Optional[bytes] = ..., thumbnail: _Optional[bytes] = ...) -> None: ...
+    quality: float
+    orientation: int
+    def __init__(self, bbox: _Optional[_Union[BoundingBox, _Mapping]] = ..., landmarks: _Optional[_Union[Landmarks, _Mapping]] = ..., det_score: _Optional[float] = ..., descriptor: _Optional[_Union[Descriptor, _Mapping]] = ..., normalized: _Optional[bytes] = ..., thumbnail: _Optional[bytes] = ..., quality: _Optional[float] = ..., orientation: _Optional[int] = ...) -> None: ...
+
+class SkippedFace(_message.Message):
+    __slots__ = ("face", "reason", "message")
+    FACE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    face: DetectedFace
+    reason: SkipReason
+    message: str
+    def __init__(self, face: _Optional[_Union[DetectedFace, _Mapping]] = ..., reason: _Optional[_Union[SkipReason, str]] = ..., message: _Optional[str] = ...) -> None: ...
 
 class ImageSource(_message.Message):
     __slots__ = ("content", "url")
@@ -82,7 +105,7 @@ class ImageSource(_message.Message):
     def __init__(self, content: _Optional[bytes] = ..., url: _Optional[str] = ...) -> None: ...
 
 class FaceRecord(_message.Message):
-    __slots__ = ("id", "galleries", "meta", "bbox", "photo_hash", "created_at", "updated_at", "person_id", "cam_id", "photo", "thumbnail", "normalized", "model_id")
+    __slots__ = ("id", "galleries", "meta", "bbox", "photo_hash", "created_at", "updated_at", "person_id", "cam_id", "photo", "thumbnail", "normalized", "model_id", "quality", "orientation")
     ID_FIELD_NUMBER: _ClassVar[int]
     GALLERIES_FIELD_NUMBER: _ClassVar[int]
     META_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +119,8 @@ class FaceRecord(_message.Message):
     THUMBNAIL_FIELD_NUMBER: _ClassVar[int]
     NORMALIZED_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
+    ORIENTATION_FIELD_NUMBER: _ClassVar[int]
     id: int
     galleries: _containers.RepeatedScalarFieldContainer[str]
     meta: str
@@ -109,7 +134,9 @@ class FaceRecord(_message.Message):
     thumbnail: str
     normalized: str
     model_id: str
-    def __init__(self, id: _Optional[int] = ..., galleries: _Optional[_Iterable[str]] = ..., meta: _Optional[str] = ..., bbox: _Optional[_Union[BoundingBox, _Mapping]] = ..., photo_hash: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., person_id: _Optional[str] = ..., cam_id: _Optional[str] = ..., photo: _Optional[str] = ..., thumbnail: _Optional[str] = ..., normalized: _Optional[str] = ..., model_id: _Optional[str] = ...) -> None: ...
+    quality: float
+    orientation: int
+    def __init__(self, id: _Optional[int] = ..., galleries: _Optional[_Iterable[str]] = ..., meta: _Optional[str] = ..., bbox: _Optional[_Union[BoundingBox, _Mapping]] = ..., photo_hash: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., person_id: _Optional[str] = ..., cam_id: _Optional[str] = ..., photo: _Optional[str] = ..., thumbnail: _Optional[str] = ..., normalized: _Optional[str] = ..., model_id: _Optional[str] = ..., quality: _Optional[float] = ..., orientation: _Optional[int] = ...) -> None: ...
 
 class Gallery(_message.Message):
     __slots__ = ("name", "face_count", "created_at")

@@ -8,25 +8,29 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class DetectRequest(_message.Message):
-    __slots__ = ("image", "min_face_size")
+    __slots__ = ("image", "min_face_size", "try_rotations")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     MIN_FACE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    TRY_ROTATIONS_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     min_face_size: int
-    def __init__(self, image: _Optional[bytes] = ..., min_face_size: _Optional[int] = ...) -> None: ...
+    try_rotations: bool
+    def __init__(self, image: _Optional[bytes] = ..., min_face_size: _Optional[int] = ..., try_rotations: _Optional[bool] = ...) -> None: ...
 
 class DetectResponse(_message.Message):
-    __slots__ = ("faces", "image_width", "image_height")
+    __slots__ = ("faces", "image_width", "image_height", "orientation")
     FACES_FIELD_NUMBER: _ClassVar[int]
     IMAGE_WIDTH_FIELD_NUMBER: _ClassVar[int]
     IMAGE_HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    ORIENTATION_FIELD_NUMBER: _ClassVar[int]
     faces: _containers.RepeatedCompositeFieldContainer[_common_pb2.DetectedFace]
     image_width: int
     image_height: int
-    def __init__(self, faces: _Optional[_Iterable[_Union[_common_pb2.DetectedFace, _Mapping]]] = ..., image_width: _Optional[int] = ..., image_height: _Optional[int] = ...) -> None: ...
+    orientation: int
+    def __init__(self, faces: _Optional[_Iterable[_Union[_common_pb2.DetectedFace, _Mapping]]] = ..., image_width: _Optional[int] = ..., image_height: _Optional[int] = ..., orientation: _Optional[int] = ...) -> None: ...
 
 class ExtractRequest(_message.Message):
-    __slots__ = ("image", "boxes", "mf_selector", "min_face_size", "return_normalized", "return_thumbnail", "thumbnail_size", "request_id")
+    __slots__ = ("image", "boxes", "mf_selector", "min_face_size", "return_normalized", "return_thumbnail", "thumbnail_size", "request_id", "min_quality", "try_rotations")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     BOXES_FIELD_NUMBER: _ClassVar[int]
     MF_SELECTOR_FIELD_NUMBER: _ClassVar[int]
@@ -35,6 +39,8 @@ class ExtractRequest(_message.Message):
     RETURN_THUMBNAIL_FIELD_NUMBER: _ClassVar[int]
     THUMBNAIL_SIZE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MIN_QUALITY_FIELD_NUMBER: _ClassVar[int]
+    TRY_ROTATIONS_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     boxes: _containers.RepeatedCompositeFieldContainer[_common_pb2.BoundingBox]
     mf_selector: _common_pb2.MultiFaceSelector
@@ -43,28 +49,32 @@ class ExtractRequest(_message.Message):
     return_thumbnail: bool
     thumbnail_size: int
     request_id: str
-    def __init__(self, image: _Optional[bytes] = ..., boxes: _Optional[_Iterable[_Union[_common_pb2.BoundingBox, _Mapping]]] = ..., mf_selector: _Optional[_Union[_common_pb2.MultiFaceSelector, str]] = ..., min_face_size: _Optional[int] = ..., return_normalized: _Optional[bool] = ..., return_thumbnail: _Optional[bool] = ..., thumbnail_size: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+    min_quality: float
+    try_rotations: bool
+    def __init__(self, image: _Optional[bytes] = ..., boxes: _Optional[_Iterable[_Union[_common_pb2.BoundingBox, _Mapping]]] = ..., mf_selector: _Optional[_Union[_common_pb2.MultiFaceSelector, str]] = ..., min_face_size: _Optional[int] = ..., return_normalized: _Optional[bool] = ..., return_thumbnail: _Optional[bool] = ..., thumbnail_size: _Optional[int] = ..., request_id: _Optional[str] = ..., min_quality: _Optional[float] = ..., try_rotations: _Optional[bool] = ...) -> None: ...
 
 class ExtractResponse(_message.Message):
-    __slots__ = ("faces", "image_width", "image_height", "request_id", "error")
+    __slots__ = ("faces", "image_width", "image_height", "request_id", "error", "skipped")
     FACES_FIELD_NUMBER: _ClassVar[int]
     IMAGE_WIDTH_FIELD_NUMBER: _ClassVar[int]
     IMAGE_HEIGHT_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
     faces: _containers.RepeatedCompositeFieldContainer[_common_pb2.DetectedFace]
     image_width: int
     image_height: int
     request_id: str
     error: _common_pb2.ItemError
-    def __init__(self, faces: _Optional[_Iterable[_Union[_common_pb2.DetectedFace, _Mapping]]] = ..., image_width: _Optional[int] = ..., image_height: _Optional[int] = ..., request_id: _Optional[str] = ..., error: _Optional[_Union[_common_pb2.ItemError, _Mapping]] = ...) -> None: ...
+    skipped: _containers.RepeatedCompositeFieldContainer[_common_pb2.SkippedFace]
+    def __init__(self, faces: _Optional[_Iterable[_Union[_common_pb2.DetectedFace, _Mapping]]] = ..., image_width: _Optional[int] = ..., image_height: _Optional[int] = ..., request_id: _Optional[str] = ..., error: _Optional[_Union[_common_pb2.ItemError, _Mapping]] = ..., skipped: _Optional[_Iterable[_Union[_common_pb2.SkippedFace, _Mapping]]] = ...) -> None: ...
 
 class InfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class InfoResponse(_message.Message):
-    __slots__ = ("model_pack", "detector_model_id", "embedder_model_id", "descriptor_dim", "execution_providers", "max_batch", "min_face_size", "max_image_bytes", "max_image_pixels", "version")
+    __slots__ = ("model_pack", "detector_model_id", "embedder_model_id", "descriptor_dim", "execution_providers", "max_batch", "min_face_size", "max_image_bytes", "max_image_pixels", "version", "detect_min_face_size")
     MODEL_PACK_FIELD_NUMBER: _ClassVar[int]
     DETECTOR_MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     EMBEDDER_MODEL_ID_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +85,7 @@ class InfoResponse(_message.Message):
     MAX_IMAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_IMAGE_PIXELS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    DETECT_MIN_FACE_SIZE_FIELD_NUMBER: _ClassVar[int]
     model_pack: str
     detector_model_id: str
     embedder_model_id: str
@@ -85,4 +96,5 @@ class InfoResponse(_message.Message):
     max_image_bytes: int
     max_image_pixels: int
     version: str
-    def __init__(self, model_pack: _Optional[str] = ..., detector_model_id: _Optional[str] = ..., embedder_model_id: _Optional[str] = ..., descriptor_dim: _Optional[int] = ..., execution_providers: _Optional[_Iterable[str]] = ..., max_batch: _Optional[int] = ..., min_face_size: _Optional[int] = ..., max_image_bytes: _Optional[int] = ..., max_image_pixels: _Optional[int] = ..., version: _Optional[str] = ...) -> None: ...
+    detect_min_face_size: int
+    def __init__(self, model_pack: _Optional[str] = ..., detector_model_id: _Optional[str] = ..., embedder_model_id: _Optional[str] = ..., descriptor_dim: _Optional[int] = ..., execution_providers: _Optional[_Iterable[str]] = ..., max_batch: _Optional[int] = ..., min_face_size: _Optional[int] = ..., max_image_bytes: _Optional[int] = ..., max_image_pixels: _Optional[int] = ..., version: _Optional[str] = ..., detect_min_face_size: _Optional[int] = ...) -> None: ...

@@ -8,23 +8,27 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class FaceDetectRequest(_message.Message):
-    __slots__ = ("image",)
+    __slots__ = ("image", "try_rotations")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
+    TRY_ROTATIONS_FIELD_NUMBER: _ClassVar[int]
     image: _common_pb2.ImageSource
-    def __init__(self, image: _Optional[_Union[_common_pb2.ImageSource, _Mapping]] = ...) -> None: ...
+    try_rotations: bool
+    def __init__(self, image: _Optional[_Union[_common_pb2.ImageSource, _Mapping]] = ..., try_rotations: _Optional[bool] = ...) -> None: ...
 
 class FaceDetectResponse(_message.Message):
-    __slots__ = ("faces", "image_width", "image_height")
+    __slots__ = ("faces", "image_width", "image_height", "orientation")
     FACES_FIELD_NUMBER: _ClassVar[int]
     IMAGE_WIDTH_FIELD_NUMBER: _ClassVar[int]
     IMAGE_HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    ORIENTATION_FIELD_NUMBER: _ClassVar[int]
     faces: _containers.RepeatedCompositeFieldContainer[_common_pb2.DetectedFace]
     image_width: int
     image_height: int
-    def __init__(self, faces: _Optional[_Iterable[_Union[_common_pb2.DetectedFace, _Mapping]]] = ..., image_width: _Optional[int] = ..., image_height: _Optional[int] = ...) -> None: ...
+    orientation: int
+    def __init__(self, faces: _Optional[_Iterable[_Union[_common_pb2.DetectedFace, _Mapping]]] = ..., image_width: _Optional[int] = ..., image_height: _Optional[int] = ..., orientation: _Optional[int] = ...) -> None: ...
 
 class VerifyRequest(_message.Message):
-    __slots__ = ("image1", "bbox1", "image2", "face_id", "bbox2", "threshold", "mf_selector")
+    __slots__ = ("image1", "bbox1", "image2", "face_id", "bbox2", "threshold", "mf_selector", "try_rotations")
     IMAGE1_FIELD_NUMBER: _ClassVar[int]
     BBOX1_FIELD_NUMBER: _ClassVar[int]
     IMAGE2_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +36,7 @@ class VerifyRequest(_message.Message):
     BBOX2_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     MF_SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    TRY_ROTATIONS_FIELD_NUMBER: _ClassVar[int]
     image1: _common_pb2.ImageSource
     bbox1: _common_pb2.BoundingBox
     image2: _common_pb2.ImageSource
@@ -39,7 +44,8 @@ class VerifyRequest(_message.Message):
     bbox2: _common_pb2.BoundingBox
     threshold: _common_pb2.Threshold
     mf_selector: _common_pb2.MultiFaceSelector
-    def __init__(self, image1: _Optional[_Union[_common_pb2.ImageSource, _Mapping]] = ..., bbox1: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., image2: _Optional[_Union[_common_pb2.ImageSource, _Mapping]] = ..., face_id: _Optional[int] = ..., bbox2: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., threshold: _Optional[_Union[_common_pb2.Threshold, _Mapping]] = ..., mf_selector: _Optional[_Union[_common_pb2.MultiFaceSelector, str]] = ...) -> None: ...
+    try_rotations: bool
+    def __init__(self, image1: _Optional[_Union[_common_pb2.ImageSource, _Mapping]] = ..., bbox1: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., image2: _Optional[_Union[_common_pb2.ImageSource, _Mapping]] = ..., face_id: _Optional[int] = ..., bbox2: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., threshold: _Optional[_Union[_common_pb2.Threshold, _Mapping]] = ..., mf_selector: _Optional[_Union[_common_pb2.MultiFaceSelector, str]] = ..., try_rotations: _Optional[bool] = ...) -> None: ...
 
 class VerifyPair(_message.Message):
     __slots__ = ("bbox1", "bbox2", "confidence", "verified")
@@ -54,15 +60,19 @@ class VerifyPair(_message.Message):
     def __init__(self, bbox1: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., bbox2: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., confidence: _Optional[float] = ..., verified: _Optional[bool] = ...) -> None: ...
 
 class VerifyResponse(_message.Message):
-    __slots__ = ("results", "verified")
+    __slots__ = ("results", "verified", "skipped1", "skipped2")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     VERIFIED_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED1_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED2_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[VerifyPair]
     verified: bool
-    def __init__(self, results: _Optional[_Iterable[_Union[VerifyPair, _Mapping]]] = ..., verified: _Optional[bool] = ...) -> None: ...
+    skipped1: _containers.RepeatedCompositeFieldContainer[_common_pb2.SkippedFace]
+    skipped2: _containers.RepeatedCompositeFieldContainer[_common_pb2.SkippedFace]
+    def __init__(self, results: _Optional[_Iterable[_Union[VerifyPair, _Mapping]]] = ..., verified: _Optional[bool] = ..., skipped1: _Optional[_Iterable[_Union[_common_pb2.SkippedFace, _Mapping]]] = ..., skipped2: _Optional[_Iterable[_Union[_common_pb2.SkippedFace, _Mapping]]] = ...) -> None: ...
 
 class IdentifyRequest(_message.Message):
-    __slots__ = ("image", "descriptor", "bboxes", "gallery", "n", "threshold", "mf_selector")
+    __slots__ = ("image", "descriptor", "bboxes", "gallery", "n", "threshold", "mf_selector", "try_rotations")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTOR_FIELD_NUMBER: _ClassVar[int]
     BBOXES_FIELD_NUMBER: _ClassVar[int]
@@ -70,6 +80,7 @@ class IdentifyRequest(_message.Message):
     N_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     MF_SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    TRY_ROTATIONS_FIELD_NUMBER: _ClassVar[int]
     image: _common_pb2.ImageSource
     descriptor: _common_pb2.Descriptor
     bboxes: _containers.RepeatedCompositeFieldContainer[_common_pb2.BoundingBox]
@@ -77,7 +88,8 @@ class IdentifyRequest(_message.Message):
     n: int
     threshold: _common_pb2.Threshold
     mf_selector: _common_pb2.MultiFaceSelector
-    def __init__(self, image: _Optional[_Union[_common_pb2.ImageSource, _Mapping]] = ..., descriptor: _Optional[_Union[_common_pb2.Descriptor, _Mapping]] = ..., bboxes: _Optional[_Iterable[_Union[_common_pb2.BoundingBox, _Mapping]]] = ..., gallery: _Optional[str] = ..., n: _Optional[int] = ..., threshold: _Optional[_Union[_common_pb2.Threshold, _Mapping]] = ..., mf_selector: _Optional[_Union[_common_pb2.MultiFaceSelector, str]] = ...) -> None: ...
+    try_rotations: bool
+    def __init__(self, image: _Optional[_Union[_common_pb2.ImageSource, _Mapping]] = ..., descriptor: _Optional[_Union[_common_pb2.Descriptor, _Mapping]] = ..., bboxes: _Optional[_Iterable[_Union[_common_pb2.BoundingBox, _Mapping]]] = ..., gallery: _Optional[str] = ..., n: _Optional[int] = ..., threshold: _Optional[_Union[_common_pb2.Threshold, _Mapping]] = ..., mf_selector: _Optional[_Union[_common_pb2.MultiFaceSelector, str]] = ..., try_rotations: _Optional[bool] = ...) -> None: ...
 
 class Match(_message.Message):
     __slots__ = ("face", "confidence")
@@ -96,19 +108,21 @@ class FaceMatches(_message.Message):
     def __init__(self, query: _Optional[_Union[_common_pb2.DetectedFace, _Mapping]] = ..., matches: _Optional[_Iterable[_Union[Match, _Mapping]]] = ...) -> None: ...
 
 class IdentifyResponse(_message.Message):
-    __slots__ = ("results", "shards_answered", "shards_total", "partial")
+    __slots__ = ("results", "shards_answered", "shards_total", "partial", "skipped")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     SHARDS_ANSWERED_FIELD_NUMBER: _ClassVar[int]
     SHARDS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[FaceMatches]
     shards_answered: int
     shards_total: int
     partial: bool
-    def __init__(self, results: _Optional[_Iterable[_Union[FaceMatches, _Mapping]]] = ..., shards_answered: _Optional[int] = ..., shards_total: _Optional[int] = ..., partial: _Optional[bool] = ...) -> None: ...
+    skipped: _containers.RepeatedCompositeFieldContainer[_common_pb2.SkippedFace]
+    def __init__(self, results: _Optional[_Iterable[_Union[FaceMatches, _Mapping]]] = ..., shards_answered: _Optional[int] = ..., shards_total: _Optional[int] = ..., partial: _Optional[bool] = ..., skipped: _Optional[_Iterable[_Union[_common_pb2.SkippedFace, _Mapping]]] = ...) -> None: ...
 
 class CreateFaceRequest(_message.Message):
-    __slots__ = ("image", "bboxes", "meta", "galleries", "mf_selector", "person_id", "cam_id")
+    __slots__ = ("image", "bboxes", "meta", "galleries", "mf_selector", "person_id", "cam_id", "min_quality", "try_rotations")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     BBOXES_FIELD_NUMBER: _ClassVar[int]
     META_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +130,8 @@ class CreateFaceRequest(_message.Message):
     MF_SELECTOR_FIELD_NUMBER: _ClassVar[int]
     PERSON_ID_FIELD_NUMBER: _ClassVar[int]
     CAM_ID_FIELD_NUMBER: _ClassVar[int]
+    MIN_QUALITY_FIELD_NUMBER: _ClassVar[int]
+    TRY_ROTATIONS_FIELD_NUMBER: _ClassVar[int]
     image: _common_pb2.ImageSource
     bboxes: _containers.RepeatedCompositeFieldContainer[_common_pb2.BoundingBox]
     meta: str
@@ -123,13 +139,17 @@ class CreateFaceRequest(_message.Message):
     mf_selector: _common_pb2.MultiFaceSelector
     person_id: str
     cam_id: str
-    def __init__(self, image: _Optional[_Union[_common_pb2.ImageSource, _Mapping]] = ..., bboxes: _Optional[_Iterable[_Union[_common_pb2.BoundingBox, _Mapping]]] = ..., meta: _Optional[str] = ..., galleries: _Optional[_Iterable[str]] = ..., mf_selector: _Optional[_Union[_common_pb2.MultiFaceSelector, str]] = ..., person_id: _Optional[str] = ..., cam_id: _Optional[str] = ...) -> None: ...
+    min_quality: float
+    try_rotations: bool
+    def __init__(self, image: _Optional[_Union[_common_pb2.ImageSource, _Mapping]] = ..., bboxes: _Optional[_Iterable[_Union[_common_pb2.BoundingBox, _Mapping]]] = ..., meta: _Optional[str] = ..., galleries: _Optional[_Iterable[str]] = ..., mf_selector: _Optional[_Union[_common_pb2.MultiFaceSelector, str]] = ..., person_id: _Optional[str] = ..., cam_id: _Optional[str] = ..., min_quality: _Optional[float] = ..., try_rotations: _Optional[bool] = ...) -> None: ...
 
 class CreateFaceResponse(_message.Message):
-    __slots__ = ("faces",)
+    __slots__ = ("faces", "skipped")
     FACES_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
     faces: _containers.RepeatedCompositeFieldContainer[_common_pb2.FaceRecord]
-    def __init__(self, faces: _Optional[_Iterable[_Union[_common_pb2.FaceRecord, _Mapping]]] = ...) -> None: ...
+    skipped: _containers.RepeatedCompositeFieldContainer[_common_pb2.SkippedFace]
+    def __init__(self, faces: _Optional[_Iterable[_Union[_common_pb2.FaceRecord, _Mapping]]] = ..., skipped: _Optional[_Iterable[_Union[_common_pb2.SkippedFace, _Mapping]]] = ...) -> None: ...
 
 class ImportFace(_message.Message):
     __slots__ = ("descriptor", "meta", "galleries", "bbox", "photo_hash", "person_id", "cam_id")
