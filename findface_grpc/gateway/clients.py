@@ -17,7 +17,7 @@ from findface_grpc.convert import box_from_pb, box_to_pb, descriptor_to_pb
 from findface_grpc.errors import (
     FailedPrecondition,
     FindFaceError,
-    InvalidImage,
+    InvalidArgument,
     NotFound,
     ResourceExhausted,
     TooManyFaces,
@@ -32,6 +32,8 @@ from findface_grpc.gateway.domain import (
     ModelInfo,
     MultiFace,
     ShardStats,
+    SkippedFace,
+    SkipReason,
 )
 from findface_grpc.gateway.merge import Hit
 from findface_grpc.v1 import common_pb2, extractor_pb2, extractor_pb2_grpc, shard_pb2, shard_pb2_grpc
@@ -42,6 +44,10 @@ SELECTORS = {
     MultiFace.BIGGEST: common_pb2.MULTI_FACE_SELECTOR_BIGGEST,
     MultiFace.ALL: common_pb2.MULTI_FACE_SELECTOR_ALL,
     MultiFace.REJECT: common_pb2.MULTI_FACE_SELECTOR_REJECT,
+}
+SKIP_REASONS = {
+    common_pb2.SKIP_REASON_TOO_SMALL: SkipReason.TOO_SMALL,
+    common_pb2.SKIP_REASON_LOW_QUALITY: SkipReason.LOW_QUALITY,
 }
 # Failures that say "this server is not there or not keeping up" rather than "your request is wrong".
 TRANSIENT = {
@@ -68,7 +74,15 @@ def detected_from_pb(msg: common_pb2.DetectedFace) -> DetectedFace:
         descriptor=descriptor_from_pb(msg.descriptor) if msg.HasField("descriptor") else None,
         normalized=msg.normalized,
         thumbnail=msg.thumbnail,
+        quality=msg.quality,
+        orientation=msg.orientation,
     )
+
+
+def skipped_from_pb(msg: common_pb2.SkippedFace) -> SkippedFace:
+    # A reason added to the extractor after this gateway was built still reaches the client, as unspecified,
+    # with the extractor's message saying what it is.
+    return SkippedFace(detected_from_pb(msg.face), SKIP_REASONS.get(msg.reason, SkipReason.UNSPECIFIED), msg.message)
 
 
 class ExtractorClient:
@@ -84,7 +98,9 @@ class ExtractorClient:
     def _error(self, exc: grpc.aio.AioRpcError, field: str) -> FindFaceError:
         code, message = exc.code(), exc.details() or ""
         if code == grpc.StatusCode.INVALID_ARGUMENT:
-            return InvalidImage(f"{field}: {message}")
+            # The photo, a box or the faces in it cannot be used (undecodable, no face in a box, a face too small
+            # or under min_quality): the caller's to fix, so the extractor's words go back unchanged, after the field.
+            return InvalidArgument(f"{field}: {message}")
         if code == grpc.StatusCode.FAILED_PRECONDITION:
             return TooManyFaces(f"{field}: {message}", details=rpc.error_details(exc))
         if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
@@ -115,27 +131,31 @@ class ExtractorClient:
             version=reply.version,
         )
 
-    async def detect(self, image: bytes, field: str = "image") -> Detection:
+    async def detect(self, image: bytes, field: str = "image", try_rotations: bool = False) -> Detection:
+        request = extractor_pb2.DetectRequest(image=image, try_rotations=try_rotations)
         try:
-            reply = await self.stub.Detect(extractor_pb2.DetectRequest(image=image), timeout=self.timeout_s)
+            reply = await self.stub.Detect(request, timeout=self.timeout_s)
         except grpc.aio.AioRpcError as exc:
             raise self._error(exc, field) from None
-        return Detection(reply.image_width, reply.image_height, tuple(detected_from_pb(f) for f in reply.faces))
+        # 0 only comes from an extractor older than the field, which never looked for turned faces: upright.
+        return Detection(reply.image_width, reply.image_height, tuple(detected_from_pb(f) for f in reply.faces),
+                         orientation=reply.orientation or 1)
 
     async def extract(
         self, image: bytes, boxes: Sequence[Box] = (), selector: MultiFace = MultiFace.BIGGEST, field: str = "image",
-        crops: bool = False,
+        crops: bool = False, min_quality: float = 0.0, try_rotations: bool = False,
     ) -> Detection:
         """`crops`: also the normalized crop and a thumbnail of each face (for the photo store)."""
         request = extractor_pb2.ExtractRequest(
             image=image, boxes=[box_to_pb(b) for b in boxes], mf_selector=SELECTORS[selector],
-            return_normalized=crops, return_thumbnail=crops,
+            return_normalized=crops, return_thumbnail=crops, min_quality=min_quality, try_rotations=try_rotations,
         )
         try:
             reply = await self.stub.Extract(request, timeout=self.timeout_s)
         except grpc.aio.AioRpcError as exc:
             raise self._error(exc, field) from None
-        return Detection(reply.image_width, reply.image_height, tuple(detected_from_pb(f) for f in reply.faces))
+        return Detection(reply.image_width, reply.image_height, tuple(detected_from_pb(f) for f in reply.faces),
+                         skipped=tuple(skipped_from_pb(s) for s in reply.skipped))
 
 
 class ShardClient:

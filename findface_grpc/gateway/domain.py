@@ -27,6 +27,14 @@ class MultiFace(Enum):
     REJECT = "reject"
 
 
+class SkipReason(Enum):
+    """Why the extractor left a face it found out of a call (common.proto SkipReason)."""
+
+    UNSPECIFIED = "unspecified"  # a reason this gateway does not know yet (a newer extractor)
+    TOO_SMALL = "too_small"
+    LOW_QUALITY = "low_quality"
+
+
 @dataclass(frozen=True)
 class Descriptor:
     model_id: str
@@ -46,6 +54,17 @@ class DetectedFace:
     # Filled only when asked for (enrollment with a photo store): the aligned crop (PNG) and a thumbnail (JPEG).
     normalized: bytes = field(default=b"", compare=False, repr=False)
     thumbnail: bytes = field(default=b"", compare=False, repr=False)
+    quality: float = 0.0  # fitness for recognition in [0, 1]
+    orientation: int = 0  # EXIF orientation of the face (1, 3, 6, 8); 0 from extractors older than the field
+
+
+@dataclass(frozen=True)
+class SkippedFace:
+    """A face found in a photo but not used (not embedded, so no descriptor), and why."""
+
+    face: DetectedFace
+    reason: SkipReason
+    message: str
 
 
 @dataclass(frozen=True)
@@ -53,6 +72,8 @@ class Detection:
     width: int
     height: int
     faces: tuple[DetectedFace, ...]
+    orientation: int = 1  # of the best face (Detect only); 1 when there is none
+    skipped: tuple[SkippedFace, ...] = ()  # Extract only
 
 
 @dataclass(frozen=True)
@@ -80,6 +101,8 @@ class Face:
     thumbnail: str = ""
     normalized: str = ""
     model_id: str = ""
+    quality: float = 0.0  # as detected at enrollment; 0 for imported faces and those enrolled before quality
+    orientation: int = 0  # likewise
 
 
 @dataclass(frozen=True)
@@ -94,6 +117,16 @@ class NewFace:
     person_id: str = ""
     cam_id: str = ""
     photo: str = ""  # the URL the photo was fetched from, if it was
+    quality: float = 0.0  # unknown (0) for imported descriptors
+    orientation: int = 0
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    """What CreateFace did with a photo: the faces enrolled, and those found but left out."""
+
+    faces: tuple[Face, ...]
+    skipped: tuple[SkippedFace, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,6 +146,7 @@ class IdentifyResult:
     results: tuple[FaceMatches, ...]
     shards_answered: int
     shards_total: int
+    skipped: tuple[SkippedFace, ...] = ()
 
     @property
     def partial(self) -> bool:
@@ -130,6 +164,8 @@ class VerifyPair:
 @dataclass(frozen=True)
 class VerifyResult:
     pairs: tuple[VerifyPair, ...]
+    skipped1: tuple[SkippedFace, ...] = ()
+    skipped2: tuple[SkippedFace, ...] = ()
 
     @property
     def verified(self) -> bool:

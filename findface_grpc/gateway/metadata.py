@@ -99,6 +99,9 @@ def face_from_doc(doc: dict) -> Face:
         thumbnail=doc.get("thumbnail", ""),
         normalized=doc.get("normalized", ""),
         model_id=doc.get("model_id", ""),
+        # Faces enrolled before quality was measured, and imported ones, have neither: 0 says "not known".
+        quality=doc.get("quality", 0.0),
+        orientation=doc.get("orientation", 0),
     )
 
 
@@ -118,6 +121,8 @@ def new_face_doc(face_id: int, face: NewFace, now: datetime) -> dict:
         "thumbnail": "",
         "normalized": "",
         "model_id": face.descriptor.model_id,
+        "quality": float(face.quality),
+        "orientation": int(face.orientation),
         "created": now,
         "updated": now,
     }

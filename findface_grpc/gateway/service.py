@@ -42,6 +42,7 @@ from findface_grpc.gateway.domain import (
     Descriptor,
     DetectedFace,
     Detection,
+    Enrollment,
     ExtractorStatus,
     Face,
     FaceMatches,
@@ -55,6 +56,7 @@ from findface_grpc.gateway.domain import (
     MultiFace,
     NewFace,
     ShardStatus,
+    SkippedFace,
     VerifyPair,
     VerifyResult,
     check_gallery_name,
@@ -260,8 +262,9 @@ class GatewayService:
         return Descriptor(descriptor.model_id, _unit(descriptor.vector, field_name))
 
     async def _extract(self, image: bytes, boxes: Sequence[Box], selector: MultiFace, field_name: str,
-                       crops: bool = False) -> Detection:
-        detection = await self.extractor.extract(image, boxes, selector, field_name, crops=crops)
+                       crops: bool = False, min_quality: float = 0.0, try_rotations: bool = False) -> Detection:
+        detection = await self.extractor.extract(image, boxes, selector, field_name, crops=crops,
+                                                 min_quality=min_quality, try_rotations=try_rotations)
         model = await self.model()
         for face in detection.faces:
             if face.descriptor is None or face.descriptor.model_id != model.model_id:
@@ -272,8 +275,8 @@ class GatewayService:
 
     # ---- detect / verify / identify ----
 
-    async def detect(self, image: bytes) -> Detection:
-        return await self.extractor.detect(image)
+    async def detect(self, image: bytes, try_rotations: bool = False) -> Detection:
+        return await self.extractor.detect(image, try_rotations=try_rotations)
 
     async def verify(
         self,
@@ -284,16 +287,20 @@ class GatewayService:
         image2: bytes | None = None,
         bbox2: Box | None = None,
         face_id: int | None = None,
+        try_rotations: bool = False,
     ) -> VerifyResult:
         model = await self.model()
         limit = self._resolve_threshold(threshold, model.model_id)
-        first = self._extract(image1, [bbox1] if bbox1 else [], selector, "image1")
+        first = self._extract(image1, [bbox1] if bbox1 else [], selector, "image1", try_rotations=try_rotations)
+        skipped2: tuple[SkippedFace, ...] = ()
         if face_id is not None:
             faces1, (face, descriptor) = await asyncio.gather(first, self._enrolled_descriptor(face_id, model))
             seconds = [(face.bbox, descriptor)]
         elif image2 is not None:
-            faces1, faces2 = await asyncio.gather(first, self._extract(image2, [bbox2] if bbox2 else [], selector, "image2"))
+            faces1, faces2 = await asyncio.gather(first, self._extract(image2, [bbox2] if bbox2 else [], selector,
+                                                                       "image2", try_rotations=try_rotations))
             seconds = [(f.bbox, f.descriptor) for f in faces2.faces]
+            skipped2 = faces2.skipped
         else:
             raise InvalidArgument("image2 or face_id is required")
         pairs = []
@@ -302,7 +309,7 @@ class GatewayService:
                 conf = scoring.confidence(float(np.dot(f1.descriptor.vector, d2.vector)))
                 pairs.append(VerifyPair(f1.bbox, box2, conf, conf >= limit))
         pairs.sort(key=lambda p: -p.confidence)
-        return VerifyResult(tuple(pairs))
+        return VerifyResult(tuple(pairs), faces1.skipped, skipped2)
 
     async def _enrolled_descriptor(self, face_id: int, model: ModelInfo) -> tuple[Face, Descriptor]:
         face = await self.metadata.get_active(face_id)
@@ -328,6 +335,7 @@ class GatewayService:
         n: int = 0,
         threshold: scoring.Threshold = scoring.Threshold(),
         selector: MultiFace = MultiFace.BIGGEST,
+        try_rotations: bool = False,
     ) -> IdentifyResult:
         n = n or 1
         if not 1 <= n <= self.config.max_n:
@@ -338,30 +346,34 @@ class GatewayService:
         # and costs little, and an identify then needs one metadata round trip less before it can start.
         gallery_check = asyncio.ensure_future(self._require_galleries([gallery], "gallery"))
         try:
-            return await self._identify(gallery, gallery_check, image, descriptor, bboxes, n, threshold, selector)
+            return await self._identify(gallery, gallery_check, image, descriptor, bboxes, n, threshold, selector,
+                                        try_rotations)
         finally:
             if not gallery_check.done():
                 gallery_check.cancel()
             elif not gallery_check.cancelled():
                 gallery_check.exception()  # retrieved: an error that lost the race to another is not news
 
-    async def _identify(self, gallery, gallery_check, image, descriptor, bboxes, n, threshold, selector) -> IdentifyResult:
+    async def _identify(self, gallery, gallery_check, image, descriptor, bboxes, n, threshold, selector,
+                        try_rotations) -> IdentifyResult:
         model = await self.model()
         limit = self._resolve_threshold(threshold, model.model_id)
+        skipped: tuple[SkippedFace, ...] = ()
         if descriptor is not None:
             queries: list[DetectedFace | None] = [None]
             vectors = [self._check_descriptor(descriptor, model, "descriptor")]
         elif image is not None:
-            detection = await self._extract(image, bboxes, selector, "image")
+            detection = await self._extract(image, bboxes, selector, "image", try_rotations=try_rotations)
             queries = list(detection.faces)
             vectors = [f.descriptor for f in detection.faces]
+            skipped = detection.skipped
         else:
             raise InvalidArgument("image or descriptor is required")
         total = len(self.shards)
         if not vectors:
             await gallery_check
             # Nothing to look for, so no shard's answer is missing.
-            return IdentifyResult((), total, total)
+            return IdentifyResult((), total, total, skipped)
 
         k = min(n + JOIN_MARGIN, MAX_SHARD_K)
         merged = []
@@ -397,7 +409,7 @@ class GatewayService:
                 if len(matches) == n:
                     break
             results.append(FaceMatches(query, tuple(matches)))
-        return IdentifyResult(tuple(results), answered, total)
+        return IdentifyResult(tuple(results), answered, total, skipped)
 
     def _note_search_health(self, answers: Sequence[fanout.ShardAnswer]) -> None:
         # Logged when a shard starts or stops failing, not on every search: under load that would be thousands.
@@ -421,23 +433,29 @@ class GatewayService:
         person_id: str = "",
         cam_id: str = "",
         photo: str = "",
-    ) -> list[Face]:
+        min_quality: float = 0.0,
+        try_rotations: bool = False,
+    ) -> Enrollment:
         """`photo`: where the photo came from (its URL), kept with the faces."""
+        if not 0.0 <= min_quality <= 1.0:  # NaN fails this too
+            raise InvalidArgument(f"min_quality must be within [0, 1], got {min_quality:g}")
         names = _galleries(check_gallery_name(g, "galleries") for g in galleries)
         await self._require_galleries(names, "galleries")
-        detection = await self._extract(image, bboxes, selector, "image", crops=self.store is not None)
+        detection = await self._extract(image, bboxes, selector, "image", crops=self.store is not None,
+                                        min_quality=min_quality, try_rotations=try_rotations)
         if not detection.faces:
             raise InvalidArgument("image: no face found")
         photo_hash = hashlib.sha256(image).hexdigest()
         new = [
-            NewFace(f.descriptor, names, meta, f.bbox, photo_hash, person_id, cam_id, photo)  # type: ignore[arg-type]
+            NewFace(f.descriptor, names, meta, f.bbox, photo_hash, person_id, cam_id, photo,  # type: ignore[arg-type]
+                    f.quality, f.orientation)
             for f in detection.faces
         ]
         # A client giving up half way must not interrupt the write sequence; it runs to its end either way.
         faces = await asyncio.shield(self._enroll(new))
-        if self.store is None:
-            return faces
-        return await asyncio.shield(self._store_artifacts(image, photo_hash, faces, detection))
+        if self.store is not None:
+            faces = await asyncio.shield(self._store_artifacts(image, photo_hash, faces, detection))
+        return Enrollment(tuple(faces), detection.skipped)
 
     async def _store_artifacts(self, image: bytes, photo_hash: str, faces: list[Face], detection: Detection) -> list[Face]:
         """Keep the photo and the faces' crops in the photo store and their URLs with the faces (best effort:

@@ -13,6 +13,8 @@ from findface_grpc.gateway.domain import (
     GalleryChange,
     MultiFace,
     NewFace,
+    SkippedFace,
+    SkipReason,
 )
 from findface_grpc.gateway.clients import descriptor_from_pb
 from findface_grpc.gateway.service import GatewayService
@@ -30,6 +32,11 @@ PRESETS = {
     common_pb2.Threshold.PRESET_MEDIUM: scoring.Preset.MEDIUM,
     common_pb2.Threshold.PRESET_LOW: scoring.Preset.LOW,
     common_pb2.Threshold.PRESET_NONE: scoring.Preset.NONE,
+}
+SKIP_REASONS = {
+    SkipReason.UNSPECIFIED: common_pb2.SKIP_REASON_UNSPECIFIED,
+    SkipReason.TOO_SMALL: common_pb2.SKIP_REASON_TOO_SMALL,
+    SkipReason.LOW_QUALITY: common_pb2.SKIP_REASON_LOW_QUALITY,
 }
 
 
@@ -84,6 +91,8 @@ def face_to_pb(face: Face) -> common_pb2.FaceRecord:
         thumbnail=face.thumbnail,
         normalized=face.normalized,
         model_id=face.model_id,
+        quality=face.quality,
+        orientation=face.orientation,
     )
     timestamp(msg.created_at, face.created_at)
     timestamp(msg.updated_at, face.updated_at)
@@ -92,7 +101,14 @@ def face_to_pb(face: Face) -> common_pb2.FaceRecord:
 
 def detected_to_pb(face: DetectedFace) -> common_pb2.DetectedFace:
     return common_pb2.DetectedFace(
-        bbox=box_to_pb(face.bbox), landmarks=landmarks_to_pb(face.landmarks), det_score=face.det_score
+        bbox=box_to_pb(face.bbox), landmarks=landmarks_to_pb(face.landmarks), det_score=face.det_score,
+        quality=face.quality, orientation=face.orientation,
+    )
+
+
+def skipped_to_pb(skipped: SkippedFace) -> common_pb2.SkippedFace:
+    return common_pb2.SkippedFace(
+        face=detected_to_pb(skipped.face), reason=SKIP_REASONS[skipped.reason], message=skipped.message
     )
 
 
@@ -169,11 +185,12 @@ class FaceServicer(gateway_pb2_grpc.FaceServiceServicer):
 
     async def Detect(self, request, context):
         image = await self._image(request.image, "image", request.HasField("image"))
-        detection = await self.service.detect(image)
+        detection = await self.service.detect(image, try_rotations=request.try_rotations)
         return gateway_pb2.FaceDetectResponse(
             faces=[detected_to_pb(f) for f in detection.faces],
             image_width=detection.width,
             image_height=detection.height,
+            orientation=detection.orientation,
         )
 
     async def Verify(self, request, context):
@@ -188,6 +205,7 @@ class FaceServicer(gateway_pb2_grpc.FaceServiceServicer):
             image2=await self._image(request.image2, "image2") if second == "image2" else None,
             bbox2=box_or_none(request, "bbox2"),
             face_id=request.face_id if second == "face_id" else None,
+            try_rotations=request.try_rotations,
         )
         return gateway_pb2.VerifyResponse(
             results=[
@@ -197,6 +215,8 @@ class FaceServicer(gateway_pb2_grpc.FaceServiceServicer):
                 for p in result.pairs
             ],
             verified=result.verified,
+            skipped1=[skipped_to_pb(s) for s in result.skipped1],
+            skipped2=[skipped_to_pb(s) for s in result.skipped2],
         )
 
     async def Identify(self, request, context):
@@ -211,9 +231,11 @@ class FaceServicer(gateway_pb2_grpc.FaceServiceServicer):
             n=request.n,
             threshold=threshold_from_pb(request.threshold),
             selector=selector_from_pb(request.mf_selector),
+            try_rotations=request.try_rotations,
         )
         response = gateway_pb2.IdentifyResponse(
-            shards_answered=result.shards_answered, shards_total=result.shards_total, partial=result.partial
+            shards_answered=result.shards_answered, shards_total=result.shards_total, partial=result.partial,
+            skipped=[skipped_to_pb(s) for s in result.skipped],
         )
         for item in result.results:
             entry = response.results.add()
@@ -224,7 +246,7 @@ class FaceServicer(gateway_pb2_grpc.FaceServiceServicer):
         return response
 
     async def CreateFace(self, request, context):
-        faces = await self.service.create_face(
+        enrollment = await self.service.create_face(
             image=await self._image(request.image, "image", request.HasField("image")),
             bboxes=[box_from_pb(b) for b in request.bboxes],
             meta=request.meta,
@@ -233,8 +255,12 @@ class FaceServicer(gateway_pb2_grpc.FaceServiceServicer):
             person_id=request.person_id,
             cam_id=request.cam_id,
             photo=request.image.url,
+            min_quality=request.min_quality,
+            try_rotations=request.try_rotations,
         )
-        return gateway_pb2.CreateFaceResponse(faces=[face_to_pb(f) for f in faces])
+        return gateway_pb2.CreateFaceResponse(
+            faces=[face_to_pb(f) for f in enrollment.faces], skipped=[skipped_to_pb(s) for s in enrollment.skipped]
+        )
 
     async def ImportFaces(self, request_iterator, context):
         async for request in request_iterator:

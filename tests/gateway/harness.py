@@ -160,6 +160,36 @@ def face_stub(addr: str, token: str) -> tuple[grpc.Channel, gateway_pb2_grpc.Fac
     return channel, gateway_pb2_grpc.FaceServiceStub(channel)
 
 
+class Cluster:
+    """A gateway in front of its own shards, sharing an extractor and a MongoDB-protocol server (its own database
+    in it) with other clusters; with `cells` 8, consecutive ids spread over every shard."""
+
+    def __init__(self, base: Path, name: str, shards: int, extractor: str, mongo: str, cells: int = 8) -> None:
+        self.base = base / name
+        self.shards = ShardSet(self.base, shards)
+        self.address = address(launch.free_port())
+        self.extractor, self.mongo, self.name, self.cells = extractor, mongo, name, cells
+        self.gateway = self._gateway()
+        self.channel, self.stub = face_stub(self.address, make_token(mongo, f"cluster_{name}"))
+
+    def _gateway(self) -> launch.ManagedProcess:
+        return gateway_process(f"gateway-{self.name}", self.base, self.address, self.shards.addresses, self.extractor,
+                               self.mongo, f"cluster_{self.name}", cells=self.cells)
+
+    def restart(self) -> None:
+        """Stop the gateway and the shard servers (their Tarantools keep running), then start them again."""
+        self.gateway.stop()
+        self.shards.stop_servers()
+        start_healthy(self.shards.server_items())
+        self.gateway = self._gateway()
+        start_healthy([(self.gateway, self.address)])
+
+    def stop(self) -> None:
+        self.channel.close()
+        self.gateway.stop()
+        self.shards.stop()
+
+
 class EventLoop:
     """Runs coroutines on one event loop, for driving an in-process GatewayService from synchronous tests."""
 

@@ -14,43 +14,13 @@ import grpc
 import numpy as np
 import pytest
 
-from findface_grpc import launch
 from findface_grpc.rpc import error_details
 from findface_grpc.v1 import common_pb2, gateway_pb2
-from tests.gateway.harness import ShardSet, address, face_stub, gateway_process, make_token, start_healthy
+from tests.gateway.harness import Cluster, start_healthy
 from tests.helpers import labelled_photos
 
 log = logging.getLogger(__name__)
 NONE = common_pb2.Threshold(preset=common_pb2.Threshold.PRESET_NONE)
-# With 8 cells, consecutive ids spread over both shards, so both get faces.
-CELLS = 8
-
-
-class Cluster:
-    def __init__(self, base, name, shards: int, extractor: str, mongo: str) -> None:
-        self.base = base / name
-        self.shards = ShardSet(self.base, shards)
-        self.address = address(launch.free_port())
-        self.extractor, self.mongo, self.name = extractor, mongo, name
-        self.gateway = self._gateway()
-        self.channel, self.stub = face_stub(self.address, make_token(mongo, f"cluster_{name}"))
-
-    def _gateway(self):
-        return gateway_process(f"gateway-{self.name}", self.base, self.address, self.shards.addresses, self.extractor,
-                               self.mongo, f"cluster_{self.name}", cells=CELLS)
-
-    def restart(self) -> None:
-        """Stop the gateway and the shard servers (their Tarantools keep running), then start them again."""
-        self.gateway.stop()
-        self.shards.stop_servers()
-        start_healthy(self.shards.server_items())
-        self.gateway = self._gateway()
-        start_healthy([(self.gateway, self.address)])
-
-    def stop(self) -> None:
-        self.channel.close()
-        self.gateway.stop()
-        self.shards.stop()
 
 
 @pytest.fixture(scope="module")
@@ -333,6 +303,9 @@ def test_import_faces(clusters, enrolled):
     assert found.results[0].query.bbox == common_pb2.BoundingBox()
     assert [(m.face.id, m.face.meta) for m in found.results[0].matches] == [(replies[1].ids[7], "imp1-7")]
     assert found.results[0].matches[0].confidence > 0.999
+    # Nothing measured an imported descriptor's face: quality and orientation stay unknown (0).
+    record = found.results[0].matches[0].face
+    assert (record.quality, record.orientation) == (0, 0) and list(found.skipped) == []
     for face_id in ids:
         stub.DeleteFace(gateway_pb2.DeleteFaceRequest(id=face_id))
     assert len(two.shards.ids(0) + two.shards.ids(1)) == len(enrolled[0])

@@ -83,6 +83,21 @@ def test_pending_faces_are_invisible_until_activated(store, loop):
     assert sorted(loop.run(store.active_faces([first, first + 1, first + 2]))) == [first, first + 1]
 
 
+def test_quality_and_orientation_are_kept_and_older_faces_read_as_unknown(store, loop):
+    first = loop.run(store.allocate_ids(2))
+    measured = NewFace(Descriptor("m", np.zeros(4, np.float32)), ("default",), quality=np.float32(0.8125),
+                       orientation=6)
+    faces = loop.run(store.insert_pending(first, [measured, new("imported")]))
+    loop.run(store.activate([first, first + 1]))
+    assert (faces[0].quality, faces[0].orientation) == (0.8125, 6)
+    assert loop.run(store.get_active(first)) == faces[0]
+    assert (faces[1].quality, faces[1].orientation) == (0.0, 0)
+    # A document written before these fields existed has neither.
+    store.faces.update_one({"_id": first}, {"$unset": {"quality": "", "orientation": ""}})
+    older = loop.run(store.get_active(first))
+    assert (older.quality, older.orientation) == (0.0, 0)
+
+
 def test_stale_pending_and_deleting_scans(store, loop):
     first = loop.run(store.allocate_ids(2))
     loop.run(store.insert_pending(first, [new(), new()]))
