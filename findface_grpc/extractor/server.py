@@ -59,6 +59,7 @@ def build_service(config: ExtractorConfig) -> tuple[ExtractorService, Limits]:
         max_image_bytes=int(config.max_image_mb * 1_000_000),  # MB of 10**6 bytes, as the gateways count
         max_image_pixels=int(config.max_image_megapixels * 1_000_000),
         min_face_size=config.min_face_size,
+        detect_min_face_size=config.detect_min_face_size,
     )
     model_info = ModelInfo(
         pack=config.model_pack,
@@ -67,7 +68,7 @@ def build_service(config: ExtractorConfig) -> tuple[ExtractorService, Limits]:
         dim=embedder.dim,
         providers=tuple(providers),
     )
-    service = ExtractorService(Pipeline(detector, limits), embedder, model_info, config.worker_count, config.embed_workers)
+    service = ExtractorService(Pipeline(detector, limits, config.extra_detection_passes), embedder, model_info, config.worker_count, config.embed_workers)
     return service, limits
 
 

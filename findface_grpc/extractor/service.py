@@ -10,7 +10,7 @@ import numpy as np
 from findface_grpc.extractor import imaging
 from findface_grpc.extractor.batching import EmbedBatcher
 from findface_grpc.extractor.models.base import Detection, Embedder
-from findface_grpc.extractor.pipeline import Box, MultiFace, Pipeline, rescale
+from findface_grpc.extractor.pipeline import Box, Found, MultiFace, Pipeline, Skipped, rescale
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class ModelInfo:
 class ExtractedFace:
     detection: Detection
     descriptor: np.ndarray  # float32, L2-normalised
+    quality: float
     normalized_png: bytes = b""
     thumbnail_jpeg: bytes = b""
 
@@ -35,6 +36,7 @@ class Extraction:
     width: int
     height: int
     faces: tuple[ExtractedFace, ...]
+    skipped: tuple[Skipped, ...] = ()
 
 
 class ExtractorService:
@@ -56,8 +58,8 @@ class ExtractorService:
     async def _in_pool(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
-    async def detect(self, data: bytes, min_face_size: int = 0) -> tuple[int, int, list[Detection]]:
-        return await self._in_pool(self.pipeline.detect_photo, data, min_face_size)
+    async def detect(self, data: bytes, min_face_size: int = 0, try_rotations: bool = False) -> Found:
+        return await self._in_pool(self.pipeline.detect_photo, data, min_face_size, try_rotations)
 
     async def extract(
         self,
@@ -67,8 +69,12 @@ class ExtractorService:
         min_face_size: int = 0,
         want_normalized: bool = False,
         thumbnail_size: int = 0,
+        min_quality: float = 0.0,
+        try_rotations: bool = False,
     ) -> Extraction:
-        prepared = await self._in_pool(self.pipeline.prepare, data, boxes, selector, min_face_size)
+        prepared = await self._in_pool(
+            self.pipeline.prepare, data, boxes, selector, min_face_size, min_quality, try_rotations
+        )
         crops = np.stack([f.crop for f in prepared.faces]) if prepared.faces else np.zeros((0, 112, 112, 3), np.uint8)
         vectors = await self.batcher.embed(crops)
         extras: list[tuple[bytes, bytes]] = [(b"", b"")] * len(prepared.faces)
@@ -88,6 +94,7 @@ class ExtractorService:
             extras = await self._in_pool(encode)
         width, height = prepared.width, prepared.height
         faces = tuple(
-            ExtractedFace(f.detection, vectors[i], extras[i][0], extras[i][1]) for i, f in enumerate(prepared.faces)
+            ExtractedFace(f.detection, vectors[i], f.quality, extras[i][0], extras[i][1])
+            for i, f in enumerate(prepared.faces)
         )
-        return Extraction(width, height, faces)
+        return Extraction(width, height, faces, prepared.skipped)

@@ -7,7 +7,7 @@ from findface_grpc import __version__
 from findface_grpc.convert import box_from_pb, box_to_pb, descriptor_to_pb, landmarks_to_pb
 from findface_grpc.errors import FindFaceError, InvalidArgument
 from findface_grpc.extractor.models.base import Detection
-from findface_grpc.extractor.pipeline import Limits, MultiFace
+from findface_grpc.extractor.pipeline import Limits, MultiFace, Skipped, SkipReason
 from findface_grpc.extractor.service import ExtractedFace, ExtractorService
 from findface_grpc.rpc import status_code
 from findface_grpc.v1 import common_pb2, extractor_pb2, extractor_pb2_grpc
@@ -21,6 +21,12 @@ SELECTORS = {
 DEFAULT_THUMBNAIL = 160
 
 
+def _min_quality(value: float) -> float:
+    if not 0.0 <= value <= 1.0:  # NaN too
+        raise InvalidArgument(f"min_quality must be in [0, 1], not {value}")
+    return value
+
+
 def selector_from_pb(value: int) -> MultiFace:
     try:
         return SELECTORS[value]
@@ -28,8 +34,26 @@ def selector_from_pb(value: int) -> MultiFace:
         raise InvalidArgument(f"unknown mf_selector {value}") from None
 
 
-def detection_to_pb(d: Detection) -> common_pb2.DetectedFace:
-    return common_pb2.DetectedFace(bbox=box_to_pb(d.bbox), landmarks=landmarks_to_pb(d.landmarks), det_score=d.score)
+SKIP_REASONS = {
+    SkipReason.TOO_SMALL: common_pb2.SKIP_REASON_TOO_SMALL,
+    SkipReason.LOW_QUALITY: common_pb2.SKIP_REASON_LOW_QUALITY,
+}
+
+
+def detection_to_pb(d: Detection, quality: float) -> common_pb2.DetectedFace:
+    return common_pb2.DetectedFace(
+        bbox=box_to_pb(d.bbox),
+        landmarks=landmarks_to_pb(d.landmarks),
+        det_score=d.score,
+        quality=quality,
+        orientation=d.orientation,
+    )
+
+
+def skipped_to_pb(s: Skipped) -> common_pb2.SkippedFace:
+    return common_pb2.SkippedFace(
+        face=detection_to_pb(s.face.detection, s.face.quality), reason=SKIP_REASONS[s.reason], message=s.message
+    )
 
 
 class ExtractorServicer(extractor_pb2_grpc.ExtractorServicer):
@@ -39,16 +63,19 @@ class ExtractorServicer(extractor_pb2_grpc.ExtractorServicer):
         self.max_batch = max_batch
 
     def _face_to_pb(self, face: ExtractedFace) -> common_pb2.DetectedFace:
-        msg = detection_to_pb(face.detection)
+        msg = detection_to_pb(face.detection, face.quality)
         msg.descriptor.CopyFrom(descriptor_to_pb(face.descriptor, self.service.info.embedder_id))
         msg.normalized = face.normalized_png
         msg.thumbnail = face.thumbnail_jpeg
         return msg
 
     async def Detect(self, request, context):
-        width, height, detections = await self.service.detect(request.image, request.min_face_size)
+        found = await self.service.detect(request.image, request.min_face_size, request.try_rotations)
         return extractor_pb2.DetectResponse(
-            faces=[detection_to_pb(d) for d in detections], image_width=width, image_height=height
+            faces=[detection_to_pb(f.detection, f.quality) for f in found.faces],
+            image_width=found.width,
+            image_height=found.height,
+            orientation=found.orientation,
         )
 
     async def _extract(self, request) -> extractor_pb2.ExtractResponse:
@@ -59,12 +86,15 @@ class ExtractorServicer(extractor_pb2_grpc.ExtractorServicer):
             min_face_size=request.min_face_size,
             want_normalized=request.return_normalized,
             thumbnail_size=(request.thumbnail_size or DEFAULT_THUMBNAIL) if request.return_thumbnail else 0,
+            min_quality=_min_quality(request.min_quality),
+            try_rotations=request.try_rotations,
         )
         return extractor_pb2.ExtractResponse(
             faces=[self._face_to_pb(f) for f in result.faces],
             image_width=result.width,
             image_height=result.height,
             request_id=request.request_id,
+            skipped=[skipped_to_pb(s) for s in result.skipped],
         )
 
     async def Extract(self, request, context):
@@ -106,6 +136,7 @@ class ExtractorServicer(extractor_pb2_grpc.ExtractorServicer):
             execution_providers=list(info.providers),
             max_batch=self.max_batch,
             min_face_size=self.limits.min_face_size,
+            detect_min_face_size=self.limits.detect_min_face_size,
             max_image_bytes=self.limits.max_image_bytes,
             max_image_pixels=self.limits.max_image_pixels,
             version=__version__,

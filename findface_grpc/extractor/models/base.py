@@ -21,11 +21,19 @@ class Detection:
     # mouth corner.
     landmarks: tuple[Point, ...]
     score: float
+    # EXIF orientation of the face in the image given to the detector: 1 upright, 3 upside down, 6 and 8 lying
+    # on its side (see common.proto). Detectors find upright faces only; the others come from turned passes.
+    orientation: int = 1
 
 
 class Detector(Protocol):
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        """HxWx3 uint8 RGB of any size -> faces scoring at least the detector's threshold, best first, after NMS."""
+    input_size: int  # side of the square the photo is letterboxed into
+    resizable: bool  # whether `detect` also runs at other input sizes (multiples of 32)
+    upright_score: float  # faces scoring under this may be turned faces, found with a lower score
+
+    def detect(self, image: np.ndarray, input_size: int | None = None) -> list[Detection]:
+        """HxWx3 uint8 RGB of any size -> faces scoring at least the detector's threshold, best first, after NMS.
+        `input_size`: letterbox into this square instead of `input_size` (only when `resizable`)."""
         ...
 
 

@@ -140,3 +140,34 @@ def align_face(image: np.ndarray, landmarks, size: int = 112) -> np.ndarray:
     """The face with these 5 landmarks, warped so that they fall on the ArcFace template: size x size x 3 uint8."""
     matrix = estimate_similarity(np.asarray(landmarks), ARCFACE_TEMPLATE * (size / 112.0))
     return warp_affine(image, matrix, size, size)
+
+
+# np.rot90(image, k) turns a photo k quarter turns counter-clockwise; a face upright after that turn lies in the
+# photo as this EXIF orientation says (8: the photo needs a quarter turn counter-clockwise to show it upright).
+QUARTER_TURNS_TO_ORIENTATION = {0: 1, 1: 8, 2: 3, 3: 6}
+
+
+def unturn_points(points: np.ndarray, quarter_turns: int, width: int, height: int) -> np.ndarray:
+    """Points (..., 2) in np.rot90(image, quarter_turns) -> the same points in `image`, which is width x height.
+
+    Exact under the pixel-centre convention above, for boxes' edges as for landmarks.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    x, y = points[..., 0], points[..., 1]
+    k = quarter_turns % 4
+    if k == 0:
+        back = (x, y)
+    elif k == 1:
+        back = (width - 1 - y, x)
+    elif k == 2:
+        back = (width - 1 - x, height - 1 - y)
+    else:
+        back = (y, height - 1 - x)
+    return np.stack(back, axis=-1)
+
+
+def roll_degrees(landmarks) -> float:
+    """Angle of the line from the left eye to the right eye against the horizontal: about 0 for an upright face,
+    about +-90 for one lying on its side, about 180 for one upside down."""
+    (lx, ly), (rx, ry) = landmarks[0], landmarks[1]
+    return float(np.degrees(np.arctan2(ry - ly, rx - lx)))

@@ -17,6 +17,9 @@ ANCHORS_PER_CELL = 2
 
 
 class ScrfdDetector:
+    # Above this a face is taken as upright without checking its turns: upright faces of the labelled photos score 0.71-0.90 (median 0.83); turned ones 0.52-0.81.
+    upright_score = 0.8
+
     def __init__(
         self,
         session: ort.InferenceSession,
@@ -43,16 +46,27 @@ class ScrfdDetector:
         self.input_size = input_size
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
+        # An export with a free input size runs at any square multiple of the largest stride: small inputs are
+        # how faces larger than the largest anchors are found, at a fraction of the cost.
+        self.resizable = not fixed
         self._input_name = inputs[0].name
         self._output_names = [o.name for o in outputs]
-        self._centres = [_anchor_centres(input_size, stride) for stride in STRIDES]
+        self._centres: dict[int, list[np.ndarray]] = {}
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        padded, scale = letterbox(image, self.input_size)
+    def _anchor_centres(self, input_size: int) -> list[np.ndarray]:
+        if input_size not in self._centres:
+            self._centres[input_size] = [_anchor_centres(input_size, stride) for stride in STRIDES]
+        return self._centres[input_size]
+
+    def detect(self, image: np.ndarray, input_size: int | None = None) -> list[Detection]:
+        size = input_size or self.input_size
+        if size != self.input_size and (not self.resizable or size % STRIDES[-1]):
+            raise ModelError(f"this SCRFD export runs only at {self.input_size} px, not {size}")
+        padded, scale = letterbox(image, size)
         blob = ((padded.astype(np.float32) - 127.5) / 128.0).transpose(2, 0, 1)[None]
         outputs = self.session.run(self._output_names, {self._input_name: np.ascontiguousarray(blob)})
         boxes, points, scores = [], [], []
-        for i, (stride, centres) in enumerate(zip(STRIDES, self._centres)):
+        for i, (stride, centres) in enumerate(zip(STRIDES, self._anchor_centres(size))):
             # Batched exports give 1 x anchors x k, others anchors x k: the same once flattened.
             level_scores = outputs[i].reshape(-1)
             if len(level_scores) != len(centres):
