@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import quote, unquote, urlencode
 
@@ -38,6 +37,7 @@ from gateway_http.errors import (
     from_grpc,
 )
 from gateway_http.params import MAX_ID, MAX_LIMIT, MAX_N, Params, Photo, check_gallery, too_large
+from gateway_http.replies import box_key, box_of, detected_json, face_json, skipped_json, timestamp
 
 log = logging.getLogger(__name__)
 
@@ -103,43 +103,6 @@ class LegacyRequest(Request):
 
     def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
         return io.BytesIO()
-
-
-def timestamp(ts) -> str:
-    """ISO 8601 in UTC, as the original wrote it: 2016-06-13T11:06:42.075754."""
-    if not ts.seconds and not ts.nanos:
-        return ""
-    moment = datetime.fromtimestamp(ts.seconds, timezone.utc) + timedelta(microseconds=ts.nanos // 1000)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")
-
-
-def face_json(face: common_pb2.FaceRecord) -> dict:
-    out = {
-        "id": face.id,
-        "timestamp": timestamp(face.created_at),
-        "photo": face.photo,
-        "photo_hash": face.photo_hash,
-        "thumbnail": face.thumbnail,
-        "normalized": face.normalized,
-        **box_json((face.bbox.x1, face.bbox.y1, face.bbox.x2, face.bbox.y2)),
-        "meta": face.meta,
-        "galleries": list(face.galleries),
-    }
-    if face.person_id:
-        out["person_id"] = face.person_id
-    if face.cam_id:
-        out["cam_id"] = face.cam_id
-    return out
-
-
-def box_of(msg: common_pb2.BoundingBox) -> tuple[float, float, float, float]:
-    return (msg.x1, msg.y1, msg.x2, msg.y2)
-
-
-def box_key(msg: common_pb2.BoundingBox) -> str:
-    """The identify result key: the query face's box as the text "[x1, y1, x2, y2]"."""
-    b = box_json(box_of(msg))
-    return f"[{b['x1']}, {b['y1']}, {b['x2']}, {b['y2']}]"
 
 
 def image_pb(photo: Photo) -> common_pb2.ImageSource:
@@ -221,11 +184,13 @@ class FaceApi:
     def detect(self, call: Call) -> Reply:
         p = call.params
         photo = p.photo("photo")
+        try_rotations = p.flag("try_rotations")
         self._attributes(call)
-        reply = self.rpc(call, "Detect", gateway_pb2.FaceDetectRequest(image=image_pb(photo)),
-                         {"image": ("photo", photo.shown)})
-        # Coordinates are always in the upright photo (EXIF orientation applied), which orientation 1 says.
-        return Reply(body={"faces": [box_json(box_of(f.bbox)) for f in reply.faces], "orientation": 1})
+        request = gateway_pb2.FaceDetectRequest(image=image_pb(photo), try_rotations=try_rotations)
+        reply = self.rpc(call, "Detect", request, {"image": ("photo", photo.shown)})
+        # Coordinates are always in the photo as sent, EXIF orientation applied. orientation says which way up
+        # its best face is (1 upright); a gateway older than the field sends 0, which meant upright.
+        return Reply(body={"faces": [detected_json(f) for f in reply.faces], "orientation": reply.orientation or 1})
 
     def verify(self, call: Call) -> Reply:
         p = call.params
@@ -236,9 +201,11 @@ class FaceApi:
                 raise bad_param(name, p.get(name), f"{name}: give one box per photo")
         threshold = p.threshold()
         selector = p.selector()
+        try_rotations = p.flag("try_rotations")
         self._attributes(call)
         request = gateway_pb2.VerifyRequest(image1=image_pb(photo1), image2=image_pb(photo2),
-                                            threshold=threshold_pb(threshold), mf_selector=SELECTORS.get(selector, 0))
+                                            threshold=threshold_pb(threshold), mf_selector=SELECTORS.get(selector, 0),
+                                            try_rotations=try_rotations)
         if boxes1:
             request.bbox1.CopyFrom(box_pb(boxes1[0]))
         if boxes2:
@@ -255,7 +222,8 @@ class FaceApi:
             if decide:
                 item["verified"] = pair.verified
             results.append(item)
-        body: dict[str, Any] = {"results": results}
+        body: dict[str, Any] = {"results": results, "skipped1": skipped_json(reply.skipped1),
+                                "skipped2": skipped_json(reply.skipped2)}
         if decide:
             # As the original: the photos verify when every face of the first has a match in the second.
             firsts: dict[str, bool] = {}
@@ -276,11 +244,12 @@ class FaceApi:
         n = p.integer("n", 1, MAX_N)
         selector = p.selector()
         strict = p.flag("strict")
+        try_rotations = p.flag("try_rotations")
         gallery = path_gallery(call) if "gallery" in call.args else ""
         self._attributes(call)
         request = gateway_pb2.IdentifyRequest(
             image=image_pb(photo), bboxes=[box_pb(b) for b in boxes], gallery=gallery, n=n or 1,
-            threshold=threshold_pb(threshold), mf_selector=SELECTORS.get(selector, 0),
+            threshold=threshold_pb(threshold), mf_selector=SELECTORS.get(selector, 0), try_rotations=try_rotations,
         )
         reply = self.rpc(call, "Identify", request, {
             "image": ("photo", photo.shown), "bboxes": ("bbox", p.get("bbox")), "gallery": ("gallery", gallery),
@@ -296,7 +265,8 @@ class FaceApi:
             results[box_key(item.query.bbox)] = [
                 {"confidence": m.confidence, "face": face_json(m.face)} for m in item.matches
             ]
-        return Reply(body={"results": results}, headers={"X-Live-Servers": live})
+        return Reply(body={"results": results, "skipped": skipped_json(reply.skipped)},
+                     headers={"X-Live-Servers": live})
 
     # ---- faces ----
 
@@ -309,16 +279,19 @@ class FaceApi:
         selector = p.selector()
         cam_id = p.string("cam_id", 256) or ""
         person_id = p.string("person_id", 256) or ""
+        min_quality = p.fraction("min_quality")
+        try_rotations = p.flag("try_rotations")
         self._attributes(call)
         request = gateway_pb2.CreateFaceRequest(
             image=image_pb(photo), bboxes=[box_pb(b) for b in boxes], meta=meta, galleries=galleries,
-            mf_selector=SELECTORS.get(selector, 0), person_id=person_id, cam_id=cam_id,
+            mf_selector=SELECTORS.get(selector, 0), person_id=person_id, cam_id=cam_id, min_quality=min_quality or 0.0,
+            try_rotations=try_rotations,
         )
         reply = self.rpc(call, "CreateFace", request, {
             "image": ("photo", photo.shown), "bboxes": ("bbox", p.get("bbox")),
-            "galleries": ("galleries", p.get("galleries")),
+            "galleries": ("galleries", p.get("galleries")), "min_quality": ("min_quality", p.get("min_quality")),
         })
-        return Reply(body={"results": [face_json(f) for f in reply.faces]})
+        return Reply(body={"results": [face_json(f) for f in reply.faces], "skipped": skipped_json(reply.skipped)})
 
     def get_face(self, call: Call) -> Reply:
         fid = face_id(call)

@@ -15,7 +15,7 @@ TITLE = "findface-grpc legacy HTTP API (facenapi-compatible)"
 @dataclass(frozen=True)
 class Param:
     name: str
-    kind: str  # string, integer, number, boolean, photo, bbox, bboxes, galleries, threshold, selector, object
+    kind: str  # string, integer, number, fraction, boolean, photo, bbox, bboxes, galleries, threshold, selector, object
     text: str
     required: bool = False
     v1_only: bool = False
@@ -42,22 +42,34 @@ SELECTOR = Param("mf_selector", "selector", "several faces in a photo: biggest (
                                             "the faces' boxes and reason 'Too many faces: N')")
 FLAGS = tuple(Param(n, "boolean", "v1 only; refused with 400 BAD_PARAM: no attribute model is installed", v1_only=True)
               for n in ("gender", "age", "emotions"))
+TRY_ROTATIONS = Param("try_rotations", "boolean", "true: look for faces turned by 90, 180 and 270 degrees too "
+                                                   "(slower); without it they are looked for only when no upright "
+                                                   "face is found")
+MIN_QUALITY = Param("min_quality", "fraction", "refuse faces whose quality is under this number in [0, 1]; default 0 "
+                                               "(no limit). With mf_selector all such faces are listed under skipped "
+                                               "and the others enrolled; else the call fails with 400")
+SKIPPED = ('"skipped": the faces found but not used ([] when none), each {"bbox", "quality", "reason": "too_small" '
+           'or "low_quality", "message"}')
 FACE = ("a face: id, timestamp (ISO 8601, UTC), photo, photo_hash, thumbnail, normalized (URLs, empty without a "
-        "photo store), x1, y1, x2, y2, meta, galleries; person_id and cam_id when set")
+        "photo store), x1, y1, x2, y2, meta, galleries, quality, orientation (0 for faces imported as descriptors or "
+        "enrolled before these were measured); person_id and cam_id when set")
 PAGE = ("results (faces, newest first), next_page (path and query of the next page, ?max_id=..., or null on the "
         "last page), prev_page (path and query of the page before, with newer faces: ?max_id=..., or no max_id when "
         "that is the first page; null on the first page)")
 
 METHODS = (
     Method("POST", "/detect", "Find the faces in a photo.",
-           (Param("photo", "photo", PHOTO, required=True), *FLAGS),
-           '{"faces": [bbox...], "orientation": 1} (coordinates are always for the upright photo)'),
+           (Param("photo", "photo", PHOTO, required=True), TRY_ROTATIONS, *FLAGS),
+           '{"faces": [{"x1", "y1", "x2", "y2", "quality", "orientation"}...], "orientation": the best face\'s '
+           '(1 when there is none)}: every face of at least 20x20 px, those too small to enroll included; '
+           'coordinates are always in the photo as sent, EXIF orientation applied'),
     Method("POST", "/verify", "Are the faces in two photos the same person?",
            (Param("photo1", "photo", PHOTO, required=True), Param("photo2", "photo", PHOTO, required=True),
             Param("bbox1", "bbox", "the face to use in photo1"), Param("bbox2", "bbox", "the face to use in photo2"),
-            THRESHOLD, SELECTOR, *FLAGS),
+            THRESHOLD, SELECTOR, TRY_ROTATIONS, *FLAGS),
            '{"results": [{"bbox1", "bbox2", "confidence", "verified"}], "verified": true if every face of photo1 '
-           'has a match in photo2}; with threshold none, "verified" is left out'),
+           'has a match in photo2, "skipped1", "skipped2"}; with threshold none, "verified" is left out; '
+           '"skipped1" and "skipped2": the faces of photo1 and photo2 found but not used, as "skipped" of /face'),
     Method("POST", "/identify", "The enrolled faces most like each face of a photo.",
            (Param("photo", "photo", PHOTO, required=True), Param("bbox", "bboxes", "the faces to use"),
             Param("x1", "number", "with y1, x2, y2: one face box given as separate numbers"),
@@ -65,16 +77,17 @@ METHODS = (
             THRESHOLD, Param("n", "integer", "matches per face, 1..1000, default 1"), SELECTOR,
             Param("strict", "boolean", "true: fail with 503 when an index shard does not answer, instead of "
                                        "answering from the others"),
-            *FLAGS),
-           '{"results": {"[x1, y1, x2, y2]": [{"confidence", "face"}...]}}; header X-Live-Servers: '
-           'answered/total index shards',
+            TRY_ROTATIONS, *FLAGS),
+           '{"results": {"[x1, y1, x2, y2]": [{"confidence", "face"}...]}, "skipped"}; header X-Live-Servers: '
+           'answered/total index shards; ' + SKIPPED,
            aliases=("/faces/gallery/{gallery}/identify", "/face/gallery/{gallery}/identify")),
     Method("POST", "/face", "Enroll the faces of a photo.",
            (Param("photo", "photo", PHOTO, required=True), Param("meta", "string", "free text kept with the face"),
             Param("bbox", "bboxes", "the faces to enroll"), SELECTOR,
             Param("galleries", "galleries", "galleries to add the faces to; 'default' is always one"),
-            Param("cam_id", "string", "camera id"), Param("person_id", "string", "your grouping key"), *FLAGS),
-           '{"results": [face...]}'),
+            Param("cam_id", "string", "camera id"), Param("person_id", "string", "your grouping key"),
+            MIN_QUALITY, TRY_ROTATIONS, *FLAGS),
+           '{"results": [face...], "skipped"}; ' + SKIPPED),
     Method("GET", "/face/id/{id}", "One face.", (), FACE + " (/faces/id/{id} answers a one-face list, as the Go "
            "client humaniq/findface reads it)", aliases=("/faces/id/{id}",)),
     Method("PUT", "/face/id/{id}", "Change a face's meta or galleries.",
@@ -135,8 +148,20 @@ CONVENTIONS = (
     "(401), BAD_PARAM (400; 409 for an existing gallery), MALFORMED_JSON (400), EXTRACTION_ERROR (400, a photo "
     "that cannot be decoded), NOT_FOUND (404), METHOD_NOT_ALLOWED (405), BODY_TOO_LARGE (413, bodies over 10 MB), "
     "SERVICE_UNAVAILABLE (503: a part of the cluster is down), INTERNAL_ERROR (500).",
-    "Photos: JPEG, PNG or WEBP, at most 10 MB; faces smaller than 50x50 px are ignored. Photo URLs must be public "
-    "(the server refuses private addresses unless configured) and direct: redirects are not followed.",
+    "Photos: JPEG, PNG or WEBP, at most 10 MB. Photo URLs must be public (the server refuses private addresses "
+    "unless configured) and direct: redirects are not followed.",
+    "Face size: /detect reports faces from 20x20 px; enrolling, identifying and verifying use faces of at least "
+    "50x50 px (the extractor's detect_min_face_size and min_face_size). Smaller faces, and with min_quality those "
+    "under it, are left out and listed under skipped (skipped1 and skipped2 in /verify; [] when none) as "
+    "{\"bbox\", \"quality\", \"reason\": \"too_small\" or \"low_quality\", \"message\"}. With "
+    "mf_selector biggest (the default) or reject such a face is refused instead: 400 BAD_PARAM (param photo) whose "
+    "reason names its size or quality and the minimum; with all, the call fails only when no face can be used.",
+    "Every face found has a quality in [0, 1]: how fit it is for recognition, from its size, sharpness, pose and "
+    "detector score (under about 0.3 expect confidences well below those of the person's good photos), and an "
+    "orientation, as in EXIF: 1 upright, 3 upside down, 6 lying on its left side (the photo needs turning 90 "
+    "degrees clockwise to show it upright), 8 lying on its right side (90 degrees counter-clockwise). Turned faces "
+    "are looked for when no upright one is found, or always with try_rotations; boxes stay in the photo's own "
+    "pixels either way. Faces imported as descriptors, or enrolled before quality was measured, have 0 for both.",
     "confidence is the cosine similarity of the two faces' descriptors, clipped to [0, 1]: higher is more alike. "
     "Presets keep the original's false accept rates; their values depend on the model pack (docs/thresholds.md). "
     "Numeric thresholds of the original product were on its own scale and do not carry over.",
@@ -157,6 +182,7 @@ _TYPES = {
     "threshold": {"oneOf": [{"type": "string", "enum": ["strict", "medium", "low", "none"]},
                             {"type": "number", "minimum": 0, "maximum": 1}]},
     "selector": {"type": "string", "enum": ["biggest", "all", "reject"]},
+    "fraction": {"type": "number", "minimum": 0, "maximum": 1},
     "object": {"type": "object"},
 }
 
@@ -170,14 +196,19 @@ _SCHEMAS = {
     ]},
     "GalleryName": {"type": "string", "pattern": "^[a-zA-Z0-9_-]{1,48}$"},
     "Face": {"type": "object", "required": ["id", "timestamp", "photo", "photo_hash", "thumbnail", "normalized",
-                                            "x1", "y1", "x2", "y2", "meta", "galleries"],
+                                            "x1", "y1", "x2", "y2", "meta", "galleries", "quality", "orientation"],
              "properties": {
                  "id": {"type": "integer"}, "timestamp": {"type": "string", "format": "date-time"},
                  "photo": {"type": "string"}, "photo_hash": {"type": "string"}, "thumbnail": {"type": "string"},
                  "normalized": {"type": "string"}, "x1": {"type": "integer"}, "y1": {"type": "integer"},
                  "x2": {"type": "integer"}, "y2": {"type": "integer"}, "meta": {"type": "string"},
                  "galleries": {"type": "array", "items": {"type": "string"}}, "person_id": {"type": "string"},
-                 "cam_id": {"type": "string"}}},
+                 "cam_id": {"type": "string"}, "quality": {"type": "number", "minimum": 0, "maximum": 1},
+                 "orientation": {"type": "integer", "enum": [0, 1, 3, 6, 8]}}},
+    "SkippedFace": {"type": "object", "required": ["bbox", "quality", "reason", "message"], "properties": {
+        "bbox": {"$ref": "#/components/schemas/BBox"}, "quality": {"type": "number", "minimum": 0, "maximum": 1},
+        "reason": {"type": "string", "enum": ["too_small", "low_quality", "unspecified"]},
+        "message": {"type": "string"}}},
     "Error": {"type": "object", "required": ["code", "reason"], "properties": {
         "code": {"type": "string"}, "reason": {"type": "string"}, "param": {"type": "string"}, "value": {},
         "faces": {"type": "array", "items": {"$ref": "#/components/schemas/BBox"}}}},

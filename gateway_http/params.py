@@ -213,6 +213,25 @@ class Params:
             raise bad_param(name, value, f"{name} must be within [0, 1]")
         return number
 
+    def fraction(self, name: str) -> float | None:
+        """A number in [0, 1] (min_quality), given as a number or as text; None when absent."""
+        value = self.get(name)
+        if value is None:
+            return None
+        number: float | None = None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = float(value)
+        elif isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                pass
+        if number is None:
+            raise bad_param(name, value, f"{name} must be a number in [0, 1]")
+        if math.isnan(number) or not 0.0 <= number <= 1.0:
+            raise bad_param(name, value, f"{name} must be within [0, 1]")
+        return number
+
     def selector(self, name: str = "mf_selector") -> str | None:
         value = self.get(name)
         if value is None:

@@ -158,7 +158,7 @@ def test_unusable_photos(api, photo_server, faces):
     body = check_error(api.post("/v1/face", files={"photo": ("blank.png", blank_png())}), 400, "BAD_PARAM", "photo")
     assert "no face" in body["reason"]
     # ... while identify just finds no face to look for.
-    assert api.post("/v1/identify", files={"photo": ("blank.png", blank_png())}).json == {"results": {}}
+    assert api.post("/v1/identify", files={"photo": ("blank.png", blank_png())}).json == {"results": {}, "skipped": []}
     # A box with no face in it names the box.
     check_error(api.post("/v1/identify", files={"photo": ("blank.png", blank_png())},
                          form={"bbox": "[10, 10, 120, 120]"}), 400, "BAD_PARAM", "bbox")

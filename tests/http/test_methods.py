@@ -81,7 +81,8 @@ def test_detect_by_upload_and_url(api, photos, photo_server, faces):
         assert reply.status == 200, reply.json
         assert reply.json["orientation"] == 1
         (box,) = reply.json["faces"]
-        assert set(box) == {"x1", "y1", "x2", "y2"} and all(isinstance(v, int) for v in box.values())
+        assert set(box) == {"x1", "y1", "x2", "y2", "quality", "orientation"}
+        assert all(isinstance(box[k], int) for k in ("x1", "y1", "x2", "y2", "orientation"))
     assert by_upload.json == by_url.json
     couple = api.post("/v1/detect", files={"photo": ("couple.jpg", (faces / "deepface/couple.jpg").read_bytes())})
     assert couple.status == 200 and len(couple.json["faces"]) == 2

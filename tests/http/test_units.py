@@ -11,10 +11,12 @@ from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
 from findface_grpc.rpc import DETAILS_KEY
+from findface_grpc.v1 import common_pb2
 from gateway_http import docs
 from gateway_http.app import ROUTES, split_path
 from gateway_http.errors import LegacyError, from_grpc
 from gateway_http.params import Params
+from gateway_http.replies import detected_json, face_json, skipped_json
 
 LIMIT = 10_000_000
 
@@ -71,6 +73,20 @@ def test_bad_thresholds(value):
     assert error_of(lambda: params(json={"threshold": value}).threshold()).param == "threshold"
 
 
+@pytest.mark.parametrize("value, expected", [(0.5, 0.5), ("0.25", 0.25), (" 1 ", 1.0), (0, 0.0), (1, 1.0),
+                                             (None, None), ("", None)])
+def test_fractions(value, expected):
+    assert params(json={"min_quality": value}).fraction("min_quality") == expected
+    if isinstance(value, str):
+        assert params(data={"min_quality": value}).fraction("min_quality") == expected
+
+
+@pytest.mark.parametrize("value", ["1.5", 1.01, -0.1, "NaN", "high", True, [0.5], {"q": 1}])
+def test_bad_fractions(value):
+    e = error_of(lambda: params(json={"min_quality": value}).fraction("min_quality"))
+    assert (e.status, e.code, e.param, e.value) == (400, "BAD_PARAM", "min_quality", value)
+
+
 @pytest.mark.parametrize("value, expected", [(True, True), ("true", True), ("1", True), (1, True), (False, False),
                                              ("false", False), ("", False), (None, False), (0, False)])
 def test_flags(value, expected):
@@ -120,6 +136,10 @@ S = grpc.StatusCode
     (S.INVALID_ARGUMENT, "image: no face found in box [1, 2, 3, 4]", {"image": ("photo", "u"), "bbox": ("bbox", [1])},
      400, "BAD_PARAM", "bbox"),
     (S.INVALID_ARGUMENT, "image: no face found", {"image": ("photo", "u")}, 400, "BAD_PARAM", "photo"),
+    (S.INVALID_ARGUMENT, "image1: face at [35, 222, 62, 259] is 27x37 px, under the minimum of 50 px for recognition",
+     {"image1": ("photo1", "u")}, 400, "BAD_PARAM", "photo1"),
+    (S.INVALID_ARGUMENT, "min_quality must be within [0, 1], got 1.5", {"min_quality": ("min_quality", 1.5)}, 400,
+     "BAD_PARAM", "min_quality"),
     (S.INVALID_ARGUMENT, "n must be within 1..1000, got 0", {"n": ("n", 0)}, 400, "BAD_PARAM", "n"),
     (S.NOT_FOUND, "face 12 not found", {"face": ("id", 12)}, 404, "NOT_FOUND", "id"),
     (S.NOT_FOUND, "galleries: gallery 'x' not found", {"galleries": ("galleries", ["x"])}, 400, "BAD_PARAM",
@@ -141,6 +161,12 @@ def test_grpc_errors_map_to_legacy_errors(code, message, fields, status, legacy,
     assert body["code"] == legacy and body["reason"]
     if legacy == "BAD_PARAM":
         assert "param" in body and "value" in body
+
+
+def test_a_face_too_small_is_refused_in_the_extractors_words():
+    message = "image: no face can be used: face at [35, 222, 62, 259] is 27x37 px, under the minimum of 50 px"
+    e = from_grpc(FakeRpcError(S.INVALID_ARGUMENT, message), {"image": ("photo", "<uploaded file a.jpg>")})
+    assert e.body() == {"code": "BAD_PARAM", "reason": message, "param": "photo", "value": "<uploaded file a.jpg>"}
 
 
 def test_too_many_faces_lists_their_boxes():
@@ -187,10 +213,31 @@ def test_config_from_file_and_environment(tmp_path):
             config_mod.load(HttpConfig, "http", None, environ={}, overrides=bad)
 
 
+def test_faces_in_replies_carry_quality_orientation_and_why_they_were_skipped():
+    face = common_pb2.DetectedFace(bbox=common_pb2.BoundingBox(x1=10.4, y1=20.6, x2=40, y2=60), quality=0.8234,
+                                   orientation=6)
+    box = {"x1": 10, "y1": 21, "x2": 40, "y2": 60}
+    # float32 0.8234 is 0.8234000205993652 as a double; the JSON shows what was meant.
+    assert detected_json(face) == {**box, "quality": 0.8234, "orientation": 6}
+    skipped = [common_pb2.SkippedFace(face=face, reason=common_pb2.SKIP_REASON_TOO_SMALL, message="27x38 px"),
+               common_pb2.SkippedFace(face=face, reason=common_pb2.SKIP_REASON_LOW_QUALITY, message="q"),
+               common_pb2.SkippedFace(face=face, message="a newer reason")]
+    assert skipped_json(skipped) == [
+        {"bbox": box, "quality": 0.8234, "reason": "too_small", "message": "27x38 px"},
+        {"bbox": box, "quality": 0.8234, "reason": "low_quality", "message": "q"},
+        {"bbox": box, "quality": 0.8234, "reason": "unspecified", "message": "a newer reason"},
+    ]
+    assert skipped_json([]) == []
+    record = face_json(common_pb2.FaceRecord(id=3, bbox=face.bbox, quality=0.5, orientation=1))
+    assert (record["quality"], record["orientation"]) == (0.5, 1)
+    imported = face_json(common_pb2.FaceRecord(id=4))
+    assert (imported["quality"], imported["orientation"]) == (0, 0)
+
+
 def test_timestamps_are_iso_8601_utc():
     from google.protobuf.timestamp_pb2 import Timestamp
 
-    from gateway_http.app import timestamp
+    from gateway_http.replies import timestamp
 
     assert timestamp(Timestamp(seconds=1465816002, nanos=75754000)) == "2016-06-13T11:06:42.075754"
     assert timestamp(Timestamp()) == ""
