@@ -102,17 +102,27 @@ export const api = {
   deleteFace: (id) => request("DELETE", `/face/id/${id}`),
   detect: async (photo, onProgress) =>
     (await request("POST", "/detect", { form: { photo }, onProgress })).body.faces,
+  /**
+   * {results: faces enrolled, skipped: faces found but not enrolled}. `boxes` null: every face the server can use
+   * (mf_selector all), the rest skipped with the reason; with boxes, a face in one that cannot be used fails it all.
+   */
   enroll: async (photo, boxes, gallery, meta, onProgress) =>
     (await request("POST", "/face", {
-      form: { photo, bbox: boxes.map((b) => [b.x1, b.y1, b.x2, b.y2]), galleries: [gallery], meta },
+      form: {
+        photo,
+        bbox: boxes?.map((b) => [b.x1, b.y1, b.x2, b.y2]),
+        mf_selector: boxes ? undefined : "all",
+        galleries: [gallery],
+        meta,
+      },
       onProgress,
-    })).body.results,
+    })).body,
   identify: async (photo, gallery, threshold, n, onProgress) => {
     const reply = await request("POST", `/faces/gallery/${encodeURIComponent(gallery)}/identify`, {
       form: { photo, threshold, n: String(n), mf_selector: "all" },
       onProgress,
     });
-    return { results: reply.body.results, live: reply.header("X-Live-Servers") };
+    return { results: reply.body.results, skipped: reply.body.skipped ?? [], live: reply.header("X-Live-Servers") };
   },
   verify: async (photo1, photo2, threshold) =>
     (await request("POST", "/verify", { form: { photo1, photo2, threshold, mf_selector: "all" } })).body,

@@ -7,6 +7,8 @@ const notice = document.getElementById("notice");
 const nav = document.getElementById("nav");
 const PAGE_SIZE = 24;
 const PRESETS = ["strict", "medium", "low", "none"];
+// Under about this quality the API's docs expect confidences well below those of the person's good photos.
+const LOW_QUALITY = 0.3;
 
 // ---- messages ----
 
@@ -144,6 +146,31 @@ function faceCard(face, { confidence, actions } = {}) {
 }
 
 const fileUrls = new WeakMap(); // one blob: URL per picked file, however often it is drawn
+
+/** What a box label adds about a detected face's quality: {note: "q 0.82", className, hint}. */
+function qualityMark(quality) {
+  if (typeof quality !== "number") return {};
+  const low = quality < LOW_QUALITY;
+  return {
+    note: `q ${quality.toFixed(2)}`,
+    className: low ? "low-quality" : undefined,
+    hint: low ? "low quality: its matches will be weaker" : `quality ${quality.toFixed(2)}`,
+  };
+}
+
+/** Intersection over union of two {x1, y1, x2, y2} boxes. */
+function overlap(a, b) {
+  const w = Math.max(0, Math.min(a.x2, b.x2) - Math.max(a.x1, b.x1));
+  const hgt = Math.max(0, Math.min(a.y2, b.y2) - Math.max(a.y1, b.y1));
+  const inter = w * hgt;
+  const area = (r) => (r.x2 - r.x1) * (r.y2 - r.y1);
+  return inter ? inter / (area(a) + area(b) - inter) : 0;
+}
+
+/** The answer's skipped face at this box, if any (the server found it again, in the same place). */
+function skippedAt(skipped, box) {
+  return (skipped ?? []).find((s) => overlap(s.bbox, box) > 0.5);
+}
 
 function objectUrl(file) {
   if (!fileUrls.has(file)) fileUrls.set(file, URL.createObjectURL(file));
@@ -389,9 +416,18 @@ async function viewAdd(page) {
     item.status.textContent = text;
   };
 
+  const boxTitle = (b) => {
+    if (b.state === "done") return "enrolled";
+    if (b.state === "refused") return `not enrolled: ${b.why}`;
+    return b.keep ? "will be enrolled; click to skip" : "skipped; click to enroll";
+  };
+
   const drawBoxes = (item) => {
-    const boxes = item.boxes.map((b, i) => ({ ...b, label: String(i + 1), state: b.state ?? (b.keep ? "keep" : "skip"),
-      title: b.state === "done" ? "enrolled" : b.keep ? "will be enrolled; click to skip" : "skipped; click to enroll" }));
+    const boxes = item.boxes.map((b, i) => {
+      const mark = qualityMark(b.quality);
+      return { ...b, label: String(i + 1), note: mark.note, className: mark.className,
+        state: b.state ?? (b.keep ? "keep" : "skip"), title: `${boxTitle(b)}${mark.hint ? ` (${mark.hint})` : ""}` };
+    });
     clear(item.photoSlot).append(
       boxedPhoto(item.url, boxes, {
         onBox: item.state === "detected"
@@ -428,10 +464,22 @@ async function viewAdd(page) {
     const faceMeta = meta.value.trim() || (metaFromName.checked ? stem : "");
     setState(item, "enrolling", "enrolling…");
     try {
-      const faces = await api.enroll(item.file, keep, gallery.value, faceMeta, (f) => item.bar.set(0.5 + 0.5 * f));
+      // With every face kept, no boxes are sent: the server then enrolls the faces it can use and answers why it
+      // left out the others (too small to recognise), where boxes would make one such face fail the whole photo.
+      const every = keep.length === item.boxes.length;
+      const { results: faces, skipped } = await api.enroll(item.file, every ? null : keep, gallery.value, faceMeta,
+        (f) => item.bar.set(0.5 + 0.5 * f));
       item.bar.set(1);
-      item.boxes = item.boxes.map((b) => ({ ...b, state: b.keep ? "done" : "skip" }));
-      setState(item, "enrolled", `enrolled: ${faces.map((f) => `#${f.id}`).join(", ")}`);
+      item.boxes = item.boxes.map((b) => {
+        if (!b.keep) return { ...b, state: "skip" };
+        const left = skippedAt(skipped, b);
+        return left ? { ...b, state: "refused", why: left.message } : { ...b, state: "done" };
+      });
+      const refused = item.boxes.filter((b) => b.state === "refused");
+      const ids = faces.map((f) => `#${f.id}`).join(", ");
+      setState(item, "enrolled", refused.length
+        ? `enrolled: ${ids}; not enrolled: ${refused.map((b) => b.why).join("; ")}`
+        : `enrolled: ${ids}`);
       item.card.dataset.ids = faces.map((f) => f.id).join(",");
     } catch (error) {
       setState(item, "failed", describe(error));
@@ -500,9 +548,12 @@ async function viewSearch(page, _param, current) {
     }
   };
 
-  const showResults = ({ results: byBox, live }) => {
+  const showResults = ({ results: byBox, skipped, live }) => {
     const keys = Object.keys(byBox);
-    const boxes = keys.map((key, i) => ({ ...boxOfKey(key), label: String(i + 1) }));
+    const boxes = [
+      ...keys.map((key, i) => ({ ...boxOfKey(key), label: String(i + 1) })),
+      ...skipped.map((s) => ({ ...s.bbox, state: "refused", title: `not searched: ${s.message}` })),
+    ];
     const groups = keys.map((key, i) => {
       const matches = byBox[key];
       return h(
@@ -514,6 +565,9 @@ async function viewSearch(page, _param, current) {
     });
     clear(results).append(
       h("p", { class: "live", id: "live-servers" }, `Shards answered: ${live ?? "?"}`),
+      skipped.length
+        ? h("p", { class: "skipped", id: "search-skipped" }, `Not searched: ${skipped.map((s) => s.message).join("; ")}`)
+        : null,
       h(
         "div",
         { class: "search-layout" },
@@ -579,8 +633,11 @@ async function viewCompare(page) {
       const boxes2 = best ? [{ ...best.bbox2, label: "1" }] : [];
       clear(previews[0]).append(boxedPhoto(objectUrl(photos[0]), boxes1, { caption: photos[0].name }));
       clear(previews[1]).append(boxedPhoto(objectUrl(photos[1]), boxes2, { caption: photos[1].name }));
+      const skipped = [[1, reply.skipped1], [2, reply.skipped2]]
+        .flatMap(([n, faces]) => (faces ?? []).map((s) => `photo ${n}: ${s.message}`));
       clear(result).append(
         verdict,
+        skipped.length ? h("p", { class: "skipped", id: "compare-skipped" }, `Not compared: ${skipped.join("; ")}`) : null,
         reply.results.length > 1
           ? h(
               "table",

@@ -29,9 +29,9 @@ export function clear(el) {
 }
 
 /**
- * A photo with face boxes drawn on it. `boxes`: [{x1, y1, x2, y2, label?, state?}] in the photo's own pixels
- * (upright, EXIF orientation applied, as the API reports them and as the browser shows the image).
- * `onBox(index, el)`: makes boxes clickable. Returns the figure.
+ * A photo with face boxes drawn on it. `boxes`: [{x1, y1, x2, y2, label?, note?, state?, className?}] in the
+ * photo's own pixels (EXIF orientation applied, as the API reports them and as the browser shows the image);
+ * `note` is shown after the label in a lighter face. `onBox(index, el)`: makes boxes clickable. Returns the figure.
  */
 export function boxedPhoto(src, boxes, { onBox, caption, className = "" } = {}) {
   const frame = h("div", { class: "frame" });
@@ -46,7 +46,7 @@ export function boxedPhoto(src, boxes, { onBox, caption, className = "" } = {}) 
       const el = h(
         "div",
         {
-          class: `box ${box.state ?? ""}`,
+          class: ["box", box.state, box.className].filter(Boolean).join(" "),
           dataset: { index: String(index) },
           title: box.title ?? null,
           style: {
@@ -56,7 +56,9 @@ export function boxedPhoto(src, boxes, { onBox, caption, className = "" } = {}) 
             height: `${(100 * (Math.min(hgt, box.y2) - Math.max(0, box.y1))) / hgt}%`,
           },
         },
-        box.label ? h("span", { class: "label" }, box.label) : null,
+        box.label
+          ? h("span", { class: "label" }, box.label, box.note ? h("span", { class: "note" }, box.note) : null)
+          : null,
       );
       if (onBox) {
         el.classList.add("clickable");

@@ -7,6 +7,7 @@ the later pages show. Each step leaves a screenshot in test-artifacts/ui/.
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -16,7 +17,7 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from tests.helpers import labelled_photos
+from tests.helpers import face_collage, labelled_photos
 from tests.http.harness import multipart
 from tests.ui.conftest import ARTIFACTS
 
@@ -94,6 +95,13 @@ class Console:
         with urllib.request.urlopen(request, timeout=60) as reply:
             return json.loads(reply.read())["results"]
 
+    def detect(self, photo: bytes) -> list[dict]:
+        body, content_type = multipart({}, {"photo": ("photo.jpg", photo)})
+        request = urllib.request.Request(f"{self.cluster.base_url}/v1/detect", data=body, method="POST", headers={
+            "Authorization": f"Token {self.cluster.admin_token}", "Content-Type": content_type})
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            return json.loads(reply.read())["faces"]
+
     def faces_in(self, gallery: str) -> list[dict]:
         status, body = self.api("GET", f"/faces/gallery/{gallery}?limit=100")
         assert status == 200, body
@@ -139,6 +147,8 @@ def test_journey_gallery_add_search_compare_delete(ui):
         assert card.find_element(By.CSS_SELECTOR, "figure").get_attribute("data-boxes") == "1", card.text
         box = card.find_element(By.CSS_SELECTOR, ".box")
         assert box.size["width"] > 20 and box.size["height"] > 20  # drawn where the face is, not collapsed
+        # Each face's quality on its label, as /detect gave it.
+        assert re.fullmatch(r"q (0\.\d\d|1\.00)", box.find_element(By.CSS_SELECTOR, ".label .note").text), card.text
     assert ui.faces_in(GALLERY) == []  # detected, not enrolled yet
     assert "Enroll 3 face(s) from 3 photo(s)" == ui.text("#enroll")
     ui.shot("03-add-detected")
@@ -271,6 +281,38 @@ def test_a_corrupt_photo_shows_the_reason(ui, tmp_path):
     assert "not a JPEG, PNG or WEBP image" in status and "EXTRACTION_ERROR" in status and "HTTP 400" in status
     assert ui.text("#enroll") == "Enroll selected faces" and not ui.one("#enroll").is_enabled()
     ui.shot("11-corrupt-photo")
+
+
+def test_a_face_too_small_to_enroll_is_marked_and_the_others_enrolled(ui, tmp_path):
+    original = (ui.faces / "deepface" / "img1.jpg").read_bytes()
+    (face,) = ui.detect(original)
+    photo = tmp_path / "small-face.jpg"
+    photo.write_bytes(face_collage(original, (face["x1"], face["y1"], face["x2"], face["y2"]), (160, 26)))
+    assert ui.api("POST", "/galleries/ui-small")[0] == 201
+    ui.open("galleries")  # from another page, so that the add page is drawn anew with the new gallery
+    ui.one("#galleries tr[data-gallery='ui-small']")
+    ui.open("add")
+    Select(ui.one("#add-gallery")).select_by_value("ui-small")
+    ui.one("#add-files").send_keys(str(photo))
+    ui.wait(lambda: ui.all(".upload[data-state='detected'] figure.ready"), 90, "the photo detected")
+    assert ui.one(".upload figure").get_attribute("data-boxes") == "2"  # the small face is shown too
+    ui.one("#enroll").click()
+    ui.wait(lambda: ui.all(".upload[data-state='enrolled']"), 120, "the photo enrolled")
+    (refused,) = ui.all(".upload .box.refused")
+    assert re.search(r"\d+x\d+ px", refused.get_attribute("title")), refused.get_attribute("title")
+    assert len(ui.all(".upload .box.done")) == 1
+    assert "not enrolled: face at" in ui.text(".upload .status")
+    assert len(ui.faces_in("ui-small")) == 1
+    ui.shot("11b-add-small-face")
+
+    # Searching with it: the small face is boxed as not searched, with the reason.
+    ui.open("search")
+    Select(ui.one("#search-gallery")).select_by_value("ui-small")
+    ui.one("#search-file").send_keys(str(photo))
+    ui.wait(lambda: ui.all("#search-results figure.query.ready"), 60, "the query photo")
+    assert len(ui.all("#search-results figure.query .box.refused")) == 1
+    assert re.search(r"\d+x\d+ px", ui.text("#search-skipped"))
+    ui.api("DELETE", "/galleries/ui-small")
 
 
 def test_cluster_status(ui):
