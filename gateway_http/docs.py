@@ -45,9 +45,9 @@ FLAGS = tuple(Param(n, "boolean", "v1 only; refused with 400 BAD_PARAM: no attri
 TRY_ROTATIONS = Param("try_rotations", "boolean", "true: look for faces turned by 90, 180 and 270 degrees too "
                                                    "(slower); without it they are looked for only when no upright "
                                                    "face is found")
-MIN_QUALITY = Param("min_quality", "fraction", "refuse faces whose quality is under this number in [0, 1]; default 0 "
-                                               "(no limit). With mf_selector all such faces are listed under skipped "
-                                               "and the others enrolled; else the call fails with 400")
+MIN_QUALITY = Param("min_quality", "fraction", "leave out faces whose quality is under this number in [0, 1]; "
+                                               "default 0 (no limit). They are listed under skipped (reason "
+                                               "low_quality), or refused with 400 when the face asked for is one")
 SKIPPED = ('"skipped": the faces found but not used ([] when none), each {"bbox", "quality", "reason": "too_small" '
            'or "low_quality", "message"}')
 FACE = ("a face: id, timestamp (ISO 8601, UTC), photo, photo_hash, thumbnail, normalized (URLs, empty without a "
@@ -154,8 +154,9 @@ CONVENTIONS = (
     "50x50 px (the extractor's detect_min_face_size and min_face_size). Smaller faces, and with min_quality those "
     "under it, are left out and listed under skipped (skipped1 and skipped2 in /verify; [] when none) as "
     "{\"bbox\", \"quality\", \"reason\": \"too_small\" or \"low_quality\", \"message\"}. With "
-    "mf_selector biggest (the default) or reject such a face is refused instead: 400 BAD_PARAM (param photo) whose "
-    "reason names its size or quality and the minimum; with all, the call fails only when no face can be used.",
+    "mf_selector all the call fails only when no face can be used; with biggest (the default) only the biggest face "
+    "counts, and when it cannot be used the call is refused: 400 BAD_PARAM (param photo) whose reason names its size "
+    "or quality and the minimum; with reject, faces that cannot be used are skipped, not counted as more faces.",
     "Every face found has a quality in [0, 1]: how fit it is for recognition, from its size, sharpness, pose and "
     "detector score (under about 0.3 expect confidences well below those of the person's good photos), and an "
     "orientation, as in EXIF: 1 upright, 3 upside down, 6 lying on its left side (the photo needs turning 90 "

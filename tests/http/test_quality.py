@@ -153,6 +153,12 @@ def test_skipped_faces_are_listed(api, collage, enrolled):
     check_skipped(found["skipped"], small)
     (matches,) = found["results"].values()
     assert matches[0]["face"]["id"] == enrolled["id"]
+    # reject: a face too small to use is skipped, not counted as a second face; biggest looks at the big one only.
+    rejecting = ok(api.post("/v1/identify", form={"mf_selector": "reject"}, files=upload(collage)))
+    assert len(rejecting["results"]) == 1
+    check_skipped(rejecting["skipped"], small)
+    biggest = ok(api.post("/v1/identify", files=upload(collage)))
+    assert len(biggest["results"]) == 1 and biggest["skipped"] == []
 
     pair = ok(api.post("/v1/verify", form={"mf_selector": "all"},
                        files={**upload(collage, "a.jpg", "photo1"), **upload(collage, "b.jpg", "photo2")}))
