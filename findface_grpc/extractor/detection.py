@@ -6,8 +6,8 @@ when it can change the answer so that the common case costs what it did:
 
 - a face filling the whole photo (ID photos, avatars, exported crops) is larger than the detector's largest
   anchors: the *large-face* pass shows the detector the photo smaller (a 160-px input where the model allows it,
-  at a tenth of the cost, so it always runs; else the photo padded to twice its size, only when nothing else
-  was found);
+  at a tenth of the cost; else the photo padded to twice its size, only when nothing else was found), unless
+  the main pass already found a large face;
 - a small face in a big group photo shrinks below what the detector resolves once the photo is fitted into
   640 px: the *fine* pass looks at the photo in tiles at a resolution where the smallest face asked for is
   FINE_FACE_PX wide. It runs only when that can matter: the photo is shrunk for the main pass, and that pass found
@@ -37,6 +37,9 @@ from findface_grpc.extractor.models.geometry import (
 )
 
 LARGE_INPUT = 160
+# The main pass finds faces up to about half the photo; once it has found one at least this share of the photo's
+# short side, a larger face beside it is not to be expected, and the large-face pass is skipped.
+LARGE_FACE_SHARE = 0.25
 # A face this wide (in detector input pixels) is found reliably by SCRFD and YuNet; below it recall drops fast.
 FINE_FACE_PX = 16
 # The fine pass's tiles overlap by more than the largest face it is meant for, so each such face lies whole in
@@ -48,7 +51,8 @@ SIDEWAYS_ROLL = 50.0
 # A face's surroundings are checked for turns at this input size where the model allows it: the crop holds one
 # face, which fills it.
 TURN_CHECK_INPUT = 160
-TURN_MARGIN = 0.03
+TURN_CHECK_CONTEXT = 2.2  # crop side / face box side: with less, turned faces lack the context to score high
+TURN_MARGIN = 0.02
 DUPLICATE_IOU = 0.3
 
 
@@ -151,12 +155,6 @@ def _crop_square(image: np.ndarray, left: int, top: int, side: int) -> np.ndarra
     return canvas
 
 
-def _near_centre(d: Detection, side: int) -> bool:
-    """Whether a detection in a crop centred on a face is that face, not a neighbour."""
-    cx, cy = (d.bbox[0] + d.bbox[2]) / 2, (d.bbox[1] + d.bbox[3]) / 2
-    return abs(cx - side / 2) < side * 0.2 and abs(cy - side / 2) < side * 0.2 and d.bbox[2] - d.bbox[0] > side * 0.3
-
-
 def is_sideways(d: Detection) -> bool:
     return abs(roll_degrees(d.landmarks)) > SIDEWAYS_ROLL
 
@@ -171,11 +169,13 @@ class FaceFinder:
     def upright(self, image: np.ndarray) -> list[Detection]:
         """Upright faces of any size from a few percent of the photo up to all of it: main and large-face passes."""
         found = self.detector.detect(image)
+        short_side = min(image.shape[:2])
+        if any(d.bbox[2] - d.bbox[0] >= LARGE_FACE_SHARE * short_side for d in found):
+            return found
         if self.detector.resizable:
             large = self.detector.detect(image, LARGE_INPUT)
             # Small faces at 160 px are the main pass's business, and it sees them better.
-            big_enough = max(image.shape[:2]) * 0.25
-            return add_new(found, [d for d in large if d.bbox[2] - d.bbox[0] >= big_enough])
+            return add_new(found, [d for d in large if d.bbox[2] - d.bbox[0] >= LARGE_FACE_SHARE * short_side])
         if found:
             return found
         h, w = image.shape[:2]
@@ -230,23 +230,24 @@ class FaceFinder:
         when that is upright. A turned face must beat upright by TURN_MARGIN, as a blurred or dark upright face
         scores low in every turn."""
         x1, y1, x2, y2 = d.bbox
-        side = max(8, round(1.6 * max(x2 - x1, y2 - y1)))
+        side = max(8, round(TURN_CHECK_CONTEXT * max(x2 - x1, y2 - y1)))
         left, top = round((x1 + x2 - side) / 2), round((y1 + y2 - side) / 2)
         crop = _crop_square(image, left, top, side)
+        in_crop = np.array([[x1 - left, y1 - top, x2 - left, y2 - top]])
         input_size = TURN_CHECK_INPUT if self.detector.resizable else None
-        best_turn, best, best_score = 0, d, -1.0
+        best, best_score = d, -1.0
         for k in range(4):
-            found = self.detector.detect(np.ascontiguousarray(np.rot90(crop, k)), input_size)
-            central = [f for f in found if _near_centre(f, side)]
-            if not central:
+            turned = np.ascontiguousarray(np.rot90(crop, k))
+            found = [unturn(f, k, side, side) for f in self.detector.detect(turned, input_size)]
+            # The same face, however differently boxed in a turn it does not look like a face in.
+            same = [f for f, overlap in zip(found, _box_iou(_boxes(found), in_crop)[:, 0]) if overlap >= 0.3]
+            if not same:
                 continue
-            face = max(central, key=lambda f: f.score)
+            face = max(same, key=lambda f: f.score)
             score = face.score - (TURN_MARGIN if k else 0.0)
             if score > best_score:
-                best_turn, best, best_score = k, face, score
-        if best_turn == 0:
-            return d
-        return shift(unturn(best, best_turn, side, side), left, top)
+                best, best_score = (d if k == 0 else shift(face, left, top)), score
+        return best
 
     def turned(self, image: np.ndarray) -> dict[int, list[Detection]]:
         """Faces found with the photo turned by one, two and three quarter turns, in `image` coordinates."""

@@ -17,8 +17,10 @@ ANCHORS_PER_CELL = 2
 
 
 class ScrfdDetector:
-    # Above this a face is taken as upright without checking its turns: upright faces of the labelled photos score 0.71-0.90 (median 0.83); turned ones 0.52-0.81.
-    upright_score = 0.8
+    # Under this a face may be a turned one and is checked: on the labelled photos upright faces score 0.71-0.90
+    # (one in twenty under 0.77), upside-down ones 0.52-0.76. Faces lying on their side score up to 0.81, but
+    # their landmarks say so (see detection.is_sideways).
+    upright_score = 0.77
 
     def __init__(
         self,

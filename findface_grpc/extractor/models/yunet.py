@@ -12,7 +12,8 @@ DEFAULT_INPUT_SIZE = 640
 
 
 class YunetDetector:
-    # Above this a face is taken as upright without checking its turns: upright faces of the labelled photos score 0.92-0.96, blurred or dark ones 0.91 and up; turned ones up to 0.91.
+    # Under this a face may be a turned one and is checked: on the labelled photos upright faces score 0.92-0.96
+    # (blurred or dark ones 0.91 and up), turned ones up to 0.91. YuNet's landmarks of a turned face look upright.
     upright_score = 0.915
 
     def __init__(self, session: ort.InferenceSession, score_threshold: float = 0.6, nms_threshold: float = 0.3) -> None:
