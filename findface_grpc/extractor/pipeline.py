@@ -225,8 +225,8 @@ class Pipeline:
         larger, larger_scale = draft, scale
         if too_small:
             smallest = max(1.0, min(box_sides(d.bbox)[0] for d in too_small))
-            photo_long_side = max(draft.shape[:2]) / scale
-            larger, larger_scale = self.decode(data, round(photo_long_side * min(1.0, self.ALIGN_SOURCE_MIN / smallest)))
+            needed_long_side = max(draft.shape[:2]) / scale * min(1.0, self.ALIGN_SOURCE_MIN / smallest)
+            larger, larger_scale = self.decode(data, round(needed_long_side))
         faces = []
         for d in detections:
             image, image_scale = (larger, larger_scale) if d in too_small else (draft, scale)
