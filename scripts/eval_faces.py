@@ -20,7 +20,8 @@ cases sometimes bring out) is unlabelled: a detection lying mostly on one counts
 positive. So precision counts the false faces that a hard case brings about, not those of the original photo.
 
 Measured per case and pack: recall and precision of detection (a detection hits a reference box at IoU >= 0.5,
-one to one, greedily by IoU; precision counts every face the extractor reports at MIN_FACE_SIZE), and rank-1
+one to one, greedily by IoU; precision counts every face Detect reports at the server's detect_min_face_size, as
+users get it), and rank-1
 identification: the probe is the extracted face matching the reference box (a face not found is a miss), the
 gallery holds the pack's descriptors of every other labelled photo, extracted from the originals, and rank-1 is
 the fraction of probes whose nearest gallery descriptor (cosine) is the right person. For group faces, also per
@@ -93,8 +94,9 @@ class Face:
 
 
 class Extractor:
-    """The extractor's in-process service for one pack, called synchronously, at MIN_FACE_SIZE and at the
-    detector's own score threshold unless `score_threshold` is given."""
+    """The extractor's in-process service for one pack, called synchronously, at the detector's own score
+    threshold unless `score_threshold` is given. Detect keeps the server's default minimum face size; Extract
+    embeds faces down to MIN_FACE_SIZE, so that rank-1 by face size can choose the minimum for recognition."""
 
     # Per-face fields of the service that `Face` has already; images and arrays are left out of the extras too.
     KNOWN_FIELDS = {"bbox", "landmarks", "score", "quality", "detection", "descriptor"}
@@ -108,8 +110,9 @@ class Extractor:
         self.loop.run_until_complete(self.service.start())
 
     def detect(self, photo: bytes) -> tuple[int, int, list[Face]]:
-        width, height, detections = self.loop.run_until_complete(self.service.detect(photo, MIN_FACE_SIZE))
-        return width, height, [self._face(d) for d in detections]
+        # Detect as users get it: down to the server's own detect_min_face_size.
+        found = self.loop.run_until_complete(self.service.detect(photo))
+        return found.width, found.height, [self._face(f.detection, f) for f in found.faces]
 
     def extract(self, photo: bytes) -> list[Face]:
         extraction = self.loop.run_until_complete(
@@ -126,7 +129,7 @@ class Extractor:
     def _face(self, detection, extracted=None) -> Face:
         parts = [p for p in (detection, extracted) if p is not None]
         descriptor = None
-        if extracted is not None:
+        if getattr(extracted, "descriptor", None) is not None:
             vector = np.asarray(extracted.descriptor, dtype=np.float32)
             descriptor = vector / np.linalg.norm(vector)
         quality = next((p.quality for p in parts if getattr(p, "quality", None) is not None), None)
