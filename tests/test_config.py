@@ -14,7 +14,7 @@ def test_defaults_file_and_environment_layer_in_order(tmp_path):
     assert cfg.max_batch == 4
     assert cfg.model_pack == "yunet-sface"
     assert cfg.providers == ("CPUExecutionProvider",)
-    assert cfg.min_face_size == 50
+    assert cfg.min_face_size == 20
 
 
 @pytest.mark.parametrize(

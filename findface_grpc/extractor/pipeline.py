@@ -193,7 +193,8 @@ class Pipeline:
         if try_rotations or not found:
             found = self._with_turned(found, image, scale, try_rotations)
         else:
-            found = [self._settled(image, scale, d) if self.finder.doubtful(d) else d for d in found]
+            # Two loose boxes around one turned face settle on the same face: keep it once.
+            found = merge_by_score([self._settled(image, scale, d) if self.finder.doubtful(d) else d for d in found])
         return width, height, self._at_least(found, min_face_size), image, scale
 
     def _with_turned(

@@ -47,7 +47,8 @@ def test_info_names_the_pack(stub, extractor):
     assert info.model_pack == extractor.pack
     assert info.descriptor_dim == DIMS[extractor.pack]
     assert info.execution_providers[-1] == "CPUExecutionProvider"
-    assert info.min_face_size == 50
+    assert info.min_face_size == 20
+    assert info.detect_min_face_size == 20
 
 
 def test_each_labelled_photo_yields_exactly_one_face(stub, faces):

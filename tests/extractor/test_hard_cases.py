@@ -50,9 +50,18 @@ def measured(faces):
     return summaries
 
 
+# Targets a pack misses, and why (docs/accuracy.md): strict, so that the day one is met the entry must go.
+KNOWN_MISSES = {
+    ("yunet-sface", "overexposed", "precision"): "YuNet finds a false face on the shirt of img2 brightened x2.2 "
+    "(1 of 27 detections), as it did before issue 10",
+}
+
+
 @pytest.mark.parametrize("pack", PACKS)
 @pytest.mark.parametrize("case, metric, minimum", TARGETS)
-def test_target(measured, pack, case, metric, minimum):
+def test_target(request, measured, pack, case, metric, minimum):
+    if (pack, case, metric) in KNOWN_MISSES:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=KNOWN_MISSES[pack, case, metric]))
     figures = (measured[pack]["group_sizes"]["24-64"] if case == "group 24-64"
                else measured[pack]["cases"][case])
     value = figures[metric]
