@@ -150,9 +150,9 @@ CONVENTIONS = (
     "SERVICE_UNAVAILABLE (503: a part of the cluster is down), INTERNAL_ERROR (500).",
     "Photos: JPEG, PNG or WEBP, at most 10 MB. Photo URLs must be public (the server refuses private addresses "
     "unless configured) and direct: redirects are not followed.",
-    "Face size: /detect reports faces from 20x20 px; enrolling, identifying and verifying use faces of at least "
-    "50x50 px (the extractor's detect_min_face_size and min_face_size). Smaller faces, and with min_quality those "
-    "under it, are left out and listed under skipped (skipped1 and skipped2 in /verify; [] when none) as "
+    "Face size: /detect reports faces from 20x20 px (the extractor's detect_min_face_size); enrolling, identifying "
+    "and verifying use faces of at least its min_face_size (also 20 px unless the operator raised it). Smaller "
+    "faces, and with min_quality those under it, are left out and listed under skipped (skipped1 and skipped2 in /verify; [] when none) as "
     "{\"bbox\", \"quality\", \"reason\": \"too_small\" or \"low_quality\", \"message\"}. With "
     "mf_selector all the call fails only when no face can be used; with biggest (the default) only the biggest face "
     "counts, and when it cannot be used the call is refused: 400 BAD_PARAM (param photo) whose reason names its size "

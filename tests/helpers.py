@@ -41,8 +41,8 @@ def face_collage(photo: bytes, box: tuple[float, float, float, float], widths: t
     """A 640x480 JPEG holding the face in `box` of `photo` once per width, each scaled so that its box is that wide
     (with some of its surroundings, which the detector needs), left to right on a grey ground.
 
-    Faces 20 to 30 px wide are found by the detector but are under the size the extractor embeds, so a collage
-    with widths (160, 26) holds one face to recognise and one that can only be reported as too small.
+    A face 26 px wide is still found by the detector (from 20 px), so the collage of widths (160, 26) holds a face
+    to recognise and one that an extractor with a larger min_face_size reports as too small.
     """
     image = ImageOps.exif_transpose(Image.open(io.BytesIO(photo))).convert("RGB")
     x1, y1, x2, y2 = box

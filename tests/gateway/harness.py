@@ -133,6 +133,18 @@ def mongo_server(base: Path):
         proc.stop()
 
 
+# An extractor that embeds only faces of this size or more while Detect still reports them from 20 px, so that a
+# face can be found yet be too small to use: with the defaults (both 20 px) no such face exists.
+STRICT_MIN_FACE_SIZE = 40
+
+
+def extractor_process(name: str, base: Path, listen: str, pack: str, **settings) -> launch.ManagedProcess:
+    """An extractor server; `settings` are [extractor] settings, given as FINDFACE_EXTRACTOR_* variables."""
+    env = {f"FINDFACE_EXTRACTOR_{k.upper()}": str(v) for k, v in settings.items()}
+    return launch.python_server(name, "findface_grpc.extractor.server", ["--listen", listen, "--model-pack", pack],
+                                base / f"{name}.log", env=env)
+
+
 def gateway_process(name: str, base: Path, listen: str, shards: list[str], extractor: str, mongo_uri: str,
                     mongo_db: str, **settings) -> launch.ManagedProcess:
     env = {"FINDFACE_GATEWAY_MONGO_DB": mongo_db}

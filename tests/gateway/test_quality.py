@@ -1,7 +1,8 @@
 """Face quality, orientation and the faces left out, through the gateway over real gRPC, with a real extractor.
 
-One single-shard cluster of its own (the extractor and the MongoDB-protocol server are the package's): a sample
-of the labelled photos is enrolled once; tests that enroll more remove what they add.
+One single-shard cluster of its own, with an extractor of its own that embeds faces from STRICT_MIN_FACE_SIZE
+(40 px) while Detect reports them from 20 px, so that a face can be too small to use (the MongoDB-protocol server
+is the package's). A sample of the labelled photos is enrolled once; tests that enroll more remove what they add.
 """
 from __future__ import annotations
 
@@ -13,14 +14,27 @@ import grpc
 import pytest
 from PIL import Image
 
+from findface_grpc import launch
 from findface_grpc.v1 import common_pb2, gateway_pb2
-from tests.gateway.harness import Cluster, start_healthy
+from tests.gateway.conftest import PACK, require_pack
+from tests.gateway.harness import STRICT_MIN_FACE_SIZE, Cluster, address, extractor_process, start_healthy
 from tests.helpers import face_collage, labelled_photos
 
 NONE = common_pb2.Threshold(preset=common_pb2.Threshold.PRESET_NONE)
 ALL = common_pb2.MULTI_FACE_SELECTOR_ALL
 TOO_SMALL = common_pb2.SKIP_REASON_TOO_SMALL
 SIZE = re.compile(r"\d+x\d+ px")  # how the extractor names a face's size in its reasons
+
+
+@pytest.fixture(scope="module")
+def extractor(tmp_path_factory) -> str:
+    require_pack(PACK)
+    addr = address(launch.free_port())
+    proc = extractor_process("extractor-strict", tmp_path_factory.mktemp("extractor"), addr, PACK,
+                             min_face_size=STRICT_MIN_FACE_SIZE)
+    start_healthy([(proc, addr)])
+    yield addr
+    proc.stop()
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +130,7 @@ def test_a_face_too_small_to_recognise_is_reported_not_used(cluster, photos, enr
         assert face.bbox.x2 - face.bbox.x1 > 100
         (skipped,) = created.skipped
         assert skipped.reason == TOO_SMALL and SIZE.search(skipped.message), skipped
-        assert skipped.face.bbox.x2 - skipped.face.bbox.x1 < 40 and 0 <= skipped.face.quality <= 1
+        assert skipped.face.bbox.x2 - skipped.face.bbox.x1 < STRICT_MIN_FACE_SIZE and 0 <= skipped.face.quality <= 1
         assert not skipped.face.HasField("descriptor")
 
         found = stub.Identify(gateway_pb2.IdentifyRequest(image=both, mf_selector=ALL, threshold=NONE))
@@ -140,6 +154,27 @@ def test_a_face_too_small_to_recognise_is_reported_not_used(cluster, photos, enr
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert error.details().startswith("image: ") and SIZE.search(error.details()), error.details()
     assert list(stub.ListFaces(gateway_pb2.ListFacesRequest(meta="collage")).faces) == []
+
+
+def test_faces_under_min_quality_are_skipped_with_all(cluster, photos, enrolled):
+    stub = cluster.stub
+    name = "deepface/img1.jpg"
+    collage = image(face_collage(photos[name], box_of(enrolled[name].faces[0].bbox), (160, 45)))
+    big, small = sorted(stub.Detect(gateway_pb2.FaceDetectRequest(image=collage)).faces,
+                        key=lambda f: f.bbox.x1 - f.bbox.x2)
+    assert big.quality - small.quality > 0.1, (big.quality, small.quality)  # a smaller face is a poorer one
+    between = (big.quality + small.quality) / 2
+    created = stub.CreateFace(gateway_pb2.CreateFaceRequest(image=collage, meta="between", mf_selector=ALL,
+                                                            min_quality=between))
+    try:
+        (face,) = created.faces
+        assert face.quality >= between and face.bbox.x2 - face.bbox.x1 > 100
+        (skipped,) = created.skipped
+        assert skipped.reason == common_pb2.SKIP_REASON_LOW_QUALITY and skipped.face.quality < between
+        assert "min_quality" in skipped.message
+    finally:
+        for f in created.faces:
+            stub.DeleteFace(gateway_pb2.DeleteFaceRequest(id=f.id))
 
 
 def turned(data: bytes, method: Image.Transpose) -> bytes:

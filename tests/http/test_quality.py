@@ -1,7 +1,9 @@
 """Face quality, orientation, min_quality, try_rotations and skipped faces over real HTTP, on a real cluster.
 
 The legacy shapes only gain keys: face objects and /detect faces get "quality" and "orientation", answers that
-use faces get "skipped" ("skipped1", "skipped2" for /verify), always a list.
+use faces get "skipped" ("skipped1", "skipped2" for /verify), always a list. The cluster's extractor is this
+module's own, embedding faces from STRICT_MIN_FACE_SIZE (40 px) while /detect reports them from 20 px, so that a
+face can be too small to use.
 """
 from __future__ import annotations
 
@@ -11,6 +13,9 @@ import re
 import pytest
 from PIL import Image
 
+from findface_grpc import launch
+from tests.gateway.conftest import PACK, require_pack
+from tests.gateway.harness import STRICT_MIN_FACE_SIZE, address, extractor_process, start_healthy
 from tests.helpers import face_collage
 from tests.http.shapes import check
 
@@ -37,6 +42,18 @@ def turned(data: bytes) -> bytes:
     out = io.BytesIO()
     Image.open(io.BytesIO(data)).transpose(Image.Transpose.ROTATE_90).save(out, "JPEG", quality=92)
     return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def extractor(tmp_path_factory) -> str:
+    """This module's extractor (the cluster fixture's), in place of the package's."""
+    require_pack(PACK)
+    addr = address(launch.free_port())
+    proc = extractor_process("extractor-strict", tmp_path_factory.mktemp("extractor"), addr, PACK,
+                             min_face_size=STRICT_MIN_FACE_SIZE)
+    start_healthy([(proc, addr)])
+    yield addr
+    proc.stop()
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +155,7 @@ def test_skipped_faces_are_listed(api, collage, enrolled):
     detected = ok(api.post("/v1/detect", files=upload(collage)))["faces"]
     assert len(detected) == 2  # /detect shows the small face too
     small = min(detected, key=lambda f: f["x2"] - f["x1"])
-    assert small["x2"] - small["x1"] < 40
+    assert small["x2"] - small["x1"] < STRICT_MIN_FACE_SIZE
 
     body = ok(api.post("/v1/face", form={"meta": "collage", "mf_selector": "all"}, files=upload(collage)))
     try:
@@ -165,6 +182,22 @@ def test_skipped_faces_are_listed(api, collage, enrolled):
     assert len(pair["results"]) == 1 and pair["verified"] is True
     check_skipped(pair["skipped1"], small)
     check_skipped(pair["skipped2"], small)
+
+
+def test_faces_under_min_quality_are_skipped_with_all(api, photos, enrolled):
+    collage = face_collage(photos[IMG1][1], box(enrolled), (160, 45))
+    big, small = sorted(ok(api.post("/v1/detect", files=upload(collage)))["faces"], key=lambda f: f["x1"] - f["x2"])
+    assert big["quality"] - small["quality"] > 0.1, (big, small)
+    between = round((big["quality"] + small["quality"]) / 2, 3)
+    body = ok(api.post("/v1/face", form={"meta": "between", "mf_selector": "all", "min_quality": str(between)},
+                       files=upload(collage)))
+    try:
+        (face,) = body["results"]
+        assert face["quality"] >= between
+        (item,) = body["skipped"]
+        assert item["reason"] == "low_quality" and item["quality"] < between and "min_quality" in item["message"]
+    finally:
+        assert api.request("DELETE", "/v1/face/meta/between").status == 204
 
 
 def test_a_photo_with_only_a_face_too_small_is_refused_with_the_reason(api, photos, enrolled):

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from findface_grpc.extractor.models import packs
+from tests.gateway.harness import STRICT_MIN_FACE_SIZE
 from tests.helpers import ROOT, cluster_config, start_cluster
 
 CHROMIUM = os.environ.get("FINDFACE_CHROMIUM", "/usr/bin/chromium")
@@ -46,7 +47,9 @@ def cluster(tmp_path_factory) -> Cluster:
     except packs.ModelError as exc:
         pytest.skip(f"models not fetched (scripts/setup.sh fetches them): {exc}")
     base = tmp_path_factory.mktemp("ui-cluster")
-    ports = cluster_config(base / "cluster.toml")
+    # The console shows faces found but too small to enroll; with the extractor's defaults there are none.
+    ports = cluster_config(base / "cluster.toml",
+                           f"tarantool_memtx_mb = 256\n\n[extractor]\nmin_face_size = {STRICT_MIN_FACE_SIZE}\n")
     log = base / "launcher.log"
     proc = start_cluster(base / "cluster.toml", base / "data", log)
     try:
