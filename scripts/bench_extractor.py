@@ -46,7 +46,7 @@ class ModelOnly:
         # it. End-to-end adds what the service does around them: decoding, selecting, aligning, batching, gRPC and
         # protobuf on both sides.
         pipeline = Pipeline(self.detector, Limits(1 << 30, 1 << 30, 0))
-        self.images = [pipeline.decode(p, Pipeline.DRAFT_LONG_SIDE)[0] for p in photos]
+        self.images = [pipeline.decode(p, Pipeline.DRAFT_LONG_SIDE).image for p in photos]
 
     def time_one(self, i: int) -> float:
         image = self.images[i % len(self.images)]

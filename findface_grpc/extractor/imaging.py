@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -15,13 +16,24 @@ from findface_grpc.errors import InvalidImage
 
 # MPO is what many cameras write for JPEG; it decodes as JPEG.
 ACCEPTED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP"}
+ORIENTATION_TAG = 0x0112
+QUARTER_TURNED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 
 
-def decode(data: bytes, max_bytes: int, max_pixels: int, draft_long_side: int = 0) -> tuple[np.ndarray, float]:
-    """JPEG/PNG/WEBP bytes -> (HxWx3 uint8 RGB with EXIF orientation applied, scale).
+@dataclass(frozen=True)
+class Decoded:
+    image: np.ndarray  # HxWx3 uint8 RGB, EXIF orientation applied; smaller than the photo when drafted
+    scale: float  # image pixels per photo pixel: 1, 1/2, 1/4 or 1/8
+    width: int  # the photo's true size, EXIF orientation applied
+    height: int
+
+
+def decode(data: bytes, max_bytes: int, max_pixels: int, draft_long_side: int = 0) -> Decoded:
+    """JPEG/PNG/WEBP bytes -> the RGB pixels with EXIF orientation applied, and the photo's true size.
 
     With `draft_long_side`, a large JPEG is decoded at 1/2, 1/4 or 1/8 size (libjpeg's DCT scaling, nearly free)
-    as long as its long side stays at least that long; `scale` is then decoded size / true size, else 1.0.
+    as long as its long side stays at least that long. libjpeg rounds the reduced size up, so the scale is the
+    factor itself, not the ratio of the sizes, and the true size is kept rather than derived from it.
     """
     if not data:
         raise InvalidImage("image is empty")
@@ -51,14 +63,16 @@ def decode(data: bytes, max_bytes: int, max_pixels: int, draft_long_side: int = 
     if draft_long_side and img.format in ("JPEG", "MPO") and max(width, height) >= 2 * draft_long_side:
         factor = max(width, height) / draft_long_side
         img.draft("RGB", (int(width / factor) + 1, int(height / factor) + 1))
-        scale = img.size[0] / width
+        scale = 1.0 / round(width / img.size[0])
     try:
         img.load()
+        turned = img.getexif().get(ORIENTATION_TAG, 1) in QUARTER_TURNED
         img = ImageOps.exif_transpose(img)
         rgb = img.convert("RGB")
     except (OSError, ValueError, SyntaxError) as exc:
         raise InvalidImage(f"image data is truncated or corrupt: {exc}") from None
-    return np.asarray(rgb), scale
+    true_width, true_height = (height, width) if turned else (width, height)
+    return Decoded(np.asarray(rgb), scale, true_width, true_height)
 
 
 def encode_png(image: np.ndarray) -> bytes:

@@ -171,7 +171,7 @@ class Pipeline:
         # Only for measuring what they cost.
         self.extra_passes = extra_passes
 
-    def decode(self, data: bytes, draft_long_side: int = 0) -> tuple[np.ndarray, float]:
+    def decode(self, data: bytes, draft_long_side: int = 0) -> imaging.Decoded:
         return imaging.decode(data, self.limits.max_image_bytes, self.limits.max_image_pixels, draft_long_side)
 
     def find_faces(
@@ -179,15 +179,18 @@ class Pipeline:
     ) -> tuple[int, int, list[Detection], np.ndarray, float]:
         """Faces at least `min_face_size` px wide and high, in true photo pixels, best first; with the photo's
         size, and its draft decoding and that one's scale (image pixels per photo pixel)."""
-        image, scale = self.decode(data, self.DRAFT_LONG_SIDE)
-        width, height = round(image.shape[1] / scale), round(image.shape[0] / scale)
+        draft = self.decode(data, self.DRAFT_LONG_SIDE)
+        image, scale, width, height = draft.image, draft.scale, draft.width, draft.height
         if not self.extra_passes:
             found = [rescale(d, 1.0 / scale) for d in self.detector.detect(image)]
             return width, height, self._at_least(found, min_face_size), image, scale
         found = [rescale(d, 1.0 / scale) for d in self.finder.upright(image)]
         if self.finder.wants_fine_pass(found, (height, width), min_face_size):
             needed = fine_scale(width, height, min_face_size, self.detector.input_size) * max(width, height)
-            larger, larger_scale = (image, scale) if needed <= max(image.shape[:2]) else self.decode(data, int(needed))
+            larger, larger_scale = image, scale
+            if needed > max(image.shape[:2]):
+                decoded = self.decode(data, int(needed))
+                larger, larger_scale = decoded.image, decoded.scale
             fine = self.finder.fine(larger, max(1, round(min_face_size * larger_scale)))
             found = merge_by_score(found + [rescale(d, 1.0 / larger_scale) for d in fine])
         if try_rotations or not found:
@@ -227,7 +230,8 @@ class Pipeline:
         if too_small:
             smallest = max(1.0, min(box_sides(d.bbox)[0] for d in too_small))
             needed_long_side = max(draft.shape[:2]) / scale * min(1.0, self.ALIGN_SOURCE_MIN / smallest)
-            larger, larger_scale = self.decode(data, round(needed_long_side))
+            decoded = self.decode(data, round(needed_long_side))
+            larger, larger_scale = decoded.image, decoded.scale
         faces = []
         for d in detections:
             image, image_scale = (larger, larger_scale) if d in too_small else (draft, scale)
@@ -255,8 +259,8 @@ class Pipeline:
         and the faces found but left out. `min_face_size` 0: the configured minimum for recognition."""
         min_size = min_face_size or self.limits.min_face_size
         if boxes:
-            image, scale = self.decode(data, self.DRAFT_LONG_SIDE)
-            width, height = round(image.shape[1] / scale), round(image.shape[0] / scale)
+            draft = self.decode(data, self.DRAFT_LONG_SIDE)
+            image, scale, width, height = draft.image, draft.scale, draft.width, draft.height
             detections = self._faces_in_boxes(data, image, scale, boxes)
         else:
             # Faces down to Detect's minimum are looked for, so that those too small to use are reported.
@@ -291,7 +295,7 @@ class Pipeline:
             best = max(whole, key=lambda d: iou(d.bbox, box), default=None)
             if best is None or iou(best.bbox, box) < 0.3:
                 if full is None:
-                    full = image if scale == 1.0 else self.decode(data)[0]
+                    full = image if scale == 1.0 else self.decode(data).image
                 best = self._detect_around(full, box)
             if best is None:
                 raise InvalidArgument(f"no face found in box {[round(v) for v in box]}")

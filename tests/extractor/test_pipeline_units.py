@@ -86,9 +86,9 @@ def encode(image: Image.Image, fmt: str, **kw) -> bytes:
 def test_decode_gives_rgb_whatever_the_mode(mode):
     image = Image.new(mode, (30, 20))
     fmt = "JPEG" if mode in ("RGB", "L", "CMYK") else "PNG"
-    array, scale = imaging.decode(encode(image, fmt), 10**7, 10**7)
-    assert scale == 1.0
-    assert array.shape == (20, 30, 3) and array.dtype == np.uint8
+    decoded = imaging.decode(encode(image, fmt), 10**7, 10**7)
+    assert decoded.scale == 1.0 and (decoded.width, decoded.height) == (30, 20)
+    assert decoded.image.shape == (20, 30, 3) and decoded.image.dtype == np.uint8
 
 
 def test_decode_limits_are_checked_before_pixels_are_decoded():
@@ -107,9 +107,21 @@ def test_thumbnail_of_a_box_past_the_edges_still_works():
 
 def test_large_jpeg_is_drafted_at_reduced_size_only_when_asked():
     data = encode(Image.new("RGB", (4000, 3000), (200, 100, 50)), "JPEG")
-    full, scale = imaging.decode(data, 10**8, 10**8)
-    assert full.shape == (3000, 4000, 3) and scale == 1.0
-    small, scale = imaging.decode(data, 10**8, 10**8, draft_long_side=1280)
-    assert scale == 0.5 and small.shape == (1500, 2000, 3)
+    full = imaging.decode(data, 10**8, 10**8)
+    assert full.image.shape == (3000, 4000, 3) and full.scale == 1.0
+    small = imaging.decode(data, 10**8, 10**8, draft_long_side=1280)
+    assert small.scale == 0.5 and small.image.shape == (1500, 2000, 3)
     png = encode(Image.new("RGB", (4000, 3000)), "PNG")
-    assert imaging.decode(png, 10**8, 10**8, draft_long_side=1280)[1] == 1.0
+    assert imaging.decode(png, 10**8, 10**8, draft_long_side=1280).scale == 1.0
+
+
+@pytest.mark.parametrize("orientation, size", [(1, (2047, 1365)), (6, (1365, 2047)), (8, (1365, 2047))])
+def test_a_drafted_photo_keeps_its_true_size_whatever_libjpeg_rounds_to(orientation, size):
+    exif = Image.Exif()
+    exif[imaging.ORIENTATION_TAG] = orientation
+    data = encode(Image.new("RGB", (2047, 1365)), "JPEG", exif=exif.tobytes())
+    decoded = imaging.decode(data, 10**8, 10**8, draft_long_side=512)
+    # libjpeg decodes 2047x1365 at 1/2 as 1024x683: the size is not the true size times the scale.
+    assert decoded.scale == 0.5
+    assert (decoded.width, decoded.height) == size
+    assert decoded.image.shape[:2] == ((683, 1024) if orientation == 1 else (1024, 683))
