@@ -249,6 +249,16 @@ class FaceFinder:
                 best, best_score = (d if k == 0 else shift(face, left, top)), score
         return best
 
+    def one_way_up(self, settled: list[Detection]) -> list[Detection]:
+        """Settled faces, less the doubtful ones that disagree with the photo's way up. A photo lies one way: once
+        its best face proved to be turned, a face that scores low the other way up is most often something in the
+        turned background that looks a little like an upright face."""
+        turned = [d for d in settled if d.orientation != 1]
+        if not turned:
+            return settled
+        way_up = max(turned, key=lambda d: d.score).orientation
+        return [d for d in settled if d.orientation == way_up or d.score >= self.detector.upright_score]
+
     def turned(self, image: np.ndarray) -> dict[int, list[Detection]]:
         """Faces found with the photo turned by one, two and three quarter turns, in `image` coordinates."""
         h, w = image.shape[:2]

@@ -198,6 +198,7 @@ class Pipeline:
         else:
             # Two loose boxes around one turned face settle on the same face: keep it once.
             found = merge_by_score([self._settled(image, scale, d) if self.finder.doubtful(d) else d for d in found])
+            found = self.finder.one_way_up(found)
         return width, height, self._at_least(found, min_face_size), image, scale
 
     def _with_turned(

@@ -95,3 +95,17 @@ def test_quality_factors_rank_faces_as_recognition_does():
     assert 0.9 <= good <= 1.0
     assert quality.face_quality(det(0, 0, 120, 140, 0.9), flat) < 0.3
     assert quality.face_quality(det(0, 0, 120, 140, 0.9, turned), sharp) < good
+
+
+class _Model:
+    upright_score = 0.8
+
+
+def test_a_turned_photo_keeps_only_the_faces_that_lie_its_way_or_are_sure():
+    finder = detection.FaceFinder(_Model())
+    turned_face = Detection((0, 0, 100, 100), FRONTAL, 0.9, orientation=6)
+    doubtful_upright = det(300, 300, 340, 350, score=0.65)
+    sure_upright = det(500, 0, 600, 100, score=0.85)
+    assert finder.one_way_up([turned_face, doubtful_upright, sure_upright]) == [turned_face, sure_upright]
+    # An upright photo keeps its doubtful faces: blurred people in the background are faces too.
+    assert finder.one_way_up([sure_upright, doubtful_upright]) == [sure_upright, doubtful_upright]
