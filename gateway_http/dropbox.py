@@ -3,11 +3,14 @@
 No WebDAV here (gateway_http.upload calls `DropFolder.enroll` once a PUT or MOVE has put a whole photo in place,
 and `DropFolder.start` once it listens). The outcome is written beside the photo as `<name>.result.json`, which
 the uploader reads over WebDAV. Its `status`:
-- "enrolled": the faces are in the gallery (`face_ids`, and each face's id, box and URLs in `faces`);
+- "enrolled": the faces are in the gallery (`face_ids`, and each face's id, box, quality, orientation and URLs in
+  `faces`); `skipped` lists the faces found in the photo but not enrolled (too small, ...) and why, in the HTTP
+  API's shape (gateway_http.replies), [] when none;
 - "skipped": the same photo is already enrolled in this gallery (`duplicate_of` names its file, `face_ids` its
   faces); with `duplicates = "enroll"` it is enrolled again instead ("enrolled" with `duplicate_of`);
-- "rejected": the photo or request is at fault (`error.code` and `error.reason` say why: no face, not an image,
-  ...): the same photo would fail the same way, so it is not retried; dropping it again will not help;
+- "rejected": the photo or request is at fault (`error.code` and `error.reason` say why: no face, no face that
+  can be used (the extractor's reason names its size and the minimum), not an image, ...): the same photo would
+  fail the same way, so it is not retried; dropping it again will not help;
 - "failed": the cluster could not take it now (gateway down, timeout, ...) or a file could not be read or
   written (`error` says which). It is retried in the background, `retry_initial_s` after the first attempt,
   doubling up to `retry_max_interval_s` between attempts, for `retry_max_hours` after the first attempt:
@@ -52,6 +55,7 @@ from findface_grpc.auth import token_metadata
 from findface_grpc.rpc import CHANNEL_OPTIONS
 from findface_grpc.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from gateway_http.config import SKIP, UploadConfig
+from gateway_http.replies import quality, skipped_json
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +279,7 @@ class DropFolder:
             mf_selector=SELECTORS[self.config.multi_face],
         )
         try:
-            return self._call(self.stub.CreateFace, request).faces
+            return self._call(self.stub.CreateFace, request)
         except grpc.RpcError as exc:
             missing = exc.code() == grpc.StatusCode.NOT_FOUND and "gallery" in (exc.details() or "")
             if not (missing and self.config.create_galleries):
@@ -286,7 +290,7 @@ class DropFolder:
         except grpc.RpcError as exc:
             if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
                 raise
-        return self._call(self.stub.CreateFace, request).faces
+        return self._call(self.stub.CreateFace, request)
 
     def _enroll(self, gallery: str, stem: str, photo: Path, sha256: str, data: bytes,
                 recover_since: datetime | None) -> dict:
@@ -301,18 +305,23 @@ class DropFolder:
                 if self.config.duplicates == SKIP:
                     return {"status": "skipped", "reason": "duplicate: this photo is already enrolled in this gallery",
                             "duplicate_of": record["file"], "face_ids": alive, "faces": []}
-        records = found or self._create_face(data, gallery, stem)
+        if found:
+            records, skipped = found, []
+        else:
+            reply = self._create_face(data, gallery, stem)
+            records, skipped = reply.faces, reply.skipped
         faces = [
-            {"id": f.id, "bbox": [f.bbox.x1, f.bbox.y1, f.bbox.x2, f.bbox.y2], "photo": f.photo,
-             "thumbnail": f.thumbnail, "normalized": f.normalized}
+            {"id": f.id, "bbox": [f.bbox.x1, f.bbox.y1, f.bbox.x2, f.bbox.y2], "quality": quality(f.quality),
+             "orientation": f.orientation, "photo": f.photo, "thumbnail": f.thumbnail, "normalized": f.normalized}
             for f in records
         ]
         ids = [f["id"] for f in faces]
         record_path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(record_path, json.dumps({"file": photo.name, "face_ids": ids}).encode(), self.state / "tmp")
-        out = {"status": "enrolled", "face_ids": ids, "faces": faces}
+        out = {"status": "enrolled", "face_ids": ids, "faces": faces, "skipped": skipped_json(skipped)}
         if found:
-            out["reason"] = "enrolled by an earlier attempt whose reply was lost"
+            # The faces that attempt left out went with its reply; the enrolled ones are all the gateway keeps.
+            out["reason"] = "enrolled by an earlier attempt whose reply was lost (the faces it left out are not known)"
         elif duplicate_of is not None:
             out["reason"] = "duplicate enrolled again (duplicates = \"enroll\")"
             out["duplicate_of"] = duplicate_of["file"]

@@ -9,8 +9,10 @@ import grpc
 import pytest
 
 from findface_grpc.v1 import common_pb2, gateway_pb2
+from tests.gateway.harness import STRICT_MIN_FACE_SIZE
 
 GALLERY = "dropped"
+SIZE = re.compile(r"\d+x\d+ px")  # how the extractor names a face's size in its reasons
 
 
 def identities(photos) -> dict[str, list[str]]:
@@ -47,6 +49,9 @@ def test_dropped_photos_are_enrolled_and_identified(cluster, photos, dropped):
     for identity, res in dropped.items():
         assert res["status"] == "enrolled", res
         assert res["face_ids"] and res["gallery"] == GALLERY and res["meta"] == identity
+        assert res["skipped"] == [], res
+        for face in res["faces"]:
+            assert 0 < face["quality"] <= 1 and face["orientation"] == 1, face
     listing = cluster.dav().propfind(f"/dropbox/{GALLERY}/")
     assert listing.status == 207
     for identity in dropped:
@@ -113,6 +118,33 @@ def test_same_photo_twice_enrolled_again_when_configured(cluster, photos, tmp_pa
         assert set(first["face_ids"]).isdisjoint(second["face_ids"])
     finally:
         proc.stop()
+
+
+def test_faces_left_out_are_listed_beside_those_enrolled(strict_cluster, collage):
+    dav = strict_cluster.dav()
+    assert dav.put("/dropbox/small/both.jpg", collage(160, 26)).status == 201
+    res = result(dav, "small", "both")
+    assert res["status"] == "enrolled", res
+    (face,) = res["faces"]
+    assert face["bbox"][2] - face["bbox"][0] > 100 and 0 < face["quality"] <= 1 and face["orientation"] == 1
+    # The HTTP API's "skipped", item for item.
+    (skipped,) = res["skipped"]
+    assert set(skipped) == {"bbox", "quality", "reason", "message"} and set(skipped["bbox"]) == {"x1", "y1", "x2", "y2"}
+    assert skipped["reason"] == "too_small" and 0 <= skipped["quality"] <= 1
+    assert skipped["bbox"]["x2"] - skipped["bbox"]["x1"] < STRICT_MIN_FACE_SIZE
+    assert SIZE.search(skipped["message"]) and f"minimum of {STRICT_MIN_FACE_SIZE} px" in skipped["message"]
+    listed = strict_cluster.stub.ListFaces(gateway_pb2.ListFacesRequest(gallery="small"), timeout=10).faces
+    assert [f.id for f in listed] == res["face_ids"]
+
+
+def test_photo_with_only_faces_too_small_is_rejected_with_the_size(strict_cluster, collage):
+    dav = strict_cluster.dav()
+    assert dav.put("/dropbox/tiny/alone.jpg", collage(26)).status == 201
+    res = result(dav, "tiny", "alone")
+    assert res["status"] == "rejected" and res["error"]["code"] == "INVALID_ARGUMENT", res
+    reason = res["error"]["reason"]
+    assert SIZE.search(reason) and f"under the minimum of {STRICT_MIN_FACE_SIZE} px" in reason, reason
+    assert "face_ids" not in res and "skipped" not in res and "retry" not in res
 
 
 def test_corrupt_photo_is_rejected_with_its_reason(cluster):

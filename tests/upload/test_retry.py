@@ -190,6 +190,8 @@ def test_photos_left_by_a_stopped_server_are_enrolled_at_start(cluster, photos, 
         assert dave["attempts"] == 4
         frank = store.wait_result("crash", "frank", lambda r: r["status"] == "enrolled")
         assert frank["face_ids"] == [f.id for f in lost.faces] and "reply was lost" in frank["reason"]
+        assert frank["skipped"] == [] and "left out are not known" in frank["reason"]
+        assert [f["quality"] for f in frank["faces"]] == [round(f.quality, 4) for f in lost.faces]
         assert [f.id for f in faces_named(cluster, "crash", "frank")] == frank["face_ids"]
         erin = store.wait_result("crash", "erin", lambda r: "gave_up_at" in r["retry"])
         assert erin["status"] == "failed" and erin["retry"]["attempts"] == 40 and "next_at" not in erin["retry"]
