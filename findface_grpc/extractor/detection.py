@@ -53,6 +53,8 @@ SIDEWAYS_ROLL = 50.0
 TURN_CHECK_INPUT = 160
 TURN_CHECK_CONTEXT = 2.2  # crop side / face box side: with less, turned faces lack the context to score high
 TURN_MARGIN = 0.02
+# Doubtful faces found upright one after the other that make a photo count as upright (see Pipeline).
+UPRIGHT_CHECKS = 3
 DUPLICATE_IOU = 0.3
 
 
@@ -235,7 +237,8 @@ class FaceFinder:
         crop = _crop_square(image, left, top, side)
         in_crop = np.array([[x1 - left, y1 - top, x2 - left, y2 - top]])
         input_size = TURN_CHECK_INPUT if self.detector.resizable else None
-        best, best_score = d, -1.0
+        # Upright keeps the better of its two scores, in the whole photo and in the crop.
+        best, best_score = d, d.score
         for k in range(4):
             turned = np.ascontiguousarray(np.rot90(crop, k))
             found = [unturn(f, k, side, side) for f in self.detector.detect(turned, input_size)]
@@ -251,9 +254,9 @@ class FaceFinder:
 
     def one_way_up(self, settled: list[Detection]) -> list[Detection]:
         """Settled faces, less the doubtful ones that disagree with the photo's way up. A photo lies one way: once
-        its best face proved to be turned, a face that scores low the other way up is most often something in the
-        turned background that looks a little like an upright face."""
-        turned = [d for d in settled if d.orientation != 1]
+        a face proved turned beyond doubt (scoring as upright faces do, once turned), a face that scores low the
+        other way up is most often something in the turned background that looks a little like a face."""
+        turned = [d for d in settled if d.orientation != 1 and d.score >= self.detector.upright_score]
         if not turned:
             return settled
         way_up = max(turned, key=lambda d: d.score).orientation

@@ -14,7 +14,7 @@ import numpy as np
 from findface_grpc.errors import InvalidArgument, TooManyFaces
 from findface_grpc.extractor import imaging
 from findface_grpc.extractor.models.base import Detection, Detector
-from findface_grpc.extractor.detection import FaceFinder, fine_scale, merge_by_score, shift
+from findface_grpc.extractor.detection import UPRIGHT_CHECKS, FaceFinder, fine_scale, merge_by_score, shift
 from findface_grpc.extractor.models.geometry import align_face
 from findface_grpc.extractor.quality import face_quality
 
@@ -196,9 +196,7 @@ class Pipeline:
         if try_rotations or not found:
             found = self._with_turned(found, image, scale, try_rotations)
         else:
-            # Two loose boxes around one turned face settle on the same face: keep it once.
-            found = merge_by_score([self._settled(image, scale, d) if self.finder.doubtful(d) else d for d in found])
-            found = self.finder.one_way_up(found)
+            found = self._settle_turns(image, scale, found)
         return width, height, self._at_least(found, min_face_size), image, scale
 
     def _with_turned(
@@ -213,8 +211,18 @@ class Pipeline:
             return merge_by_score([d for found in by_turn.values() for d in found])
         return max(by_turn.values(), key=lambda found: max((d.score for d in found), default=0.0))
 
-    def _settled(self, image: np.ndarray, scale: float, d: Detection) -> Detection:
-        return rescale(self.finder.settle_orientation(image, rescale(d, scale)), 1.0 / scale)
+    def _settle_turns(self, image: np.ndarray, scale: float, found: list[Detection]) -> list[Detection]:
+        """The faces with each doubtful one settled in its way up, largest first. A group photo holds many small,
+        low-scoring faces: once UPRIGHT_CHECKS doubtful faces in a row proved upright, the photo is taken to be
+        upright and the rest are left as found, which bounds the cost."""
+        settled, upright_in_a_row = [], 0
+        for d in sorted(found, key=lambda d: box_area(d.bbox), reverse=True):
+            if upright_in_a_row < UPRIGHT_CHECKS and self.finder.doubtful(d):
+                d = rescale(self.finder.settle_orientation(image, rescale(d, scale)), 1.0 / scale)
+                upright_in_a_row = upright_in_a_row + 1 if d.orientation == 1 else 0
+            settled.append(d)
+        # Two loose boxes around one turned face settle on the same face: keep it once.
+        return self.finder.one_way_up(merge_by_score(settled))
 
     @staticmethod
     def _at_least(found: list[Detection], min_face_size: int) -> list[Detection]:

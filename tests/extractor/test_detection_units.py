@@ -107,5 +107,8 @@ def test_a_turned_photo_keeps_only_the_faces_that_lie_its_way_or_are_sure():
     doubtful_upright = det(300, 300, 340, 350, score=0.65)
     sure_upright = det(500, 0, 600, 100, score=0.85)
     assert finder.one_way_up([turned_face, doubtful_upright, sure_upright]) == [turned_face, sure_upright]
-    # An upright photo keeps its doubtful faces: blurred people in the background are faces too.
+    # An upright photo keeps its doubtful faces: blurred people in the background are faces too. So does a photo
+    # whose only turned face is itself in doubt.
     assert finder.one_way_up([sure_upright, doubtful_upright]) == [sure_upright, doubtful_upright]
+    doubtful_turned = Detection((0, 0, 100, 100), FRONTAL, 0.7, orientation=3)
+    assert finder.one_way_up([doubtful_turned, doubtful_upright]) == [doubtful_turned, doubtful_upright]
