@@ -11,11 +11,11 @@ when it can change the answer so that the common case costs what it did:
 - a small face in a big group photo shrinks below what the detector resolves once the photo is fitted into
   640 px: the *fine* pass looks at the photo in tiles at a resolution where the smallest face asked for is
   FINE_FACE_PX wide. It runs only when that can matter: the photo is shrunk for the main pass, and that pass found
-  no face, several faces, or a face near its resolution limit;
+  no face, or faces near its resolution limit;
 - a face turned by 90, 180 or 270 degrees (scans, phone photos whose EXIF was stripped) is often still found,
   but with a lower score and landmarks in the wrong places, so its crop would be upside down or sideways: a
   face that scores under what the model gives upright faces, or whose eye line is steep, is looked at again in
-  a crop turned each of the four ways, and the way it scores best wins. When no face is found at all, or when
+  a crop turned each of the four ways, and it is taken as turned when it scores better so. When no face is found at all, or when
   the caller asks, the *turned* passes detect on the whole photo turned the other ways.
 
 Every detection comes back in the coordinates of the image given, whatever pass found it.
@@ -187,15 +187,16 @@ class FaceFinder:
         return [shift(d, -at[0], -at[1]) for d in padded]
 
     def wants_fine_pass(self, found: list[Detection], image_shape: tuple[int, int], min_face: int) -> bool:
-        """Whether faces of `min_face` px (in `image` pixels) could be missed by the main pass and exist here."""
+        """Whether faces of `min_face` px (in `image` pixels) could be missed by the main pass and exist here: none
+        was found, or the smallest found is near the limit."""
         h, w = image_shape
         main_scale = min(self.detector.input_size / w, self.detector.input_size / h)
         if min_face * main_scale >= FINE_FACE_PX:
             return False
-        if len(found) != 1:
-            return True
-        face_width = (found[0].bbox[2] - found[0].bbox[0]) * main_scale
-        return face_width < 3 * FINE_FACE_PX
+        # Faces of a photo tend to be of a size: a group photo's smallest found face is near the main pass's limit,
+        # a portrait's or a couple's is not.
+        smallest = min((d.bbox[2] - d.bbox[0] for d in found), default=0.0) * main_scale
+        return smallest < 3 * FINE_FACE_PX
 
     def fine(self, image: np.ndarray, min_face: int) -> list[Detection]:
         """Small faces, from tiles of the photo at a resolution where `min_face` px are FINE_FACE_PX."""
@@ -237,7 +238,8 @@ class FaceFinder:
         crop = _crop_square(image, left, top, side)
         in_crop = np.array([[x1 - left, y1 - top, x2 - left, y2 - top]])
         input_size = TURN_CHECK_INPUT if self.detector.resizable else None
-        # Upright keeps the better of its two scores, in the whole photo and in the crop.
+        # Upright keeps the better of its scores in the whole photo and in the crop: scores are comparable only at
+        # the same scale, and a face can score higher in either.
         best, best_score = d, d.score
         for k in range(4):
             turned = np.ascontiguousarray(np.rot90(crop, k))
@@ -247,9 +249,10 @@ class FaceFinder:
             if not same:
                 continue
             face = max(same, key=lambda f: f.score)
-            score = face.score - (TURN_MARGIN if k else 0.0)
-            if score > best_score:
-                best, best_score = (d if k == 0 else shift(face, left, top)), score
+            if k == 0:
+                best_score = max(best_score, face.score)
+            elif face.score - TURN_MARGIN > best_score:
+                best, best_score = shift(face, left, top), face.score - TURN_MARGIN
         return best
 
     def one_way_up(self, settled: list[Detection]) -> list[Detection]:
