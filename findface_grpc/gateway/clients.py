@@ -1,7 +1,7 @@
 """gRPC clients of the extractor and the shards: all of the gateway's outgoing I/O to them.
 
 Each call converts between protobuf and the gateway's domain values and turns a failed call into one of the
-project's errors, so that the domain (service.py) never sees grpc.
+project's errors, so that the domain (service.py and its parts) never sees grpc.
 """
 from __future__ import annotations
 

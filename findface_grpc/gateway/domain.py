@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -19,6 +20,11 @@ def check_gallery_name(name: str, field_name: str) -> str:
     if not GALLERY_NAME.fullmatch(name):
         raise InvalidArgument(f"{field_name}: gallery name {name!r} must match [a-zA-Z0-9_-]{{1,48}}")
     return name
+
+
+def with_default_gallery(names: Iterable[str]) -> tuple[str, ...]:
+    """The default gallery first, then the others in the order given, each once."""
+    return tuple(dict.fromkeys([DEFAULT_GALLERY, *names]))
 
 
 class MultiFace(Enum):

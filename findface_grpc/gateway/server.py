@@ -7,6 +7,7 @@ import logging
 from findface_grpc.auth import AuthInterceptor, TokenStore
 from findface_grpc.gateway.cells import CellMap
 from findface_grpc.gateway.clients import ExtractorClient, ShardClient
+from findface_grpc.gateway.cluster import Cluster
 from findface_grpc.gateway.config import GatewayConfig
 from findface_grpc.gateway.metadata import MetadataStore, redact
 from findface_grpc.gateway.service import GatewayService
@@ -21,14 +22,14 @@ log = logging.getLogger(__name__)
 def build_service(config: GatewayConfig) -> GatewayService:
     """The domain service with its clients, nothing started. Call it on the event loop that will run it: the
     grpc.aio channels it opens belong to the loop they are made on."""
-    return GatewayService(
+    return GatewayService(Cluster(
         config,
         MetadataStore(config.mongo_uri, config.mongo_db, config.mongo_timeout_s),
         ExtractorClient(config.extractor, config.extractor_timeout_s),
         [ShardClient(i, address, config.shard_timeout_s, config.shard_max_in_flight) for i, address in enumerate(config.shards)],
         CellMap.from_config(config.cells, len(config.shards), config.cell_map),
         quota=face_quota(config.license_server, config.license_reconcile_interval_s),
-    )
+    ))
 
 
 async def start(config: GatewayConfig, service: GatewayService | None = None) -> tuple[GrpcServer, GatewayService]:
@@ -42,7 +43,7 @@ async def start(config: GatewayConfig, service: GatewayService | None = None) ->
     interceptors = []
     if config.require_tokens:
         # Tokens live beside the metadata, on the same client; verification runs off the event loop.
-        interceptors.append(AuthInterceptor(TokenStore(service.metadata.db, config.token_cache_ttl_s)))
+        interceptors.append(AuthInterceptor(TokenStore(service.cluster.metadata.db, config.token_cache_ttl_s)))
     else:
         log.warning("require_tokens is off: every caller is trusted; only for a gateway on a trusted network")
     server = GrpcServer(config.listen, interceptors)

@@ -185,7 +185,7 @@ class FaceServicer(gateway_pb2_grpc.FaceServiceServicer):
 
     async def Detect(self, request, context):
         image = await self._image(request.image, "image", request.HasField("image"))
-        detection = await self.service.detect(image, try_rotations=request.try_rotations)
+        detection = await self.service.search.detect(image, try_rotations=request.try_rotations)
         return gateway_pb2.FaceDetectResponse(
             faces=[detected_to_pb(f) for f in detection.faces],
             image_width=detection.width,
@@ -197,7 +197,7 @@ class FaceServicer(gateway_pb2_grpc.FaceServiceServicer):
         second = request.WhichOneof("second")
         if second is None:
             raise InvalidArgument("image2 or face_id is required")
-        result = await self.service.verify(
+        result = await self.service.search.verify(
             image1=await self._image(request.image1, "image1", request.HasField("image1")),
             bbox1=box_or_none(request, "bbox1"),
             threshold=threshold_from_pb(request.threshold),
@@ -223,7 +223,7 @@ class FaceServicer(gateway_pb2_grpc.FaceServiceServicer):
         query = request.WhichOneof("query")
         if query is None:
             raise InvalidArgument("image or descriptor is required")
-        result = await self.service.identify(
+        result = await self.service.search.identify(
             image=await self._image(request.image, "image") if query == "image" else None,
             descriptor=descriptor_in(request.descriptor, "descriptor") if query == "descriptor" else None,
             bboxes=[box_from_pb(b) for b in request.bboxes],
@@ -246,7 +246,7 @@ class FaceServicer(gateway_pb2_grpc.FaceServiceServicer):
         return response
 
     async def CreateFace(self, request, context):
-        enrollment = await self.service.create_face(
+        enrollment = await self.service.enrollment.create_face(
             image=await self._image(request.image, "image", request.HasField("image")),
             bboxes=[box_from_pb(b) for b in request.bboxes],
             meta=request.meta,
@@ -265,11 +265,11 @@ class FaceServicer(gateway_pb2_grpc.FaceServiceServicer):
     async def ImportFaces(self, request_iterator, context):
         async for request in request_iterator:
             faces = [import_face_from_pb(f, i) for i, f in enumerate(request.faces)]
-            ids = await self.service.import_faces(faces)
+            ids = await self.service.enrollment.import_faces(faces)
             yield gateway_pb2.ImportFacesResponse(ids=ids)
 
     async def GetFace(self, request, context):
-        return face_to_pb(await self.service.get_face(request.id))
+        return face_to_pb(await self.service.faces.get_face(request.id))
 
     async def UpdateFace(self, request, context):
         if request.set_galleries and (request.galleries_add or request.galleries_remove):
@@ -281,33 +281,34 @@ class FaceServicer(gateway_pb2_grpc.FaceServiceServicer):
                 raise InvalidArgument("galleries_set needs set_galleries = true")
             change = GalleryChange(add=tuple(request.galleries_add), remove=tuple(request.galleries_remove))
         meta = request.meta if request.HasField("meta") else None
-        return face_to_pb(await self.service.update_face(request.id, meta, change))
+        return face_to_pb(await self.service.faces.update_face(request.id, meta, change))
 
     async def DeleteFace(self, request, context):
-        await self.service.delete_face(request.id)
+        await self.service.faces.delete_face(request.id)
         return gateway_pb2.DeleteFaceResponse()
 
     async def ListFaces(self, request, context):
-        page = await self.service.list_faces(
+        page = await self.service.faces.list_faces(
             request.gallery, request.max_id, request.limit, request.meta if request.HasField("meta") else None
         )
         return gateway_pb2.ListFacesResponse(faces=[face_to_pb(f) for f in page.faces], next_max_id=page.next_max_id,
                                              prev_max_id=page.prev_max_id, has_prev=page.has_prev)
 
     async def ListMeta(self, request, context):
-        rows = await self.service.list_meta(request.gallery)
+        rows = await self.service.faces.list_meta(request.gallery)
         return gateway_pb2.ListMetaResponse(
             results=[gateway_pb2.MetaCount(meta=r.meta, count=r.count, face=face_to_pb(r.face)) for r in rows]
         )
 
     async def CreateGallery(self, request, context):
-        return gallery_to_pb(await self.service.create_gallery(request.name))
+        return gallery_to_pb(await self.service.galleries.create_gallery(request.name))
 
     async def DeleteGallery(self, request, context):
-        return gateway_pb2.DeleteGalleryResponse(deleted_faces=await self.service.delete_gallery(request.name))
+        deleted = await self.service.galleries.delete_gallery(request.name)
+        return gateway_pb2.DeleteGalleryResponse(deleted_faces=deleted)
 
     async def ListGalleries(self, request, context):
-        galleries = await self.service.list_galleries()
+        galleries = await self.service.galleries.list_galleries()
         return gateway_pb2.ListGalleriesResponse(galleries=[gallery_to_pb(g) for g in galleries])
 
     async def ClusterStatus(self, request, context):

@@ -17,7 +17,8 @@ from findface_grpc.errors import NotFound, Unavailable
 from findface_grpc.gateway.config import GatewayConfig
 from findface_grpc.gateway.domain import Descriptor, GalleryChange, NewFace
 from findface_grpc.gateway.server import build_service
-from findface_grpc.gateway.service import InjectedFault, RepairReport
+from findface_grpc.gateway.faults import InjectedFault
+from findface_grpc.gateway.repair import RepairReport
 from tests.gateway.harness import EventLoop, ShardSet, start_healthy
 from tests.helpers import labelled_photos
 
@@ -49,19 +50,19 @@ class Env:
         return [NewFace(Descriptor(MODEL, v), tuple(galleries)) for v in vectors]
 
     def enroll(self, count: int, galleries=()) -> list[int]:
-        ids = self.run(self.service.import_faces(self.new_faces(count, galleries)))
+        ids = self.run(self.service.enrollment.import_faces(self.new_faces(count, galleries)))
         for face_id in ids:
             self.acknowledged[face_id] = tuple(sorted({"default", *galleries}))
         return ids
 
     def check_consistent(self, sweep: bool = True) -> RepairReport:
         """Repair, then: metadata and shards hold exactly the same faces, with the same galleries, all active."""
-        report = self.run(self.service.repair(sweep=sweep, grace_s=0))
+        report = self.run(self.service.repairer.repair(sweep=sweep, grace_s=0))
         assert report.errors == []
-        docs = {d["_id"]: d for d in self.service.metadata.faces.find()}
+        docs = {d["_id"]: d for d in self.service.cluster.metadata.faces.find()}
         assert {i: d["state"] for i, d in docs.items() if d["state"] != "active"} == {}
         assert [i for i, d in docs.items() if "sync" in d] == []
-        owner = self.service.cells.shard_of
+        owner = self.service.cluster.cells.shard_of
         held: dict[int, tuple[str, ...]] = {}
         for s in range(self.shards.count):
             ids = self.shards.ids(s)
@@ -79,7 +80,7 @@ class Env:
         deadline = time.monotonic() + 15
         while True:
             try:
-                self.run(self.service.shards[i].list_ids(0, 1))
+                self.run(self.service.cluster.shards[i].list_ids(0, 1))
                 return
             except Unavailable:
                 if time.monotonic() > deadline:
@@ -115,7 +116,7 @@ def env(tmp_path_factory, extractor, mongo):
 @pytest.fixture(autouse=True)
 def _disarm(env):
     yield
-    env.service.faults.clear()
+    env.service.cluster.faults.clear()
 
 
 ENROLL_STEPS = ["enroll.after_allocate", "enroll.after_insert", "enroll.after_shard_add", "enroll.after_activate"]
@@ -124,15 +125,15 @@ ENROLL_STEPS = ["enroll.after_allocate", "enroll.after_insert", "enroll.after_sh
 @pytest.mark.parametrize("crash", [False, True], ids=["clean-up", "crash"])
 @pytest.mark.parametrize("step", ENROLL_STEPS)
 def test_failed_enrollment_leaves_no_orphan(env, step, crash):
-    faults = env.service.faults
+    faults = env.service.cluster.faults
     faults.arm(step)
     if crash:
         faults.arm("enroll.rollback")
-    before = env.run(env.service.metadata.allocate_ids(1))
+    before = env.run(env.service.cluster.metadata.allocate_ids(1))
     with pytest.raises(InjectedFault):
         env.enroll(8)  # 8 consecutive ids with 8 cells: both shards get some
     ids = list(range(before + 1, before + 9))
-    visible = env.run(env.service.metadata.active_faces(ids))
+    visible = env.run(env.service.cluster.metadata.active_faces(ids))
     if step == "enroll.after_activate":
         # Both stores were written; only the reply was lost. The faces are whole and stay.
         assert sorted(visible) == ids
@@ -146,12 +147,12 @@ def test_failed_enrollment_leaves_no_orphan(env, step, crash):
 
 def test_enrollment_from_a_photo_rolls_back_the_same_way(env, faces):
     name = labelled_photos(faces)[0][0]
-    env.service.faults.arm("enroll.after_shard_add", "enroll.rollback")
+    env.service.cluster.faults.arm("enroll.after_shard_add", "enroll.rollback")
     with pytest.raises(InjectedFault):
-        env.run(env.service.create_face((faces / name).read_bytes(), meta="photo"))
+        env.run(env.service.enrollment.create_face((faces / name).read_bytes(), meta="photo"))
     report = env.check_consistent()
     assert report.rolled_back == 1
-    assert env.service.metadata.faces.count_documents({"meta": "photo"}) == 0
+    assert env.service.cluster.metadata.faces.count_documents({"meta": "photo"}) == 0
 
 
 def test_enrollment_into_a_dead_shard_fails_and_leaves_nothing(env):
@@ -165,12 +166,12 @@ def test_enrollment_into_a_dead_shard_fails_and_leaves_nothing(env):
 
 
 def test_enrollment_slower_than_the_grace_period_is_not_acknowledged(env):
-    store = env.service.metadata
+    store = env.service.cluster.metadata
     activate = store.activate
 
     async def repair_first(ids):
         # Repair runs (from this or another gateway) while the enrollment is stuck between Add and activation.
-        await env.service._repair_pending(0, RepairReport())
+        await env.service.repairer._repair_pending(0, RepairReport())
         return await activate(ids)
 
     store.activate = repair_first
@@ -183,10 +184,10 @@ def test_enrollment_slower_than_the_grace_period_is_not_acknowledged(env):
 
 
 def test_pending_faces_within_the_grace_period_are_left_alone(env):
-    store = env.service.metadata
+    store = env.service.cluster.metadata
     first = env.run(store.allocate_ids(1))
     env.run(store.insert_pending(first, env.new_faces(1, ["default"])))
-    report = env.run(env.service.repair())  # the configured grace: this enrollment may still be running
+    report = env.run(env.service.repairer.repair())  # the configured grace: this enrollment may still be running
     assert report.rolled_back == 0 and store.faces.find_one({"_id": first})["state"] == "pending"
     assert env.check_consistent().rolled_back == 1
 
@@ -194,23 +195,23 @@ def test_pending_faces_within_the_grace_period_are_left_alone(env):
 @pytest.mark.parametrize("step", ["delete.after_mark", "delete.after_shard_remove"])
 def test_failed_delete_is_invisible_at_once_and_finished_by_repair(env, step):
     (face_id,) = env.enroll(1)
-    env.service.faults.arm(step)
-    env.run(env.service.delete_face(face_id))  # acknowledged: the face is marked and hidden
+    env.service.cluster.faults.arm(step)
+    env.run(env.service.faces.delete_face(face_id))  # acknowledged: the face is marked and hidden
     env.forget([face_id])
     with pytest.raises(NotFound):
-        env.run(env.service.get_face(face_id))
+        env.run(env.service.faces.get_face(face_id))
     env.check_consistent()
-    assert env.service.metadata.faces.find_one({"_id": face_id}) is None
+    assert env.service.cluster.metadata.faces.find_one({"_id": face_id}) is None
 
 
 def test_delete_with_its_shard_down_is_finished_when_the_shard_is_back(env):
     ids = env.enroll(8)
-    victim = next(i for i in ids if env.service.cells.shard_of(i) == 1)
+    victim = next(i for i in ids if env.service.cluster.cells.shard_of(i) == 1)
     env.shards.kill(1)
     try:
-        env.run(env.service.delete_face(victim))
+        env.run(env.service.faces.delete_face(victim))
         env.forget([victim])
-        assert env.run(env.service.repair(grace_s=0)).errors  # the shard is still down
+        assert env.run(env.service.repairer.repair(grace_s=0)).errors  # the shard is still down
     finally:
         env.restart_shard(1)
     env.check_consistent()
@@ -219,31 +220,31 @@ def test_delete_with_its_shard_down_is_finished_when_the_shard_is_back(env):
 @pytest.mark.parametrize("step", ["update.after_mark", "update.after_shard_update"])
 def test_failed_gallery_change_is_pushed_by_repair(env, step):
     name = f"rg_{step.split('.')[1]}"
-    env.run(env.service.create_gallery(name))
+    env.run(env.service.galleries.create_gallery(name))
     (face_id,) = env.enroll(1)
-    env.service.faults.arm(step)
-    face = env.run(env.service.update_face(face_id, "m", GalleryChange(add=(name,))))
+    env.service.cluster.faults.arm(step)
+    face = env.run(env.service.faces.update_face(face_id, "m", GalleryChange(add=(name,))))
     assert face.galleries == ("default", name) and face.meta == "m"
     env.acknowledged[face_id] = tuple(sorted(("default", name)))
     assert env.check_consistent().resynced == 1
 
 
 def test_failed_gallery_delete_is_finished_by_repair(env):
-    env.run(env.service.create_gallery("doomed"))
+    env.run(env.service.galleries.create_gallery("doomed"))
     ids = env.enroll(5, ["doomed"])
-    env.service.faults.arm("gallery_delete.after_mark")
-    assert env.run(env.service.delete_gallery("doomed")) == 5
+    env.service.cluster.faults.arm("gallery_delete.after_mark")
+    assert env.run(env.service.galleries.delete_gallery("doomed")) == 5
     env.forget(ids)
-    assert "doomed" not in [g.name for g in env.run(env.service.list_galleries())]
-    assert env.run(env.service.metadata.active_faces(ids)) == {}
+    assert "doomed" not in [g.name for g in env.run(env.service.galleries.list_galleries())]
+    assert env.run(env.service.cluster.metadata.active_faces(ids)) == {}
     report = env.check_consistent()
     assert report.galleries_dropped == 1 and report.deleted == 5
-    assert env.service.metadata.galleries.find_one({"_id": "doomed"}) is None
+    assert env.service.cluster.metadata.galleries.find_one({"_id": "doomed"}) is None
 
 
 def test_sweep_removes_shard_ids_without_metadata(env):
     orphan = 10**9 + 4  # an id far above any allocated one
-    shard = env.service.shards[env.service.cells.shard_of(orphan)]
+    shard = env.service.cluster.shards[env.service.cluster.cells.shard_of(orphan)]
     env.run(shard.add([(orphan, ["default"], env.new_faces(1)[0].descriptor)]))
     assert env.check_consistent().orphans_removed == 1
 
@@ -256,24 +257,24 @@ def test_unreachable_metadata_store_and_extractor_are_unavailable(env, faces):
     photo = (faces / labelled_photos(faces)[0][0]).read_bytes()
     try:
         with pytest.raises(Unavailable, match="metadata store unavailable"):
-            env.run(service.get_face(1))
+            env.run(service.faces.get_face(1))
         with pytest.raises(Unavailable, match="extractor"):
-            env.run(service.detect(photo))
+            env.run(service.search.detect(photo))
     finally:
         env.run(service.stop())
 
 
 def test_hits_without_an_active_face_are_dropped_at_the_join(env):
-    store, service = env.service.metadata, env.service
+    store, service = env.service.cluster.metadata, env.service
     orphan_id = 10**9 + 1  # an id far above any allocated one
     pending_id = env.run(store.allocate_ids(1))
     orphan, pending = env.new_faces(2)
     env.run(store.insert_pending(pending_id, [NewFace(pending.descriptor, ("default",))]))
     for face_id, face in ((orphan_id, orphan), (pending_id, pending)):
-        shard = service.shards[service.cells.shard_of(face_id)]
+        shard = service.cluster.shards[service.cluster.cells.shard_of(face_id)]
         env.run(shard.add([(face_id, ["default"], face.descriptor)]))
     for face in (orphan, pending):
-        result = env.run(service.identify(descriptor=face.descriptor, n=3))
+        result = env.run(service.search.identify(descriptor=face.descriptor, n=3))
         assert result.results[0].matches == ()  # both are in a shard, neither is an active face
     report = env.check_consistent()
     assert (report.orphans_removed, report.rolled_back) == (1, 1)
