@@ -13,10 +13,10 @@ from werkzeug.wrappers import Request
 from findface_grpc.rpc import DETAILS_KEY
 from findface_grpc.v1 import common_pb2
 from gateway_http import docs
-from gateway_http.app import ROUTES, split_path
 from gateway_http.errors import LegacyError, from_grpc
 from gateway_http.params import Params
 from gateway_http.replies import detected_json, face_json, skipped_json
+from gateway_http.routes import ROUTES, split_path
 
 LIMIT = 10_000_000
 

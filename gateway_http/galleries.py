@@ -1,0 +1,34 @@
+"""The legacy gallery methods: list, create and delete (with all its faces)."""
+from __future__ import annotations
+
+from findface_grpc.v1 import gateway_pb2
+from gateway_http.calls import Call, Reply, Upstream, path_gallery
+from gateway_http.errors import bad_param
+from gateway_http.params import check_gallery
+from gateway_http.replies import timestamp
+
+
+def list_galleries(upstream: Upstream, call: Call) -> Reply:
+    reply = upstream.rpc(call, "ListGalleries", gateway_pb2.ListGalleriesRequest())
+    return Reply(body={"results": [
+        {"name": g.name, "face_count": g.face_count, "timestamp": timestamp(g.created_at)} for g in reply.galleries
+    ]})
+
+
+def create_gallery(upstream: Upstream, call: Call) -> Reply:
+    if "gallery" in call.args:
+        name = path_gallery(call)
+    else:
+        value = call.params.get("name")
+        if value is None:
+            raise bad_param("name", None, "name is required: POST /galleries/<name> or {\"name\": ...}")
+        name = check_gallery("name", value)
+    upstream.rpc(call, "CreateGallery", gateway_pb2.CreateGalleryRequest(name=name), {"name": ("name", name)})
+    return Reply(status=201, body={"name": name})
+
+
+def delete_gallery(upstream: Upstream, call: Call) -> Reply:
+    name = path_gallery(call)
+    upstream.rpc(call, "DeleteGallery", gateway_pb2.DeleteGalleryRequest(name=name),
+                 {"name": ("gallery", name), "gallery": ("gallery", name)})
+    return Reply(status=204)

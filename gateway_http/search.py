@@ -1,0 +1,110 @@
+"""The legacy search methods: /detect, /verify and /identify (also within a gallery)."""
+from __future__ import annotations
+
+from typing import Any
+
+from findface_grpc.v1 import gateway_pb2
+from gateway_http.calls import (
+    SELECTORS,
+    Call,
+    Reply,
+    Upstream,
+    box_pb,
+    check_attributes,
+    image_pb,
+    path_gallery,
+    threshold_pb,
+)
+from gateway_http.errors import SERVICE_UNAVAILABLE, LegacyError, bad_param, box_json
+from gateway_http.params import MAX_N
+from gateway_http.replies import box_key, box_of, detected_json, face_json, skipped_json
+
+
+def detect(upstream: Upstream, call: Call) -> Reply:
+    p = call.params
+    photo = p.photo("photo")
+    try_rotations = p.flag("try_rotations")
+    check_attributes(call)
+    request = gateway_pb2.FaceDetectRequest(image=image_pb(photo), try_rotations=try_rotations)
+    reply = upstream.rpc(call, "Detect", request, {"image": ("photo", photo.shown)})
+    # Coordinates are always in the photo as sent, EXIF orientation applied. orientation says which way up
+    # its best face is (1 upright); a gateway older than the field sends 0, which meant upright.
+    return Reply(body={"faces": [detected_json(f) for f in reply.faces], "orientation": reply.orientation or 1})
+
+
+def verify(upstream: Upstream, call: Call) -> Reply:
+    p = call.params
+    photo1, photo2 = p.photo("photo1"), p.photo("photo2")
+    boxes1, boxes2 = p.boxes("bbox1"), p.boxes("bbox2")
+    for name, boxes in (("bbox1", boxes1), ("bbox2", boxes2)):
+        if len(boxes) > 1:
+            raise bad_param(name, p.get(name), f"{name}: give one box per photo")
+    threshold = p.threshold()
+    selector = p.selector()
+    try_rotations = p.flag("try_rotations")
+    check_attributes(call)
+    request = gateway_pb2.VerifyRequest(image1=image_pb(photo1), image2=image_pb(photo2),
+                                        threshold=threshold_pb(threshold), mf_selector=SELECTORS.get(selector, 0),
+                                        try_rotations=try_rotations)
+    if boxes1:
+        request.bbox1.CopyFrom(box_pb(boxes1[0]))
+    if boxes2:
+        request.bbox2.CopyFrom(box_pb(boxes2[0]))
+    reply = upstream.rpc(call, "Verify", request, {
+        "image1": ("photo1", photo1.shown), "image2": ("photo2", photo2.shown), "bbox1": ("bbox1", p.get("bbox1")),
+        "bbox2": ("bbox2", p.get("bbox2")), "threshold": ("threshold", p.get("threshold")),
+    })
+    decide = threshold != "none"
+    results = []
+    for pair in reply.results:
+        item = {"bbox1": box_json(box_of(pair.bbox1)), "bbox2": box_json(box_of(pair.bbox2)),
+                "confidence": pair.confidence}
+        if decide:
+            item["verified"] = pair.verified
+        results.append(item)
+    body: dict[str, Any] = {"results": results, "skipped1": skipped_json(reply.skipped1),
+                            "skipped2": skipped_json(reply.skipped2)}
+    if decide:
+        # As the original: the photos verify when every face of the first has a match in the second.
+        firsts: dict[str, bool] = {}
+        for pair in reply.results:
+            key = box_key(pair.bbox1)
+            firsts[key] = firsts.get(key, False) or pair.verified
+        body["verified"] = bool(firsts) and all(firsts.values())
+    return Reply(body=body)
+
+
+def identify(upstream: Upstream, call: Call) -> Reply:
+    p = call.params
+    photo = p.photo("photo")
+    boxes = p.boxes("bbox")
+    single = p.coordinate_box()
+    if single is not None:
+        boxes.append(single)
+    threshold = p.threshold()
+    n = p.integer("n", 1, MAX_N)
+    selector = p.selector()
+    strict = p.flag("strict")
+    try_rotations = p.flag("try_rotations")
+    gallery = path_gallery(call) if "gallery" in call.args else ""
+    check_attributes(call)
+    request = gateway_pb2.IdentifyRequest(
+        image=image_pb(photo), bboxes=[box_pb(b) for b in boxes], gallery=gallery, n=n or 1,
+        threshold=threshold_pb(threshold), mf_selector=SELECTORS.get(selector, 0), try_rotations=try_rotations,
+    )
+    reply = upstream.rpc(call, "Identify", request, {
+        "image": ("photo", photo.shown), "bboxes": ("bbox", p.get("bbox")), "gallery": ("gallery", gallery),
+        "n": ("n", p.get("n")), "threshold": ("threshold", p.get("threshold")),
+    })
+    live = f"{reply.shards_answered}/{reply.shards_total}"
+    if reply.partial and strict:
+        raise LegacyError(503, SERVICE_UNAVAILABLE,
+                          f"only {live} index shards answered and strict was asked for",
+                          headers={"X-Live-Servers": live})
+    results: dict[str, list] = {}
+    for item in reply.results:
+        results[box_key(item.query.bbox)] = [
+            {"confidence": m.confidence, "face": face_json(m.face)} for m in item.matches
+        ]
+    return Reply(body={"results": results, "skipped": skipped_json(reply.skipped)},
+                 headers={"X-Live-Servers": live})
