@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up on a Debian machine, run as root: system packages, the virtualenv in .venv and the model
 # packs in models/ (or $FINDFACE_MODELS_DIR). Safe to run again; it only does what is missing.
-# --tests: also what only the tests need, Debian's Chromium and ChromeDriver for the console's browser tests.
+# --tests: also what only the tests need, Debian's Chromium and ChromeDriver for the console's browser tests and
+# nginx-light, a real web server for the photo-by-URL tests (they start their own; the package's is not used).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,7 @@ command -v tarantool >/dev/null || apt_packages+=(tarantool)
 if [ "${1:-}" = "--tests" ]; then
   [ -x /usr/bin/chromium ] || apt_packages+=(chromium)
   [ -x /usr/bin/chromedriver ] || apt_packages+=(chromium-driver)
+  [ -x /usr/sbin/nginx ] || apt_packages+=(nginx-light)
 fi
 python3 -c 'import ensurepip, venv' 2>/dev/null || apt_packages+=(python3-venv)
 if ((${#apt_packages[@]})); then

@@ -174,11 +174,14 @@ class PhotoFetcher:
             if length is not None and length.isdigit() and int(length) > self.max_bytes:
                 raise refuse(f"the photo is {int(length) / 1e6:.1f} MB, over the limit of {self.max_bytes / 1e6:g} MB")
             data = bytearray()
-            while True:
+            # A closed reply is a complete one: http.client closes it as soon as the body's end is read (its
+            # length reached, the last chunk, or the server's end of stream).
+            while not response.isclosed():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError
-                # The connection lets go of its socket once the reply is under way; the reply still reads it.
+                # The socket outlives conn.close() (which getresponse calls when the server will close) only while
+                # the open reply's file object holds it; a closed reply has released it, so it is touched only here.
                 conn.pinned_sock.settimeout(remaining)
                 chunk = response.read(min(CHUNK, self.max_bytes + 1 - len(data)))
                 if not chunk:

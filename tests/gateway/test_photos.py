@@ -1,13 +1,17 @@
-"""The gateway's photo fetch (ImageSource.url): address checks after resolution, no redirects, size and time caps."""
+"""The gateway's photo fetch (ImageSource.url): address checks after resolution, no redirects, size and time caps,
+and photos from hosts that end their answers in every way HTTP allows, a real nginx among them."""
 from __future__ import annotations
 
 import ipaddress
+import os
+import shutil
 import time
 
 import pytest
 
 from findface_grpc.errors import InvalidArgument
 from findface_grpc.gateway.photos import PhotoFetcher
+from tests.gateway.photo_hosts import FRAMINGS, NGINX, FolderHost, FramedHost, Nginx
 from tests.http.harness import PhotoServer
 
 MB = 1_000_000
@@ -99,3 +103,60 @@ def test_names_that_do_not_resolve():
         raise OSError("Name or service not known")
 
     assert "cannot resolve" in refused(PhotoFetcher(MB, 1.0, resolver=fail), "http://nowhere.invalid/a.jpg")
+
+
+# A host that hangs up after its answer makes http.client close its side as soon as the body is read; the fetch must
+# not touch the socket after that (it once did, and every such photo failed with EBADF).
+@pytest.fixture(scope="module")
+def framed(faces):
+    host = FramedHost({"img1.jpg": (faces / "deepface/img1.jpg").read_bytes(), "empty.jpg": b""})
+    yield host
+    host.stop()
+
+
+@pytest.mark.parametrize("framing", sorted(FRAMINGS))
+def test_photos_arrive_whichever_way_the_host_ends_its_answer(framed, faces, framing):
+    photo = (faces / "deepface/img1.jpg").read_bytes()
+    started = time.monotonic()
+    assert fetcher().fetch_blocking(f"{framed.base}/{framing}/img1.jpg", "f") == photo
+    # A host that holds the connection open is not waited on once the body is complete.
+    assert time.monotonic() - started < 1.5
+    assert "empty body" in refused(fetcher(), f"{framed.base}/{framing}/empty.jpg")
+    # With no length given up front, the cap is enforced while reading.
+    assert "over the limit" in refused(fetcher(max_bytes=100_000), f"{framed.base}/{framing}/img1.jpg")
+
+
+def test_photos_from_the_standard_library_folder_server(faces):
+    host = FolderHost(faces)
+    try:
+        data = fetcher().fetch_blocking(f"{host.base}/deepface/img1.jpg", "f")
+        assert data == (faces / "deepface/img1.jpg").read_bytes()
+        assert "HTTP 404" in refused(fetcher(), f"{host.base}/deepface/missing.jpg")
+    finally:
+        host.stop()
+
+
+@pytest.fixture(scope="module")
+def nginx(tmp_path_factory, faces):
+    if not os.access(NGINX, os.X_OK):
+        pytest.skip(f"no nginx at {NGINX}; scripts/setup.sh --tests installs Debian's nginx-light")
+    base = tmp_path_factory.mktemp("nginx")
+    folder = base / "www"
+    folder.mkdir()
+    shutil.copy(faces / "deepface/img1.jpg", folder / "img1.jpg")
+    (folder / "empty.jpg").write_bytes(b"")
+    server = Nginx(base, folder)
+    yield server
+    server.stop()
+
+
+def test_photos_from_nginx_serving_a_folder(nginx, faces):
+    photo = (faces / "deepface/img1.jpg").read_bytes()
+    for _ in range(3):  # each fetch is its own connection, closed after the answer
+        assert fetcher().fetch_blocking(f"{nginx.base}/img1.jpg", "image.url") == photo
+    assert "HTTP 404" in refused(fetcher(), f"{nginx.base}/missing.jpg")
+    assert "HTTP 301" in refused(fetcher(), f"{nginx.base}/moved.jpg")
+    assert "empty body" in refused(fetcher(), f"{nginx.base}/empty.jpg")
+    assert "over the limit" in refused(fetcher(max_bytes=100_000), f"{nginx.base}/img1.jpg")
+    # The fences hold for nginx as for any host: loopback is fetched only because the tests allow it.
+    assert "not a public address" in refused(PhotoFetcher(10 * MB, 2.0), f"{nginx.base}/img1.jpg")
