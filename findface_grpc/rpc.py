@@ -5,12 +5,15 @@ import asyncio
 import inspect
 import json
 import logging
+import re
 import signal
 from collections.abc import Awaitable, Callable, Iterable
 
 import grpc
+from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool
+from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from findface_grpc.errors import FindFaceError
 
@@ -24,17 +27,46 @@ CHANNEL_OPTIONS = [
 ]
 # Metadata key that carries FindFaceError.details as JSON.
 DETAILS_KEY = "findface-error-details"
+# gRPC's standard rich error model: a serialized google.rpc.Status, which clients in every language can decode.
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+ERROR_DOMAIN = "findface-grpc"
+# The request field an INVALID_ARGUMENT message names first: messages start with it ("image2: ...",
+# "limit must be ..."), the convention the HTTP gateway also reads them by.
+_FIELD_AT_START = re.compile(r"([a-z][a-z0-9_]*(?:\.[a-z0-9_]+)*)[: ]")
 
 
 def status_code(exc: FindFaceError) -> grpc.StatusCode:
     return grpc.StatusCode[exc.code]
 
 
+def rich_status(exc: FindFaceError) -> status_pb2.Status:
+    """`exc` in the standard rich error model: an ErrorInfo whose reason is the error's kind (TOO_MANY_FACES,
+    INVALID_IMAGE, ...) and whose metadata holds each of `exc.details` as JSON text, plus a BadRequest naming the
+    field for INVALID_ARGUMENT."""
+    code = status_code(exc)
+    reason = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", type(exc).__name__).upper()
+    info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN,
+                                       metadata={k: json.dumps(v) for k, v in exc.details.items()})
+    details = [info]
+    field = _FIELD_AT_START.match(exc.message) if code == grpc.StatusCode.INVALID_ARGUMENT else None
+    if field:
+        details.append(error_details_pb2.BadRequest(field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=field.group(1), description=exc.message)]))
+    packed = []
+    for message in details:
+        any_detail = any_pb2.Any()
+        any_detail.Pack(message)
+        packed.append(any_detail)
+    return status_pb2.Status(code=code.value[0], message=exc.message, details=packed)
+
+
 async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, method: str) -> None:
     if isinstance(exc, FindFaceError):
+        # Both forms: the JSON trailer for this project's own clients, the rich status for everyone else.
+        trailer = [(STATUS_DETAILS_KEY, rich_status(exc).SerializeToString())]
         if exc.details:
-            context.set_trailing_metadata(((DETAILS_KEY, json.dumps(exc.details)),))
-        await context.abort(status_code(exc), exc.message)
+            trailer.append((DETAILS_KEY, json.dumps(exc.details)))
+        await context.abort(status_code(exc), exc.message, tuple(trailer))
     log.exception("unhandled error in %s", method)
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
 
@@ -91,6 +123,50 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         return factory(_wrap_stream(behavior, method), handler.request_deserializer, handler.response_serializer)
 
 
+REFLECTION_V1_SERVICE = "grpc.reflection.v1.ServerReflection"
+
+
+def _register_reflection_v1_proto(pool: descriptor_pool.DescriptorPool) -> None:
+    """Put grpc/reflection/v1/reflection.proto in `pool`, so that reflection can describe its own v1 service.
+
+    grpcio-reflection ships only v1alpha. The v1 file is the same messages and service under the package
+    grpc.reflection.v1 (the wire format is identical), so it is built from the v1alpha file by renaming."""
+    name = "grpc/reflection/v1/reflection.proto"
+    try:
+        pool.FindFileByName(name)
+        return
+    except KeyError:
+        pass
+    old, new = reflection_pb2.DESCRIPTOR.package, "grpc.reflection.v1"
+    proto = descriptor_pb2.FileDescriptorProto()
+    reflection_pb2.DESCRIPTOR.CopyToProto(proto)
+    proto.name, proto.package = name, new
+    proto.ClearField("options")
+    for message in proto.message_type:
+        for field in message.field:
+            if field.HasField("type_name"):
+                field.type_name = field.type_name.replace(f".{old}.", f".{new}.")
+    for method in proto.service[0].method:
+        method.input_type = method.input_type.replace(f".{old}.", f".{new}.")
+        method.output_type = method.output_type.replace(f".{old}.", f".{new}.")
+    pool.AddSerializedFile(proto.SerializeToString())
+
+
+def enable_reflection(service_names: list[str], server: grpc.aio.Server) -> None:
+    """Server reflection as both grpc.reflection.v1 (what current grpcurl and Postman ask first) and v1alpha,
+    answered by grpcio-reflection's v1alpha servicer: the two protocols differ only in the service's name."""
+    _register_reflection_v1_proto(descriptor_pool.Default())
+    names = [*service_names, reflection.SERVICE_NAME, REFLECTION_V1_SERVICE]
+    servicer = reflection.aio.ReflectionServicer(names)
+    handlers = {"ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )}
+    for service in (reflection.SERVICE_NAME, REFLECTION_V1_SERVICE):
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+
+
 class GrpcServer:
     """An aio server with the house defaults: error mapping, health checking, reflection, SIGTERM handling."""
 
@@ -109,7 +185,7 @@ class GrpcServer:
         self._service_names.append(service_full_name)
 
     async def start(self) -> int:
-        reflection.enable_server_reflection([*self._service_names, reflection.SERVICE_NAME], self.server)
+        enable_reflection(self._service_names, self.server)
         self.port = self.server.add_insecure_port(self.listen)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.listen}")

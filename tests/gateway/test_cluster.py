@@ -7,12 +7,15 @@ Tests that enroll more faces remove them again, so that the shared clusters answ
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import numpy as np
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from findface_grpc.rpc import error_details
 from findface_grpc.v1 import common_pb2, gateway_pb2
@@ -345,6 +348,11 @@ def test_verify_and_detect(clusters, photos, enrolled, faces):
         stub.Identify(gateway_pb2.IdentifyRequest(image=image(couple), mf_selector=common_pb2.MULTI_FACE_SELECTOR_REJECT))
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert len(error_details(info.value)["faces"]) == 2
+    # The same boxes in the standard rich error model, relayed from the extractor by the gateway.
+    [detail] = rpc_status.from_call(info.value).details
+    reason = error_details_pb2.ErrorInfo()
+    assert detail.Unpack(reason) and reason.reason == "TOO_MANY_FACES"
+    assert json.loads(reason.metadata["faces"]) == error_details(info.value)["faces"]
     assert code_of(stub.Verify, gateway_pb2.VerifyRequest(image1=image(photos[a][1]), face_id=10**12)) \
         == grpc.StatusCode.NOT_FOUND
 
@@ -370,6 +378,10 @@ def test_bad_identify_requests_name_the_field(clusters, request_, field):
         two.stub.Identify(request_)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field in info.value.details()
+    # The rich error model names the field as a BadRequest, for clients that do not parse messages.
+    bad = error_details_pb2.BadRequest()
+    assert any(d.Unpack(bad) for d in rpc_status.from_call(info.value).details)
+    assert [v.field for v in bad.field_violations] == [field.split(" ")[0]]
 
 
 def test_restarted_gateway_and_shards_answer_the_same(clusters, answers, photos):
