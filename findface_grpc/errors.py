@@ -29,6 +29,20 @@ class InvalidImage(InvalidArgument):
     """The photo bytes cannot be used: empty, truncated, not an image, too large or a pixel bomb."""
 
 
+# The key in PhotoUnavailable's details: across gRPC its code is INVALID_ARGUMENT like any refused URL's, and the
+# details are what tells the two apart.
+PHOTO_UNAVAILABLE = "photo_unavailable"
+
+
+class PhotoUnavailable(InvalidArgument):
+    """A photo URL that passed every check gave no usable photo: no answer, an error status, an empty body or one
+    over the size cap. The HTTP gateway answers it as the original answers a photo it could not process
+    (EXTRACTION_ERROR), where a URL refused as given is a BAD_PARAM."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, details={PHOTO_UNAVAILABLE: True})
+
+
 class NotFound(FindFaceError):
     code = "NOT_FOUND"
 

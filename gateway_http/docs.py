@@ -146,7 +146,8 @@ CONVENTIONS = (
     "object, in whole pixels of the upright photo; they may extend past its edges.",
     "Errors: any non-2xx status with {\"code\", \"reason\"}; BAD_PARAM adds param and value. Codes: AUTH_FAILED "
     "(401), BAD_PARAM (400; 409 for an existing gallery), MALFORMED_JSON (400), EXTRACTION_ERROR (400, a photo "
-    "that cannot be decoded), NOT_FOUND (404), METHOD_NOT_ALLOWED (405), BODY_TOO_LARGE (413, bodies over 10 MB), "
+    "that cannot be decoded, or a photo URL that gives none: unreachable, an error answer, empty or too large; "
+    "param and value name it), NOT_FOUND (404), METHOD_NOT_ALLOWED (405), BODY_TOO_LARGE (413, bodies over 10 MB), "
     "SERVICE_UNAVAILABLE (503: a part of the cluster is down), INTERNAL_ERROR (500).",
     "Photos: JPEG, PNG or WEBP, at most 10 MB. Photo URLs must be public (the server refuses private addresses "
     "unless configured) and direct: redirects are not followed.",

@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 
+from findface_grpc.errors import PHOTO_UNAVAILABLE
 from findface_grpc.rpc import DETAILS_KEY
 
 AUTH_FAILED = "AUTH_FAILED"
@@ -102,6 +103,9 @@ def from_grpc(error: grpc.RpcError, fields: Mapping[str, tuple[str, Any]]) -> Le
         return LegacyError(403, AUTH_FAILED, message or "permission denied")
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         if head.endswith(".url"):
+            if _details(error).get(PHOTO_UNAVAILABLE):
+                return LegacyError(400, EXTRACTION_ERROR, f"cannot get the photo from its URL: {rest}",
+                                   param=param or "photo", value=value)
             return bad_param(param or "photo", value, f"cannot use the photo URL: {rest}")
         if rest.startswith(_IMAGE_PROBLEMS):
             return LegacyError(400, EXTRACTION_ERROR, rest, param=param, value=value)

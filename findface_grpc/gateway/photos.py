@@ -8,7 +8,9 @@ A URL comes from a client and makes the gateway open a connection, so the fetch 
   they fall in one of `allowed_networks`;
 - no redirects: a 3xx answer is refused, as in the original product ("public and direct");
 - at most `max_bytes` are read, and the whole fetch must finish within `timeout_s`.
-Every refusal is an InvalidArgument naming the field, so the caller learns what to fix.
+Every refusal is an InvalidArgument naming the field, so the caller learns what to fix: a URL refused as given is a
+plain one, a URL that was fetched but gave no photo (unreachable, an error answer, too slow, empty, too large) is a
+PhotoUnavailable.
 
 The work is blocking socket I/O (http.client), run in a worker thread so that the event loop keeps serving.
 """
@@ -25,7 +27,7 @@ from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 from findface_grpc import __version__
-from findface_grpc.errors import InvalidArgument
+from findface_grpc.errors import InvalidArgument, PhotoUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +108,9 @@ class PhotoFetcher:
         def refuse(why: str) -> InvalidArgument:
             return InvalidArgument(f"{field}: {why}")
 
+        def unavailable(why: str) -> PhotoUnavailable:
+            return PhotoUnavailable(f"{field}: {why}")
+
         try:
             parts = urlsplit(url.strip())
             port = parts.port
@@ -123,9 +128,9 @@ class PhotoFetcher:
         try:
             addresses = self.resolver(host, port)
         except (OSError, UnicodeError) as exc:
-            raise refuse(f"cannot resolve {host!r}: {exc}") from None
+            raise unavailable(f"cannot resolve {host!r}: {exc}") from None
         if not addresses:
-            raise refuse(f"{host!r} resolves to no address")
+            raise unavailable(f"{host!r} resolves to no address")
         parsed = []
         for text in addresses:
             address = ipaddress.ip_address(text.split("%", 1)[0])
@@ -142,18 +147,18 @@ class PhotoFetcher:
             if remaining <= 0:
                 break
             try:
-                return self._get(scheme, host, port, address, target, deadline, refuse)
+                return self._get(scheme, host, port, address, target, deadline, refuse, unavailable)
             except InvalidArgument:
                 raise
             except (OSError, http.client.HTTPException) as exc:
                 last_error = exc
                 log.debug("fetching %s from %s failed: %s", url, address, exc)
         if last_error is None or isinstance(last_error, TimeoutError):
-            raise refuse(f"no answer from {host!r} within {self.timeout_s:g} s")
-        raise refuse(f"cannot fetch from {host!r}: {type(last_error).__name__}: {last_error}")
+            raise unavailable(f"no answer from {host!r} within {self.timeout_s:g} s")
+        raise unavailable(f"cannot fetch from {host!r}: {type(last_error).__name__}: {last_error}")
 
     def _get(self, scheme: str, host: str, port: int, address: str, target: str, deadline: float,
-             refuse: Callable[[str], InvalidArgument]) -> bytes:
+             refuse: Callable[[str], InvalidArgument], unavailable: Callable[[str], PhotoUnavailable]) -> bytes:
         timeout = max(0.01, deadline - time.monotonic())
         if scheme == "https":
             conn: _PinnedHTTPConnection | _PinnedHTTPSConnection = _PinnedHTTPSConnection(host, port, address, timeout, self.ssl_context)
@@ -169,10 +174,11 @@ class PhotoFetcher:
                 raise refuse(f"the URL redirects (HTTP {response.status} to {location!r}); redirects are not "
                              "followed, give the photo's direct URL")
             if response.status != 200:
-                raise refuse(f"the server answered HTTP {response.status} {response.reason}")
+                raise unavailable(f"the server answered HTTP {response.status} {response.reason}")
             length = response.getheader("Content-Length")
             if length is not None and length.isdigit() and int(length) > self.max_bytes:
-                raise refuse(f"the photo is {int(length) / 1e6:.1f} MB, over the limit of {self.max_bytes / 1e6:g} MB")
+                raise unavailable(f"the photo is {int(length) / 1e6:.1f} MB, over the limit of "
+                                  f"{self.max_bytes / 1e6:g} MB")
             data = bytearray()
             # A closed reply is a complete one: http.client closes it as soon as the body's end is read (its
             # length reached, the last chunk, or the server's end of stream).
@@ -188,9 +194,9 @@ class PhotoFetcher:
                     break
                 data += chunk
                 if len(data) > self.max_bytes:
-                    raise refuse(f"the photo is over the limit of {self.max_bytes / 1e6:g} MB")
+                    raise unavailable(f"the photo is over the limit of {self.max_bytes / 1e6:g} MB")
             if not data:
-                raise refuse("the server sent an empty body")
+                raise unavailable("the server sent an empty body")
             return bytes(data)
         finally:
             if response is not None:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from findface_grpc.errors import InvalidArgument
+from findface_grpc.errors import PHOTO_UNAVAILABLE, InvalidArgument, PhotoUnavailable
 from findface_grpc.gateway.photos import PhotoFetcher
 from tests.gateway.photo_hosts import FRAMINGS, NGINX, FolderHost, FramedHost, Nginx
 from tests.http.harness import PhotoServer
@@ -84,6 +84,24 @@ def test_size_cap_time_cap_and_failures(server):
     assert time.monotonic() - started < 3
     assert "HTTP 404" in refused(fetcher(), server.url("missing.jpg"))
     assert "cannot fetch" in refused(fetcher(), "http://127.0.0.1:9/a.jpg")  # nothing listens on port 9
+
+
+def test_urls_that_give_no_photo_are_told_from_urls_refused_as_given(server):
+    def error(f: PhotoFetcher, url: str) -> InvalidArgument:
+        with pytest.raises(InvalidArgument) as info:
+            f.fetch_blocking(url, "image.url")
+        return info.value
+
+    gave_nothing = [server.url("missing.jpg"), server.url("big.jpg"), server.url("slow.jpg"), "http://127.0.0.1:9/a"]
+    for url in gave_nothing:
+        e = error(fetcher(timeout_s=0.5), url)
+        assert isinstance(e, PhotoUnavailable) and e.details == {PHOTO_UNAVAILABLE: True}, (url, e.message)
+    failing = PhotoFetcher(MB, 1.0, resolver=lambda host, port: [])
+    assert isinstance(error(failing, "http://nowhere.example.com/a.jpg"), PhotoUnavailable)
+    for f, url in ((fetcher(), server.url("redirect/deepface/img1.jpg")), (PhotoFetcher(MB, 1.0), server.url("a.jpg")),
+                   (fetcher(), "ftp://example.com/a.jpg")):
+        e = error(f, url)
+        assert not isinstance(e, PhotoUnavailable) and not e.details, (url, e.message)
 
 
 @pytest.mark.parametrize("url, why", [

@@ -164,19 +164,30 @@ def test_unusable_photos(api, photo_server, faces):
                          form={"bbox": "[10, 10, 120, 120]"}), 400, "BAD_PARAM", "bbox")
 
 
+# A URL refused as given is the client's bad parameter; one that gives no photo is, as in the original, a photo
+# that could not be processed.
 @pytest.mark.parametrize(
-    "path, why",
+    "path, code, why",
     [
-        ("missing.jpg", "HTTP 404"),
-        ("redirect/deepface/img1.jpg", "redirect"),
-        ("big.jpg", "over the limit"),
-        ("slow.jpg", "no answer"),
+        ("missing.jpg", "EXTRACTION_ERROR", "HTTP 404"),
+        ("redirect/deepface/img1.jpg", "BAD_PARAM", "redirect"),
+        ("big.jpg", "EXTRACTION_ERROR", "over the limit"),
+        ("slow.jpg", "EXTRACTION_ERROR", "no answer"),
     ],
 )
-def test_photo_urls_that_cannot_be_fetched(api, photo_server, path, why):
+def test_photo_urls_that_cannot_be_fetched(api, photo_server, path, code, why):
     url = photo_server.url(path)
-    body = check_error(api.post("/v1/detect", json_body={"photo": url}), 400, "BAD_PARAM", "photo")
+    body = check_error(api.post("/v1/detect", json_body={"photo": url}), 400, code, "photo")
     assert body["value"] == url and why in body["reason"]
+
+
+def test_photo_urls_that_reach_nothing_and_urls_refused_as_given(api):
+    unreachable = "http://127.0.0.1:9/a.jpg"  # nothing listens on port 9
+    body = check_error(api.post("/v1/face", json_body={"photo": unreachable}), 400, "EXTRACTION_ERROR", "photo")
+    assert body["value"] == unreachable and "cannot fetch" in body["reason"]
+    private = "http://10.0.0.1/a.jpg"
+    body = check_error(api.post("/v1/detect", json_body={"photo": private}), 400, "BAD_PARAM", "photo")
+    assert body["value"] == private and "not a public address" in body["reason"]
 
 
 def test_unknown_methods_and_paths(api):

@@ -10,6 +10,7 @@ import pytest
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
+from findface_grpc.errors import PHOTO_UNAVAILABLE
 from findface_grpc.rpc import DETAILS_KEY
 from findface_grpc.v1 import common_pb2
 from gateway_http import docs
@@ -132,7 +133,8 @@ S = grpc.StatusCode
      "photo"),
     (S.INVALID_ARGUMENT, "image2: image data is truncated or corrupt: x", {"image2": ("photo2", "u")}, 400,
      "EXTRACTION_ERROR", "photo2"),
-    (S.INVALID_ARGUMENT, "image.url: the server answered HTTP 404", {"image": ("photo", "u")}, 400, "BAD_PARAM", "photo"),
+    (S.INVALID_ARGUMENT, "image.url: the URL redirects (HTTP 302 to '/b.jpg')", {"image": ("photo", "u")}, 400,
+     "BAD_PARAM", "photo"),
     (S.INVALID_ARGUMENT, "image: no face found in box [1, 2, 3, 4]", {"image": ("photo", "u"), "bbox": ("bbox", [1])},
      400, "BAD_PARAM", "bbox"),
     (S.INVALID_ARGUMENT, "image: no face found", {"image": ("photo", "u")}, 400, "BAD_PARAM", "photo"),
@@ -167,6 +169,15 @@ def test_a_face_too_small_is_refused_in_the_extractors_words():
     message = "image: no face can be used: face at [35, 222, 62, 259] is 27x37 px, under the minimum of 50 px"
     e = from_grpc(FakeRpcError(S.INVALID_ARGUMENT, message), {"image": ("photo", "<uploaded file a.jpg>")})
     assert e.body() == {"code": "BAD_PARAM", "reason": message, "param": "photo", "value": "<uploaded file a.jpg>"}
+
+
+def test_a_photo_url_that_gives_no_photo_is_an_extraction_error():
+    fields = {"image": ("photo", "http://photos.example.com/a.jpg")}
+    trailing = ((DETAILS_KEY, json.dumps({PHOTO_UNAVAILABLE: True})),)
+    e = from_grpc(FakeRpcError(S.INVALID_ARGUMENT, "image.url: the server answered HTTP 404 Not Found", trailing),
+                  fields)
+    assert e.body() == {"code": "EXTRACTION_ERROR", "param": "photo", "value": "http://photos.example.com/a.jpg",
+                        "reason": "cannot get the photo from its URL: the server answered HTTP 404 Not Found"}
 
 
 def test_too_many_faces_lists_their_boxes():
