@@ -31,3 +31,15 @@ if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ]; then
 fi
 
 .venv/bin/findface-fetch-models all
+
+# --tests: the Node.js gRPC client test's packages (tests/node), again whenever its lock file changed.
+if [ "${1:-}" = "--tests" ]; then
+  if ! command -v npm >/dev/null; then
+    echo "setup: installing nodejs npm with apt-get"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  if [ ! -d tests/node/node_modules ] || [ tests/node/package-lock.json -nt tests/node/node_modules/.package-lock.json ]; then
+    (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+fi
