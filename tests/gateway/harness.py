@@ -145,6 +145,19 @@ def extractor_process(name: str, base: Path, listen: str, pack: str, **settings)
                                 base / f"{name}.log", env=env)
 
 
+@contextmanager
+def running_strict_extractor(work_dir: Path, pack: str):
+    """An extractor that embeds faces from STRICT_MIN_FACE_SIZE (40 px) while it finds them from 20 px, so that a
+    face can be found yet left out as too small: with the defaults (both 20 px) none is."""
+    addr = address(launch.free_port())
+    proc = extractor_process("extractor-strict", work_dir, addr, pack, min_face_size=STRICT_MIN_FACE_SIZE)
+    start_healthy([(proc, addr)])
+    try:
+        yield addr
+    finally:
+        proc.stop()
+
+
 def gateway_process(name: str, base: Path, listen: str, shards: list[str], extractor: str, mongo_uri: str,
                     mongo_db: str, **settings) -> launch.ManagedProcess:
     env = {"FINDFACE_GATEWAY_MONGO_DB": mongo_db}

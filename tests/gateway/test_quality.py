@@ -14,10 +14,9 @@ import grpc
 import pytest
 from PIL import Image
 
-from findface_grpc import launch
 from findface_grpc.v1 import common_pb2, gateway_pb2
 from tests.gateway.conftest import PACK, require_pack
-from tests.gateway.harness import STRICT_MIN_FACE_SIZE, Cluster, address, extractor_process, start_healthy
+from tests.gateway.harness import STRICT_MIN_FACE_SIZE, Cluster, running_strict_extractor, start_healthy
 from tests.helpers import face_collage, labelled_photos
 
 NONE = common_pb2.Threshold(preset=common_pb2.Threshold.PRESET_NONE)
@@ -29,12 +28,8 @@ SIZE = re.compile(r"\d+x\d+ px")  # how the extractor names a face's size in its
 @pytest.fixture(scope="module")
 def extractor(tmp_path_factory) -> str:
     require_pack(PACK)
-    addr = address(launch.free_port())
-    proc = extractor_process("extractor-strict", tmp_path_factory.mktemp("extractor"), addr, PACK,
-                             min_face_size=STRICT_MIN_FACE_SIZE)
-    start_healthy([(proc, addr)])
-    yield addr
-    proc.stop()
+    with running_strict_extractor(tmp_path_factory.mktemp("extractor"), PACK) as addr:
+        yield addr
 
 
 @pytest.fixture(scope="module")

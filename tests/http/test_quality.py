@@ -13,9 +13,8 @@ import re
 import pytest
 from PIL import Image
 
-from findface_grpc import launch
 from tests.gateway.conftest import PACK, require_pack
-from tests.gateway.harness import STRICT_MIN_FACE_SIZE, address, extractor_process, start_healthy
+from tests.gateway.harness import STRICT_MIN_FACE_SIZE, running_strict_extractor
 from tests.helpers import face_collage
 from tests.http.shapes import check
 
@@ -48,12 +47,8 @@ def turned(data: bytes) -> bytes:
 def extractor(tmp_path_factory) -> str:
     """This module's extractor (the cluster fixture's), in place of the package's."""
     require_pack(PACK)
-    addr = address(launch.free_port())
-    proc = extractor_process("extractor-strict", tmp_path_factory.mktemp("extractor"), addr, PACK,
-                             min_face_size=STRICT_MIN_FACE_SIZE)
-    start_healthy([(proc, addr)])
-    yield addr
-    proc.stop()
+    with running_strict_extractor(tmp_path_factory.mktemp("extractor"), PACK) as addr:
+        yield addr
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from findface_grpc import launch
 from findface_grpc.v1 import common_pb2, gateway_pb2
 from tests.gateway.conftest import PACK, require_pack
-from tests.gateway.harness import STRICT_MIN_FACE_SIZE, address, extractor_process, start_healthy
+from tests.gateway.harness import STRICT_MIN_FACE_SIZE, running_strict_extractor
 from tests.helpers import face_collage
 # The HTTP tests' package fixtures (one SecantusDB, one extractor, the labelled photos), for this package too.
 from tests.http.conftest import extractor, mongo, photos  # noqa: F401
@@ -29,12 +28,8 @@ def strict_extractor(tmp_path_factory) -> str:
     """An extractor that embeds faces from STRICT_MIN_FACE_SIZE (40 px) while it finds them from 20 px, so that a
     face can be found yet left out as too small: with the defaults (both 20 px) none is."""
     require_pack(PACK)
-    addr = address(launch.free_port())
-    proc = extractor_process("extractor-strict", tmp_path_factory.mktemp("extractor"), addr, PACK,
-                             min_face_size=STRICT_MIN_FACE_SIZE)
-    start_healthy([(proc, addr)])
-    yield addr
-    proc.stop()
+    with running_strict_extractor(tmp_path_factory.mktemp("extractor"), PACK) as addr:
+        yield addr
 
 
 @pytest.fixture(scope="module")
