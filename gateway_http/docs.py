@@ -111,7 +111,11 @@ METHODS = (
            PAGE, aliases=("/faces/gallery/{gallery}",)),
     Method("GET", "/meta", "Each meta string with its face count and newest face.", (),
            '{"results": [{"meta", "count", "face"}...]}', aliases=("/meta/gallery/{gallery}",)),
-    Method("GET", "/galleries", "All galleries.", (), '{"results": [{"name", "face_count", "timestamp"}...]}'),
+    Method("GET", "/galleries", "All galleries, by name.",
+           (Param("counts", "boolean", "true: objects with face counts instead of names (not in the original; "
+                                       "the web console uses it)"),),
+           '{"results": ["default", ...]}, the documented list of names; with counts=true '
+           '{"results": [{"name", "face_count", "timestamp"}...]}'),
     Method("POST", "/galleries/{gallery}", "Create a gallery: 1 to 48 of a-z A-Z 0-9 _ -.", (),
            '201 {"name": ...}', aliases=("/galleries (body {\"name\": ...})",), status=201),
     Method("DELETE", "/galleries/{gallery}", "Delete a gallery and every face in it ('default' cannot be).", (),

@@ -9,7 +9,14 @@ from gateway_http.replies import timestamp
 
 
 def list_galleries(upstream: Upstream, call: Call) -> Reply:
+    """The documented list of names; `counts=true` gives objects with face counts instead.
+
+    Legacy clients decode the results as strings, so the counts the web console needs are opt-in.
+    """
+    counts = call.params.flag("counts")
     reply = upstream.rpc(call, "ListGalleries", gateway_pb2.ListGalleriesRequest())
+    if not counts:
+        return Reply(body={"results": [g.name for g in reply.galleries]})
     return Reply(body={"results": [
         {"name": g.name, "face_count": g.face_count, "timestamp": timestamp(g.created_at)} for g in reply.galleries
     ]})

@@ -90,7 +90,8 @@ export function request(method, path, { json, form, onProgress, bearer } = {}) {
 }
 
 export const api = {
-  galleries: async () => (await request("GET", "/galleries")).body.results,
+  // counts=true: objects with face counts; the plain call answers the names only, as legacy clients expect.
+  galleries: async () => (await request("GET", "/galleries?counts=true")).body.results,
   createGallery: (name) => request("POST", `/galleries/${encodeURIComponent(name)}`),
   deleteGallery: (name) => request("DELETE", `/galleries/${encodeURIComponent(name)}`),
   faces: async (gallery, maxId, limit) => {

@@ -15,6 +15,7 @@ from findface_grpc.gateway.cells import CellMap
 from tests.gateway.conftest import PACK
 from tests.gateway.harness import START_TIMEOUT, address
 from tests.http.harness import CELLS, HttpClient
+from tests.http.shapes import check
 from tests.license.conftest import LicenseServer
 
 FACE_KEYS = {"id", "timestamp", "photo", "photo_hash", "thumbnail", "normalized", "x1", "y1", "x2", "y2", "meta",
@@ -336,19 +337,27 @@ def test_galleries_create_list_delete(api, photos, photo_server):
     assert api.post("/v1/galleries/gal_one").json == {"name": "gal_one"}
     created = api.post("/v1/galleries", json_body={"name": "gal_two"})
     assert created.status == 201 and created.json == {"name": "gal_two"}
-    listed = {g["name"]: g for g in api.get("/v1/galleries").json["results"]}
-    assert {"default", "gal_one", "gal_two"} <= set(listed)
-    assert listed["gal_one"]["face_count"] == 0
+    # The documented shape, a list of names, on both versions; face counts only when asked for.
+    for version in ("v0", "v1"):
+        names = api.get(f"/{version}/galleries").json["results"]
+        assert {"default", "gal_one", "gal_two"} <= set(names) and all(isinstance(n, str) for n in names)
+    for query in ("counts=true", "counts=1"):
+        counted = api.get(f"/v0/galleries?{query}").json
+        check(counted, "gallery_counts")
+        listed = {g["name"]: g for g in counted["results"]}
+        assert listed["gal_one"]["face_count"] == 0
     datetime.fromisoformat(listed["gal_one"]["timestamp"])
+    assert api.get("/v1/galleries?counts=false").json["results"] == names
+    assert api.get("/v1/galleries?counts=maybe").json["param"] == "counts"
     (face,) = enroll(api, photo_server, photos, "deepface/img4.jpg", "upload", galleries='["gal_one", "gal_two"]')
     assert face["galleries"] == ["default", "gal_one", "gal_two"]
-    assert {g["name"]: g["face_count"] for g in api.get("/v1/galleries").json["results"]}["gal_one"] == 1
+    counted = api.get("/v1/galleries?counts=true").json["results"]
+    assert {g["name"]: g["face_count"] for g in counted}["gal_one"] == 1
     # Deleting a gallery deletes its faces, everywhere.
     assert api.request("DELETE", "/v1/galleries/gal_one/").status == 204
     assert api.get(f"/v1/face/id/{face['id']}").status == 404
     assert api.request("DELETE", "/v1/galleries/gal_two").status == 204
-    names = {g["name"] for g in api.get("/v1/galleries").json["results"]}
-    assert not {"gal_one", "gal_two"} & names
+    assert not {"gal_one", "gal_two"} & set(api.get("/v1/galleries").json["results"])
 
 
 def test_galleries_from_a_multipart_form(api, photos):
@@ -448,7 +457,7 @@ def test_status_counts_each_shards_faces_per_gallery(api, cluster, photos, photo
         placed = Counter(owner(face["id"]) for face in added)
         assert [s["galleries"].get("status_gal", 0) for s in items] == [placed[0], placed[1]]
         # And every gallery's faces, summed over the shards, are the metadata's.
-        listed = {g["name"]: g["face_count"] for g in api.get("/v1/galleries").json["results"]}
+        listed = {g["name"]: g["face_count"] for g in api.get("/v1/galleries?counts=true").json["results"]}
         assert listed["status_gal"] == len(added) and listed["default"] >= len(enrolled) + len(added)
         for name, count in listed.items():
             assert sum(s["galleries"].get(name, 0) for s in items) == count, name
