@@ -65,7 +65,10 @@ METHODS = (
            'coordinates are always in the photo as sent, EXIF orientation applied'),
     Method("POST", "/verify", "Are the faces in two photos the same person?",
            (Param("photo1", "photo", PHOTO, required=True), Param("photo2", "photo", PHOTO, required=True),
-            Param("bbox1", "bbox", "the face to use in photo1"), Param("bbox2", "bbox", "the face to use in photo2"),
+            Param("bbox1", "bboxes", "the faces to use in photo1: one box or an array of boxes, each selecting a "
+                                     "face"),
+            Param("bbox2", "bboxes", "the faces to use in photo2, as bbox1; every pair of selected faces is "
+                                     "compared"),
             THRESHOLD, SELECTOR, TRY_ROTATIONS, *FLAGS),
            '{"results": [{"bbox1", "bbox2", "confidence", "verified"}], "verified": true if every face of photo1 '
            'has a match in photo2, "skipped1", "skipped2"}; with threshold none, "verified" is left out; '

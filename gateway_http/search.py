@@ -15,7 +15,7 @@ from gateway_http.calls import (
     path_gallery,
     threshold_pb,
 )
-from gateway_http.errors import SERVICE_UNAVAILABLE, LegacyError, bad_param, box_json
+from gateway_http.errors import SERVICE_UNAVAILABLE, LegacyError, box_json
 from gateway_http.params import MAX_N
 from gateway_http.replies import box_key, box_of, detected_json, face_json, skipped_json
 
@@ -35,24 +35,19 @@ def detect(upstream: Upstream, call: Call) -> Reply:
 def verify(upstream: Upstream, call: Call) -> Reply:
     p = call.params
     photo1, photo2 = p.photo("photo1"), p.photo("photo2")
+    # One box or, as the original documents, an array of boxes: each selects a face of its photo.
     boxes1, boxes2 = p.boxes("bbox1"), p.boxes("bbox2")
-    for name, boxes in (("bbox1", boxes1), ("bbox2", boxes2)):
-        if len(boxes) > 1:
-            raise bad_param(name, p.get(name), f"{name}: give one box per photo")
     threshold = p.threshold()
     selector = p.selector()
     try_rotations = p.flag("try_rotations")
     check_attributes(call)
     request = gateway_pb2.VerifyRequest(image1=image_pb(photo1), image2=image_pb(photo2),
                                         threshold=threshold_pb(threshold), mf_selector=SELECTORS.get(selector, 0),
-                                        try_rotations=try_rotations)
-    if boxes1:
-        request.bbox1.CopyFrom(box_pb(boxes1[0]))
-    if boxes2:
-        request.bbox2.CopyFrom(box_pb(boxes2[0]))
+                                        try_rotations=try_rotations, bboxes1=[box_pb(b) for b in boxes1],
+                                        bboxes2=[box_pb(b) for b in boxes2])
     reply = upstream.rpc(call, "Verify", request, {
         "image1": ("photo1", photo1.shown), "image2": ("photo2", photo2.shown), "bbox1": ("bbox1", p.get("bbox1")),
-        "bbox2": ("bbox2", p.get("bbox2")), "threshold": ("threshold", p.get("threshold")),
+        "bbox2": ("bbox2", p.get("bbox2")), "bboxes1": ("bbox1", p.get("bbox1")), "bboxes2": ("bbox2", p.get("bbox2")), "threshold": ("threshold", p.get("threshold")),
     })
     decide = threshold != "none"
     results = []

@@ -55,25 +55,25 @@ class Searcher:
     async def verify(
         self,
         image1: bytes,
-        bbox1: Box | None,
+        bboxes1: Sequence[Box],
         threshold: scoring.Threshold,
         selector: MultiFace,
         image2: bytes | None = None,
-        bbox2: Box | None = None,
+        bboxes2: Sequence[Box] = (),
         face_id: int | None = None,
         try_rotations: bool = False,
     ) -> VerifyResult:
         cluster = self.cluster
         model = await cluster.model()
         limit = self._resolve_threshold(threshold, model.model_id)
-        first = cluster.extract(image1, [bbox1] if bbox1 else [], selector, "image1", try_rotations=try_rotations)
+        first = cluster.extract(image1, list(bboxes1), selector, "image1", try_rotations=try_rotations)
         skipped2: tuple[SkippedFace, ...] = ()
         if face_id is not None:
             faces1, (face, descriptor) = await asyncio.gather(first, self._enrolled_descriptor(face_id, model))
             seconds = [(face.bbox, descriptor)]
         elif image2 is not None:
-            faces1, faces2 = await asyncio.gather(first, cluster.extract(image2, [bbox2] if bbox2 else [], selector,
-                                                                         "image2", try_rotations=try_rotations))
+            faces1, faces2 = await asyncio.gather(first, cluster.extract(image2, list(bboxes2), selector, "image2",
+                                                                         try_rotations=try_rotations))
             seconds = [(f.bbox, f.descriptor) for f in faces2.faces]
             skipped2 = faces2.skipped
         else:

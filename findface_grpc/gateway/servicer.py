@@ -69,8 +69,10 @@ def threshold_from_pb(msg: common_pb2.Threshold) -> scoring.Threshold:
     return scoring.Threshold()
 
 
-def box_or_none(request, name: str):
-    return box_from_pb(getattr(request, name)) if request.HasField(name) else None
+def boxes_of(request, name: str, more) -> list:
+    """The optional single box field `name` followed by the repeated `more`."""
+    first = [box_from_pb(getattr(request, name))] if request.HasField(name) else []
+    return first + [box_from_pb(b) for b in more]
 
 
 def timestamp(msg, value) -> None:
@@ -199,11 +201,11 @@ class FaceServicer(gateway_pb2_grpc.FaceServiceServicer):
             raise InvalidArgument("image2 or face_id is required")
         result = await self.service.search.verify(
             image1=await self._image(request.image1, "image1", request.HasField("image1")),
-            bbox1=box_or_none(request, "bbox1"),
+            bboxes1=boxes_of(request, "bbox1", request.bboxes1),
             threshold=threshold_from_pb(request.threshold),
             selector=selector_from_pb(request.mf_selector),
             image2=await self._image(request.image2, "image2") if second == "image2" else None,
-            bbox2=box_or_none(request, "bbox2"),
+            bboxes2=boxes_of(request, "bbox2", request.bboxes2),
             face_id=request.face_id if second == "face_id" else None,
             try_rotations=request.try_rotations,
         )

@@ -28,7 +28,7 @@ class FaceDetectResponse(_message.Message):
     def __init__(self, faces: _Optional[_Iterable[_Union[_common_pb2.DetectedFace, _Mapping]]] = ..., image_width: _Optional[int] = ..., image_height: _Optional[int] = ..., orientation: _Optional[int] = ...) -> None: ...
 
 class VerifyRequest(_message.Message):
-    __slots__ = ("image1", "bbox1", "image2", "face_id", "bbox2", "threshold", "mf_selector", "try_rotations")
+    __slots__ = ("image1", "bbox1", "image2", "face_id", "bbox2", "threshold", "mf_selector", "try_rotations", "bboxes1", "bboxes2")
     IMAGE1_FIELD_NUMBER: _ClassVar[int]
     BBOX1_FIELD_NUMBER: _ClassVar[int]
     IMAGE2_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +37,8 @@ class VerifyRequest(_message.Message):
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     MF_SELECTOR_FIELD_NUMBER: _ClassVar[int]
     TRY_ROTATIONS_FIELD_NUMBER: _ClassVar[int]
+    BBOXES1_FIELD_NUMBER: _ClassVar[int]
+    BBOXES2_FIELD_NUMBER: _ClassVar[int]
     image1: _common_pb2.ImageSource
     bbox1: _common_pb2.BoundingBox
     image2: _common_pb2.ImageSource
@@ -45,7 +47,9 @@ class VerifyRequest(_message.Message):
     threshold: _common_pb2.Threshold
     mf_selector: _common_pb2.MultiFaceSelector
     try_rotations: bool
-    def __init__(self, image1: _Optional[_Union[_common_pb2.ImageSource, _Mapping]] = ..., bbox1: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., image2: _Optional[_Union[_common_pb2.ImageSource, _Mapping]] = ..., face_id: _Optional[int] = ..., bbox2: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., threshold: _Optional[_Union[_common_pb2.Threshold, _Mapping]] = ..., mf_selector: _Optional[_Union[_common_pb2.MultiFaceSelector, str]] = ..., try_rotations: _Optional[bool] = ...) -> None: ...
+    bboxes1: _containers.RepeatedCompositeFieldContainer[_common_pb2.BoundingBox]
+    bboxes2: _containers.RepeatedCompositeFieldContainer[_common_pb2.BoundingBox]
+    def __init__(self, image1: _Optional[_Union[_common_pb2.ImageSource, _Mapping]] = ..., bbox1: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., image2: _Optional[_Union[_common_pb2.ImageSource, _Mapping]] = ..., face_id: _Optional[int] = ..., bbox2: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., threshold: _Optional[_Union[_common_pb2.Threshold, _Mapping]] = ..., mf_selector: _Optional[_Union[_common_pb2.MultiFaceSelector, str]] = ..., try_rotations: _Optional[bool] = ..., bboxes1: _Optional[_Iterable[_Union[_common_pb2.BoundingBox, _Mapping]]] = ..., bboxes2: _Optional[_Iterable[_Union[_common_pb2.BoundingBox, _Mapping]]] = ...) -> None: ...
 
 class VerifyPair(_message.Message):
     __slots__ = ("bbox1", "bbox2", "confidence", "verified")

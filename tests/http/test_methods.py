@@ -5,6 +5,7 @@ turn), with its identity as meta; tests that enroll more remove what they add, o
 """
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import datetime
 
@@ -178,6 +179,21 @@ def test_verify(api, photos, photo_server, faces):
     every = api.post("/v1/verify", json_body={"photo1": couple, "photo2": couple, "mf_selector": "all"})
     assert every.status == 200 and len(every.json["results"]) == 4
     assert every.json["verified"] is True  # each face of photo 1 has itself in photo 2
+    # Arrays of boxes, as the original documents bbox1 and bbox2: each box selects a face, every pair compared.
+    found = api.post("/v1/detect", json_body={"photo": couple}).json["faces"]
+    corners = [[f["x1"], f["y1"], f["x2"], f["y2"]] for f in found]
+    assert len(corners) == 2
+    arrays = api.post("/v1/verify", json_body={"photo1": couple, "photo2": couple, "bbox1": corners,
+                                               "bbox2": [found[0]]})
+    assert arrays.status == 200, arrays.json
+    assert len(arrays.json["results"]) == 2 and arrays.json["verified"] is False  # one face of photo 1 unmatched
+    assert {r["bbox2"]["x1"] for r in arrays.json["results"]} == {found[0]["x1"]}
+    assert sorted(r["bbox1"]["x1"] for r in arrays.json["results"]) == sorted(c[0] for c in corners)
+    listed = api.post("/v1/verify", form={"photo1": couple, "photo2": couple, "bbox1": json.dumps([corners[1]]),
+                                          "bbox2": json.dumps(corners)})
+    assert len(listed.json["results"]) == 2 and listed.json["verified"] is True
+    top = listed.json["results"][0]
+    assert (top["bbox1"]["x1"], top["bbox2"]["x1"]) == (found[1]["x1"], found[1]["x1"]) and top["confidence"] > 0.9
 
 
 @pytest.mark.parametrize("path, body_photo", [("/v1/face", "photo"), ("/v1/identify", "photo"),
