@@ -24,13 +24,16 @@ def list_galleries(upstream: Upstream, call: Call) -> Reply:
 
 def create_gallery(upstream: Upstream, call: Call) -> Reply:
     if "gallery" in call.args:
-        name = path_gallery(call)
+        param, name = "gallery", path_gallery(call)
     else:
         value = call.params.get("name")
         if value is None:
             raise bad_param("name", None, "name is required: POST /galleries/<name> or {\"name\": ...}")
-        name = check_gallery("name", value)
-    upstream.rpc(call, "CreateGallery", gateway_pb2.CreateGalleryRequest(name=name), {"name": ("name", name)})
+        param, name = "name", check_gallery("name", value)
+    # The gateway's messages start with "name" (a bad name) or "gallery" (one that exists already): both are
+    # the gallery the client named, in the path or in the body.
+    upstream.rpc(call, "CreateGallery", gateway_pb2.CreateGalleryRequest(name=name),
+                 {"name": (param, name), "gallery": (param, name)})
     return Reply(status=201, body={"name": name})
 
 

@@ -137,7 +137,12 @@ def test_unknown_ids_and_galleries(api):
     check_error(api.post("/v1/galleries", json_body={"name": "a/b"}), 400, "BAD_PARAM", "name")
     check_error(api.request("DELETE", "/v1/galleries/default"), 400, "BAD_PARAM")
     assert api.post("/v1/galleries/twice").status == 201
-    check_error(api.post("/v1/galleries/twice"), 409, "BAD_PARAM")
+    # A duplicate names the gallery, in the path or in the body, so that a client can tell which one.
+    for version in ("v0", "v1"):
+        again = check_error(api.post(f"/{version}/galleries/twice"), 409, "BAD_PARAM", "gallery")
+        assert again["value"] == "twice" and "twice" in again["reason"]
+        again = check_error(api.post(f"/{version}/galleries", json_body={"name": "twice"}), 409, "BAD_PARAM", "name")
+        assert again["value"] == "twice"
     assert api.request("DELETE", "/v1/galleries/twice").status == 204
 
 

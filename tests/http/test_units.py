@@ -147,6 +147,7 @@ S = grpc.StatusCode
     (S.NOT_FOUND, "galleries: gallery 'x' not found", {"galleries": ("galleries", ["x"])}, 400, "BAD_PARAM",
      "galleries"),
     (S.ALREADY_EXISTS, "gallery 'x' already exists", {}, 409, "BAD_PARAM", "name"),
+    (S.ALREADY_EXISTS, "gallery 'x' already exists", {"gallery": ("gallery", "x")}, 409, "BAD_PARAM", "gallery"),
     (S.FAILED_PRECONDITION, "the extractor changed its model while this request ran; retry", {}, 503,
      "SERVICE_UNAVAILABLE", None),
     (S.UNAVAILABLE, "extractor 127.0.0.1:1 unavailable", {}, 503, "SERVICE_UNAVAILABLE", None),
