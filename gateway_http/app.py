@@ -17,12 +17,16 @@ import logging
 import time
 from collections.abc import Iterable
 
+import grpc
 from werkzeug.wrappers import Request
 
+from findface_grpc.v1 import gateway_pb2
 from gateway_http import console
 from gateway_http.calls import DEFAULT_VERSION, VERSIONS, Call, Reply, Upstream
 from gateway_http.config import HttpConfig
-from gateway_http.errors import AUTH_FAILED, INTERNAL_ERROR, METHOD_NOT_ALLOWED, NOT_FOUND, LegacyError, bad_param
+from gateway_http.errors import (
+    AUTH_FAILED, INTERNAL_ERROR, METHOD_NOT_ALLOWED, NOT_FOUND, LegacyError, bad_param, from_grpc,
+)
 from gateway_http.params import too_large
 from gateway_http.routes import ROUTES, split_path
 
@@ -117,8 +121,26 @@ class LegacyApp:
                 captured["_plural"] = "1"
             call = Call(request, version, prefix, path, captured, _metadata(request, route.open),
                         self.config.max_body_bytes)
-            return handler(self.upstream, call)
+            try:
+                return handler(self.upstream, call)
+            except LegacyError as exc:
+                if exc.status == 400 and not route.open:
+                    self._confirm_token(call)
+                raise
         raise LegacyError(404, NOT_FOUND, f"no such method: {method} {path}; see /docs")
+
+
+    def _confirm_token(self, call: Call) -> None:
+        """Parameters are checked here, the token only by the gateway; a client without a valid token must hear
+        401 first, as from the original, whatever else is wrong with its request. So a parameter error costs one
+        cheap authenticated call, and anything but a refused token leaves that error to stand."""
+        try:
+            self.upstream.stub.ListGalleries(
+                gateway_pb2.ListGalleriesRequest(), timeout=self.config.call_timeout_s, metadata=call.metadata
+            )
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+                raise from_grpc(exc, {}) from None
 
 
 def _buffer_chunked(environ: dict, limit: int) -> tuple[dict, bool]:

@@ -704,8 +704,6 @@ def test_auth_failures(client, world, version):
     assert client.call("GET", f"/{version}/faces/gallery/ldoc_intruder").status == 404
 
 
-@pytest.mark.xfail(strict=True, reason="bug reported: parameters are checked before the token, so a bodiless "
-                                       "POST without a valid token answers 400 BAD_PARAM instead of 401")
 @pytest.mark.parametrize("version", VERSIONS)
 def test_auth_is_checked_before_parameters(client, version):
     """The documents: every request without a valid token is 401, whatever else is wrong with it."""
