@@ -50,6 +50,9 @@ def decode(data: bytes, max_bytes: int, max_pixels: int, draft_long_side: int = 
         raise InvalidImage(f"image has too many pixels: {exc}") from None
     except OSError as exc:
         raise InvalidImage(f"image header is corrupt: {exc}") from None
+    except ValueError as exc:
+        # PIL refuses compressed PNG text and colour-profile chunks that would inflate past its limit: a bomb.
+        raise InvalidImage(f"image metadata is too large or corrupt: {exc}") from None
     if img.format not in ACCEPTED_FORMATS:
         raise InvalidImage(f"unsupported image format {img.format}; use JPEG, PNG or WEBP")
     width, height = img.size

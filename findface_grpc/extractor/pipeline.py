@@ -7,6 +7,7 @@ release the GIL).
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -295,6 +296,8 @@ class Pipeline:
         from a second pass over the box's surroundings at full resolution.
         """
         for box in boxes:
+            if not all(math.isfinite(v) for v in box):
+                raise InvalidArgument(f"bad box {list(box)}: coordinates must be finite numbers")
             if not (box[2] > box[0] and box[3] > box[1]):
                 raise InvalidArgument(f"bad box {list(box)}: needs x1 < x2 and y1 < y2")
         whole = [rescale(d, 1.0 / scale) for d in self.finder.upright(image)]

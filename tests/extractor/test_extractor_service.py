@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import math
 import struct
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -173,6 +174,15 @@ def test_caller_given_box_embeds_that_face(stub, faces):
         stub.Extract(extractor_pb2.ExtractRequest(image=data, boxes=[common_pb2.BoundingBox(x1=0, y1=0, x2=5, y2=5)]))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "no face found in box" in err.value.details()
+
+
+@pytest.mark.parametrize("x2", [math.inf, -math.inf, math.nan])
+def test_a_box_with_a_coordinate_that_is_not_a_number_is_refused(stub, faces, x2):
+    data = read(faces, "deepface/couple.jpg")
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Extract(extractor_pb2.ExtractRequest(image=data, boxes=[common_pb2.BoundingBox(x1=0, y1=0, x2=x2, y2=5)]))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "must be finite" in err.value.details()
 
 
 def test_normalized_crop_and_thumbnail_on_request(stub, faces):

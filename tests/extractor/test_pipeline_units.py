@@ -5,7 +5,7 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from findface_grpc.errors import InvalidArgument, InvalidImage, TooManyFaces
 from findface_grpc.extractor import imaging
@@ -125,3 +125,19 @@ def test_a_drafted_photo_keeps_its_true_size_whatever_libjpeg_rounds_to(orientat
     assert decoded.scale == 0.5
     assert (decoded.width, decoded.height) == size
     assert decoded.image.shape[:2] == ((683, 1024) if orientation == 1 else (1024, 683))
+
+
+@pytest.mark.parametrize("chunk", ["zTXt", "iTXt", "iCCP"])
+def test_png_metadata_bombs_are_refused_as_bad_images(chunk):
+    """64 MB of text or colour profile compressed into 65 kB: PIL refuses to inflate it, and so must we, clearly."""
+    inflated = 64 << 20
+    info = PngImagePlugin.PngInfo()
+    if chunk == "zTXt":
+        info.add_text("Comment", "A" * inflated, zip=True)
+    elif chunk == "iTXt":
+        info.add_itxt("Comment", "A" * inflated, zip=True)
+    options = {"icc_profile": b"\0" * inflated} if chunk == "iCCP" else {"pnginfo": info}
+    data = encode(Image.new("RGB", (32, 32)), "PNG", **options)
+    assert len(data) < 100_000
+    with pytest.raises(InvalidImage, match="metadata is too large"):
+        imaging.decode(data, 10**7, 10**8)
