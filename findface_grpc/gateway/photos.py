@@ -17,11 +17,13 @@ The work is blocking socket I/O (http.client), run in a worker thread so that th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import ipaddress
 import logging
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
@@ -165,6 +167,20 @@ class PhotoFetcher:
         else:
             conn = _PinnedHTTPConnection(host, port, address, timeout)
         response: http.client.HTTPResponse | None = None
+        # Socket timeouts bound each read, not the fetch: a server dripping a byte at a time would never time out.
+        # At the deadline the watchdog shuts the socket down, which ends whatever read is waiting.
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            sock = getattr(conn, "pinned_sock", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+        watchdog = threading.Timer(timeout, expire)
+        watchdog.daemon = True
+        watchdog.start()
         try:
             conn.request("GET", target, headers={"User-Agent": self.user_agent, "Accept": "image/*",
                                                  "Connection": "close"})
@@ -189,8 +205,11 @@ class PhotoFetcher:
                 # The socket outlives conn.close() (which getresponse calls when the server will close) only while
                 # the open reply's file object holds it; a closed reply has released it, so it is touched only here.
                 conn.pinned_sock.settimeout(remaining)
-                chunk = response.read(min(CHUNK, self.max_bytes + 1 - len(data)))
+                # read1: at most one read from the socket, so the deadline is looked at between any two.
+                chunk = response.read1(min(CHUNK, self.max_bytes + 1 - len(data)))
                 if not chunk:
+                    if expired.is_set():
+                        raise TimeoutError
                     break
                 data += chunk
                 if len(data) > self.max_bytes:
@@ -198,7 +217,12 @@ class PhotoFetcher:
             if not data:
                 raise unavailable("the server sent an empty body")
             return bytes(data)
+        except (OSError, http.client.HTTPException) as exc:
+            if expired.is_set():
+                raise TimeoutError from exc
+            raise
         finally:
+            watchdog.cancel()
             if response is not None:
                 response.close()
             conn.close()

@@ -7,6 +7,7 @@ import os
 import shutil
 import socketserver
 import threading
+import time
 from pathlib import Path
 
 from findface_grpc import launch
@@ -24,6 +25,11 @@ FRAMINGS = {
     "chunked": ("HTTP/1.1 200 OK", "chunked", False),
     "keep-alive": ("HTTP/1.1 200 OK\r\nConnection: keep-alive", "length", False),
 }
+
+
+# Hosts that answer a byte at a time, every DRIP_INTERVAL_S: from the first header byte, or from the body's first.
+DRIPS = ("drip-headers", "drip-body")
+DRIP_INTERVAL_S = 0.05
 
 
 def framed_answer(framing: str, body: bytes) -> bytes:
@@ -48,14 +54,27 @@ class _FramedHandler(socketserver.StreamRequestHandler):
         while self.rfile.readline() not in (b"\r\n", b"\n", b""):
             pass
         framing, _, name = target.strip("/").partition("/")
+        if framing in DRIPS:
+            self._drip(framing, framed_answer("http11-close", self.server.photos[name]))
+            return
         self.wfile.write(framed_answer(framing, self.server.photos[name]))
         self.wfile.flush()
         if not FRAMINGS[framing][2]:
             self.rfile.read()  # the client is the one to hang up
 
 
+    def _drip(self, framing: str, answer: bytes) -> None:
+        slow_from = 0 if framing == "drip-headers" else answer.index(b"\r\n\r\n") + 4
+        self.wfile.write(answer[:slow_from])
+        for i in range(slow_from, len(answer)):
+            self.wfile.write(answer[i:i + 1])
+            self.wfile.flush()
+            time.sleep(DRIP_INTERVAL_S)
+
+
 class FramedHost(socketserver.ThreadingTCPServer):
-    """Answers GET /<framing>/<name> with photos[name], framed as FRAMINGS says, written out byte for byte."""
+    """Answers GET /<framing>/<name> with photos[name], framed as FRAMINGS says, written out byte for byte; or,
+    for a framing of DRIPS, a byte at a time."""
 
     daemon_threads = True
 

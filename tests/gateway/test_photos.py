@@ -11,7 +11,7 @@ import pytest
 
 from findface_grpc.errors import PHOTO_UNAVAILABLE, InvalidArgument, PhotoUnavailable
 from findface_grpc.gateway.photos import PhotoFetcher
-from tests.gateway.photo_hosts import FRAMINGS, NGINX, FolderHost, FramedHost, Nginx
+from tests.gateway.photo_hosts import DRIPS, FRAMINGS, NGINX, FolderHost, FramedHost, Nginx
 from tests.http.harness import PhotoServer
 
 MB = 1_000_000
@@ -130,6 +130,15 @@ def framed(faces):
     host = FramedHost({"img1.jpg": (faces / "deepface/img1.jpg").read_bytes(), "empty.jpg": b""})
     yield host
     host.stop()
+
+
+@pytest.mark.parametrize("drip", DRIPS)
+def test_the_time_limit_is_for_the_whole_fetch_not_each_read(framed, drip):
+    """A host that answers a byte at a time never lets one read time out; the fetch must still end on time."""
+    name = next(iter(framed.photos))
+    started = time.monotonic()
+    assert "no answer" in refused(fetcher(timeout_s=1.0), f"{framed.base}/{drip}/{name}")
+    assert time.monotonic() - started < 2.0
 
 
 @pytest.mark.parametrize("framing", sorted(FRAMINGS))
