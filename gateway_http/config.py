@@ -64,6 +64,10 @@ class UploadConfig:
     mongo_uri: str = ""
     mongo_db: str = "findface"
     users: tuple[str, ...] = ()
+    # The store's service identity, the only one that may write, delete or list photos/ and faces/ (ordinary
+    # tokens and users keep the drop folder): the users of `users` named here, and whoever presents the live API
+    # token `gateway_token` (the launcher gives the gateway that same token as its upload_password).
+    service_users: tuple[str, ...] = ("gateway",)
     # GET and HEAD of stored photos, thumbnails and normalized crops (the URLs in face objects) without
     # credentials, as the original served them; everything else, the drop folder above all, needs credentials.
     public_reads: bool = True
@@ -101,6 +105,9 @@ class UploadConfig:
             name, sep, password = user.partition(":")
             if not (sep and name and password):
                 raise ConfigError("[upload].users entries must be \"name:password\"")
+        for name in self.service_users:
+            if not name or ":" in name:
+                raise ConfigError("[upload].service_users must be user names of [upload].users (no \":\")")
         if self.max_file_mb <= 0:
             raise ConfigError("[upload].max_file_mb must be > 0")
         if self.duplicates not in (SKIP, ENROLL):
