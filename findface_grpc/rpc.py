@@ -24,6 +24,11 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    # A peer that comes back is reached again within about a second, however long it was away: gRPC's default
+    # backoff grows to two minutes, and every call in that wait fails although the peer serves again.
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
 ]
 # Metadata key that carries FindFaceError.details as JSON.
 DETAILS_KEY = "findface-error-details"

@@ -70,9 +70,6 @@ SELECTORS = {"all": common_pb2.MULTI_FACE_SELECTOR_ALL, "biggest": common_pb2.MU
 # Names in the drop folder (gateway_http.upload checks them on the way in; the start-up scan checks them again).
 DROP_NAME = re.compile(r"[a-zA-Z0-9_-]{1,48}\.(?:jpg|jpeg|png|webp)")
 GALLERY_NAME = re.compile(r"[a-zA-Z0-9_-]{1,48}")
-# The gateway's reconnection after it was down: soon enough for the next retry to find it back.
-DROP_CHANNEL_OPTIONS = [*CHANNEL_OPTIONS, ("grpc.initial_reconnect_backoff_ms", 500),
-                        ("grpc.max_reconnect_backoff_ms", 5000)]
 # How long close() waits for enrollments under way before cancelling them (they are retried at the next start).
 CLOSE_WAIT_S = 10.0
 
@@ -141,7 +138,7 @@ class DropFolder:
         self.config = config
         self.root = root
         self.state = root / STATE_DIR
-        self.channel = grpc.insecure_channel(config.gateway, options=DROP_CHANNEL_OPTIONS)
+        self.channel = grpc.insecure_channel(config.gateway, options=CHANNEL_OPTIONS)
         self.stub = gateway_pb2_grpc.FaceServiceStub(self.channel)
         self.metadata = token_metadata(config.gateway_token) if config.gateway_token else ()
         self._locks = KeyedLocks()

@@ -5,16 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
 from google.protobuf import descriptor_pb2
 from google.rpc import error_details_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 from grpc_status import rpc_status
 
 from findface_grpc.errors import InvalidArgument, TooManyFaces
-from findface_grpc.rpc import GrpcServer, error_details
+from findface_grpc.launch import free_port
+from findface_grpc.rpc import CHANNEL_OPTIONS, GrpcServer, error_details
 
 RAISE = "/findface_test.Errors/Raise"
 # What the test service raises, by request body.
@@ -128,3 +132,30 @@ def test_reflection_answers_both_versions(server_address, version):
     [method] = v1.service[0].method
     assert (method.input_type, method.output_type) == (".grpc.reflection.v1.ServerReflectionRequest",
                                                        ".grpc.reflection.v1.ServerReflectionResponse")
+
+
+def test_a_peer_that_comes_back_is_reached_within_seconds_however_long_it_was_away():
+    """gRPC's default reconnect backoff grows to two minutes while a peer is down; every channel caps it."""
+    port = free_port()
+    with grpc.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        away_until = time.monotonic() + 6.0
+        while time.monotonic() < away_until:  # long enough for the default backoff to reach many seconds
+            with pytest.raises(grpc.RpcError):
+                stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
+            time.sleep(0.2)
+        server = grpc.server(ThreadPoolExecutor(max_workers=2))
+        health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        server.start()
+        try:
+            back = time.monotonic()
+            while True:
+                try:
+                    stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
+                    break
+                except grpc.RpcError:
+                    assert time.monotonic() - back < 3.0, "the channel did not reconnect within 3 s"
+                    time.sleep(0.1)
+        finally:
+            server.stop(None)

@@ -58,9 +58,6 @@ TRANSIENT = {
     grpc.StatusCode.UNKNOWN,
 }
 
-# A restarted shard should be searched again within seconds, not after grpc's default backoff (up to 2 minutes).
-SHARD_CHANNEL_OPTIONS = [*rpc.CHANNEL_OPTIONS, ("grpc.max_reconnect_backoff_ms", 2000)]
-
 
 def descriptor_from_pb(msg: common_pb2.Descriptor) -> Descriptor:
     return Descriptor(model_id=msg.model_id, vector=np.frombuffer(msg.vector, dtype="<f4"))
@@ -166,7 +163,7 @@ class ShardClient:
         self.address = address
         self.name = f"shard {index} ({address})"
         self.timeout_s = timeout_s
-        self.channel = grpc.aio.insecure_channel(address, options=SHARD_CHANNEL_OPTIONS)
+        self.channel = grpc.aio.insecure_channel(address, options=rpc.CHANNEL_OPTIONS)
         self.stub = shard_pb2_grpc.ShardStub(self.channel)
         self._slots = asyncio.Semaphore(max_in_flight)
 

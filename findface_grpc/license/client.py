@@ -53,13 +53,6 @@ KIND_PB = {
     Kind.SHARD: license_pb2.COMPONENT_KIND_SHARD,
     Kind.GATEWAY: license_pb2.COMPONENT_KIND_GATEWAY,
 }
-# Reconnect soon after the license server comes back, not after grpc's default backoff of up to two minutes.
-LICENSE_CHANNEL_OPTIONS = [
-    *CHANNEL_OPTIONS,
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-]
 EXEMPT_METHODS = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 
@@ -81,7 +74,7 @@ class _Connection:
     def __init__(self, address: str, timeout_s: float) -> None:
         self.address = address
         self.timeout_s = timeout_s
-        self.channel = grpc.aio.insecure_channel(address, options=LICENSE_CHANNEL_OPTIONS)
+        self.channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
         self.stub = license_pb2_grpc.LicenseStub(self.channel)
 
     async def call(self, method: str, request):
