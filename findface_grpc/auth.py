@@ -38,6 +38,7 @@ from findface_grpc import config as config_mod
 from findface_grpc.errors import AlreadyExists, ConfigError, FindFaceError, InvalidArgument, NotFound, Unauthenticated, Unavailable
 from findface_grpc.gateway.config import GatewayConfig
 from findface_grpc.gateway.metadata import redact
+from findface_grpc.outage import OutageBreaker
 from findface_grpc.rpc import status_code
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,8 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 MAX_TOKEN_LENGTH = 256
 # Bounds the cache under a flood of made-up tokens (each distinct one would otherwise add an entry).
 CACHE_ENTRIES = 10_000
+# How long a token once found valid is still taken as valid while the token store cannot be reached.
+OUTAGE_GRACE_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,7 @@ class TokenStore:
         self._executor = executor  # None: the event loop's default executor
         self._clock = clock
         self._cache: OrderedDict[str, tuple[float, TokenInfo | None]] = OrderedDict()
+        self.outage = OutageBreaker("token store (MongoDB)")
         # verify() runs on executor threads as well as the loop's thread.
         self._lock = threading.Lock()
 
@@ -188,21 +192,37 @@ class TokenStore:
 
     def _lookup(self, key: str) -> TokenInfo | None:
         try:
-            doc = self.collection.find_one({"_id": key})
-        except PyMongoError as exc:
-            # Not the caller's fault: UNAVAILABLE (retry), not UNAUTHENTICATED (give up).
-            raise Unavailable(f"token store unavailable: {type(exc).__name__}") from exc
+            self.outage.before_call()
+            try:
+                doc = self.collection.find_one({"_id": key})
+            except PyMongoError as exc:
+                self.outage.failed(type(exc).__name__)
+                # Not the caller's fault: UNAVAILABLE (retry), not UNAUTHENTICATED (give up).
+                raise Unavailable(f"token store (MongoDB) unavailable: {type(exc).__name__}") from exc
+        except Unavailable:
+            known = self._known_valid(key)
+            if known is None:
+                raise
+            return known
+        self.outage.answered()
         if doc is None or doc.get("revoked_at") is not None:
             return None
         return _info(doc)
 
+    def _known_valid(self, key: str) -> TokenInfo | None:
+        """A token found valid within OUTAGE_GRACE_S, while the store cannot say otherwise: clients keep working
+        through a MongoDB outage, and a revocation made during it takes effect once it is over."""
+        with self._lock:
+            entry = self._cache.get(key)
+        if entry is None or entry[1] is None or entry[0] + OUTAGE_GRACE_S <= self._clock():
+            return None
+        return entry[1]
+
     def _cached(self, key: str) -> tuple[bool, TokenInfo | None]:
         with self._lock:
             entry = self._cache.get(key)
-            if entry is None:
-                return False, None
-            if entry[0] <= self._clock():
-                del self._cache[key]
+            if entry is None or entry[0] <= self._clock():
+                # An expired entry stays (the LRU bound removes it) for _known_valid.
                 return False, None
             return True, entry[1]
 

@@ -222,3 +222,22 @@ def test_lost_database_is_unavailable_not_unauthenticated():
             TokenStore(client[DB]).verify("some-token")
     finally:
         client.close()
+
+
+def test_tokens_found_valid_keep_working_through_a_database_outage(tmp_path):
+    with mongo_server(tmp_path) as uri:
+        client = pymongo.MongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=300)
+        store = TokenStore(client[DB], cache_ttl_s=0.1)
+        token = store.create("through-outage")
+        assert store.verify(token).name == "through-outage"
+    try:
+        time.sleep(0.2)  # past the cache's ttl: the store would ask MongoDB, which is gone
+        assert store.verify(token).name == "through-outage"
+        with pytest.raises(Unavailable, match=r"token store \(MongoDB\) unavailable"):
+            store.verify("a token never seen")
+        started = time.monotonic()
+        with pytest.raises(Unavailable, match="unavailable since"):
+            store.verify("another token never seen")
+        assert time.monotonic() - started < 0.2
+    finally:
+        client.close()

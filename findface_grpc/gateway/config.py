@@ -27,8 +27,9 @@ class GatewayConfig:
     cell_map: tuple[str, ...] = ()
     mongo_uri: str = "mongodb://127.0.0.1:27017/?directConnection=true"
     mongo_db: str = "findface"
-    # How long a metadata call may wait for a reachable MongoDB before it is answered UNAVAILABLE.
-    mongo_timeout_s: float = 5.0
+    # How long a metadata call may wait for a reachable MongoDB before it is answered UNAVAILABLE; while MongoDB
+    # is known down, calls fail at once and one call a second tries again.
+    mongo_timeout_s: float = 2.0
     # Each shard's Search must answer within this; a slower shard counts as not answering.
     shard_deadline_s: float = 2.0
     # Writes and reads on one shard (Add, Remove, Get, UpdateGalleries, ListIds).
@@ -68,7 +69,9 @@ class GatewayConfig:
     # The photo store (findface-upload), its base URL, e.g. "http://127.0.0.1:3333"; empty: no store. With one,
     # enrollment keeps the original photo (once, by hash), each face's thumbnail and normalized crop there and
     # fills the faces' photo, thumbnail and normalized URLs; deleting a face deletes its thumbnail and crop.
-    # The store takes HTTP basic auth: upload_user and upload_password (an API token, or a user of [upload]).
+    # The store takes HTTP basic auth: upload_user and upload_password, which must be the store's service identity
+    # (its [upload] gateway_token, or a user of its [upload] users named in service_users): no one else may write
+    # photos/ and faces/ there.
     upload_url: str = ""
     upload_user: str = "gateway"
     upload_password: str = ""

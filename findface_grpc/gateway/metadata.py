@@ -26,6 +26,7 @@ from pymongo.errors import ConnectionFailure, DuplicateKeyError, ExecutionTimeou
 
 from findface_grpc.errors import AlreadyExists, FailedPrecondition, Unavailable
 from findface_grpc.gateway.domain import DEFAULT_GALLERY, Face, Gallery, MetaCount, NewFace
+from findface_grpc.outage import OutageBreaker
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,17 @@ def _in_thread(method: Callable) -> Callable:
     @functools.wraps(method)
     async def wrapper(self: "MetadataStore", *args, **kwargs):
         loop = asyncio.get_running_loop()
+        self.outage.before_call()
         try:
-            return await loop.run_in_executor(self._executor, functools.partial(method, self, *args, **kwargs))
+            result = await loop.run_in_executor(self._executor, functools.partial(method, self, *args, **kwargs))
         except (ConnectionFailure, ExecutionTimeout, WriteConcernError) as exc:
-            raise Unavailable(f"metadata store unavailable: {type(exc).__name__}") from exc
+            self.outage.failed(type(exc).__name__)
+            raise Unavailable(f"metadata store (MongoDB) unavailable: {type(exc).__name__}") from exc
+        except BaseException:
+            self.outage.answered()  # a refusal (a duplicate key, say) is an answer
+            raise
+        self.outage.answered()
+        return result
 
     return wrapper
 
@@ -142,6 +150,7 @@ class MetadataStore:
         self.galleries = self.db["galleries"]
         self.counters = self.db["counters"]
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mongo")
+        self.outage = OutageBreaker("metadata store (MongoDB)")
 
     def close(self) -> None:
         self.client.close()

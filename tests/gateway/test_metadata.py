@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 
 import numpy as np
@@ -163,11 +164,16 @@ def test_galleries(store, loop):
     assert not loop.run(store.claim_gallery_for_delete("g1"))
 
 
-def test_unreachable_database_is_unavailable(loop):
+def test_unreachable_database_is_unavailable_then_fails_fast(loop):
     store = MetadataStore("mongodb://127.0.0.1:1/?directConnection=true", "x", timeout_s=0.5)
     try:
-        with pytest.raises(Unavailable, match="metadata store unavailable"):
+        with pytest.raises(Unavailable, match=r"metadata store \(MongoDB\) unavailable"):
             loop.run(store.get_active(1))
+        # The calls that follow do not each wait out the driver's timeout.
+        started = time.monotonic()
+        with pytest.raises(Unavailable, match=r"unavailable since .* retried every 1 s"):
+            loop.run(store.get_active(1))
+        assert time.monotonic() - started < 0.2
     finally:
         store.close()
 

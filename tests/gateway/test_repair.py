@@ -256,7 +256,7 @@ def test_unreachable_metadata_store_and_extractor_are_unavailable(env, faces):
     service = env.run(built(cfg))
     photo = (faces / labelled_photos(faces)[0][0]).read_bytes()
     try:
-        with pytest.raises(Unavailable, match="metadata store unavailable"):
+        with pytest.raises(Unavailable, match=r"metadata store \(MongoDB\) unavailable"):
             env.run(service.faces.get_face(1))
         with pytest.raises(Unavailable, match="extractor"):
             env.run(service.search.detect(photo))

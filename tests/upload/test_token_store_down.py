@@ -31,7 +31,7 @@ def test_a_token_that_cannot_be_checked_gets_503(store):
     listen, proc = store
     reply = DavClient(listen, "any", "some-api-token").request("PROPFIND", "/dropbox/", headers={"Depth": "1"})
     assert reply.status == 503, reply
-    assert b"cannot check the API token now" in reply.raw and b"token store unavailable" in reply.raw
+    assert b"cannot check the API token now" in reply.raw and b"token store (MongoDB) unavailable" in reply.raw
     assert "www-authenticate" not in reply.headers  # not a credentials problem: clients keep theirs and retry
 
 
