@@ -3,14 +3,17 @@
 Starts, in order: the license server (in unlicensed mode unless license_file and license_public_key are set),
 SecantusDB (unless an external MongoDB URI is configured), one Tarantool per shard with its shard server, the
 extractor, then the gateway (the last three told the license server's address), the HTTP gateway and the photo
-store with its WebDAV drop folder (findface-upload); waits until each reports healthy; prints the addresses; on
-Ctrl-C or SIGTERM stops everything in reverse order. Every server can equally be started alone on another host
-with its own config (see README, "Scaling out"): this launcher is a convenience, not a requirement.
+store with its WebDAV drop folder (findface-upload); waits until each reports healthy; prints the addresses; then
+supervises them (a child that exits is restarted, see findface_grpc.supervise) until Ctrl-C or SIGTERM stops
+everything in reverse order. One launcher per data folder: a second one refuses to start. Every server can equally
+be started alone on another host with its own config (see README, "Scaling out", and deploy/systemd/): this
+launcher is a convenience, not a requirement.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -23,11 +26,16 @@ from pymongo.errors import PyMongoError
 
 from findface_grpc import auth
 from findface_grpc import config as config_mod
-from findface_grpc import launch
+from findface_grpc import launch, supervise
 from findface_grpc.errors import ConfigError, FindFaceError, NotFound
 from findface_grpc.gateway.metadata import redact
 
 log = logging.getLogger(__name__)
+
+# Distinct from 1 (did not start) and 2 (bad config): scripts can tell "already running" apart.
+EXIT_ALREADY_RUNNING = 3
+# How often the launcher looks for children that exited: the first restart comes this much after at most.
+SUPERVISE_INTERVAL_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -226,6 +234,8 @@ class Cluster:
     def _run(self, proc: launch.ManagedProcess) -> None:
         self.processes.append(proc)
         proc.start()
+        # At every start, not only once all are up: a launcher killed half way leaves its pid file too.
+        supervise.write_pids(self.data, self.processes)
 
     def _start_healthy(self, items: list[tuple[launch.ManagedProcess, str]], timeout: float) -> None:
         for proc, _ in items:
@@ -238,6 +248,7 @@ class Cluster:
         for proc in reversed(self.processes):
             proc.stop()
         self.processes.clear()
+        supervise.remove_pids(self.data)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -255,6 +266,24 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"findface-cluster: {exc}\n")
         return 2
     logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    data = Path(cfg.data_dir).resolve()
+    # Before anything else: a second launcher must not revoke the running cluster's tokens or start its servers.
+    try:
+        lock = supervise.hold_lock(data)
+    except supervise.AlreadyRunning as exc:
+        sys.stderr.write(f"findface-cluster: another launcher (pid {exc}) is running over {data}; stop it first, "
+                         f"or give this one another --data-dir and other ports\n")
+        return EXIT_ALREADY_RUNNING
+    try:
+        return _run(cfg, args.config, data)
+    finally:
+        os.close(lock)
+
+
+def _run(cfg: ClusterConfig, config_path: str | None, data: Path) -> int:
+    stopped = supervise.stop_previous(data)
+    if stopped:
+        log.warning("stopped %s, left running by the previous launcher", ", ".join(stopped))
     stop = threading.Event()
 
     class Interrupted(Exception):
@@ -265,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, during_start)
-    cluster = Cluster(cfg, args.config)
+    cluster = Cluster(cfg, config_path)
     try:
         addresses = cluster.start()
     except Interrupted:
@@ -281,20 +310,16 @@ def main(argv: list[str] | None = None) -> int:
     log.info("cluster is up; data in %s, logs in %s", cluster.data, cluster.data / "logs")
     for name, address in addresses.items():
         log.info("  %-10s %s", name, address)
-    log.info("Ctrl-C stops it")
+    log.info("Ctrl-C stops it; each server's state is in %s", cluster.data / supervise.STATUS_FILE)
+    supervisor = supervise.Supervisor(cluster.data, cluster.processes)
     try:
-        while not stop.wait(1.0):
-            dead = [p.name for p in cluster.processes if not p.alive]
-            if dead:
-                log.error("%s exited; see its log in %s; stopping the cluster", ", ".join(dead), cluster.data / "logs")
-                return_code = 1
-                break
-        else:
-            return_code = 0
+        while not stop.wait(SUPERVISE_INTERVAL_S):
+            supervisor.tick()
     finally:
         log.info("stopping")
         cluster.stop()
-    return return_code
+        supervisor.write_status(launcher="stopped")
+    return 0
 
 
 if __name__ == "__main__":

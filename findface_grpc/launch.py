@@ -4,6 +4,7 @@ Used by the cluster launcher and by the tests, so that both run the parts exactl
 """
 from __future__ import annotations
 
+import ctypes
 import http.client
 import logging
 import os
@@ -23,6 +24,26 @@ log = logging.getLogger(__name__)
 
 STORAGE_LUA = Path(__file__).resolve().parent / "shard" / "storage.lua"
 
+# Loaded here, not in the child between fork and exec, where as little as possible should run.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int):
+    """For preexec_fn: the child gets SIGTERM (and so stops gracefully) when its parent dies, even by kill -9,
+    so that a launcher's children never outlive it and hold its ports. Linux only; elsewhere the launcher's pid
+    file (findface_grpc.supervise) is what finds them again."""
+    if _LIBC is None:
+        return None
+
+    def set_signal() -> None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        # The parent may have died between fork and prctl: then nothing would ever send the signal.
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return set_signal
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
@@ -40,6 +61,8 @@ class ManagedProcess:
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path | None = None
     proc: subprocess.Popen | None = None
+    # time.monotonic() of the last start: how long a child ran decides how its exit is treated (supervise.py).
+    started_at: float = 0.0
 
     def start(self) -> "ManagedProcess":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -53,7 +76,9 @@ class ManagedProcess:
                 # Own process group: a Ctrl-C in the launcher's terminal reaches the launcher only, which then
                 # stops the children in order.
                 start_new_session=True,
+                preexec_fn=_die_with_parent(os.getpid()),
             )
+        self.started_at = time.monotonic()
         log.debug("started %s (pid %d): %s", self.name, self.proc.pid, " ".join(self.argv))
         return self
 
