@@ -7,17 +7,23 @@ One folder served over WebDAV (wsgidav on cheroot), in three areas:
   The gateway (with `[gateway] upload_url`) writes these two areas on enroll and deletes a face's folder with
   the face; the face objects carry their URLs. GET/HEAD there need no credentials unless `public_reads = false`:
   photos are named by the sha256 of their content and crops by their random key, so knowing a URL means having
-  been given it (face ids are sequential: without the key, anyone could fetch every face by counting). Listing
-  (PROPFIND) needs credentials. Unkeyed `faces/<id>/thumbnail.jpg` and `normalized.png`, as written before the
-  keys, are still served and deleted, but only with credentials, and never written again.
+  been given it (face ids are sequential: without the key, anyone could fetch every face by counting). Unkeyed
+  `faces/<id>/thumbnail.jpg` and `normalized.png`, as written before the keys, are still served, but only with
+  credentials, and never written again.
+  Only the store's service identity (the gateway) writes, deletes or lists these two areas and the root: the users
+  of `[upload] users` named in `service_users`, and whoever presents the store's own `gateway_token` (the
+  launcher gives the gateway that token). Anyone else gets 403: a listing would show every face's secret key, and
+  a write could replace a face's thumbnail or any photo. A photo's name must be the sha256 of the bytes put
+  there, checked on the bytes as they arrive: a mismatch is refused and nothing is kept.
 - `dropbox/<gallery>/<name>.<jpg|jpeg|png|webp>`: a photo put here is enrolled into <gallery> (meta = <name>)
   once it is whole on disk, and `<name>.result.json` appears beside it (gateway_http.dropbox: a "failed" drop is
   retried in the background, and at start the folder is scanned for photos left without a result).
 
 Everything but those public reads needs HTTP basic auth: any user name with an API token as the password
-(findface-token), or a user of `[upload] users`. Paths are checked before wsgidav sees them: only the layout
-above, names of [a-zA-Z0-9_-]{1,48} (the gallery-name rules) plus an image extension in the drop folder, nothing
-hidden, no `..`, no symlinks (wsgidav refuses them too); a PUT needs a Content-Length within `max_file_mb`.
+(findface-token), or a user of `[upload] users`; ordinary credentials reach the drop folder only. Paths are
+checked before wsgidav sees them: only the layout above, names of [a-zA-Z0-9_-]{1,48} (the gallery-name rules)
+plus an image extension in the drop folder, nothing hidden, no `..`, no symlinks (wsgidav refuses them too); a
+PUT needs a Content-Length within `max_file_mb`.
 
 An upload is written to a hidden temporary file and moved into place only when exactly Content-Length bytes
 arrived, so an interrupted PUT leaves nothing behind (wsgidav itself would keep the truncated file: it takes an
@@ -65,13 +71,15 @@ READS = {"GET", "HEAD", "OPTIONS", "PROPFIND"}
 FILE_PATTERNS = {
     "drop": re.compile(rf"dropbox/(?P<gallery>{NAME})/(?P<name>{NAME}\.(?:{'|'.join(IMAGE_EXTS)}))"),
     "result": re.compile(rf"dropbox/(?P<gallery>{NAME})/{NAME}\.result\.json"),
-    "photo": re.compile(r"photos/[0-9a-f]{2}/[0-9a-f]{64}\.(?:jpg|png|webp)"),
+    "photo": re.compile(r"photos/(?P<prefix>[0-9a-f]{2})/(?P<sha256>[0-9a-f]{64})\.(?:jpg|png|webp)"),
     "face": re.compile(r"faces/[0-9]{1,20}/[A-Za-z0-9_-]{16,64}-(?:thumbnail\.jpg|normalized\.png)"),
-    # Written before the keys: readable and deletable with credentials only, never written again.
+    # Written before the keys: read with credentials only, deleted by the service identity, never written again.
     "face_unkeyed": re.compile(r"faces/[0-9]{1,20}/(?:thumbnail\.jpg|normalized\.png)"),
 }
 FOLDER_PATTERN = re.compile(rf"(?:dropbox(?:/{NAME})?|photos(?:/[0-9a-f]{{2}})?|faces(?:/[0-9]{{1,20}})?)")
 PUBLIC_KINDS = ("photo", "face")
+# What only the service identity may write, delete or list ("" is the root, whose listing leads into both).
+SERVICE_AREAS = ("", "photos", "faces")
 
 
 class Refused(Exception):
@@ -106,12 +114,19 @@ def classify(raw: str) -> Target:
     if FOLDER_PATTERN.fullmatch(path):
         return Target(path, "folder")
     for kind, pattern in FILE_PATTERNS.items():
-        if pattern.fullmatch(path):
+        match = pattern.fullmatch(path)
+        if match and (kind != "photo" or match["sha256"].startswith(match["prefix"])):
             return Target(path, kind)
     if path.startswith("dropbox/"):
         raise Refused("403 Forbidden", "drop folder: only dropbox/<gallery>/<name>.(jpg|jpeg|png|webp), with "
                       "gallery and name of 1-48 of [a-zA-Z0-9_-]")
-    raise Refused("403 Forbidden", f"{path!r} is outside the store's layout (photos/, faces/, dropbox/)")
+    raise Refused("403 Forbidden", f"{path!r} is outside the store's layout (photos/<aa>/<sha256>.<ext>, "
+                  "faces/, dropbox/)")
+
+
+def area(target: Target) -> str:
+    """The top folder a path is in: "photos", "faces", "dropbox", or "" for the root."""
+    return target.path.partition("/")[0]
 
 
 def request_path(environ: dict) -> str:
@@ -129,15 +144,29 @@ def destination_path(environ: dict) -> str:
     return unquote(urlsplit(dest).path)
 
 
-class Credentials:
-    """HTTP basic auth: a user of the config, or any user name with a live API token as the password."""
+@dataclass(frozen=True)
+class Caller:
+    name: str
+    # The store's service identity (the gateway): the only one that writes, deletes and lists photos/ and faces/.
+    service: bool = False
 
-    def __init__(self, users: tuple[str, ...], tokens: TokenStore | None) -> None:
+
+class Credentials:
+    """HTTP basic auth: a user of the config, or any user name with a live API token as the password.
+
+    The service identity is a config user named in `service_users`, or the live token `service_token` (the
+    store's own gateway_token, which the launcher gives the gateway too). Never a basic-auth user name alone:
+    with a token, that name is whatever the client typed."""
+
+    def __init__(self, users: tuple[str, ...], tokens: TokenStore | None, service_users: tuple[str, ...] = (),
+                 service_token: str = "") -> None:
         self.users = {name: password for name, _, password in (u.partition(":") for u in users)}
         self.tokens = tokens
+        self.service_users = frozenset(service_users)
+        self.service_token = service_token
 
-    def check(self, header: str) -> str | None:
-        """The user's name, or None. Refused (503) when a token cannot be checked because the token store is
+    def check(self, header: str) -> Caller | None:
+        """Who the caller is, or None. Refused (503) when a token cannot be checked because the token store is
         down: that is not the caller's fault, and a 401 would make clients drop credentials that are fine."""
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "basic":
@@ -150,7 +179,7 @@ class Credentials:
             return None
         expected = self.users.get(user)
         if expected is not None and hmac.compare_digest(expected.encode(), password.encode()):
-            return user
+            return Caller(user, user in self.service_users)
         if self.tokens is not None:
             try:
                 info = self.tokens.verify(password)
@@ -159,7 +188,9 @@ class Credentials:
                 raise Refused("503 Service Unavailable",
                               f"cannot check the API token now ({exc.message}); retry shortly") from None
             if info is not None:
-                return f"token:{info.name}"
+                service = bool(self.service_token) and hmac.compare_digest(self.service_token.encode(),
+                                                                           password.encode())
+                return Caller(f"token:{info.name}", service)
         return None
 
 
@@ -212,9 +243,16 @@ class StoreFile(FileResource):
             log.warning("incomplete upload of /%s discarded (%d of %d bytes)", self.path.strip("/"), upload.size,
                         expected)
             raise DAVError(HTTP_BAD_REQUEST, "incomplete upload discarded")
+        sha256 = upload.sha256.hexdigest()
+        photo = FILE_PATTERNS["photo"].fullmatch(self.path.strip("/"))
+        if photo and photo["sha256"] != sha256:
+            # A photo's URL promises its content: a wrong name would let the URL of one photo show another.
+            upload.path.unlink(missing_ok=True)
+            log.warning("PUT of /%s refused: its content's sha256 is %s", self.path.strip("/"), sha256)
+            raise DAVError(HTTP_BAD_REQUEST, f"a photo's name must be the sha256 of its content ({sha256})")
         os.replace(upload.path, self._file_path)
         self.file_stat = os.stat(self._file_path)
-        self.provider.on_complete(self.path, Path(self._file_path), upload.sha256.hexdigest())
+        self.provider.on_complete(self.path, Path(self._file_path), sha256)
 
 
 class StoreFolder(FolderResource):
@@ -227,6 +265,8 @@ class StoreFolder(FolderResource):
         # aborted PUT. A LOCK of a new name (Finder and Windows do that before a PUT) needs the empty file: it is
         # never enrolled (only a whole PUT or a MOVE/COPY is), and the PUT that follows replaces it.
         if self.environ.get("REQUEST_METHOD") != "PUT":
+            if FILE_PATTERNS["photo"].fullmatch(util.join_uri(self.path, name).strip("/")):
+                raise DAVError(HTTP_FORBIDDEN, "photos are made by PUT only: an empty one would not match its name")
             return super().create_empty_resource(name)
         if self.provider.readonly:
             raise DAVError(HTTP_FORBIDDEN)
@@ -293,16 +333,18 @@ class UploadApp:
             public = (self.config.public_reads and method in ("GET", "HEAD") and target.kind in PUBLIC_KINDS)
             auth = environ.get("HTTP_AUTHORIZATION", "")
             try:
-                user = self.credentials.check(auth) if auth else None
+                caller = self.credentials.check(auth) if auth else None
             except Refused:
                 if not public:
                     raise
-                user = None  # a public read needs no credentials, checked or not
-            if user is None and not public:
+                caller = None  # a public read needs no credentials, checked or not
+            if caller is None and not public:
                 return _plain(start_response, "401 Unauthorized",
                               "credentials required (basic auth: an API token as the password)",
                               [("WWW-Authenticate", f'Basic realm="{REALM}"')])
-            environ["wsgidav.auth.user_name"] = user or "anonymous"
+            if caller is None or not caller.service:
+                self._check_ordinary(method, target, environ)
+            environ["wsgidav.auth.user_name"] = caller.name if caller else "anonymous"
             environ["wsgidav.auth.realm"] = REALM
             moved_to = self._check_method(method, target, environ)
         except Refused as exc:
@@ -310,6 +352,20 @@ class UploadApp:
         if moved_to is None:
             return self.dav(environ, start_response)
         return self._move_into_drop(environ, start_response, moved_to)
+
+    @staticmethod
+    def _check_ordinary(method: str, target: Target, environ: dict) -> None:
+        """Anyone but the service identity: the files of photos/ and faces/ may be read (as public_reads and
+        credentials allow), nothing there may be written, deleted or listed; the drop folder is theirs."""
+        if method == "OPTIONS":
+            return
+        if area(target) in SERVICE_AREAS:
+            if method in ("GET", "HEAD") and target.kind not in ("root", "folder"):
+                return
+            raise Refused("403 Forbidden", "photos/ and faces/ are written, deleted and listed by the store's "
+                          "service identity (the gateway) only; the drop folder is dropbox/")
+        if method in ("MOVE", "COPY") and area(classify(destination_path(environ))) in SERVICE_AREAS:
+            raise Refused("403 Forbidden", "only the store's service identity (the gateway) writes photos/ and faces/")
 
     def _check_method(self, method: str, target: Target, environ: dict) -> Target | None:
         """Refuses what the layout does not allow; returns the destination of a MOVE/COPY into the drop folder."""
@@ -342,6 +398,8 @@ class UploadApp:
             dest = classify(destination_path(environ))
             if dest.kind == "face_unkeyed":
                 raise Refused("403 Forbidden", "unkeyed face files are not written any more")
+            if area(dest) == "photos" and dest.path != "photos":
+                raise Refused("403 Forbidden", "photos are stored by PUT only (a photo's name is its content's sha256)")
             if dest.kind != target.kind or dest.path in ("", "dropbox", "photos", "faces"):
                 raise Refused("403 Forbidden", f"cannot {method} a {target.kind} to /{dest.path}")
             if dest.kind == "drop":
@@ -392,7 +450,8 @@ def build_app(config: UploadConfig) -> tuple[UploadApp, pymongo.MongoClient | No
     drops = DropFolder(config, root) if config.gateway_token else None
     if drops is None:
         log.warning("no [upload].gateway_token: photos dropped into dropbox/ are kept but not enrolled")
-    return UploadApp(config, root, Credentials(config.users, tokens), drops), client
+    credentials = Credentials(config.users, tokens, config.service_users, config.gateway_token)
+    return UploadApp(config, root, credentials, drops), client
 
 
 def make_server(config: UploadConfig, app: UploadApp) -> wsgi.Server:

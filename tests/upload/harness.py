@@ -1,8 +1,9 @@
 """A real cluster with findface-upload in front of it, and a WebDAV client speaking plain HTTP, for tests/upload.
 
 Shards, a gateway and `python -m gateway_http.upload` as subprocesses on 127.0.0.1 (the gateway tests' pieces);
-the gateway stores photos and crops in the upload server, which enrolls drops through the gateway, both with an
-API token. Requests go over real HTTP with http.client, so what is tested is what a WebDAV client sees.
+the gateway stores photos and crops in the upload server, which enrolls drops through the gateway, both with the
+same API token, the store's service identity; clients (`dav()`) use another, ordinary token. Requests go over
+real HTTP with http.client, so what is tested is what a WebDAV client sees.
 """
 from __future__ import annotations
 
@@ -108,6 +109,7 @@ class UploadCluster:
         self.upload_address = address(launch.free_port())
         self.store_url = f"http://{self.upload_address}"
         self.token = ""
+        self.user_token = ""
         self.channel = None
         self.stub = None
         self.gateway = None
@@ -116,6 +118,7 @@ class UploadCluster:
     def start(self) -> "UploadCluster":
         try:
             self.token = make_token(self.mongo_uri, self.mongo_db, "upload")
+            self.user_token = make_token(self.mongo_uri, self.mongo_db, "alice")
             self.shards.start_tarantools()
             start_healthy(self.shards.server_items())
             self.gateway = gateway_process(
@@ -144,7 +147,12 @@ class UploadCluster:
         )
 
     def dav(self, user: str = "any", password: str | None = None) -> DavClient:
-        return DavClient(self.upload_address, user, self.token if password is None else password)
+        """A client with an ordinary API token (the drop folder is theirs), or the given credentials."""
+        return DavClient(self.upload_address, user, self.user_token if password is None else password)
+
+    def service_dav(self, user: str = "gateway") -> DavClient:
+        """A client with the store's service identity: the token the gateway writes photos and crops with."""
+        return DavClient(self.upload_address, user, self.token)
 
     def log(self) -> str:
         return self.upload.tail(60) if self.upload else ""

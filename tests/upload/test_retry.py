@@ -39,7 +39,7 @@ class Store:
         self.settings = {**FAST, **settings}
         self.listen = address(launch.free_port())
         self.proc = None
-        self.dav = DavClient(self.listen, "any", cluster.token)
+        self.dav = DavClient(self.listen, "any", cluster.user_token)
 
     def start(self) -> "Store":
         self.proc = self.cluster.upload_process(self.name, self.listen, self.root, self.gateway,

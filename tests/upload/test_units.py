@@ -10,7 +10,7 @@ from findface_grpc import config as config_mod
 from findface_grpc.errors import ConfigError
 from findface_grpc.gateway.store import face_paths, image_ext, new_face_key, photo_path
 from gateway_http.config import UploadConfig
-from gateway_http.upload import Credentials, Refused, classify
+from gateway_http.upload import Caller, Credentials, Refused, classify
 
 SHA = "ab" * 32
 
@@ -41,7 +41,8 @@ def test_the_layout(path, kind):
     "dropbox/g/a.jpg", "/dropbox/../a.jpg", "/dropbox/./g/a.jpg", "/dropbox//g/a.jpg", "/dropbox/g/.a.jpg",
     "/.upload-state", "/dropbox/g/a.gif", "/dropbox/g/a.jpg.exe", "/dropbox/g/a b.jpg", "/dropbox/g\\x/a.jpg",
     "/dropbox/g/a\0.jpg", "/dropbox/" + "g" * 49 + "/a.jpg", "/dropbox/g/" + "a" * 49 + ".jpg", "/dropbox/g/h/a.jpg",
-    "/dropbox/g/é.jpg", "/photos/ab/abc.jpg", f"/photos/ab/{SHA}.gif", "/faces/x/thumbnail.jpg",
+    "/dropbox/g/é.jpg", "/photos/ab/abc.jpg", f"/photos/cd/{SHA}.jpg", f"/photos/ab/{SHA}.gif",
+    "/faces/x/thumbnail.jpg",
     "/faces/1/other.jpg", "/etc/passwd", "/faces/1/short-thumbnail.jpg", "/faces/1/" + "k" * 65 + "-thumbnail.jpg",
     "/faces/1/aaaaaaaaaaaaaaaa.thumbnail.jpg", "/faces/1/aaaaaaaaaaaaaaa%-thumbnail.jpg",
     "/faces/1/aaaaaaaaaaaaaaaa-thumbnail.png", "/faces/1/aaaaaaaaaaaaaaaa-normalized.jpg",
@@ -57,17 +58,26 @@ def basic(user: str, password: str) -> str:
 
 def test_config_users():
     creds = Credentials(("ops:s3cret:with-colon",), None)
-    assert creds.check(basic("ops", "s3cret:with-colon")) == "ops"
+    assert creds.check(basic("ops", "s3cret:with-colon")) == Caller("ops", service=False)
     assert creds.check(basic("ops", "s3cret")) is None
     assert creds.check(basic("other", "s3cret:with-colon")) is None
     assert creds.check("Token s3cret") is None
     assert creds.check("Basic !!!") is None
 
 
+def test_service_users_are_config_users_named_in_service_users():
+    creds = Credentials(("gateway:gw-secret", "ops:ops-secret"), None, service_users=("gateway",),
+                        service_token="the-upload-token")
+    assert creds.check(basic("gateway", "gw-secret")) == Caller("gateway", service=True)
+    assert creds.check(basic("ops", "ops-secret")) == Caller("ops", service=False)
+    # Without a token store no token is checked, the service token included.
+    assert creds.check(basic("gateway", "the-upload-token")) is None
+
+
 @pytest.mark.parametrize("setting", [
     {"duplicates": "maybe"}, {"multi_face": "reject"}, {"users": "nopassword"}, {"max_file_mb": 0},
     {"listen": "nowhere"}, {"threads": 1}, {"retry_initial_s": 0}, {"retry_max_hours": -1},
-    {"retry_initial_s": 10, "retry_max_interval_s": 5},
+    {"retry_initial_s": 10, "retry_max_interval_s": 5}, {"service_users": ["gate:way"]}, {"service_users": [""]},
 ])
 def test_bad_settings_stop_the_server(setting):
     with pytest.raises(ConfigError):
