@@ -176,11 +176,16 @@ class Supervisor:
                 self._failed(child, now)
                 changed = True
             elif child.state == RESTARTING and now >= child.restart_at:
-                proc.start()
                 child.restarts += 1
                 child.state = RUNNING
-                log.info("%s restarted (pid %d, restart %d)", proc.name, proc.proc.pid, child.restarts)
                 changed = True
+                try:
+                    proc.start()
+                except OSError as exc:  # its program gone, say: a failure like any other, not the launcher's end
+                    log.error("%s could not be started again: %s", proc.name, exc)
+                    proc.started_at = now
+                    continue  # poll() of the old process still says it exited: the next tick counts a failure
+                log.info("%s restarted (pid %d, restart %d)", proc.name, proc.proc.pid, child.restarts)
         if changed:
             write_pids(self.data, [c.proc for c in self.children])
             self.write_status()
