@@ -11,7 +11,7 @@ from werkzeug.wrappers import Request
 
 from findface_grpc.rpc import CHANNEL_OPTIONS
 from findface_grpc.v1 import common_pb2, gateway_pb2_grpc, license_pb2, license_pb2_grpc
-from gateway_http.config import HttpConfig
+from gateway_http.config import ORIGINAL_SCALE, HttpConfig
 from gateway_http.errors import bad_param, from_grpc
 from gateway_http.params import MAX_ID, Params, Photo, check_gallery
 
@@ -111,12 +111,20 @@ def box_pb(box) -> common_pb2.BoundingBox:
     return common_pb2.BoundingBox(x1=box[0], y1=box[1], x2=box[2], y2=box[3])
 
 
-def threshold_pb(value: str | float | None) -> common_pb2.Threshold | None:
+def threshold_pb(value: str | float | None, scale: str) -> common_pb2.Threshold | None:
+    """A preset, or a number on the scale the answers use (`confidence_scale`), which the gateway maps."""
     if value is None:
         return None
     if isinstance(value, str):
         return common_pb2.Threshold(preset=PRESETS[value])
+    if scale == ORIGINAL_SCALE:
+        return common_pb2.Threshold(original_value=value)
     return common_pb2.Threshold(value=value)
+
+
+def confidence(msg, scale: str) -> float:
+    """A VerifyPair's or Match's confidence on the scale the answers use."""
+    return msg.confidence_original if scale == ORIGINAL_SCALE else msg.confidence
 
 
 def face_id(call: Call) -> int:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from findface_grpc.config import is_address
 from findface_grpc.errors import ConfigError
 
+ORIGINAL_SCALE = "original"
+COSINE_SCALE = "cosine"
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,9 @@ class HttpConfig:
     threads: int = 32
     # A client connection idle for this long is closed.
     socket_timeout_s: float = 30.0
+    # The scale of confidences and of numeric thresholds: "original", FindFace's (its 0.75 or 0.6616 mean what
+    # they meant there; docs/thresholds.md), or "cosine", the gateway's raw confidence, as gRPC clients see it.
+    confidence_scale: str = ORIGINAL_SCALE
     log_level: str = "INFO"
 
     @property
@@ -43,6 +48,8 @@ class HttpConfig:
             raise ConfigError("[http].call_timeout_s and socket_timeout_s must be > 0")
         if not 1 <= self.threads <= 1024:
             raise ConfigError("[http].threads must be in 1..1024")
+        if self.confidence_scale not in (ORIGINAL_SCALE, COSINE_SCALE):
+            raise ConfigError(f"[http].confidence_scale must be {ORIGINAL_SCALE!r} or {COSINE_SCALE!r}")
 
 
 SKIP = "skip"

@@ -37,7 +37,9 @@ class Method:
 PHOTO = "a JPEG, PNG or WEBP photo: an uploaded file (multipart) or an http(s) URL the server fetches"
 THRESHOLD = Param("threshold", "threshold",
                   "strict (FAR 1e-5), medium (1e-3, the default), low (1e-1), none, or a number in [0, 1] on the "
-                  "scale of the returned confidence (cosine similarity of the descriptors, clipped to [0, 1])")
+                  "scale of the returned confidence: by default the original FindFace's, where strict, medium and "
+                  "low are 0.7834, 0.6616 and 0.5690 (docs/thresholds.md); with [http] confidence_scale = "
+                  "\"cosine\" the cosine similarity of the descriptors, clipped to [0, 1]")
 SELECTOR = Param("mf_selector", "selector", "several faces in a photo: biggest (default), all, or reject (400 with "
                                             "the faces' boxes and reason 'Too many faces: N')")
 FLAGS = tuple(Param(n, "boolean", "v1 only; refused with 400 BAD_PARAM: no attribute model is installed", v1_only=True)

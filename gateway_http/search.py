@@ -11,6 +11,7 @@ from gateway_http.calls import (
     Upstream,
     box_pb,
     check_attributes,
+    confidence,
     image_pb,
     path_gallery,
     threshold_pb,
@@ -38,11 +39,12 @@ def verify(upstream: Upstream, call: Call) -> Reply:
     # One box or, as the original documents, an array of boxes: each selects a face of its photo.
     boxes1, boxes2 = p.boxes("bbox1"), p.boxes("bbox2")
     threshold = p.threshold()
+    scale = upstream.config.confidence_scale
     selector = p.selector()
     try_rotations = p.flag("try_rotations")
     check_attributes(call)
     request = gateway_pb2.VerifyRequest(image1=image_pb(photo1), image2=image_pb(photo2),
-                                        threshold=threshold_pb(threshold), mf_selector=SELECTORS.get(selector, 0),
+                                        threshold=threshold_pb(threshold, scale), mf_selector=SELECTORS.get(selector, 0),
                                         try_rotations=try_rotations, bboxes1=[box_pb(b) for b in boxes1],
                                         bboxes2=[box_pb(b) for b in boxes2])
     reply = upstream.rpc(call, "Verify", request, {
@@ -53,7 +55,7 @@ def verify(upstream: Upstream, call: Call) -> Reply:
     results = []
     for pair in reply.results:
         item = {"bbox1": box_json(box_of(pair.bbox1)), "bbox2": box_json(box_of(pair.bbox2)),
-                "confidence": pair.confidence}
+                "confidence": confidence(pair, scale)}
         if decide:
             item["verified"] = pair.verified
         results.append(item)
@@ -77,6 +79,7 @@ def identify(upstream: Upstream, call: Call) -> Reply:
     if single is not None:
         boxes.append(single)
     threshold = p.threshold()
+    scale = upstream.config.confidence_scale
     n = p.integer("n", 1, MAX_N)
     selector = p.selector()
     strict = p.flag("strict")
@@ -85,7 +88,7 @@ def identify(upstream: Upstream, call: Call) -> Reply:
     check_attributes(call)
     request = gateway_pb2.IdentifyRequest(
         image=image_pb(photo), bboxes=[box_pb(b) for b in boxes], gallery=gallery, n=n or 1,
-        threshold=threshold_pb(threshold), mf_selector=SELECTORS.get(selector, 0), try_rotations=try_rotations,
+        threshold=threshold_pb(threshold, scale), mf_selector=SELECTORS.get(selector, 0), try_rotations=try_rotations,
     )
     reply = upstream.rpc(call, "Identify", request, {
         "image": ("photo", photo.shown), "bboxes": ("bbox", p.get("bbox")), "gallery": ("gallery", gallery),
@@ -99,7 +102,7 @@ def identify(upstream: Upstream, call: Call) -> Reply:
     results: dict[str, list] = {}
     for item in reply.results:
         results[box_key(item.query.bbox)] = [
-            {"confidence": m.confidence, "face": face_json(m.face)} for m in item.matches
+            {"confidence": confidence(m, scale), "face": face_json(m.face)} for m in item.matches
         ]
     return Reply(body={"results": results, "skipped": skipped_json(reply.skipped)},
                  headers={"X-Live-Servers": live})

@@ -139,6 +139,7 @@ class Enrollment:
 class Match:
     face: Face
     confidence: float
+    confidence_original: float  # the same on the original product's scale (scoring.to_original)
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,7 @@ class VerifyPair:
     bbox2: Box
     confidence: float
     verified: bool
+    confidence_original: float  # the same on the original product's scale (scoring.to_original)
 
 
 @dataclass(frozen=True)

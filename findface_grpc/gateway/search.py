@@ -66,6 +66,7 @@ class Searcher:
         cluster = self.cluster
         model = await cluster.model()
         limit = self._resolve_threshold(threshold, model.model_id)
+        presets = scoring.presets_for(model.model_id)
         first = cluster.extract(image1, list(bboxes1), selector, "image1", try_rotations=try_rotations)
         skipped2: tuple[SkippedFace, ...] = ()
         if face_id is not None:
@@ -82,7 +83,7 @@ class Searcher:
         for f1 in faces1.faces:
             for box2, d2 in seconds:
                 conf = scoring.confidence(float(np.dot(f1.descriptor.vector, d2.vector)))
-                pairs.append(VerifyPair(f1.bbox, box2, conf, conf >= limit))
+                pairs.append(VerifyPair(f1.bbox, box2, conf, conf >= limit, scoring.to_original(conf, presets)))
         pairs.sort(key=lambda p: -p.confidence)
         return VerifyResult(tuple(pairs), faces1.skipped, skipped2)
 
@@ -134,6 +135,7 @@ class Searcher:
         cluster = self.cluster
         model = await cluster.model()
         limit = self._resolve_threshold(threshold, model.model_id)
+        presets = scoring.presets_for(model.model_id)
         skipped: tuple[SkippedFace, ...] = ()
         if descriptor is not None:
             queries: list[DetectedFace | None] = [None]
@@ -181,7 +183,7 @@ class Searcher:
                 conf = scoring.confidence(hit.score)
                 if conf < limit:
                     continue
-                matches.append(Match(face, conf))
+                matches.append(Match(face, conf, scoring.to_original(conf, presets)))
                 if len(matches) == n:
                     break
             results.append(FaceMatches(query, tuple(matches)))

@@ -62,6 +62,8 @@ def threshold_from_pb(msg: common_pb2.Threshold) -> scoring.Threshold:
     kind = msg.WhichOneof("kind")
     if kind == "value":
         return scoring.Threshold(value=msg.value)
+    if kind == "original_value":
+        return scoring.Threshold(original_value=msg.original_value)
     if kind == "preset":
         if msg.preset not in PRESETS:
             raise InvalidArgument(f"threshold.preset: unknown value {msg.preset}")
@@ -212,7 +214,8 @@ class FaceServicer(gateway_pb2_grpc.FaceServiceServicer):
         return gateway_pb2.VerifyResponse(
             results=[
                 gateway_pb2.VerifyPair(
-                    bbox1=box_to_pb(p.bbox1), bbox2=box_to_pb(p.bbox2), confidence=p.confidence, verified=p.verified
+                    bbox1=box_to_pb(p.bbox1), bbox2=box_to_pb(p.bbox2), confidence=p.confidence, verified=p.verified,
+                    confidence_original=p.confidence_original,
                 )
                 for p in result.pairs
             ],
@@ -244,7 +247,8 @@ class FaceServicer(gateway_pb2_grpc.FaceServiceServicer):
             if item.query is not None:
                 entry.query.CopyFrom(detected_to_pb(item.query))
             for match in item.matches:
-                entry.matches.add(face=face_to_pb(match.face), confidence=match.confidence)
+                entry.matches.add(face=face_to_pb(match.face), confidence=match.confidence,
+                                  confidence_original=match.confidence_original)
         return response
 
     async def CreateFace(self, request, context):

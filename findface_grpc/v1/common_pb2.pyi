@@ -149,7 +149,7 @@ class Gallery(_message.Message):
     def __init__(self, name: _Optional[str] = ..., face_count: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Threshold(_message.Message):
-    __slots__ = ("preset", "value")
+    __slots__ = ("preset", "value", "original_value")
     class Preset(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         PRESET_UNSPECIFIED: _ClassVar[Threshold.Preset]
@@ -164,9 +164,11 @@ class Threshold(_message.Message):
     PRESET_NONE: Threshold.Preset
     PRESET_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
+    ORIGINAL_VALUE_FIELD_NUMBER: _ClassVar[int]
     preset: Threshold.Preset
     value: float
-    def __init__(self, preset: _Optional[_Union[Threshold.Preset, str]] = ..., value: _Optional[float] = ...) -> None: ...
+    original_value: float
+    def __init__(self, preset: _Optional[_Union[Threshold.Preset, str]] = ..., value: _Optional[float] = ..., original_value: _Optional[float] = ...) -> None: ...
 
 class ItemError(_message.Message):
     __slots__ = ("code", "message")

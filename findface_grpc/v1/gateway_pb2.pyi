@@ -52,16 +52,18 @@ class VerifyRequest(_message.Message):
     def __init__(self, image1: _Optional[_Union[_common_pb2.ImageSource, _Mapping]] = ..., bbox1: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., image2: _Optional[_Union[_common_pb2.ImageSource, _Mapping]] = ..., face_id: _Optional[int] = ..., bbox2: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., threshold: _Optional[_Union[_common_pb2.Threshold, _Mapping]] = ..., mf_selector: _Optional[_Union[_common_pb2.MultiFaceSelector, str]] = ..., try_rotations: _Optional[bool] = ..., bboxes1: _Optional[_Iterable[_Union[_common_pb2.BoundingBox, _Mapping]]] = ..., bboxes2: _Optional[_Iterable[_Union[_common_pb2.BoundingBox, _Mapping]]] = ...) -> None: ...
 
 class VerifyPair(_message.Message):
-    __slots__ = ("bbox1", "bbox2", "confidence", "verified")
+    __slots__ = ("bbox1", "bbox2", "confidence", "verified", "confidence_original")
     BBOX1_FIELD_NUMBER: _ClassVar[int]
     BBOX2_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     VERIFIED_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_ORIGINAL_FIELD_NUMBER: _ClassVar[int]
     bbox1: _common_pb2.BoundingBox
     bbox2: _common_pb2.BoundingBox
     confidence: float
     verified: bool
-    def __init__(self, bbox1: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., bbox2: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., confidence: _Optional[float] = ..., verified: _Optional[bool] = ...) -> None: ...
+    confidence_original: float
+    def __init__(self, bbox1: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., bbox2: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., confidence: _Optional[float] = ..., verified: _Optional[bool] = ..., confidence_original: _Optional[float] = ...) -> None: ...
 
 class VerifyResponse(_message.Message):
     __slots__ = ("results", "verified", "skipped1", "skipped2")
@@ -96,12 +98,14 @@ class IdentifyRequest(_message.Message):
     def __init__(self, image: _Optional[_Union[_common_pb2.ImageSource, _Mapping]] = ..., descriptor: _Optional[_Union[_common_pb2.Descriptor, _Mapping]] = ..., bboxes: _Optional[_Iterable[_Union[_common_pb2.BoundingBox, _Mapping]]] = ..., gallery: _Optional[str] = ..., n: _Optional[int] = ..., threshold: _Optional[_Union[_common_pb2.Threshold, _Mapping]] = ..., mf_selector: _Optional[_Union[_common_pb2.MultiFaceSelector, str]] = ..., try_rotations: _Optional[bool] = ...) -> None: ...
 
 class Match(_message.Message):
-    __slots__ = ("face", "confidence")
+    __slots__ = ("face", "confidence", "confidence_original")
     FACE_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_ORIGINAL_FIELD_NUMBER: _ClassVar[int]
     face: _common_pb2.FaceRecord
     confidence: float
-    def __init__(self, face: _Optional[_Union[_common_pb2.FaceRecord, _Mapping]] = ..., confidence: _Optional[float] = ...) -> None: ...
+    confidence_original: float
+    def __init__(self, face: _Optional[_Union[_common_pb2.FaceRecord, _Mapping]] = ..., confidence: _Optional[float] = ..., confidence_original: _Optional[float] = ...) -> None: ...
 
 class FaceMatches(_message.Message):
     __slots__ = ("query", "matches")
