@@ -173,9 +173,11 @@ CONVENTIONS = (
     "degrees clockwise to show it upright), 8 lying on its right side (90 degrees counter-clockwise). Turned faces "
     "are looked for when no upright one is found, or always with try_rotations; boxes stay in the photo's own "
     "pixels either way. Faces imported as descriptors, or enrolled before quality was measured, have 0 for both.",
-    "confidence is the cosine similarity of the two faces' descriptors, clipped to [0, 1]: higher is more alike. "
-    "Presets keep the original's false accept rates; their values depend on the model pack (docs/thresholds.md). "
-    "Numeric thresholds of the original product were on its own scale and do not carry over.",
+    "confidence is in [0, 1], higher is more alike, on the original product's scale: the cosine similarity of "
+    "the two faces' descriptors mapped per model pack so that the original's numbers 0.7834, 0.6616 and 0.5690 "
+    "are exactly the presets strict, medium and low, which keep the original's false accept rates; numeric "
+    "thresholds are on the same scale (docs/thresholds.md). The server's [http] confidence_scale = \"cosine\" "
+    "gives the raw cosine instead.",
     "Paths work under /v0 and /v1 (v1 adds the gender/age/emotions flags) and, as v1, without a version; a "
     "trailing slash is optional.",
 )
