@@ -167,7 +167,8 @@ class Cluster:
         if cfg.http_port:
             http = self._addr(cfg.http_port)
             proc = self._server("http", "gateway_http.server",
-                                ["--listen", http, "--gateway", gateway, "--license-server", license_server])
+                                ["--listen", http, "--gateway", gateway, "--license-server", license_server],
+                                {"FINDFACE_HTTP_LAUNCHER_STATUS_FILE": str(self.data / supervise.STATUS_FILE)})
             self._run(proc)
             launch.wait_http_ok(http, "/health", timeout, proc)
             self.addresses["http"] = f"http://{http}"

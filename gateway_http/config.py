@@ -28,6 +28,9 @@ class HttpConfig:
     # The scale of confidences and of numeric thresholds: "original", FindFace's (its 0.75 or 0.6616 mean what
     # they meant there; docs/thresholds.md), or "cosine", the gateway's raw confidence, as gRPC clients see it.
     confidence_scale: str = ORIGINAL_SCALE
+    # The status.json of the findface-cluster launcher that started this cluster (it sets this): GET /status then
+    # shows which of its processes run, restart or were given up on. Empty: no launcher.
+    launcher_status_file: str = ""
     log_level: str = "INFO"
 
     @property

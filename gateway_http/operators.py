@@ -1,6 +1,9 @@
 """The operators' methods: the cluster status (with a token), and the docs, license.json and health (without)."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import grpc
 from grpc_health.v1 import health_pb2
 from werkzeug.wrappers import Request
@@ -45,7 +48,19 @@ def cluster_status(upstream: Upstream, call: Call) -> Reply:
         "faces": reply.face_count,
         "galleries": reply.gallery_count,
         "license": license_part,
+        "launcher": launcher_status(upstream.config.launcher_status_file),
     })
+
+
+def launcher_status(path: str) -> dict | None:
+    """What the launcher last wrote of its processes (state, pid, restarts, last exit), or why it can't be read;
+    None without a launcher."""
+    if not path:
+        return None
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        return {"error": f"cannot read the launcher's status {path}: {exc}"}
 
 
 def docs_index(upstream: Upstream, call: Call) -> Reply:

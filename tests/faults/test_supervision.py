@@ -4,6 +4,7 @@ a shard that keeps failing fast is given up on while the rest of the cluster ser
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import signal
 import socket
@@ -131,7 +132,16 @@ def test_a_shard_failing_fast_is_given_up_on_while_the_rest_serve(running, enrol
         http_port = running.ports["http_port"]
         conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=10)
         conn.request("GET", "/health")
-        assert conn.getresponse().status == 200
+        health = conn.getresponse()
+        assert health.status == 200
+        health.read()
+        # Operators see it where they look: the HTTP API's /status shows the launcher's processes.
+        conn.request("GET", "/status", headers={"Authorization": f"Token {running.token}"})
+        reply = conn.getresponse()
+        assert reply.status == 200
+        launcher = json.loads(reply.read())["launcher"]
+        assert launcher["children"]["shard-1"]["state"] == supervise.GIVEN_UP
+        assert launcher["children"]["shard-0"]["state"] == supervise.RUNNING
         conn.close()
     finally:
         blocker.close()
