@@ -20,6 +20,7 @@ from findface_grpc.gateway.domain import (
     check_gallery_name,
     with_default_gallery,
 )
+from findface_grpc.gateway.limits import check_face_text
 from findface_grpc.gateway.metadata import ACTIVE, PENDING
 from findface_grpc.gateway.store import FaceArtifacts
 
@@ -49,6 +50,7 @@ class Enroller:
         cluster = self.cluster
         if not 0.0 <= min_quality <= 1.0:  # NaN fails this too
             raise InvalidArgument(f"min_quality must be within [0, 1], got {min_quality:g}")
+        check_face_text("", meta, person_id, cam_id)
         names = with_default_gallery(check_gallery_name(g, "galleries") for g in galleries)
         await cluster.require_galleries(names, "galleries")
         detection = await cluster.extract(image, bboxes, selector, "image", crops=cluster.store is not None,
@@ -93,6 +95,7 @@ class Enroller:
         model = await self.cluster.model()
         checked = []
         for i, face in enumerate(faces):
+            check_face_text(f"faces[{i}].", face.meta, face.person_id, face.cam_id, face.photo_hash)
             for name in face.galleries:
                 check_gallery_name(name, f"faces[{i}].galleries")
             checked.append(

@@ -18,6 +18,7 @@ from findface_grpc.gateway.domain import (
     check_gallery_name,
     with_default_gallery,
 )
+from findface_grpc.gateway.limits import MAX_FACE_ID, MAX_META_CHARS, check_text
 from findface_grpc.gateway.metadata import ACTIVE
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,8 @@ class Faces:
 
     async def update_face(self, face_id: int, meta: str | None, change: GalleryChange) -> Face:
         metadata = self.cluster.metadata
+        if meta is not None:
+            check_text("meta", meta, MAX_META_CHARS)
         for name in change.add:
             check_gallery_name(name, "galleries_set" if change.replace else "galleries_add")
         for name in change.remove:
@@ -118,6 +121,10 @@ class Faces:
         limit = limit or LIST_LIMIT_DEFAULT
         if not 1 <= limit <= LIST_LIMIT_MAX:
             raise InvalidArgument(f"limit must be within 1..{LIST_LIMIT_MAX}, got {limit}")
+        if max_id > MAX_FACE_ID:
+            raise InvalidArgument(f"max_id must be within 0..{MAX_FACE_ID}, got {max_id}")
+        if meta is not None:
+            check_text("meta", meta, MAX_META_CHARS)
         gallery = await self.cluster.gallery(gallery)
         faces = await self.cluster.metadata.list_faces(gallery, max_id, limit + 1, meta)
         next_max_id = faces[limit - 1].id if len(faces) > limit else 0

@@ -26,6 +26,7 @@ from pymongo.errors import ConnectionFailure, DuplicateKeyError, ExecutionTimeou
 
 from findface_grpc.errors import AlreadyExists, FailedPrecondition, Unavailable
 from findface_grpc.gateway.domain import DEFAULT_GALLERY, Face, Gallery, MetaCount, NewFace
+from findface_grpc.gateway.limits import MAX_LABEL_CHARS, MAX_META_CHARS, can_exist, clip
 from findface_grpc.outage import OutageBreaker
 
 log = logging.getLogger(__name__)
@@ -93,16 +94,17 @@ def _id_ranges(ids: Sequence[int]) -> list[dict]:
 
 
 def face_from_doc(doc: dict) -> Face:
+    # Text is clipped to today's limits: a face stored before them must not make every page holding it too large.
     return Face(
         id=doc["_id"],
         galleries=tuple(doc.get("galleries", ())),
-        meta=doc.get("meta", ""),
+        meta=clip(doc.get("meta", ""), MAX_META_CHARS),
         bbox=tuple(doc.get("bbox") or (0.0, 0.0, 0.0, 0.0)),
-        photo_hash=doc.get("photo_hash", ""),
+        photo_hash=clip(doc.get("photo_hash", ""), MAX_LABEL_CHARS),
         created_at=doc["created"],
         updated_at=doc.get("updated", doc["created"]),
-        person_id=doc.get("person_id", ""),
-        cam_id=doc.get("cam_id", ""),
+        person_id=clip(doc.get("person_id", ""), MAX_LABEL_CHARS),
+        cam_id=clip(doc.get("cam_id", ""), MAX_LABEL_CHARS),
         photo=doc.get("photo", ""),
         thumbnail=doc.get("thumbnail", ""),
         normalized=doc.get("normalized", ""),
@@ -216,6 +218,8 @@ class MetadataStore:
     @_in_thread
     def claim_for_delete(self, face_id: int) -> Face | None:
         """active -> deleting for one face; None when there is no such active face."""
+        if not can_exist(face_id):
+            return None
         doc = self.faces.find_one_and_update(
             {"_id": face_id, "state": ACTIVE},
             {"$set": {"state": DELETING, "updated": utcnow()}},
@@ -237,11 +241,16 @@ class MetadataStore:
 
     @_in_thread
     def get_active(self, face_id: int) -> Face | None:
+        # Ids beyond int64 are asked for by clients (Verify by face_id, GetFace); MongoDB cannot even hold them.
+        if not can_exist(face_id):
+            return None
         doc = self.faces.find_one({"_id": face_id, "state": ACTIVE})
         return face_from_doc(doc) if doc else None
 
     @_in_thread
     def get_doc(self, face_id: int) -> dict | None:
+        if not can_exist(face_id):
+            return None
         return self.faces.find_one({"_id": face_id})
 
     @_in_thread
@@ -281,7 +290,7 @@ class MetadataStore:
             {"$sort": {"_id": 1}},
         ]
         return [
-            MetaCount(meta=row["_id"], count=int(row["count"]), face=face_from_doc(row["face"]))
+            MetaCount(meta=clip(row["_id"], MAX_META_CHARS), count=int(row["count"]), face=face_from_doc(row["face"]))
             for row in self.faces.aggregate(pipeline)
         ]
 
