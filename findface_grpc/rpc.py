@@ -29,6 +29,10 @@ CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 1000),
+    # Metadata between 8 and 16 KB (gRPC's soft and hard default limits) is refused at random; one fixed limit,
+    # well above any token, lets an over-long token reach the token check and be refused as UNAUTHENTICATED.
+    ("grpc.max_metadata_size", 64 * 1024),
+    ("grpc.absolute_max_metadata_size", 64 * 1024),
 ]
 # Metadata key that carries FindFaceError.details as JSON.
 DETAILS_KEY = "findface-error-details"
@@ -38,6 +42,9 @@ ERROR_DOMAIN = "findface-grpc"
 # The request field an INVALID_ARGUMENT message names first: messages start with it ("image2: ...",
 # "limit must be ..."), the convention the HTTP gateway also reads them by.
 _FIELD_AT_START = re.compile(r"([a-z][a-z0-9_]*(?:\.[a-z0-9_]+)*)[: ]")
+# An error message travels in trailers (grpc-message, and twice in the rich status), which peers cap at 8 KB by
+# default: one that echoes a huge client value would end the call as "Stream removed" instead of its status.
+MAX_ERROR_MESSAGE_BYTES = 1000
 
 
 def status_code(exc: FindFaceError) -> grpc.StatusCode:
@@ -65,8 +72,16 @@ def rich_status(exc: FindFaceError) -> status_pb2.Status:
     return status_pb2.Status(code=code.value[0], message=exc.message, details=packed)
 
 
+def bounded_message(message: str) -> str:
+    data = message.encode("utf-8", "replace")
+    if len(data) <= MAX_ERROR_MESSAGE_BYTES:
+        return message
+    return data[:MAX_ERROR_MESSAGE_BYTES].decode("utf-8", "ignore") + "..."
+
+
 async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, method: str) -> None:
     if isinstance(exc, FindFaceError):
+        exc.message = bounded_message(exc.message)
         # Both forms: the JSON trailer for this project's own clients, the rich status for everyone else.
         trailer = [(STATUS_DETAILS_KEY, rich_status(exc).SerializeToString())]
         if exc.details:

@@ -26,6 +26,7 @@ from findface_grpc.gateway.domain import (
     check_gallery_name,
 )
 from findface_grpc.gateway.faults import Faults
+from findface_grpc.gateway.limits import echo
 from findface_grpc.gateway.metadata import MetadataStore
 from findface_grpc.gateway.store import PhotoStore
 from findface_grpc.license.client import NO_QUOTA, FaceQuota
@@ -103,7 +104,8 @@ class Cluster:
     def check_descriptor(self, descriptor: Descriptor, model: ModelInfo, field_name: str) -> Descriptor:
         if descriptor.model_id != model.model_id:
             raise InvalidArgument(
-                f"{field_name}: descriptor is from model {descriptor.model_id!r}, this cluster indexes {model.model_id!r}"
+                f"{field_name}: descriptor is from model {echo(descriptor.model_id)!r}, "
+                f"this cluster indexes {model.model_id!r}"
             )
         if descriptor.dim != model.dim:
             raise InvalidArgument(f"{field_name}: descriptor has dimension {descriptor.dim}, this cluster indexes {model.dim}")
