@@ -20,12 +20,13 @@ from collections.abc import Iterable
 import grpc
 from werkzeug.wrappers import Request
 
+from findface_grpc.auth import MAX_TOKEN_LENGTH
 from findface_grpc.v1 import gateway_pb2
 from gateway_http import console
 from gateway_http.calls import DEFAULT_VERSION, VERSIONS, Call, Reply, Upstream
 from gateway_http.config import HttpConfig
 from gateway_http.errors import (
-    AUTH_FAILED, INTERNAL_ERROR, METHOD_NOT_ALLOWED, NOT_FOUND, LegacyError, bad_param, from_grpc,
+    AUTH_FAILED, BAD_PARAM, INTERNAL_ERROR, METHOD_NOT_ALLOWED, NOT_FOUND, LegacyError, bad_param, from_grpc,
 )
 from gateway_http.params import too_large
 from gateway_http.routes import ROUTES, split_path
@@ -70,7 +71,12 @@ class LegacyApp:
         # Forms may hold the whole body in memory, which the body limit already bounds.
         request.max_form_memory_size = self.config.max_body_bytes
         method = request.method.upper()
+        length = environ.get("CONTENT_LENGTH") or "0"
         try:
+            if not length.strip().isdigit():
+                # The server would hand such a length on to the body's reads, which fail on it.
+                raise LegacyError(400, BAD_PARAM, "Content-Length must be a whole number of bytes",
+                                  param="Content-Length", value=length, headers={"Connection": "close"})
             if oversized:
                 raise too_large(self.config.max_body_bytes)
             reply = self._dispatch(environ, request, method)
@@ -176,4 +182,7 @@ def _metadata(request: Request, open_route: bool) -> tuple[tuple[str, str], ...]
         return ()
     if not value.isascii() or not value.isprintable():
         raise LegacyError(401, AUTH_FAILED, "AUTH_FAILED: the Authorization header is not printable ASCII")
+    # No token is this long; forwarded, it would overflow gRPC's metadata limit and come back as a random 503.
+    if len(value) > MAX_TOKEN_LENGTH + len("Bearer  "):
+        raise LegacyError(401, AUTH_FAILED, "AUTH_FAILED: invalid or revoked token")
     return (("authorization", value.strip()),)

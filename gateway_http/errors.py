@@ -28,6 +28,8 @@ INTERNAL_ERROR = "INTERNAL_ERROR"
 
 # What the extractor says about photo bytes it cannot use (findface_grpc.extractor.imaging): the photo arrived,
 # but no face can be extracted from it, which the original reported as EXTRACTION_ERROR.
+# What an error repeats of a value the client sent, at most.
+ECHO_CHARS = 64
 _IMAGE_PROBLEMS = ("image is ", "image has ", "image header ", "image data ", "not a JPEG", "unsupported image format")
 
 
@@ -59,14 +61,24 @@ def bad_param(param: str, value: Any, reason: str, status: int = 400) -> LegacyE
 
 
 def _json_safe(value: Any) -> Any:
-    """Echoing a bad value back must not fail: anything JSON cannot hold becomes its repr, long ones cut short."""
+    """Echoing a bad value back must not fail, nor repeat unbounded client input: strings are cut to ECHO_CHARS,
+    structures whose JSON is longer become that JSON cut short, anything JSON cannot hold its repr."""
     if isinstance(value, (bytes, bytearray)):
         return f"<{len(value)} bytes>"
+    if isinstance(value, str):
+        return echo_text(value)
     try:
         text = json.dumps(value)
-    except (TypeError, ValueError):
-        return repr(value)[:200]
-    return value if len(text) <= 1000 else text[:1000] + "..."
+    except (TypeError, ValueError, RecursionError):
+        return echo_text(repr(value))
+    return value if len(text) <= 4 * ECHO_CHARS else echo_text(text)
+
+
+def echo_text(text: str) -> str:
+    """Client text as an error may repeat it: cut to ECHO_CHARS, lone surrogates (which JSON escapes can spell,
+    and the reply's UTF-8 encoding would fail on) written as escapes."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= ECHO_CHARS else text[:ECHO_CHARS] + "..."
 
 
 def _details(error: grpc.RpcError) -> dict:

@@ -20,7 +20,7 @@ from gateway_http.calls import (
     path_gallery,
 )
 from gateway_http.errors import bad_param, from_grpc
-from gateway_http.params import MAX_ID, MAX_LIMIT
+from gateway_http.params import MAX_LIMIT, MAX_PAGE_ID
 from gateway_http.replies import face_json, skipped_json
 
 # Listing faces by meta returns them all, a page of this many per gateway call.
@@ -106,7 +106,7 @@ def delete_face(upstream: Upstream, call: Call) -> Reply:
 
 def list_faces(upstream: Upstream, call: Call) -> Reply:
     p = call.params
-    max_id = p.integer("max_id", 1, MAX_ID)
+    max_id = p.integer("max_id", 1, MAX_PAGE_ID)
     limit = p.integer("limit", 1, MAX_LIMIT)
     gallery = path_gallery(call) if "gallery" in call.args else ""
     request = gateway_pb2.ListFacesRequest(gallery=gallery, max_id=max_id or 0, limit=limit or 0)
@@ -123,7 +123,7 @@ def faces_by_meta(upstream: Upstream, call: Call) -> Reply:
     meta = call.args["meta"]
     gallery = path_gallery(call) if "gallery" in call.args else ""
     limit = p.integer("limit", 1, MAX_LIMIT)
-    max_id = p.integer("max_id", 1, MAX_ID) or 0
+    max_id = p.integer("max_id", 1, MAX_PAGE_ID) or 0
     fields = {"gallery": ("gallery", gallery)}
     faces: list = []
     prev_page = None

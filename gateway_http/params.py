@@ -18,7 +18,7 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Request
 
-from gateway_http.errors import BODY_TOO_LARGE, MALFORMED_JSON, LegacyError, bad_param
+from gateway_http.errors import BODY_TOO_LARGE, MALFORMED_JSON, LegacyError, bad_param, echo_text
 
 GALLERY_NAME = re.compile(r"[a-zA-Z0-9_-]{1,48}")
 PRESETS = ("strict", "medium", "low", "none")
@@ -28,6 +28,10 @@ FALSE = ("false", "0", "no", "off", "")
 MAX_N = 1000
 MAX_LIMIT = 1000
 MAX_ID = (1 << 64) - 1
+# max_id is a bound on face ids, which the gateway keeps as MongoDB int64 (findface_grpc.gateway.limits).
+MAX_PAGE_ID = (1 << 63) - 1
+# No parameter nests deeper than a list of boxes; far deeper JSON is only an attack on the parser's recursion.
+MAX_JSON_DEPTH = 32
 # Coordinates may lie outside the photo, but not absurdly far: this keeps them finite in float32 as well.
 MAX_COORD = 1e7
 
@@ -100,9 +104,16 @@ class Params:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise LegacyError(400, MALFORMED_JSON, f"the request body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise LegacyError(400, MALFORMED_JSON, f"the request body nests deeper than {MAX_JSON_DEPTH} levels") from None
         if not isinstance(data, dict):
             raise LegacyError(400, MALFORMED_JSON, f"the request body must be a JSON object, not {type(data).__name__}")
+        if _depth(data) > MAX_JSON_DEPTH:
+            raise LegacyError(400, MALFORMED_JSON, f"the request body nests deeper than {MAX_JSON_DEPTH} levels")
         for name, value in data.items():
+            bad = _not_text(name) or _not_text(value)
+            if bad:
+                raise bad_param(echo_text(name), bad, f"{echo_text(name)}: not valid Unicode text (a lone surrogate)")
             self.values[name] = value
             self.textual.discard(name)
             self.files.pop(name, None)
@@ -124,9 +135,16 @@ class Params:
         value = self.get(name)
         if name in self.textual and isinstance(value, str) and value.lstrip()[:1] in ("{", "["):
             try:
-                return json.loads(value)
+                data = json.loads(value)
             except ValueError:
                 raise bad_param(name, value, f"{name}: not valid JSON") from None
+            except RecursionError:
+                raise bad_param(name, value, f"{name}: nests deeper than {MAX_JSON_DEPTH} levels") from None
+            if _depth(data) > MAX_JSON_DEPTH:
+                raise bad_param(name, value, f"{name}: nests deeper than {MAX_JSON_DEPTH} levels")
+            if _not_text(data):
+                raise bad_param(name, value, f"{name}: not valid Unicode text (a lone surrogate)")
+            return data
         return value
 
     # ---- typed access ----
@@ -185,7 +203,9 @@ class Params:
         elif isinstance(value, float) and value.is_integer():
             number = int(value)
         elif isinstance(value, str) and re.fullmatch(r"\s*\d+\s*", value):
-            number = int(value)
+            digits = value.strip().lstrip("0") or "0"
+            # Python refuses to parse ints of over 4,300 digits; any number this long is out of range anyway.
+            number = int(digits) if len(digits) <= 40 else high + 1
         if number is None:
             raise bad_param(name, value, f"{name} must be a whole number")
         if not low <= number <= high:
@@ -294,6 +314,40 @@ def check_gallery(param: str, name: Any) -> str:
     if not isinstance(name, str) or not GALLERY_NAME.fullmatch(name):
         raise bad_param(param, name, f"{param}: gallery names are 1 to 48 of a-z A-Z 0-9 _ -")
     return name
+
+
+def _depth(value: Any) -> int:
+    """How deep JSON containers nest in `value` (a scalar is 0), without recursion."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth)
+            if depth <= MAX_JSON_DEPTH:
+                stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
+def _not_text(value: Any) -> str | None:
+    """The first string in `value` (keys included) that is not valid Unicode text: JSON's \\u escapes can
+    spell lone surrogates, which no UTF-8 encoder (protobuf's, or the reply's) accepts."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return item
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
 
 
 def _is_number(value: Any) -> bool:
