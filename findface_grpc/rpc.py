@@ -11,11 +11,12 @@ from collections.abc import Awaitable, Callable, Iterable
 
 import grpc
 from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool
+from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
-from findface_grpc.errors import FindFaceError
+from findface_grpc.errors import FindFaceError, InvalidArgument
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +92,46 @@ async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, method: 
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
 
 
+class _Undecodable:
+    """A request whose bytes are not its message (strings that are not UTF-8, say): gRPC would answer UNKNOWN
+    from its deserializer, so it is handed on as this and refused as INVALID_ARGUMENT where errors are mapped."""
+
+    def __init__(self, error: DecodeError) -> None:
+        self.error = InvalidArgument(f"request: cannot be decoded: {error}")
+
+
+def _tolerant(deserializer: Callable | None) -> Callable | None:
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes):
+        try:
+            return deserializer(data)
+        except DecodeError as exc:
+            return _Undecodable(exc)
+
+    return parse
+
+
+def _decoded(request_or_iterator):
+    if isinstance(request_or_iterator, _Undecodable):
+        raise request_or_iterator.error
+    if hasattr(request_or_iterator, "__aiter__"):
+        return _decoded_stream(request_or_iterator)
+    return request_or_iterator
+
+
+async def _decoded_stream(iterator):
+    async for request in iterator:
+        if isinstance(request, _Undecodable):
+            raise request.error
+        yield request
+
+
 def _wrap_unary(behavior: Callable, method: str) -> Callable:
     async def wrapper(request_or_iterator, context):
         try:
-            return await behavior(request_or_iterator, context)
+            return await behavior(_decoded(request_or_iterator), context)
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
         except Exception as exc:  # noqa: BLE001 - this is the one place errors become statuses
@@ -106,7 +143,7 @@ def _wrap_unary(behavior: Callable, method: str) -> Callable:
 def _wrap_stream(behavior: Callable, method: str) -> Callable:
     async def wrapper(request_or_iterator, context):
         try:
-            async for item in behavior(request_or_iterator, context):
+            async for item in behavior(_decoded(request_or_iterator), context):
                 yield item
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
@@ -127,20 +164,21 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 _wrap_unary(handler.unary_unary, method),
-                handler.request_deserializer,
+                _tolerant(handler.request_deserializer),
                 handler.response_serializer,
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
                 _wrap_unary(handler.stream_unary, method),
-                handler.request_deserializer,
+                _tolerant(handler.request_deserializer),
                 handler.response_serializer,
             )
         behavior = handler.unary_stream or handler.stream_stream
         if not inspect.isasyncgenfunction(behavior):
             return handler
         factory = grpc.unary_stream_rpc_method_handler if handler.unary_stream else grpc.stream_stream_rpc_method_handler
-        return factory(_wrap_stream(behavior, method), handler.request_deserializer, handler.response_serializer)
+        return factory(_wrap_stream(behavior, method), _tolerant(handler.request_deserializer),
+                       handler.response_serializer)
 
 
 REFLECTION_V1_SERVICE = "grpc.reflection.v1.ServerReflection"
