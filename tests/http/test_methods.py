@@ -436,7 +436,7 @@ def test_docs_without_a_token(api):
     assert api.get("/docs/v7", token=False).status == 404
 
 
-STATUS_KEYS = {"shards", "extractor", "faces", "galleries", "license"}
+STATUS_KEYS = {"shards", "extractor", "faces", "galleries", "license", "launcher"}
 SHARD_KEYS = {"index", "address", "live", "error", "shard_id", "face_count", "galleries", "model_id", "dim",
               "index_bytes"}
 EXTRACTOR_KEYS = {"address", "live", "error", "model_pack", "detector_model_id", "embedder_model_id",
@@ -479,8 +479,8 @@ def test_status_counts_each_shards_faces_per_gallery(api, cluster, photos, photo
             assert sum(s["galleries"].get(name, 0) for s in items) == count, name
         assert body["faces"] == listed["default"] == sum(s["face_count"] for s in items)
         assert body["galleries"] == len(listed)
-        # No license server configured for this HTTP gateway.
-        assert body["license"] is None
+        # No license server and no launcher configured for this HTTP gateway.
+        assert body["license"] is None and body["launcher"] is None
         # The same page without a version and under v0.
         for path in ("/status", "/v0/status/"):
             again = api.get(path)
