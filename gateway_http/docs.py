@@ -95,9 +95,10 @@ METHODS = (
            '{"results": [face...], "skipped"}; ' + SKIPPED),
     Method("GET", "/face/id/{id}", "One face.", (), FACE + " (/faces/id/{id} answers a one-face list, as the Go "
            "client humaniq/findface reads it)", aliases=("/faces/id/{id}",)),
-    Method("PUT", "/face/id/{id}", "Change a face's meta or galleries.",
+    Method("PUT", "/face/id/{id}", "Change a face's meta, galleries or person.",
            (Param("meta", "string", "new meta"),
-            Param("galleries", "object", '{"add": [names]}, {"del": [names]} or {"set": [names]}')),
+            Param("galleries", "object", '{"add": [names]}, {"del": [names]} or {"set": [names]}'),
+            Param("person_id", "string", "the person the face belongs to, up to 256 characters; \"\" clears it")),
            FACE, aliases=("/faces/id/{id}",)),
     Method("DELETE", "/face/id/{id}", "Delete a face.", (), "204 No Content", aliases=("/faces/id/{id}",),
            status=204),

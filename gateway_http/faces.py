@@ -19,7 +19,7 @@ from gateway_http.calls import (
     image_pb,
     path_gallery,
 )
-from gateway_http.errors import bad_param, from_grpc
+from gateway_http.errors import from_grpc
 from gateway_http.params import MAX_LIMIT, MAX_PAGE_ID
 from gateway_http.replies import face_json, skipped_json
 
@@ -76,11 +76,12 @@ def update_face(upstream: Upstream, call: Call) -> Reply:
     p = call.params
     meta = p.string("meta")
     change = p.gallery_change("galleries")
-    if p.get("person_id") is not None:
-        raise bad_param("person_id", p.get("person_id"), "person_id cannot be changed after enrollment")
+    person_id = p.string("person_id", 256)
     request = gateway_pb2.UpdateFaceRequest(id=fid)
     if meta is not None:
         request.meta = meta
+    if person_id is not None:
+        request.person_id = person_id
     if change is not None:
         action, names = change
         if action == "add":

@@ -18,7 +18,7 @@ from findface_grpc.gateway.domain import (
     check_gallery_name,
     with_default_gallery,
 )
-from findface_grpc.gateway.limits import MAX_FACE_ID, MAX_META_CHARS, check_text
+from findface_grpc.gateway.limits import MAX_FACE_ID, MAX_LABEL_CHARS, MAX_META_CHARS, check_text
 from findface_grpc.gateway.metadata import ACTIVE
 
 log = logging.getLogger(__name__)
@@ -38,10 +38,14 @@ class Faces:
             raise NotFound(f"face {face_id} not found")
         return face
 
-    async def update_face(self, face_id: int, meta: str | None, change: GalleryChange) -> Face:
+    async def update_face(
+        self, face_id: int, meta: str | None, change: GalleryChange, person_id: str | None = None
+    ) -> Face:
         metadata = self.cluster.metadata
         if meta is not None:
             check_text("meta", meta, MAX_META_CHARS)
+        if person_id is not None:
+            check_text("person_id", person_id, MAX_LABEL_CHARS)
         for name in change.add:
             check_gallery_name(name, "galleries_set" if change.replace else "galleries_add")
         for name in change.remove:
@@ -61,6 +65,8 @@ class Faces:
             changes: dict = {}
             if meta is not None and meta != doc.get("meta", ""):
                 changes["meta"] = meta
+            if person_id is not None and person_id != doc.get("person_id", ""):
+                changes["person_id"] = person_id
             token = None
             if set(new) != set(old):
                 changes["galleries"] = list(new)

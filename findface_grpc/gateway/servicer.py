@@ -287,7 +287,8 @@ class FaceServicer(gateway_pb2_grpc.FaceServiceServicer):
                 raise InvalidArgument("galleries_set needs set_galleries = true")
             change = GalleryChange(add=tuple(request.galleries_add), remove=tuple(request.galleries_remove))
         meta = request.meta if request.HasField("meta") else None
-        return face_to_pb(await self.service.faces.update_face(request.id, meta, change))
+        person_id = request.person_id if request.HasField("person_id") else None
+        return face_to_pb(await self.service.faces.update_face(request.id, meta, change, person_id))
 
     async def DeleteFace(self, request, context):
         await self.service.faces.delete_face(request.id)

@@ -196,20 +196,22 @@ class GetFaceRequest(_message.Message):
     def __init__(self, id: _Optional[int] = ...) -> None: ...
 
 class UpdateFaceRequest(_message.Message):
-    __slots__ = ("id", "meta", "galleries_add", "galleries_remove", "set_galleries", "galleries_set")
+    __slots__ = ("id", "meta", "galleries_add", "galleries_remove", "set_galleries", "galleries_set", "person_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     META_FIELD_NUMBER: _ClassVar[int]
     GALLERIES_ADD_FIELD_NUMBER: _ClassVar[int]
     GALLERIES_REMOVE_FIELD_NUMBER: _ClassVar[int]
     SET_GALLERIES_FIELD_NUMBER: _ClassVar[int]
     GALLERIES_SET_FIELD_NUMBER: _ClassVar[int]
+    PERSON_ID_FIELD_NUMBER: _ClassVar[int]
     id: int
     meta: str
     galleries_add: _containers.RepeatedScalarFieldContainer[str]
     galleries_remove: _containers.RepeatedScalarFieldContainer[str]
     set_galleries: bool
     galleries_set: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[int] = ..., meta: _Optional[str] = ..., galleries_add: _Optional[_Iterable[str]] = ..., galleries_remove: _Optional[_Iterable[str]] = ..., set_galleries: _Optional[bool] = ..., galleries_set: _Optional[_Iterable[str]] = ...) -> None: ...
+    person_id: str
+    def __init__(self, id: _Optional[int] = ..., meta: _Optional[str] = ..., galleries_add: _Optional[_Iterable[str]] = ..., galleries_remove: _Optional[_Iterable[str]] = ..., set_galleries: _Optional[bool] = ..., galleries_set: _Optional[_Iterable[str]] = ..., person_id: _Optional[str] = ...) -> None: ...
 
 class DeleteFaceRequest(_message.Message):
     __slots__ = ("id",)

@@ -215,6 +215,9 @@ def test_update_and_delete(clusters, photos, enrolled):
     got = stub.UpdateFace(gateway_pb2.UpdateFaceRequest(id=face.id, set_galleries=True))
     assert list(got.galleries) == ["default"]
     assert on_shard() == ("default",)
+    got = stub.UpdateFace(gateway_pb2.UpdateFaceRequest(id=face.id, person_id="person-7"))
+    assert got.person_id == "person-7" and got.meta == "after" and list(got.galleries) == ["default"]
+    assert stub.GetFace(gateway_pb2.GetFaceRequest(id=face.id)).person_id == "person-7"
 
     invalid = [
         gateway_pb2.UpdateFaceRequest(id=face.id, galleries_remove=["default"]),

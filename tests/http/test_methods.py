@@ -246,6 +246,12 @@ def test_face_get_update_delete(api, photos, photo_server):
         assert put.status == 200 and put.json["galleries"] == ["default", "crud_b"] and put.json["meta"] == "Sam Berry #2"
         put = api.request("PUT", f"/v1/face/id/{fid}", json_body={"galleries": {"del": ["crud_b"]}})
         assert put.json["galleries"] == ["default"]
+        # The original's persons: a face joins a person by PUT (docs/persons.rst).
+        put = api.request("PUT", f"/v1/face/id/{fid}", json_body={"person_id": "p-2"})
+        assert put.status == 200 and put.json["person_id"] == "p-2" and put.json["meta"] == "Sam Berry #2"
+        assert api.get(f"/v1/face/id/{fid}").json["person_id"] == "p-2"
+        too_long = api.request("PUT", f"/v1/face/id/{fid}", json_body={"person_id": "p" * 257})
+        assert too_long.status == 400 and too_long.json["param"] == "person_id"
         assert api.request("DELETE", f"/v1/face/id/{fid}").status == 204
         gone = api.get(f"/v1/face/id/{fid}")
         assert gone.status == 404 and gone.json["code"] == "NOT_FOUND"
