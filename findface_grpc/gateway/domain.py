@@ -10,6 +10,7 @@ from enum import Enum
 import numpy as np
 
 from findface_grpc.errors import InvalidArgument
+from findface_grpc.gateway.limits import echo
 
 Box = tuple[float, float, float, float]
 DEFAULT_GALLERY = "default"
@@ -18,7 +19,7 @@ GALLERY_NAME = re.compile(r"[a-zA-Z0-9_-]{1,48}")
 
 def check_gallery_name(name: str, field_name: str) -> str:
     if not GALLERY_NAME.fullmatch(name):
-        raise InvalidArgument(f"{field_name}: gallery name {name!r} must match [a-zA-Z0-9_-]{{1,48}}")
+        raise InvalidArgument(f"{field_name}: gallery name {echo(name)!r} must match [a-zA-Z0-9_-]{{1,48}}")
     return name
 
 

@@ -166,6 +166,9 @@ def test_huge_text_fields_are_refused_over_grpc(stub, photo, model):
         faces=[gateway_pb2.ImportFace(descriptor=descriptor(model, 2))])]), timeout=60))[0].ids
     code, _ = rpc_code(stub.UpdateFace, gateway_pb2.UpdateFaceRequest(id=ids[0], meta="m" * 4097))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
+    # A gallery name is echoed back in its error, cut short.
+    code, message = rpc_code(stub.CreateGallery, gateway_pb2.CreateGalleryRequest(name="g" * 100_000))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and len(message) < 200, message
 
 
 def test_a_listing_survives_faces_stored_with_huge_text(cluster, stub, api, model):
