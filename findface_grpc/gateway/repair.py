@@ -13,6 +13,7 @@ from findface_grpc.errors import Unavailable
 from findface_grpc.gateway.cluster import REPAIR_PAGE, Cluster
 from findface_grpc.gateway.galleries import Galleries
 from findface_grpc.gateway.metadata import PENDING, utcnow
+from findface_grpc.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +45,7 @@ class Repairer:
         self._task = asyncio.create_task(self._loop(), name="gateway-repair")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
 
     async def _loop(self) -> None:
         config, wakeup = self.cluster.config, self.cluster.repair_wakeup

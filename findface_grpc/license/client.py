@@ -41,6 +41,7 @@ from findface_grpc.errors import (
 )
 from findface_grpc.license.ledger import Kind
 from findface_grpc.rpc import CHANNEL_OPTIONS, error_details
+from findface_grpc.tasks import cancel_and_wait
 from findface_grpc.v1 import license_pb2, license_pb2_grpc
 
 __all__ = ["Kind", "LeaseKeeper", "LicenseInterceptor", "FaceQuota", "NO_QUOTA", "start_keeper", "interceptors",
@@ -181,12 +182,7 @@ class LeaseKeeper:
         self._task = asyncio.create_task(self._loop(), name="license-lease")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
         if self._lease_id:
             try:
                 await self._conn.call("ReleaseLease", license_pb2.ReleaseLeaseRequest(lease_id=self._lease_id))
@@ -458,12 +454,7 @@ class FaceQuota:
             await asyncio.sleep(self.reconcile_interval_s)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
         await self._conn.close()
 
 
