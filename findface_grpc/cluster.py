@@ -168,7 +168,12 @@ class Cluster:
             http = self._addr(cfg.http_port)
             proc = self._server("http", "gateway_http.server",
                                 ["--listen", http, "--gateway", gateway, "--license-server", license_server],
-                                {"FINDFACE_HTTP_LAUNCHER_STATUS_FILE": str(self.data / supervise.STATUS_FILE)})
+                                {"FINDFACE_HTTP_LAUNCHER_STATUS_FILE": str(self.data / supervise.STATUS_FILE),
+                                 # A fixed mmap threshold: multi-MB photo bodies are then mmapped and given back
+                                 # when freed, instead of glibc raising its threshold and keeping them in
+                                 # fragmented per-thread arenas, where RSS crept up pass after pass with no leak
+                                 # (issue 12, item 19; scripts/bench_soak.py, docs/benchmarks.md).
+                                 "MALLOC_MMAP_THRESHOLD_": "131072"})
             self._run(proc)
             launch.wait_http_ok(http, "/health", timeout, proc)
             self.addresses["http"] = f"http://{http}"
