@@ -36,11 +36,11 @@ import grpc
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from findface_grpc import auth, launch  # noqa: E402
-from findface_grpc.cluster import Cluster, ClusterConfig  # noqa: E402
+from findface_grpc import auth  # noqa: E402
+from findface_grpc.cluster import Cluster  # noqa: E402
 from findface_grpc.rpc import CHANNEL_OPTIONS  # noqa: E402
 from findface_grpc.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc  # noqa: E402
-from tests.helpers import faces_dir, labelled_photos, with_token  # noqa: E402
+from tests.helpers import bench_cluster_config, faces_dir, labelled_photos, with_token  # noqa: E402
 from tests.http.harness import multipart  # noqa: E402
 
 TARGET = 1.10
@@ -142,13 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     http_env = dict(item.split("=", 1) for item in args.http_env)
 
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as work:
-        base = 20000 + launch.free_port() % 20000
-        cfg = ClusterConfig(
-            data_dir=work, shards=args.shards, gateway_port=launch.free_port(), http_port=launch.free_port(),
-            extractor_port=launch.free_port(), mongo_port=launch.free_port(), shard_base_port=base,
-            tarantool_base_port=base + 100, tarantool_memtx_mb=256, model_pack=args.model_pack, log_level="WARNING",
-            license_port=launch.free_port(), upload_port=0,
-        )
+        cfg = bench_cluster_config(work, args.shards, args.model_pack)
         cluster = Cluster(cfg)
         if http_env:
             server = cluster._server

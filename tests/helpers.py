@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image, ImageOps
 
 from findface_grpc.auth import token_metadata
+from findface_grpc.cluster import ClusterConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -171,6 +172,16 @@ def cluster_config(path: Path, extra: str = "tarantool_memtx_mb = 256\n") -> dic
     ports["tarantool_base_port"] = ports["shard_base_port"] + 100
     path.write_text("[cluster]\n" + "".join(f"{k} = {v}\n" for k, v in ports.items()) + extra)
     return ports
+
+
+def bench_cluster_config(work: str, shards: int, model_pack: str) -> ClusterConfig:
+    """An in-process launcher's config for the benchmarks: every port free, no photo store, quiet logs."""
+    base = 20000 + free_port() % 20000
+    return ClusterConfig(
+        data_dir=work, shards=shards, gateway_port=free_port(), http_port=free_port(), extractor_port=free_port(),
+        mongo_port=free_port(), shard_base_port=base, tarantool_base_port=base + 100, tarantool_memtx_mb=256,
+        model_pack=model_pack, log_level="WARNING", license_port=free_port(), upload_port=0,
+    )
 
 
 def start_cluster(config: Path, data_dir: Path, log_path: Path, timeout: float = 180) -> subprocess.Popen:
