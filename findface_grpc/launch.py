@@ -8,6 +8,7 @@ import ctypes
 import http.client
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -45,10 +46,48 @@ def _die_with_parent(parent: int):
     return set_signal
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_handed_out: set[int] = set()
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> int:
+    """The first of `count` consecutive ports nothing listens on, for servers started later.
+
+    Chosen below the kernel's ephemeral range: a port from that range (bind to port 0) can be given to any
+    outgoing connection's local end before the server binds it, which fails the server's start. Ports already
+    handed out by this process are not given twice.
+    """
+    low, high = _ephemeral_range()
+    first, last = (10000, low - count) if low > 12000 + count else (high + 1, 65536 - count)
+    rng = random.Random()
+    for _ in range(500):
+        base = rng.randint(first, last)
+        block = range(base, base + count)
+        if _handed_out.intersection(block) or not all(_bindable(host, port) for port in block):
+            continue
+        _handed_out.update(block)
+        return base
+    raise RuntimeError(f"no {count} free consecutive ports between {first} and {last + count - 1}")
+
+
 def free_port(host: str = "127.0.0.1") -> int:
+    return free_ports(1, host)
+
+
+def _bindable(host: str, port: int) -> bool:
     with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 @dataclass

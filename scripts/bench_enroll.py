@@ -155,11 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
 
     with tempfile.TemporaryDirectory(prefix="bench-enroll-") as work:
-        base = 20000 + launch.free_port() % 20000
         cfg = ClusterConfig(
             data_dir=str(Path(work) / "cluster"), shards=args.shards, gateway_port=launch.free_port(), http_port=0,
-            extractor_port=launch.free_port(), mongo_port=launch.free_port(), shard_base_port=base,
-            tarantool_base_port=base + 100, tarantool_memtx_mb=256, model_pack=args.model_pack, log_level="WARNING",
+            extractor_port=launch.free_port(), mongo_port=launch.free_port(), shard_base_port=launch.free_ports(args.shards),
+            tarantool_base_port=launch.free_ports(args.shards), tarantool_memtx_mb=256, model_pack=args.model_pack, log_level="WARNING",
             license_port=launch.free_port(), upload_port=launch.free_port(),
         )
         cluster = Cluster(cfg)

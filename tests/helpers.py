@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from PIL import Image, ImageOps
 
+from findface_grpc import launch
 from findface_grpc.auth import token_metadata
 from findface_grpc.cluster import ClusterConfig
 
@@ -62,9 +62,7 @@ def face_collage(photo: bytes, box: tuple[float, float, float, float], widths: t
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return launch.free_port()
 
 
 def wait_healthy(address: str, timeout: float, proc: subprocess.Popen | None = None, service: str = "") -> None:
@@ -160,6 +158,8 @@ def with_token(channel: grpc.Channel, token: str) -> grpc.Channel:
 
 # ---- the whole cluster, as the README's run command starts it ----
 
+# Shards a test's cluster config leaves room for.
+MAX_TEST_SHARDS = 4
 CLUSTER_PORT_KEYS = ("gateway_port", "extractor_port", "mongo_port", "shard_base_port", "tarantool_base_port",
                      "http_port", "license_port", "upload_port")
 
@@ -167,19 +167,19 @@ CLUSTER_PORT_KEYS = ("gateway_port", "extractor_port", "mongo_port", "shard_base
 def cluster_config(path: Path, extra: str = "tarantool_memtx_mb = 256\n") -> dict[str, int]:
     """Write a findface-cluster config with free ports to `path`; returns the ports by config key."""
     ports = {key: free_port() for key in CLUSTER_PORT_KEYS}
-    # Shard and Tarantool ports are consecutive from their bases: keep them apart from the others.
-    ports["shard_base_port"] = 20000 + ports["shard_base_port"] % 20000
-    ports["tarantool_base_port"] = ports["shard_base_port"] + 100
+    # Shard and Tarantool ports are consecutive from their bases.
+    ports["shard_base_port"] = launch.free_ports(MAX_TEST_SHARDS)
+    ports["tarantool_base_port"] = launch.free_ports(MAX_TEST_SHARDS)
     path.write_text("[cluster]\n" + "".join(f"{k} = {v}\n" for k, v in ports.items()) + extra)
     return ports
 
 
 def bench_cluster_config(work: str, shards: int, model_pack: str) -> ClusterConfig:
     """An in-process launcher's config for the benchmarks: every port free, no photo store, quiet logs."""
-    base = 20000 + free_port() % 20000
     return ClusterConfig(
         data_dir=work, shards=shards, gateway_port=free_port(), http_port=free_port(), extractor_port=free_port(),
-        mongo_port=free_port(), shard_base_port=base, tarantool_base_port=base + 100, tarantool_memtx_mb=256,
+        mongo_port=free_port(), shard_base_port=launch.free_ports(shards),
+        tarantool_base_port=launch.free_ports(shards), tarantool_memtx_mb=256,
         model_pack=model_pack, log_level="WARNING", license_port=free_port(), upload_port=0,
     )
 
