@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 import numpy as np
 
 from findface_grpc.errors import FailedPrecondition, InvalidArgument, NotFound
+from findface_grpc.gateway.availability import ShardAvailability
 from findface_grpc.gateway.cells import CellMap
 from findface_grpc.gateway.clients import ExtractorClient, ShardClient
 from findface_grpc.gateway.config import GatewayConfig
@@ -61,6 +62,7 @@ class Cluster:
         self.extractor = extractor
         self.shards = list(shards)
         self.cells = cells
+        self.availability = ShardAvailability(self.shards, config.shard_deadline_s)
         self.faults = faults or Faults()
         # Face quota at the license server; without one configured, every enrollment is allowed.
         self.quota = quota or NO_QUOTA
@@ -73,6 +75,7 @@ class Cluster:
         self._model: ModelInfo | None = None
 
     async def close(self) -> None:
+        await self.availability.close()
         await self.quota.close()
         await self.extractor.close()
         for shard in self.shards:
@@ -128,18 +131,48 @@ class Cluster:
     def shard_of(self, face_id: int) -> ShardClient:
         return self.shards[self.cells.shard_of(face_id)]
 
-    async def each_shard(self, ids: Sequence[int], call: Callable[[ShardClient, list[int]], Awaitable]) -> None:
-        """`call` on every shard for the ids it owns, all at once; raises the first failure after all finish."""
+    async def on_shards(self, ids: Sequence[int],
+                        call: Callable[[ShardClient, list[int]], Awaitable]) -> dict[int, BaseException]:
+        """`call` on every shard for the ids it owns, all at once; the failures by shard index, after all finish."""
         groups = self.cells.group(ids)
         results = await asyncio.gather(
             *(call(self.shards[s], group) for s, group in groups.items()), return_exceptions=True
         )
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        return {s: result for s, result in zip(groups, results) if isinstance(result, BaseException)}
+
+    async def each_shard(self, ids: Sequence[int], call: Callable[[ShardClient, list[int]], Awaitable]) -> None:
+        """`call` on every shard for the ids it owns, all at once; raises the first failure after all finish."""
+        for failure in (await self.on_shards(ids, call)).values():
+            raise failure
 
     async def remove_from_shards(self, ids: Sequence[int]) -> None:
         await self.each_shard(ids, lambda shard, group: shard.remove(group))
+
+    def writable(self, excluded: Iterable[int] = ()) -> set[int]:
+        """The shards to give new faces to: those with cells, less `excluded`, that take writes now; all of them
+        when none seems to (the view may be behind: better a failed try than a refusal on old news)."""
+        candidates = set(self.cells.owners) - set(excluded)
+        return (candidates & self.availability.answering()) or candidates
+
+    async def new_ids(self, count: int, shards: set[int]) -> list[int]:
+        """`count` new face ids, ascending, all in cells of `shards` (not empty, each with cells).
+
+        With every shard, one block from the counter. Otherwise a larger block of which only the ids of those
+        shards are kept: the rest stay unused for good, which costs nothing (ids are int64 and never reused) and
+        keeps the counter the one source of ids, safe for any number of gateways.
+        """
+        if shards >= set(self.cells.owners):
+            first = await self.metadata.allocate_ids(count)
+            return list(range(first, first + count))
+        share = sum(owner in shards for owner in self.cells.owners) / self.cells.cells
+        ids: list[int] = []
+        while len(ids) < count:
+            # Consecutive ids spread evenly over the cells (cells.py), so a block this much larger nearly always
+            # holds enough; when it does not, another one follows.
+            block = math.ceil((count - len(ids)) / share * 1.1) + 8
+            first = await self.metadata.allocate_ids(block)
+            ids.extend(i for i in range(first, first + block) if self.cells.shard_of(i) in shards)
+        return ids[:count]
 
     # ---- galleries ----
 

@@ -115,20 +115,19 @@ class Enroller:
 
     async def _enroll(self, new: Sequence[NewFace]) -> list[Face]:
         cluster = self.cluster
-        first = await cluster.metadata.allocate_ids(len(new))
-        ids = list(range(first, first + len(new)))
+        ids = await cluster.new_ids(len(new), cluster.writable())
         cluster.faults.check("enroll.after_allocate")
-        faces = await cluster.metadata.insert_pending(first, new)
-        by_id = {face_id: face for face_id, face in zip(ids, new)}
+        faces = await cluster.metadata.insert_pending(ids, new)
+        # Every id this enrollment inserted, for rolling back: faces moved off a shard that failed leave theirs.
+        held = list(ids)
         reservation = None
         try:
             # After the pending insert, not before: a count of the metadata for reconciling face usage then
             # includes every reservation made before it (see license.client.FaceQuota).
-            reservation = await cluster.quota.reserve(f"enroll-{first}", len(ids))
+            reservation = await cluster.quota.reserve(f"enroll-{ids[0]}", len(ids))
             cluster.faults.check("enroll.after_insert")
-            await cluster.each_shard(
-                ids, lambda shard, group: shard.add([(i, by_id[i].galleries, by_id[i].descriptor) for i in group])
-            )
+            faces = await self._add_to_shards(new, faces, held)
+            ids = [face.id for face in faces]
             cluster.faults.check("enroll.after_shard_add")
             activated = await cluster.metadata.activate(ids)
             if activated != len(ids):
@@ -137,22 +136,76 @@ class Enroller:
                 raise Unavailable("enrollment took too long and was rolled back; retry")
         except BaseException:
             await cluster.quota.cancel(reservation)
-            await self._rollback(ids)
+            await self._rollback(held)
             raise
         # From here the faces are in both stores: a failure now loses only the reply, never consistency.
         cluster.faults.check("enroll.after_activate")
-        log.debug("enrolled %d faces from id %d", len(ids), first)
+        log.debug("enrolled %d faces, ids %d..%d", len(ids), min(ids), max(ids))
         return faces
 
+    async def _add_to_shards(self, new: Sequence[NewFace], faces: list[Face], held: list[int]) -> list[Face]:
+        """Add the faces' descriptors to their shards; returns the faces as enrolled, in the given order.
+
+        The faces of a shard that turns out to be unreachable are moved: inserted again under fresh ids on the
+        shards that answer, their old ids marked for repair to remove. So a batch fails only when no shard takes
+        its faces, and then as UNAVAILABLE. Other failures (a shard refusing the descriptors, say) fail it whole.
+        """
+        cluster = self.cluster
+        faces = list(faces)
+        position = {face.id: k for k, face in enumerate(faces)}
+        todo = list(range(len(faces)))
+        failed: dict[int, BaseException] = {}  # every shard that failed this enrollment, with why
+        while True:
+            errors = await cluster.on_shards(
+                [faces[k].id for k in todo],
+                lambda shard, group: shard.add([(i, new[position[i]].galleries, new[position[i]].descriptor)
+                                                for i in group]),
+            )
+            for index in {cluster.cells.shard_of(faces[k].id) for k in todo} - set(errors):
+                cluster.availability.answered(index)
+            if not errors:
+                return faces
+            for index, exc in errors.items():
+                if not isinstance(exc, Unavailable):
+                    raise exc
+                cluster.availability.failed(index, str(exc))
+            failed.update(errors)
+            shards = cluster.writable(excluded=failed)
+            if not shards:
+                raise Unavailable("no shard answered, nothing was enrolled: " + "; ".join(map(str, failed.values())))
+            todo = [k for k in todo if cluster.cells.shard_of(faces[k].id) in errors]
+            old = [faces[k].id for k in todo]
+            fresh = await cluster.new_ids(len(todo), shards)
+            moved = await cluster.metadata.insert_pending(fresh, [new[k] for k in todo])
+            held.extend(fresh)
+            for k, face in zip(todo, moved):
+                faces[k] = face
+                position[face.id] = k
+            cluster.faults.check("enroll.after_move")
+            # Retired only now that their replacements hold the quota (see license.client.FaceQuota: a count
+            # meanwhile is too high for a moment, never too low). Their shard may have stored them after all.
+            await cluster.metadata.mark_deleting(old, (PENDING,))
+            cluster.repair_soon()
+
     async def _rollback(self, ids: list[int]) -> None:
-        """Undo an enrollment that failed before it was acknowledged; what this cannot finish, repair will."""
+        """Undo an enrollment that failed before it was acknowledged; what this cannot finish, repair will.
+
+        Ids on shards taken as away are only marked: asking such a shard could take a whole call timeout.
+        """
         cluster = self.cluster
         try:
             cluster.faults.check("enroll.rollback")
             # Active too: these ids are ours alone, and some may have been activated before a failure.
             await cluster.metadata.mark_deleting(ids, (PENDING, ACTIVE))
-            await cluster.remove_from_shards(ids)
-            await cluster.metadata.delete_deleting(ids)
+            answering = cluster.availability.answering()
+            reachable = [i for i in ids if cluster.cells.shard_of(i) in answering]
+            errors = await cluster.on_shards(reachable, lambda shard, group: shard.remove(group))
+            removed = [i for i in reachable if cluster.cells.shard_of(i) not in errors]
+            await cluster.metadata.delete_deleting(removed)
+            if len(removed) < len(ids):
+                log.warning("rollback of %d faces: %d left to repair (%s)", len(ids), len(ids) - len(removed),
+                            "; ".join(map(str, errors.values())) or "their shards are away")
+                cluster.repair_soon()
         except Exception as exc:  # noqa: BLE001 - the original failure is what the caller must see
-            log.warning("rollback of faces %d..%d left to repair: %s", ids[0], ids[-1], exc)
+            log.warning("rollback of %d faces left to repair: %s", len(ids), exc)
             cluster.repair_soon()

@@ -74,7 +74,8 @@ def _in_thread(method: Callable) -> Callable:
 def _id_ranges(ids: Sequence[int]) -> list[dict]:
     """Filters on `_id` that together select exactly `ids`: a range for each contiguous run, `$in` for the rest.
 
-    Ids allocated as a block are contiguous, so a bulk enrollment is touched with one range query.
+    Ids allocated as a block are contiguous, so a bulk enrollment is touched with one range query (with a shard
+    away, enrollment skips the ids of its cells, and the rest come in runs too short for ranges).
     """
     ordered = sorted(set(ids))
     filters: list[dict] = []
@@ -194,10 +195,10 @@ class MetadataStore:
     # ---- face lifecycle ----
 
     @_in_thread
-    def insert_pending(self, first_id: int, faces: Sequence[NewFace]) -> list[Face]:
-        """Insert the faces as pending with ids first_id, first_id+1, ...; returns them as they will be shown."""
+    def insert_pending(self, ids: Sequence[int], faces: Sequence[NewFace]) -> list[Face]:
+        """Insert the faces as pending, faces[i] with ids[i]; returns them as they will be shown."""
         now = utcnow()
-        docs = [new_face_doc(first_id + i, f, now) for i, f in enumerate(faces)]
+        docs = [new_face_doc(face_id, f, now) for face_id, f in zip(ids, faces, strict=True)]
         self.faces.insert_many(docs, ordered=True)
         return [face_from_doc(doc) for doc in docs]
 

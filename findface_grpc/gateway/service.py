@@ -4,7 +4,9 @@
 Write order (so that a crash at any point leaves nothing visible half done, and repair can tell what to do):
 - Enroll: allocate ids -> insert metadata as "pending" -> shard.Add -> set "active" -> reply. Only active
   faces are shown anywhere. A pending face was never acknowledged, so repair rolls it back (shard.Remove, then
-  drop the document) once it is older than `pending_grace_s`.
+  drop the document) once it is older than `pending_grace_s`. Faces whose shard fails the Add are inserted
+  again as pending under fresh ids on the shards that answer (availability.py), then their old ids are marked
+  "deleting" for repair to finish.
 - Delete: set "deleting" -> shard.Remove -> drop the document. Once marked, the face is invisible and the
   delete is acknowledged; repair finishes it if a step fails.
 - Gallery change: update metadata with a `sync` token -> shard.UpdateGalleries -> clear the token. Until it

@@ -73,7 +73,7 @@ def test_id_filters_use_ranges_for_runs(ids, expected):
 
 def test_pending_faces_are_invisible_until_activated(store, loop):
     first = loop.run(store.allocate_ids(3))
-    faces = loop.run(store.insert_pending(first, [new("a"), new("b"), new("c")]))
+    faces = loop.run(store.insert_pending(range(first, first + 3), [new("a"), new("b"), new("c")]))
     assert [f.id for f in faces] == [first, first + 1, first + 2]
     assert loop.run(store.get_active(first)) is None
     assert loop.run(store.list_faces("default", 0, 10, None)) == []
@@ -84,11 +84,24 @@ def test_pending_faces_are_invisible_until_activated(store, loop):
     assert sorted(loop.run(store.active_faces([first, first + 1, first + 2]))) == [first, first + 1]
 
 
+def test_faces_are_inserted_under_the_ids_given(store, loop):
+    # Enrollment with a shard away skips the ids of that shard's cells: the ids given need not be a run.
+    first = loop.run(store.allocate_ids(5))
+    ids = [first + 3, first, first + 4]
+    faces = loop.run(store.insert_pending(ids, [new("a"), new("b"), new("c")]))
+    assert [(f.id, f.meta) for f in faces] == [(first + 3, "a"), (first, "b"), (first + 4, "c")]
+    assert loop.run(store.activate(ids)) == 3
+    assert {i: f.meta for i, f in loop.run(store.active_faces(range(first, first + 5))).items()} == {
+        first: "b", first + 3: "a", first + 4: "c"}
+    with pytest.raises(ValueError):
+        loop.run(store.insert_pending([first + 1], [new(), new()]))
+
+
 def test_quality_and_orientation_are_kept_and_older_faces_read_as_unknown(store, loop):
     first = loop.run(store.allocate_ids(2))
     measured = NewFace(Descriptor("m", np.zeros(4, np.float32)), ("default",), quality=np.float32(0.8125),
                        orientation=6)
-    faces = loop.run(store.insert_pending(first, [measured, new("imported")]))
+    faces = loop.run(store.insert_pending([first, first + 1], [measured, new("imported")]))
     loop.run(store.activate([first, first + 1]))
     assert (faces[0].quality, faces[0].orientation) == (0.8125, 6)
     assert loop.run(store.get_active(first)) == faces[0]
@@ -101,7 +114,7 @@ def test_quality_and_orientation_are_kept_and_older_faces_read_as_unknown(store,
 
 def test_stale_pending_and_deleting_scans(store, loop):
     first = loop.run(store.allocate_ids(2))
-    loop.run(store.insert_pending(first, [new(), new()]))
+    loop.run(store.insert_pending([first, first + 1], [new(), new()]))
     assert loop.run(store.stale_pending(utcnow() - timedelta(seconds=60), 10)) == []
     assert sorted(loop.run(store.stale_pending(utcnow() + timedelta(seconds=1), 10))) == [first, first + 1]
     assert loop.run(store.mark_deleting([first])) == 1
@@ -113,7 +126,8 @@ def test_stale_pending_and_deleting_scans(store, loop):
 
 def test_list_faces_pages_by_max_id_and_filters_meta(store, loop):
     first = loop.run(store.allocate_ids(5))
-    loop.run(store.insert_pending(first, [new("x"), new("y"), new("x", ("default", "g")), new("x"), new("y")]))
+    faces = [new("x"), new("y"), new("x", ("default", "g")), new("x"), new("y")]
+    loop.run(store.insert_pending(range(first, first + 5), faces))
     loop.run(store.activate(list(range(first, first + 5))))
     assert [f.id for f in loop.run(store.list_faces("default", 0, 3, None))] == [first + 4, first + 3, first + 2]
     assert [f.id for f in loop.run(store.list_faces("default", first + 2, 3, None))] == [first + 1, first]
@@ -131,7 +145,7 @@ def test_list_faces_pages_by_max_id_and_filters_meta(store, loop):
 
 def test_update_is_refused_at_a_stale_revision(store, loop):
     first = loop.run(store.allocate_ids(1))
-    loop.run(store.insert_pending(first, [new("a")]))
+    loop.run(store.insert_pending([first], [new("a")]))
     loop.run(store.activate([first]))
     face = loop.run(store.update_face(first, 0, {"galleries": ["default", "g"]}, "tok"))
     assert face.galleries == ("default", "g") and face.updated_at >= face.created_at
@@ -149,7 +163,7 @@ def test_galleries(store, loop):
     with pytest.raises(AlreadyExists):
         loop.run(store.create_gallery("g1"))
     first = loop.run(store.allocate_ids(2))
-    loop.run(store.insert_pending(first, [new(galleries=("default", "g1")), new()]))
+    loop.run(store.insert_pending([first, first + 1], [new(galleries=("default", "g1")), new()]))
     loop.run(store.activate([first, first + 1]))
     counts = {g.name: g.face_count for g in loop.run(store.list_galleries())}
     assert counts == {"default": 2, "g1": 1}
@@ -180,7 +194,7 @@ def test_unreachable_database_is_unavailable_then_fails_fast(loop):
 
 def test_a_lost_counter_restarts_above_the_largest_id(store, loop):
     first = loop.run(store.allocate_ids(3))
-    loop.run(store.insert_pending(first, [new(), new(), new()]))
+    loop.run(store.insert_pending(range(first, first + 3), [new(), new(), new()]))
     store.counters.drop()
     loop.run(store.ensure_schema())
     assert loop.run(store.allocate_ids(1)) == first + 3

@@ -6,6 +6,7 @@ clean-up, leaving exactly what a gateway dying at that step would leave.
 """
 from __future__ import annotations
 
+import asyncio
 import time
 
 import numpy as np
@@ -87,6 +88,16 @@ class Env:
                     raise
                 time.sleep(0.1)
 
+    def wait_answering(self) -> None:
+        """Wait until the service takes every shard as storing again (its probe runs only while the loop does)."""
+        async def wait():
+            deadline = time.monotonic() + 15
+            while self.service.cluster.availability.away:
+                assert time.monotonic() < deadline, self.service.cluster.availability.away
+                await asyncio.sleep(0.1)
+
+        self.run(wait())
+
     def forget(self, ids) -> None:
         for i in ids:
             self.acknowledged.pop(i, None)
@@ -155,14 +166,37 @@ def test_enrollment_from_a_photo_rolls_back_the_same_way(env, faces):
     assert env.service.cluster.metadata.faces.count_documents({"meta": "photo"}) == 0
 
 
-def test_enrollment_into_a_dead_shard_fails_and_leaves_nothing(env):
+def test_enrollment_with_a_dead_shard_moves_its_faces_to_the_other(env):
+    cluster = env.service.cluster
     env.shards.kill(1)
     try:
-        with pytest.raises(Unavailable, match="shard 1"):
-            env.enroll(8)
+        ids = env.enroll(8)  # the first Add to shard 1 fails: its faces are enrolled again on shard 0
+        assert {cluster.cells.shard_of(i) for i in ids} == {0} and len(set(ids)) == 8
+        assert set(cluster.availability.away) == {1}
+        assert {cluster.cells.shard_of(i) for i in env.enroll(8)} == {0}  # now placed there from the start
     finally:
         env.restart_shard(1)
-    env.check_consistent()
+    env.wait_answering()
+    report = env.check_consistent()
+    assert report.deleted >= 1  # the moved faces' first ids, marked for repair while their shard was away
+    assert {cluster.cells.shard_of(i) for i in env.enroll(8)} == {0, 1}
+
+
+def test_crash_while_moving_faces_off_a_dead_shard_leaves_no_orphan(env):
+    faults = env.service.cluster.faults
+    env.shards.kill(1)
+    try:
+        faults.arm("enroll.after_move", "enroll.rollback")
+        before = env.run(env.service.cluster.metadata.allocate_ids(1))
+        with pytest.raises(InjectedFault):
+            env.enroll(8)
+        # All 8 first ids (those of shard 1 not yet retired) and the fresh ids of the faces moved to shard 0.
+        pending = env.service.cluster.metadata.faces.count_documents({"_id": {"$gt": before}, "state": "pending"})
+        assert pending > 8
+    finally:
+        env.restart_shard(1)
+    env.wait_answering()
+    assert env.check_consistent().rolled_back == pending
 
 
 def test_enrollment_slower_than_the_grace_period_is_not_acknowledged(env):
@@ -186,7 +220,7 @@ def test_enrollment_slower_than_the_grace_period_is_not_acknowledged(env):
 def test_pending_faces_within_the_grace_period_are_left_alone(env):
     store = env.service.cluster.metadata
     first = env.run(store.allocate_ids(1))
-    env.run(store.insert_pending(first, env.new_faces(1, ["default"])))
+    env.run(store.insert_pending([first], env.new_faces(1, ["default"])))
     report = env.run(env.service.repairer.repair())  # the configured grace: this enrollment may still be running
     assert report.rolled_back == 0 and store.faces.find_one({"_id": first})["state"] == "pending"
     assert env.check_consistent().rolled_back == 1
@@ -269,7 +303,7 @@ def test_hits_without_an_active_face_are_dropped_at_the_join(env):
     orphan_id = 10**9 + 1  # an id far above any allocated one
     pending_id = env.run(store.allocate_ids(1))
     orphan, pending = env.new_faces(2)
-    env.run(store.insert_pending(pending_id, [NewFace(pending.descriptor, ("default",))]))
+    env.run(store.insert_pending([pending_id], [NewFace(pending.descriptor, ("default",))]))
     for face_id, face in ((orphan_id, orphan), (pending_id, pending)):
         shard = service.cluster.shards[service.cluster.cells.shard_of(face_id)]
         env.run(shard.add([(face_id, ["default"], face.descriptor)]))
