@@ -1,40 +1,49 @@
-"""The shard's in-memory exact search index: every descriptor in one float32 matrix, searched by matrix product.
+"""The shard's in-memory search index: compact rows scanned exhaustively, the best candidates re-scored exactly.
 
-Descriptors are unit length, so the dot product is the cosine similarity. Rows are kept dense (a removed face's
-row is filled with the last row), so a search over the whole shard is one pass over one contiguous block.
-Gallery membership is kept per gallery as a dense array of rows, so that a small gallery is searched by gathering
-only its rows instead of scoring the whole shard.
+Descriptors are unit length, so the dot product is the cosine similarity. Every face is one row of int8 codes
+(rows.py); a search scans the rows of a gallery for each query's best candidates by approximate score, then
+re-scores those candidates with their stored descriptors (float16 in Tarantool, handed in by the caller), so the
+results are ranked as a float32 scan would rank them. Without the stored descriptors (Tarantool down) the
+approximate scores answer, within about 1e-3.
 
-Pure numpy: no gRPC and no Tarantool here. The durable copy lives in Tarantool; this index is rebuilt from it.
+Rows are kept dense (a removed face's row is filled with the last row). Gallery membership is a bitmap over rows
+per gallery, which the scan checks per row; a small gallery's scan skips the segments that hold none of it.
+
+Pure numpy and faiss: no gRPC and no Tarantool here. The durable copy lives in Tarantool; this index is rebuilt
+from it.
 """
 from __future__ import annotations
 
+import logging
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
-from findface_grpc.errors import InvalidArgument
+from findface_grpc.errors import InvalidArgument, Unavailable
+from findface_grpc.shard.rows import CompactRows, encode
 
-# Every face is in this gallery, whatever else it is in; it is not stored as a member set.
+log = logging.getLogger(__name__)
+
+# Every face is in this gallery, whatever else it is in; it is not stored as a bitmap.
 DEFAULT_GALLERY = "default"
-# A gallery holding at least this share of the shard is searched by one product over the whole matrix and its
-# columns picked afterwards. Gathering scattered rows costs several times what streaming them does (measured: a
-# 10% gallery of 1M x 512 gathered took as long as the whole pass), so only small galleries are gathered.
-FULL_PASS_SHARE = 0.1
-# Most scores computed in one product (256 MB of float32: a batch of 64 queries over a million faces); bigger
-# query batches are cut into blocks of queries so that 1024 queries over a million faces do not need 4 GB at once.
-SCORE_BLOCK = 64 * 1024 * 1024
-# Rows of a gallery gathered and scored at once (32 MB of 512-d rows).
-GATHER_ROWS = 16384
-# From this many queries on, queries x rows is the faster shape of the product (see _product).
-WIDE_QUERY_BATCH = 16
+# Candidates re-scored per query: 2k + RESCORE_EXTRA. The quantisation error (about 1e-3 on a 512-d score) can
+# only swap a true top-k face with one that scores almost the same, which is among these.
+RESCORE_EXTRA = 32
+# When the last candidate scores within this of the k-th (approximately), a face left out might still belong in
+# the top k (identical descriptors enrolled many times, say): the scan is repeated with a bigger pool.
+TIE_MARGIN = 0.004
+# A candidate whose approximate score is this far below a query's threshold cannot reach it exactly.
+APPROXIMATION_MARGIN = 0.03
 _MIN_CAPACITY = 1024
-# Size of a Python int object as the dicts hold them, for the memory estimate in stats().
+# Size of a Python int object as the id -> row dict holds them, for the memory estimate in stats().
 _INT_BYTES = 32
+
+# Stored descriptors of some face ids, as float32 rows: ids that no longer exist are left out.
+ExactVectors = Callable[[list[int]], dict[int, np.ndarray]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,82 +105,28 @@ class ReadWriteLock:
                 self._cond.notify_all()
 
 
-class _Members:
-    """The rows of one gallery: a dense array (ready for fancy indexing) and each row's place in it."""
-
-    __slots__ = ("rows", "size", "place")
-
-    def __init__(self) -> None:
-        self.rows = np.empty(16, np.intp)
-        self.size = 0
-        self.place: dict[int, int] = {}
-
-    def _reserve(self, needed: int) -> None:
-        if needed > len(self.rows):
-            grown = np.empty(max(needed, len(self.rows) * 3 // 2), np.intp)
-            grown[: self.size] = self.rows[: self.size]
-            self.rows = grown
-
-    def extend(self, rows: np.ndarray) -> None:
-        """Add rows known not to be members yet."""
-        start = self.size
-        self._reserve(start + len(rows))
-        self.rows[start : start + len(rows)] = rows
-        self.place.update(zip(rows.tolist(), range(start, start + len(rows))))
-        self.size += len(rows)
-
-    def add(self, row: int) -> None:
-        if row not in self.place:
-            self._reserve(self.size + 1)
-            self.rows[self.size] = row
-            self.place[row] = self.size
-            self.size += 1
-
-    def discard(self, row: int) -> None:
-        at = self.place.pop(row, None)
-        if at is None:
-            return
-        self.size -= 1
-        if at != self.size:
-            moved = int(self.rows[self.size])
-            self.rows[at] = moved
-            self.place[moved] = at
-
-    def relabel(self, old: int, new: int) -> None:
-        at = self.place.pop(old)
-        self.rows[at] = new
-        self.place[new] = at
-
-    def view(self) -> np.ndarray:
-        return self.rows[: self.size]
-
-    @property
-    def nbytes(self) -> int:
-        return self.rows.nbytes + sys.getsizeof(self.place)
-
-
 class FaceIndex:
-    """Exact top-k search over the faces of one shard, for one model (one dimension)."""
+    """Top-k search over the faces of one shard, for one model (one dimension)."""
 
     def __init__(self, dim: int, capacity: int = 0) -> None:
         if dim <= 0:
             raise InvalidArgument(f"index dimension must be > 0, not {dim}")
         self.dim = dim
-        capacity = max(capacity, _MIN_CAPACITY)
-        self._vectors = np.empty((capacity, dim), np.float32)
-        self._ids = np.empty(capacity, np.uint64)
+        self._rows = CompactRows(dim)
+        self._ids = np.empty(0, np.uint64)
         self._n = 0
         self._row_of: dict[int, int] = {}
         # Per row, the face's galleries other than the default one. The sets are interned: a million faces in the
         # same few galleries share a few objects.
         self._galleries: list[frozenset[str]] = []
         self._interned: dict[frozenset[str], frozenset[str]] = {}
-        self._members: dict[str, _Members] = {}
-        # Searches share `_lock`; a mutation holds it exclusively only while it changes rows. Mutations also take
-        # `_writer` for their whole length, so that one can copy the matrix into a bigger one under the shared
-        # lock (searches go on) knowing that no other mutation changes it meanwhile.
+        # Per gallery, one bit per row (bit r of byte r // 8), and how many bits are set.
+        self._bitmaps: dict[str, np.ndarray] = {}
+        self._counts: dict[str, int] = {}
+        # Searches share `_lock`; a mutation holds it exclusively. `_writer` keeps mutations one at a time.
         self._lock = ReadWriteLock()
         self._writer = threading.Lock()
+        self._make_room(max(capacity, _MIN_CAPACITY))
 
     def __len__(self) -> int:
         return self._n
@@ -181,30 +136,43 @@ class FaceIndex:
 
     def reserve(self, capacity: int) -> None:
         """Make room for `capacity` faces at once, instead of growing step by step."""
-        with self._writer:
+        with self._writer, self._lock.exclusive():
             self._make_room(capacity)
 
     def _make_room(self, needed: int) -> None:
-        """Grow the arrays to hold `needed` faces (by half at least, so that growth is amortised). Needs `_writer`.
-
-        Copying a million rows takes a while; it runs under the shared lock so that searches are not held up, and
-        only the swap to the new arrays is exclusive.
-        """
-        capacity = len(self._ids)
-        if needed <= capacity:
+        """Grow to hold `needed` faces. New row segments are added, never copied; the ids and bitmaps (8 bytes and
+        a bit per row) are copied into bigger arrays. Needs the exclusive lock (or no other user yet)."""
+        if needed <= len(self._ids):
             return
-        capacity = max(needed, capacity * 3 // 2)
-        with self._lock.shared():
-            vectors = np.empty((capacity, self.dim), np.float32)
-            vectors[: self._n] = self._vectors[: self._n]
-            ids = np.empty(capacity, np.uint64)
-            ids[: self._n] = self._ids[: self._n]
-        with self._lock.exclusive():
-            self._vectors, self._ids = vectors, ids
+        self._rows.reserve(max(needed, len(self._ids) * 3 // 2))
+        capacity = self._rows.capacity
+        ids = np.zeros(capacity, np.uint64)
+        ids[: self._n] = self._ids[: self._n]
+        self._ids = ids
+        for name, bits in self._bitmaps.items():
+            grown = np.zeros(capacity // 8, np.uint8)
+            grown[: len(bits)] = bits
+            self._bitmaps[name] = grown
 
     def _intern(self, galleries: Iterable[str]) -> frozenset[str]:
         key = frozenset(galleries) - {DEFAULT_GALLERY}
         return self._interned.setdefault(key, key)
+
+    # Gallery bits.
+
+    def _join(self, name: str, row: int) -> None:
+        bits = self._bitmaps.get(name)
+        if bits is None:
+            bits = self._bitmaps[name] = np.zeros(len(self._ids) // 8, np.uint8)
+            self._counts[name] = 0
+        bits[row >> 3] |= np.uint8(1 << (row & 7))
+        self._counts[name] += 1
+
+    def _leave(self, name: str, row: int) -> None:
+        self._bitmaps[name][row >> 3] &= np.uint8(~(1 << (row & 7)) & 0xFF)
+        self._counts[name] -= 1
+        if self._counts[name] == 0:
+            del self._bitmaps[name], self._counts[name]
 
     # Mutations. Each takes the writer mutex, and the exclusive lock once for its whole batch.
 
@@ -223,6 +191,7 @@ class FaceIndex:
             keep = sorted(last.values())
             ids, vectors, id_list = ids[keep], vectors[keep], [id_list[i] for i in keep]
             galleries = [galleries[i] for i in keep]
+        codes = encode(vectors, self._rows.scale)
         with self._writer:
             # Faces of a batch mostly share a few gallery lists (a rebuild page hands over the very same tuples),
             # so each distinct list is turned into an interned set once.
@@ -236,30 +205,28 @@ class FaceIndex:
                 gallery_sets.append(found)
             rows = [self._row_of.get(face_id) for face_id in id_list]
             fresh = np.fromiter((row is None for row in rows), dtype=bool, count=len(rows))
-            self._make_room(self._n + int(fresh.sum()))
             with self._lock.exclusive():
+                self._make_room(self._n + int(fresh.sum()))
                 for i, row in enumerate(rows):
                     if row is not None:
-                        self._vectors[row] = vectors[i]
+                        self._rows.write_codes(row, codes[i : i + 1])
                         self._set_galleries(row, gallery_sets[i])
                 if fresh.all():
-                    self._append(ids, vectors, gallery_sets)
+                    self._append(ids, codes, gallery_sets)
                 elif fresh.any():
-                    self._append(ids[fresh], vectors[fresh], [g for g, f in zip(gallery_sets, fresh) if f])
+                    self._append(ids[fresh], codes[fresh], [g for g, f in zip(gallery_sets, fresh) if f])
 
-    def _append(self, ids: np.ndarray, vectors: np.ndarray, gallery_sets: list[frozenset[str]]) -> None:
+
+    def _append(self, ids: np.ndarray, codes: np.ndarray, gallery_sets: list[frozenset[str]]) -> None:
         start, count = self._n, len(ids)
-        self._vectors[start : start + count] = vectors
+        self._rows.write_codes(start, codes)
         self._ids[start : start + count] = ids
         self._row_of.update(zip(ids.tolist(), range(start, start + count)))
         self._galleries.extend(gallery_sets)
         self._n += count
-        by_gallery: dict[str, list[int]] = {}
         for offset, names in enumerate(gallery_sets):
             for name in names:
-                by_gallery.setdefault(name, []).append(start + offset)
-        for name, rows in by_gallery.items():
-            self._members.setdefault(name, _Members()).extend(np.asarray(rows, dtype=np.intp))
+                self._join(name, start + offset)
 
     def _set_galleries(self, row: int, new: frozenset[str]) -> None:
         old = self._galleries[row]
@@ -268,14 +235,8 @@ class FaceIndex:
         for name in old - new:
             self._leave(name, row)
         for name in new - old:
-            self._members.setdefault(name, _Members()).add(row)
+            self._join(name, row)
         self._galleries[row] = new
-
-    def _leave(self, name: str, row: int) -> None:
-        members = self._members[name]
-        members.discard(row)
-        if members.size == 0:
-            del self._members[name]
 
     def remove(self, ids: Iterable[int]) -> int:
         """Drop faces by id; returns how many were present."""
@@ -290,15 +251,16 @@ class FaceIndex:
                     self._leave(name, row)
                 last = self._n - 1
                 if row != last:
-                    # Keep rows dense: the last face moves into the hole, and every map that names its row follows.
+                    # Keep rows dense: the last face moves into the hole, and its gallery bits follow.
                     moved_id = int(self._ids[last])
-                    self._vectors[row] = self._vectors[last]
+                    self._rows.move(last, row)
                     self._ids[row] = moved_id
                     self._row_of[moved_id] = row
                     moved_galleries = self._galleries[last]
                     self._galleries[row] = moved_galleries
                     for name in moved_galleries:
-                        self._members[name].relabel(last, row)
+                        self._leave(name, last)
+                        self._join(name, row)
                 self._galleries.pop()
                 self._n = last
         return removed
@@ -318,35 +280,41 @@ class FaceIndex:
             row = self._row_of.get(face_id)
             return None if row is None else self._galleries[row] | {DEFAULT_GALLERY}
 
-    def vector_of(self, face_id: int) -> np.ndarray | None:
+    def approximate_vector(self, face_id: int) -> np.ndarray | None:
+        """The face's descriptor as its codes hold it (each component within half a code step)."""
         with self._lock.shared():
             row = self._row_of.get(face_id)
-            return None if row is None else self._vectors[row].copy()
+            return None if row is None else self._rows.approximate(row)
 
     def stats(self) -> IndexStats:
         with self._lock.shared():
-            counts = {name: members.size for name, members in self._members.items()}
+            counts = dict(self._counts)
             counts[DEFAULT_GALLERY] = self._n
-            memberships = sum(m.size for m in self._members.values())
             nbytes = (
-                self._vectors.nbytes
+                self._rows.nbytes
                 + self._ids.nbytes
                 + sys.getsizeof(self._row_of)
                 + sys.getsizeof(self._galleries)
-                + sum(m.nbytes for m in self._members.values())
-                # The int objects that the id -> row and row -> place dicts hold: two per entry.
-                + 2 * _INT_BYTES * (self._n + memberships)
+                + sum(bits.nbytes for bits in self._bitmaps.values())
+                # The int objects that the id -> row dict holds: two per entry.
+                + 2 * _INT_BYTES * self._n
             )
             return IndexStats(self._n, counts, nbytes)
 
-    def search(self, queries: np.ndarray, gallery: str, k: int, threshold: float = -1.0) -> list[list[Hit]]:
-        """Per query, the `k` best faces of `gallery` scoring at least `threshold`, best first, ties by id."""
+    def search(self, queries: np.ndarray, gallery: str, k: int, threshold: float = -1.0,
+               exact: ExactVectors | None = None) -> list[list[Hit]]:
+        """Per query, the `k` best faces of `gallery` scoring at least `threshold`, best first, ties by id.
+
+        `exact`: where the candidates' stored descriptors come from; without it (or when it raises
+        Unavailable), the scores are the approximate ones of the codes.
+        """
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         count = len(queries)
-        return self.search_many(queries, gallery, [k] * count, [threshold] * count)
+        return self.search_many(queries, gallery, [k] * count, [threshold] * count, exact)
 
     def search_many(
-        self, queries: np.ndarray, gallery: str, ks: Sequence[int], thresholds: Sequence[float]
+        self, queries: np.ndarray, gallery: str, ks: Sequence[int], thresholds: Sequence[float],
+        exact: ExactVectors | None = None,
     ) -> list[list[Hit]]:
         """Like `search`, with each query's own k and threshold (queries of several calls searched together)."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
@@ -356,74 +324,73 @@ class FaceIndex:
             raise InvalidArgument("one k and one threshold per query are needed")
         if any(k < 1 for k in ks):
             raise InvalidArgument("k must be >= 1")
+        pool = 2 * max(ks) + RESCORE_EXTRA
         with self._lock.shared():
-            n = self._n
-            if gallery == DEFAULT_GALLERY:
-                rows = None
-            else:
-                members = self._members.get(gallery)
+            members = None
+            if gallery != DEFAULT_GALLERY:
+                members = self._bitmaps.get(gallery)
                 if members is None:
                     return [[] for _ in range(len(queries))]
-                rows = members.view()
-            width = n if rows is None else len(rows)
-            if width == 0:
+            if self._n == 0:
                 return [[] for _ in range(len(queries))]
-            full_pass = rows is None or width >= FULL_PASS_SHARE * n
-            ids = self._ids[:n] if rows is None else self._ids[rows]
-            block = max(1, SCORE_BLOCK // (n if full_pass else width))
-            hits: list[list[Hit]] = []
-            for start in range(0, len(queries), block):
-                batch = queries[start : start + block]
-                if full_pass:
-                    scores = _product(batch, self._vectors[:n])
-                    if rows is not None:
-                        scores = scores[:, rows]
-                else:
-                    scores = _product(batch, self._vectors, rows)
-                for i, row_scores in enumerate(scores):
-                    hits.append(_top_k(row_scores, ids, ks[start + i], thresholds[start + i]))
-            return hits
+            while True:
+                scores, rows = self._rows.scan(queries, self._n, pool, members)
+                if pool >= self._n or _pool_settles(scores, ks, thresholds):
+                    break
+                pool *= 4
+            ids = np.where(rows >= 0, self._ids[np.maximum(rows, 0)], 0)
+        candidates = [
+            _candidates(ids[i], scores[i], rows[i], thresholds[i] - APPROXIMATION_MARGIN) for i in range(len(queries))
+        ]
+        vectors = self._exact_vectors(candidates, exact)
+        if vectors is None:
+            return [_top_k(c_ids, np.clip(c_scores, -1.0, 1.0), ks[i], thresholds[i])
+                    for i, (c_ids, c_scores) in enumerate(candidates)]
+        hits = []
+        for i, (c_ids, _) in enumerate(candidates):
+            known = [face_id for face_id in c_ids.tolist() if face_id in vectors]
+            if not known:
+                hits.append([])
+                continue
+            exact_scores = np.stack([vectors[face_id] for face_id in known]) @ queries[i]
+            hits.append(_top_k(np.asarray(known, np.uint64), exact_scores, ks[i], thresholds[i]))
+        return hits
+
+    @staticmethod
+    def _exact_vectors(candidates: list[tuple[np.ndarray, np.ndarray]],
+                       exact: ExactVectors | None) -> dict[int, np.ndarray] | None:
+        if exact is None:
+            return None
+        wanted = sorted({face_id for c_ids, _ in candidates for face_id in c_ids.tolist()})
+        if not wanted:
+            return {}
+        try:
+            return exact(wanted)
+        except Unavailable as exc:
+            log.warning("scores from the compact rows only: %s", exc.message)
+            return None
 
 
-def _product(queries: np.ndarray, matrix: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-    """Dot products of the queries with every row of `matrix`, or with `matrix[rows]`: Q x width.
-
-    The whole matrix is one BLAS call: many small calls were faster on an idle machine but erratic (up to 10x
-    slower) when other processes shared the cores, since each call waits for BLAS's threads to be scheduled. With
-    few queries, rows x queries is the better-shaped product; with many, queries x rows. A gallery's rows are
-    gathered and scored a slice at a time, so that they never exist as one big copy.
-    """
-    if rows is None:
-        if len(queries) >= WIDE_QUERY_BATCH:
-            return queries @ matrix.T
-        return np.ascontiguousarray((matrix @ queries.T).T)
-    out = np.empty((len(rows), len(queries)), np.float32)
-    columns = np.ascontiguousarray(queries.T)
-    for start in range(0, len(rows), GATHER_ROWS):
-        stop = min(start + GATHER_ROWS, len(rows))
-        np.matmul(matrix[rows[start:stop]], columns, out=out[start:stop])
-    return np.ascontiguousarray(out.T)
+def _pool_settles(scores: np.ndarray, ks: Sequence[int], thresholds: Sequence[float]) -> bool:
+    """Whether no face outside the pool can be in any query's exact top k."""
+    if scores.shape[1] == 0:
+        return True
+    last = scores[:, -1]
+    for i, k in enumerate(ks):
+        if last[i] >= thresholds[i] - APPROXIMATION_MARGIN and last[i] >= scores[i, min(k, scores.shape[1]) - 1] - TIE_MARGIN:
+            return False
+    return True
 
 
-def _top_k(scores: np.ndarray, ids: np.ndarray, k: int, threshold: float) -> list[Hit]:
-    """The k best of one query's scores at or above threshold, best first, equal scores by ascending id."""
-    threshold = np.float32(threshold)
-    if threshold > -1:
-        # A useful threshold leaves few candidates: filter first, then there is little left to partition.
-        candidates = np.flatnonzero(scores >= threshold)
-        values = scores[candidates]
-    else:
-        candidates = None
-        values = scores
-    if len(values) > k:
-        part = np.argpartition(values, len(values) - k)[len(values) - k :]
-        kth = values[part].min()
-        # Every score equal to the k-th competes for the last places by id, not only those argpartition kept.
-        chosen = np.flatnonzero(values >= kth)
-    else:
-        chosen = np.arange(len(values))
-    chosen_values = values[chosen]
-    positions = chosen if candidates is None else candidates[chosen]
-    chosen_ids = ids[positions]
-    order = np.lexsort((chosen_ids, -chosen_values))[:k]
-    return [Hit(face_id, score) for face_id, score in zip(chosen_ids[order].tolist(), chosen_values[order].tolist())]
+def _candidates(ids: np.ndarray, scores: np.ndarray, rows: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
+    keep = (rows >= 0) & (scores >= floor)
+    return ids[keep], scores[keep]
+
+
+def _top_k(ids: np.ndarray, scores: np.ndarray, k: int, threshold: float) -> list[Hit]:
+    """The k best of the scored ids at or above threshold, best first, equal scores by ascending id."""
+    scores = np.asarray(scores, np.float32)
+    keep = scores >= np.float32(threshold)
+    ids, scores = ids[keep], scores[keep]
+    order = np.lexsort((ids, -scores))[:k]
+    return [Hit(face_id, score) for face_id, score in zip(ids[order].tolist(), scores[order].tolist())]

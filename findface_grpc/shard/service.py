@@ -4,9 +4,12 @@ Writes go to Tarantool first and reach the index only once Tarantool has acknowl
 so the index never holds a face that a restart would lose and both apply writes in the same order. At start the
 index is rebuilt from Tarantool with the packed scan.
 
-Searches never touch Tarantool: while it is down, Add/Remove/UpdateGalleries/Get/ListIds fail with UNAVAILABLE but
-Search keeps answering from memory, which holds every acknowledged write. Identification is the traffic that
-matters most, and refusing it would turn a storage hiccup into an outage of the whole cluster's search.
+The index holds compact int8 rows; a search re-scores its best candidates with their float16 descriptors read
+from Tarantool over a connection of its own (writes never queue in front of it). Searches never depend on
+Tarantool: while it is down, Add/Remove/UpdateGalleries/Get/ListIds fail with UNAVAILABLE but Search keeps
+answering from memory, which holds every acknowledged write, with the approximate scores of the compact rows
+(within about 1e-3). Identification is the traffic that matters most, and refusing it would turn a storage
+hiccup into an outage of the whole cluster's search.
 """
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ import numpy as np
 from findface_grpc.errors import ConfigError, InvalidArgument, Unavailable
 from findface_grpc.shard.config import ShardConfig
 from findface_grpc.shard.index import FaceIndex, Hit
-from findface_grpc.shard.store import Model, StoredFace, TarantoolStore
+from findface_grpc.outage import OutageBreaker
+from findface_grpc.shard.store import Model, StoredFace, TarantoolStore, decode_vectors, stored_bytes
 
 log = logging.getLogger(__name__)
 
@@ -160,10 +164,18 @@ class SearchBatcher:
             start += len(pending.queries)
 
 
+# Re-scoring reads wait at most this long for Tarantool before a search answers with approximate scores.
+RESCORE_TIMEOUT_S = 2.0
+
+
 class ShardService:
     def __init__(self, config: ShardConfig, store: TarantoolStore) -> None:
         self.config = config
         self.store = store
+        host, port = config.tarantool_address
+        self._rescore_store = TarantoolStore(host, port, min(config.tarantool_timeout_s, RESCORE_TIMEOUT_S))
+        # While Tarantool is down, searches skip re-scoring at once instead of each waiting for a connection.
+        self._rescore_breaker = OutageBreaker(f"shard storage (Tarantool at {self.store.address})")
         self.model = Model(config.model_id, config.dim)
         self.index: FaceIndex | None = None
         # Tarantool calls block; they run here. The store serialises them on its one connection anyway.
@@ -189,6 +201,7 @@ class ShardService:
         self._search_pool.shutdown(wait=False, cancel_futures=True)
         self._io.shutdown(wait=True, cancel_futures=True)
         self.store.close()
+        self._rescore_store.close()
 
     def _wait_for_store(self) -> None:
         deadline = time.monotonic() + self.config.tarantool_connect_timeout_s
@@ -232,10 +245,16 @@ class ShardService:
         # so its work and ours overlap instead of taking turns.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-rebuild") as fetcher:
             page = self.store.scan(0, size, dim)
+            migrated = 0
             while len(page.ids):
                 following = fetcher.submit(self.store.scan, int(page.ids[-1]), size, dim)
                 index.upsert(page.ids, page.vectors, page.galleries)
+                if page.legacy:
+                    self.store.add([(int(i), g, stored_bytes(v)) for i, g, v in zip(page.ids, page.galleries, page.vectors)])
+                    migrated += len(page.ids)
                 page = following.result()
+            if migrated:
+                log.info("shard %s: %d float32 descriptors rewritten as float16", self.config.shard_id, migrated)
         seconds = time.monotonic() - began
         log.info(
             "shard %s: index rebuilt from Tarantool: %d faces of %s/%d in %.2fs (%.0f faces/s)",
@@ -254,7 +273,7 @@ class ShardService:
         if stored:
             self.index.upsert(
                 [f.face_id for f in stored],
-                np.stack([np.frombuffer(f.vector, dtype="<f4") for f in stored]),
+                np.concatenate([decode_vectors(f.vector, 1, self.index.dim) for f in stored]),
                 [f.galleries for f in stored],
             )
         self.index.remove([i for i in ids if i not in present])
@@ -288,7 +307,7 @@ class ShardService:
                     f"face {face.face_id}: descriptor of {face.model.model_id}/{face.model.dim}, "
                     f"this shard holds {self.model.model_id}/{self.model.dim}"
                 )
-        counts = self.store.add([(f.face_id, f.galleries, f.vector.tobytes()) for f in faces])
+        counts = self.store.add([(f.face_id, f.galleries, stored_bytes(f.vector)) for f in faces])
         self.index.upsert([f.face_id for f in faces], vectors, [f.galleries for f in faces])
         return counts
 
@@ -328,7 +347,7 @@ class ShardService:
     async def get(self, ids: Sequence[int], with_vectors: bool) -> list[Face]:
         stored: list[StoredFace] = await self._in_io(self.store.get, ids, with_vectors)
         return [
-            Face(f.face_id, f.galleries, np.frombuffer(f.vector, dtype="<f4") if with_vectors else None)
+            Face(f.face_id, f.galleries, decode_vectors(f.vector, 1, self.model.dim)[0] if with_vectors else None)
             for f in stored
         ]
 
@@ -339,7 +358,17 @@ class ShardService:
         index = self.index
         if index is None:
             return [[] for _ in range(len(queries))]
-        return index.search_many(queries, gallery, ks, thresholds)
+        return index.search_many(queries, gallery, ks, thresholds, exact=self._stored_vectors)
+
+    def _stored_vectors(self, ids: list[int]) -> dict[int, np.ndarray]:
+        self._rescore_breaker.before_call()
+        try:
+            vectors = self._rescore_store.vectors(ids, self.model.dim)
+        except Unavailable as exc:
+            self._rescore_breaker.failed(exc.message)
+            raise
+        self._rescore_breaker.answered()
+        return vectors
 
     async def search(self, queries: np.ndarray, models: Sequence[Model], gallery: str, k: int,
                      threshold: float) -> list[list[Hit]]:

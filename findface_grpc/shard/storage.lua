@@ -5,9 +5,10 @@
 -- directly: every read and write goes through a `shard_*` function below, so that the data layout can change
 -- here without the server noticing.
 --
--- Vectors are stored as Lua strings (msgpack str) of 4*dim little-endian float32 bytes: that is what binary
+-- Vectors are stored as Lua strings (msgpack str) of 2*dim little-endian float16 bytes: that is what binary
 -- arguments become once they reach Lua in Tarantool 2.6, and it lets the packed scan join them with one
--- table.concat.
+-- table.concat. float16 keeps a score within about 1e-5 of float32's, at half the memory. Shards written before
+-- float16 hold 4*dim float32 bytes; the shard server tells them apart by length and rewrites them at start.
 
 local log = require('log')
 
@@ -131,6 +132,20 @@ function shard_get(ids, with_vectors)
     return out
 end
 
+-- The vectors of faces by id, for re-scoring search candidates: {found_ids, vectors} in request order, unknown
+-- ids left out.
+function shard_vectors(ids)
+    local found, vectors = {}, {}
+    for _, id in ipairs(ids) do
+        local t = faces:get(id)
+        if t ~= nil then
+            table.insert(found, id)
+            table.insert(vectors, t[3])
+        end
+    end
+    return {found, vectors}
+end
+
 -- Change gallery membership. With `replace` the galleries become exactly `add`; otherwise `add` is added and
 -- then `remove` removed. The default gallery always stays. Returns {{id, galleries}, ...} for the faces that
 -- exist and whose galleries changed, so that the caller's index can follow exactly what was stored.
@@ -186,17 +201,20 @@ end
 
 -- One page of the whole shard for rebuilding the in-memory index: {ids, gallery_sets, set_of_face, vectors}.
 -- `vectors` is every face's vector joined into one string in the order of `ids`, so that the caller decodes the
--- page with a single np.frombuffer instead of one object per face. Galleries come as the page's distinct gallery
--- lists plus, per face, the 0-based position of its list: most faces share a few lists, and the caller then
--- decodes each list once per page instead of once per face.
+-- page with a single np.frombuffer instead of one object per face. A page ends early where the vectors' length
+-- changes (float32 faces of an older shard next to float16 ones), so that one page holds one format. Galleries
+-- come as the page's distinct gallery lists plus, per face, the 0-based position of its list: most faces share
+-- a few lists, and the caller then decodes each list once per page instead of once per face.
 function shard_scan_packed(after_id, limit)
     local ids, sets, set_of_face, vectors = {}, {}, {}, {}
     local set_at = {}
     local n = 0
+    local width = nil
     for _, t in faces.index.primary:pairs(after_id, {iterator = 'GT'}) do
-        if n >= limit then
+        if n >= limit or (width ~= nil and #t[3] ~= width) then
             break
         end
+        width = #t[3]
         n = n + 1
         ids[n] = t[1]
         local galleries = t[2]
@@ -242,7 +260,7 @@ function shard_set_model(model_id, dim)
 end
 
 local PROCEDURES = {
-    'shard_add', 'shard_remove', 'shard_get', 'shard_update_galleries', 'shard_list_ids', 'shard_scan_packed',
+    'shard_add', 'shard_remove', 'shard_get', 'shard_vectors', 'shard_update_galleries', 'shard_list_ids', 'shard_scan_packed',
     'shard_stats', 'shard_get_model', 'shard_set_model',
 }
 

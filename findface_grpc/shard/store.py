@@ -23,20 +23,44 @@ log = logging.getLogger(__name__)
 _ER_MEMORY_ISSUE = 2
 
 
+# How a descriptor is stored: little-endian float16. Shards written before float16 hold float32, told apart by
+# length.
+STORED_DTYPE = np.dtype("<f2")
+_LEGACY_DTYPE = np.dtype("<f4")
+
+
+def stored_bytes(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype=STORED_DTYPE).tobytes()
+
+
+def _stored_dtype(size: int, count: int, dim: int) -> np.dtype:
+    for dtype in (STORED_DTYPE, _LEGACY_DTYPE):
+        if size == count * dim * dtype.itemsize:
+            return dtype
+    raise StoreError(f"Tarantool holds {size} bytes for {count} vectors of {dim} values: neither float16 nor float32")
+
+
+def decode_vectors(raw: bytes, count: int, dim: int) -> np.ndarray:
+    """`count` stored vectors joined in `raw`, as a count x dim float32 array."""
+    return np.frombuffer(raw, dtype=_stored_dtype(len(raw), count, dim)).astype(np.float32).reshape(count, dim)
+
+
 @dataclass(frozen=True)
 class StoredFace:
     face_id: int
     galleries: tuple[str, ...]
-    vector: bytes  # little-endian float32; empty when not asked for
+    vector: bytes  # as stored (see decode_vectors); empty when not asked for
 
 
 @dataclass(frozen=True)
 class FacePage:
-    """A page of the packed scan: ids ascending, their galleries, and their vectors as one len(ids) x dim array."""
+    """A page of the packed scan: ids ascending, their galleries, and their vectors as one len(ids) x dim array.
+    `legacy`: stored as float32 by an older version (to be rewritten as float16)."""
 
     ids: np.ndarray
     galleries: list[tuple[str, ...]]
     vectors: np.ndarray
+    legacy: bool = False
 
 
 @dataclass(frozen=True)
@@ -130,7 +154,8 @@ class TarantoolStore:
         self._call("shard_get_model")
 
     def add(self, faces: Sequence[tuple[int, Sequence[str], bytes]]) -> tuple[int, int]:
-        """Insert or replace faces (id, galleries, vector bytes) in one transaction; returns (added, replaced)."""
+        """Insert or replace faces (id, galleries, stored_bytes(vector)) in one transaction; returns (added,
+        replaced)."""
         added, replaced = self._call("shard_add", [[int(i), list(g), v] for i, g, v in faces])
         return added, replaced
 
@@ -151,16 +176,20 @@ class TarantoolStore:
     def list_ids(self, after_id: int, limit: int) -> list[int]:
         return self._call("shard_list_ids", int(after_id), int(limit))
 
+    def vectors(self, ids: Sequence[int], dim: int) -> dict[int, np.ndarray]:
+        """The stored vectors of the faces that exist among `ids`, as float32."""
+        found, raw = self._call("shard_vectors", [int(i) for i in ids])
+        return {face_id: decode_vectors(vector, 1, dim)[0] for face_id, vector in zip(found, raw)}
+
     def scan(self, after_id: int, limit: int, dim: int) -> FacePage:
         ids, sets, set_of_face, blob = self._call("shard_scan_packed", int(after_id), int(limit))
-        vectors = np.frombuffer(blob, dtype="<f4")
-        if vectors.size != len(ids) * dim:
-            raise StoreError(
-                f"Tarantool holds vectors of another size than {dim} floats among ids {ids[0]}..{ids[-1]}"
-            )
+        if not ids:
+            return FacePage(np.empty(0, np.uint64), [], np.empty((0, dim), np.float32))
+        legacy = _stored_dtype(len(blob), len(ids), dim) == _LEGACY_DTYPE
         names = [_names(s) for s in sets]
         return FacePage(
-            np.asarray(ids, dtype=np.uint64), [names[i] for i in set_of_face], vectors.reshape(len(ids), dim)
+            np.asarray(ids, dtype=np.uint64), [names[i] for i in set_of_face], decode_vectors(blob, len(ids), dim),
+            legacy,
         )
 
     def stats(self) -> StoreStats:

@@ -1,4 +1,5 @@
-"""The in-memory index on its own: exact top-k, ties, thresholds, removal, galleries, both search paths."""
+"""The in-memory index on its own: top-k re-scored exactly, ties, thresholds, removal, galleries, segments, and the
+approximate answers it gives without the stored descriptors."""
 from __future__ import annotations
 
 import threading
@@ -7,8 +8,45 @@ import numpy as np
 import pytest
 
 from findface_grpc.errors import InvalidArgument
-from findface_grpc.shard import index as index_mod
+from findface_grpc.shard import rows as rows_mod
 from findface_grpc.shard.index import DEFAULT_GALLERY, FaceIndex, Hit
+
+
+class Durable:
+    """A FaceIndex with the exact descriptors beside it, as the shard has them in Tarantool: searches re-score
+    their candidates from here."""
+
+    def __init__(self, dim: int, capacity: int = 0) -> None:
+        self.index = FaceIndex(dim, capacity)
+        self.vectors: dict[int, np.ndarray] = {}
+        self.lock = threading.Lock()
+
+    def upsert(self, ids, vectors, galleries) -> None:
+        with self.lock:
+            self.vectors.update(zip(np.asarray(ids).tolist(), np.asarray(vectors, np.float32)))
+        self.index.upsert(ids, vectors, galleries)
+
+    def remove(self, ids) -> int:
+        with self.lock:
+            for face_id in ids:
+                self.vectors.pop(int(face_id), None)
+        return self.index.remove(ids)
+
+    def exact(self, ids: list[int]) -> dict[int, np.ndarray]:
+        with self.lock:
+            return {i: self.vectors[i] for i in ids if i in self.vectors}
+
+    def search(self, queries, gallery, k, threshold=-1.0):
+        return self.index.search(queries, gallery, k, threshold, exact=self.exact)
+
+    def search_many(self, queries, gallery, ks, thresholds):
+        return self.index.search_many(queries, gallery, ks, thresholds, exact=self.exact)
+
+    def __getattr__(self, name):
+        return getattr(self.index, name)
+
+    def __len__(self) -> int:
+        return len(self.index)
 
 
 def unit(rng: np.random.Generator, count: int, dim: int) -> np.ndarray:
@@ -58,7 +96,7 @@ CIRCLE = {1: 0, 2: 10, 3: 20, 4: 90, 5: 180, 6: 10, 7: 10}
     ],
 )
 def test_top_k_order_ties_and_threshold(k, threshold, expected):
-    idx = FaceIndex(2)
+    idx = Durable(2)
     idx.upsert(list(CIRCLE), np.array([angle(a) for a in CIRCLE.values()]), [()] * len(CIRCLE))
     hits = idx.search(np.array([[1.0, 0.0]]), DEFAULT_GALLERY, k, threshold)[0]
     assert ids_of(hits) == expected
@@ -72,7 +110,7 @@ def test_ties_at_the_cut_go_to_the_lowest_ids(k):
     # 50 identical faces under shuffled ids: whichever ones argpartition keeps, the k lowest ids must win.
     rng = np.random.default_rng(1)
     ids = rng.permutation(np.arange(1000, 1050))
-    idx = FaceIndex(4)
+    idx = Durable(4)
     idx.upsert(ids, np.tile([[0.5, 0.5, 0.5, 0.5]], (50, 1)), [()] * 50)
     hits = idx.search(np.array([[0.5, 0.5, 0.5, 0.5]]), DEFAULT_GALLERY, k)[0]
     assert ids_of(hits) == list(range(1000, 1000 + k))
@@ -81,7 +119,7 @@ def test_ties_at_the_cut_go_to_the_lowest_ids(k):
 def test_removal_moves_the_last_row_and_keeps_ids_and_galleries_right():
     rng = np.random.default_rng(2)
     vectors = unit(rng, 6, 8)
-    idx = FaceIndex(8)
+    idx = Durable(8)
     galleries = [("a",), ("b",), (), ("a", "b"), (), ("b",)]
     idx.upsert([10, 20, 30, 40, 50, 60], vectors, galleries)
     assert idx.remove([20, 999, 20]) == 1  # unknown and repeated ids count nothing
@@ -102,7 +140,7 @@ def test_removal_moves_the_last_row_and_keeps_ids_and_galleries_right():
 
 
 def test_gallery_scoping_with_a_face_in_two_galleries():
-    idx = FaceIndex(2)
+    idx = Durable(2)
     idx.upsert([1, 2, 3], np.array([angle(0), angle(5), angle(10)]), [("x",), ("x", "y"), ("y",)])
     q = np.array([angle(0)])
     assert ids_of(idx.search(q, "x", 10)[0]) == [1, 2]
@@ -118,46 +156,68 @@ def test_gallery_scoping_with_a_face_in_two_galleries():
 
 
 def test_replace_overwrites_the_vector_and_a_repeated_id_in_a_batch_keeps_the_last():
-    idx = FaceIndex(2)
+    idx = Durable(2)
     idx.upsert([7, 8, 7], np.array([angle(90), angle(45), angle(0)]), [("a",), (), ("b",)])
     assert len(idx) == 2
     assert idx.galleries_of(7) == {"b", DEFAULT_GALLERY}
     idx.upsert([8], np.array([angle(1)]), [()])
     assert ids_of(idx.search(np.array([angle(0)]), DEFAULT_GALLERY, 2)[0]) == [7, 8]
-    assert idx.vector_of(8) == pytest.approx(np.array(angle(1), np.float32))
+    assert idx.approximate_vector(8) == pytest.approx(np.array(angle(1), np.float32), abs=0.01)
 
 
 @pytest.mark.parametrize("share", [0.01, 0.1, 0.3, 0.9])
-def test_small_gallery_path_equals_masked_full_path_and_brute_force(monkeypatch, share):
+def test_gallery_search_over_many_segments_equals_brute_force(monkeypatch, share):
+    monkeypatch.setattr(rows_mod, "SEGMENT_ROWS", 64)  # many segments, the last one partly filled
     rng = np.random.default_rng(3)
     n, dim = 3000, 32
     vectors = unit(rng, n, dim)
     ids = rng.permutation(np.arange(1, 10 * n, 10))[:n]
     in_gallery = rng.random(n) < share
-    idx = FaceIndex(dim)
+    idx = Durable(dim)
     idx.upsert(ids, vectors, [("g",) if m else ("other",) for m in in_gallery])
-    gone = ids[:50]  # removals shuffle rows and gallery slots
+    gone = ids[:50]  # removals move rows and their gallery bits
     idx.remove(gone.tolist())
     alive = {int(i): v for i, v in zip(ids, vectors) if i not in set(gone.tolist())}
     members = {int(i) for i, m in zip(ids, in_gallery) if m} - set(gone.tolist())
     queries = unit(rng, 20, dim)
-    monkeypatch.setattr(index_mod, "GATHER_ROWS", 100)  # a gathered gallery is scored in several slices
-    monkeypatch.setattr(index_mod, "FULL_PASS_SHARE", 0.0)
-    full = idx.search(queries, "g", 15, 0.1)
-    monkeypatch.setattr(index_mod, "FULL_PASS_SHARE", 2.0)
-    gathered = idx.search(queries, "g", 15, 0.1)
-    for q, a, b in zip(queries, full, gathered):
-        assert ids_of(a) == ids_of(b) == reference(alive, members, q, 15, 0.1)
-        assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-5)
+    for gallery, wanted in (("g", members), (DEFAULT_GALLERY, None)):
+        for q, hits in zip(queries, idx.search(queries, gallery, 15, 0.1)):
+            assert ids_of(hits) == reference(alive, wanted, q, 15, 0.1)
+            assert [h.score for h in hits] == pytest.approx([float(q @ alive[h.face_id]) for h in hits], abs=1e-6)
 
 
-@pytest.mark.parametrize("count", [1, 5, 15, 16, 40])  # both sides of WIDE_QUERY_BATCH
+def test_without_stored_descriptors_the_codes_answer_closely():
+    rng = np.random.default_rng(8)
+    vectors = unit(rng, 5000, 512)
+    idx = FaceIndex(512)
+    idx.upsert(np.arange(1, 5001), vectors, [()] * 5000)
+    queries = vectors[:50] + 0.02 * rng.standard_normal((50, 512)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    for i, hits in enumerate(idx.search(queries, DEFAULT_GALLERY, 5)):
+        assert hits[0].face_id == i + 1
+        exact = vectors[[h.face_id - 1 for h in hits]] @ queries[i]
+        assert [h.score for h in hits] == pytest.approx(exact.tolist(), abs=3e-3)
+
+
+def test_a_store_that_is_down_leaves_the_approximate_answer():
+    from findface_grpc.errors import Unavailable
+
+    def down(ids):
+        raise Unavailable("Tarantool is down")
+
+    idx = FaceIndex(2)
+    idx.upsert([1, 2], np.array([angle(0), angle(30)]), [(), ()])
+    hits = idx.search(np.array([angle(0)]), DEFAULT_GALLERY, 2, exact=down)[0]
+    assert ids_of(hits) == [1, 2]
+    assert hits[0].score == pytest.approx(1.0, abs=0.01)
+
+
+@pytest.mark.parametrize("count", [1, 5, 15, 16, 40])
 def test_a_batch_of_queries_with_their_own_k_and_threshold_equals_one_by_one(count, monkeypatch):
-    monkeypatch.setattr(index_mod, "SCORE_BLOCK", 4000)  # several query blocks per pass
-    monkeypatch.setattr(index_mod, "GATHER_ROWS", 64)
+    monkeypatch.setattr(rows_mod, "SEGMENT_ROWS", 128)
     rng = np.random.default_rng(4)
     vectors = unit(rng, 1000, 16)
-    idx = FaceIndex(16, capacity=10)  # grows on the way
+    idx = Durable(16, capacity=10)  # grows on the way
     for start in range(0, 1000, 100):
         galleries = [("g",) if start % 200 else ()] * 100
         idx.upsert(np.arange(start + 1, start + 101), vectors[start : start + 100], galleries)
@@ -182,7 +242,7 @@ def test_a_batch_of_queries_with_their_own_k_and_threshold_equals_one_by_one(cou
     ],
 )
 def test_misuse_is_refused(call):
-    idx = FaceIndex(4)
+    idx = Durable(4)
     with pytest.raises(InvalidArgument):
         call(idx)
 
@@ -192,7 +252,7 @@ def test_searches_during_writes_see_consistent_rows():
     # holds that vector.
     rng = np.random.default_rng(5)
     vectors = unit(rng, 6000, 16)
-    idx = FaceIndex(16)
+    idx = Durable(16)
     idx.upsert(np.arange(1, 2001), vectors[:2000], [("g",) if i % 2 else () for i in range(2000)])
     errors: list[str] = []
     stop = threading.Event()

@@ -89,12 +89,14 @@ def test_add_get_search_remove(stub):
     assert list(got[0].galleries) == ["b", "default"]
     assert list(got[1].galleries) == ["default"]
     assert got[0].descriptor.model_id == MODEL and got[0].descriptor.dim == DIM
-    assert np.frombuffer(got[0].descriptor.vector, "<f4") == pytest.approx(vectors[1])
+    # Stored as float16: each value within 2^-11 of itself.
+    assert np.frombuffer(got[0].descriptor.vector, "<f4") == pytest.approx(vectors[1], abs=1e-3)
     assert not stub.Get(shard_pb2.GetRequest(ids=[1])).faces[0].HasField("descriptor")
 
     results = search(stub, vectors[[0, 3]], k=3)
     assert [r[0] for r in hit_ids(results)] == [1, 4]
-    assert results[0][0][1] == pytest.approx(1.0, abs=1e-5)
+    # The stored descriptor is float16: a face matches itself within float16's rounding, not float32's.
+    assert results[0][0][1] == pytest.approx(1.0, abs=2e-4)
     assert all(len(r) == 3 for r in results)
     assert hit_ids(search(stub, vectors[[3]], gallery="a")) == [[4]]
     assert hit_ids(search(stub, vectors[[1]], gallery="b")) == [[2]]
@@ -302,8 +304,12 @@ def test_tarantool_down_refuses_writes_but_still_answers_searches(shard, stub):
             call()
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "Tarantool" in info.value.details()
-    # Searches are answered from memory, which holds every acknowledged write.
-    assert_same_hits(search(stub, queries), before)
+    # Searches are answered from memory, which holds every acknowledged write, with the compact rows' scores:
+    # at 32-d a code step is 1/127, so scores move by up to a few thousandths.
+    during = search(stub, queries)
+    assert [hits[0][0] for hits in during] == [hits[0][0] for hits in before]
+    for got, want in zip(during, before):
+        assert [score for _, score in got] == pytest.approx([score for _, score in want], abs=1e-2)
     stats = stub.Stats(shard_pb2.StatsRequest())
     assert (stats.face_count, stats.tarantool_arena_bytes) == (200, 0)
 
@@ -350,7 +356,7 @@ def test_concurrent_searches_match_sequential_ones(stub):
     sequential = [search(stub, q, g, k, t) for q, g, k, t in cases]
     with ThreadPoolExecutor(16) as pool:
         concurrent = list(pool.map(lambda c: search(stub, *c), cases))
-    # Batched queries go through another BLAS kernel than lone ones: the same hits, scores equal to float rounding.
+    # Batched queries are re-scored together: the same hits, scores equal to float rounding.
     assert [hit_ids(r) for r in concurrent] == [hit_ids(r) for r in sequential]
     for got, want in zip(concurrent, sequential):
         for hits, expected in zip(got, want):

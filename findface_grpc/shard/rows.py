@@ -1,0 +1,142 @@
+"""The shard's search rows: every descriptor as int8 codes, scanned exhaustively by faiss.
+
+A 512-d descriptor is 2 kB as float32 and 512 bytes as int8 codes; a scan over a million faces is bound by the
+bytes it reads, so the codes make it about 4x cheaper in memory and several times faster than numpy over float32
+(docs/benchmarks.md, "Compact descriptors"). faiss's `QT_8bit_direct_signed` scalar quantizer scores a float32
+query against int8 rows with SIMD kernels chosen for the CPU at run time.
+
+Codes are one global scale per dimension count (not per row), so that a code's dot product with the query ranks
+rows the same way their descriptors would, give or take the quantisation error of rows and query. That error
+(about 1e-3 on a score for 512-d) decides only which rows become candidates: the caller re-scores the best
+candidates exactly.
+
+Rows live in fixed-size segments, each a faiss index over its own block of codes: a growing shard adds segments
+instead of copying everything into a bigger array, and a batch of queries reads each segment while it is in the
+CPU's cache. Pure numpy and faiss: no gRPC, no Tarantool.
+"""
+from __future__ import annotations
+
+import math
+
+import faiss
+import numpy as np
+
+# Rows per segment: 8 MB of 512-d codes, within a server CPU's last-level cache.
+SEGMENT_ROWS = 16384
+# Components of a unit-length descriptor of dimension d have a spread of about 1/sqrt(d); the codes cover
+# +-CLIP_SPREADS of that (components beyond are clipped, which only moves a candidate's approximate score).
+CLIP_SPREADS = 6.0
+
+# The shard's scans run one at a time per search worker; faiss's own threads would only compete with them (and
+# with the other shard servers on the host) for the same cores.
+faiss.omp_set_num_threads(1)
+
+
+def code_scale(dim: int) -> float:
+    """Codes per unit of a component: component x is coded as round(x * scale), within [-127, 127]."""
+    clip = min(1.0, CLIP_SPREADS / math.sqrt(dim))
+    return 127.0 / clip
+
+
+def encode(vectors: np.ndarray, scale: float) -> np.ndarray:
+    """int8 codes, stored as faiss's direct-signed bytes (code + 128)."""
+    codes = np.clip(np.rint(vectors * scale), -127, 127).astype(np.int16) + 128
+    return codes.astype(np.uint8)
+
+
+def decode(codes: np.ndarray, scale: float) -> np.ndarray:
+    return (codes.astype(np.float32) - 128.0) / scale
+
+
+class CompactRows:
+    """Rows 0..n-1 of int8 codes, n chosen by the caller (rows at or past it are never returned by a scan)."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.scale = code_scale(dim)
+        self._segments: list[faiss.IndexScalarQuantizer] = []
+        # Per segment, a writable view of the codes faiss scans: rows are written in place.
+        self._codes: list[np.ndarray] = []
+
+    @property
+    def capacity(self) -> int:
+        return len(self._segments) * SEGMENT_ROWS
+
+    @property
+    def nbytes(self) -> int:
+        return self.capacity * self.dim
+
+    def reserve(self, rows: int) -> None:
+        while self.capacity < rows:
+            segment = faiss.IndexScalarQuantizer(
+                self.dim, faiss.ScalarQuantizer.QT_8bit_direct_signed, faiss.METRIC_INNER_PRODUCT
+            )
+            segment.add_sa_codes(np.full((SEGMENT_ROWS, self.dim), 128, np.uint8))
+            view = faiss.rev_swig_ptr(segment.codes.data(), SEGMENT_ROWS * self.dim)
+            self._segments.append(segment)
+            self._codes.append(view.reshape(SEGMENT_ROWS, self.dim))
+
+    def write(self, first_row: int, vectors: np.ndarray) -> None:
+        """Code `vectors` into rows first_row, first_row + 1, ... (room must be reserved)."""
+        self.write_codes(first_row, encode(vectors, self.scale))
+
+    def write_codes(self, first_row: int, codes: np.ndarray) -> None:
+        done = 0
+        while done < len(codes):
+            segment, offset = divmod(first_row + done, SEGMENT_ROWS)
+            take = min(len(codes) - done, SEGMENT_ROWS - offset)
+            self._codes[segment][offset : offset + take] = codes[done : done + take]
+            done += take
+
+    def codes(self, row: int) -> np.ndarray:
+        segment, offset = divmod(row, SEGMENT_ROWS)
+        return self._codes[segment][offset]
+
+    def move(self, source: int, target: int) -> None:
+        self.write_codes(target, self.codes(source)[None])
+
+    def approximate(self, row: int) -> np.ndarray:
+        return decode(self.codes(row), self.scale)
+
+    def scan(self, queries: np.ndarray, live: int, pool: int, members: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The `pool` best rows below `live` per query by approximate score: (scores, rows), each Q x pool, best
+        first; -1 rows (score -inf) where fewer rows qualify.
+
+        `members`: a little-endian bitmap over rows (bit r of byte r // 8) of the rows to consider; None for all.
+        """
+        count = len(queries)
+        # faiss scores int8 rows with integer SIMD when the dimension allows, rounding the query to integers
+        # first: each query is scaled to fill the int8 range, and its scores scaled back afterwards.
+        peaks = np.abs(queries).max(axis=1, keepdims=True)
+        query_scale = np.float32(127.0) / np.where(peaks > 0, peaks, np.float32(1.0))
+        queries = np.ascontiguousarray(np.rint(queries * query_scale), dtype=np.float32)
+        found_scores, found_rows = [], []
+        for number, segment in enumerate(self._segments):
+            first = number * SEGMENT_ROWS
+            if first >= live:
+                break
+            in_segment = min(SEGMENT_ROWS, live - first)
+            selector = None
+            if members is not None:
+                bits = members[first // 8 : (first + in_segment + 7) // 8]
+                if not bits.any():
+                    continue  # a small gallery skips most segments without reading them
+                selector = faiss.IDSelectorBitmap(in_segment, faiss.swig_ptr(bits))
+            elif in_segment < SEGMENT_ROWS:
+                selector = faiss.IDSelectorRange(0, in_segment)
+            params = None if selector is None else faiss.SearchParameters(sel=selector)
+            scores, rows = segment.search(queries, min(pool, in_segment), params=params)
+            rows = np.where(rows >= 0, rows + first, -1)
+            found_scores.append(scores)
+            found_rows.append(rows)
+        if not found_scores:
+            return np.full((count, 0), -np.inf, np.float32), np.full((count, 0), -1, np.int64)
+        scores = np.concatenate(found_scores, axis=1) / (np.float32(self.scale) * query_scale)
+        rows = np.concatenate(found_rows, axis=1)
+        scores[rows < 0] = -np.inf
+        if scores.shape[1] > pool:
+            best = np.argpartition(-scores, pool - 1, axis=1)[:, :pool]
+            scores = np.take_along_axis(scores, best, axis=1)
+            rows = np.take_along_axis(rows, best, axis=1)
+        order = np.argsort(-scores, axis=1, kind="stable")
+        return np.take_along_axis(scores, order, axis=1), np.take_along_axis(rows, order, axis=1)
