@@ -136,7 +136,7 @@ class Cluster:
                 f"shard-{i}",
                 "findface_grpc.shard.server",
                 ["--listen", address, "--tarantool", self._addr(cfg.tarantool_base_port + i), "--shard-id", f"shard-{i}",
-                 *licensed],
+                 "--snapshot-dir", str(self.data / f"shard-{i}" / "index"), *licensed],
             )
             pending.append((proc, address))
             self.addresses[f"shard-{i}"] = address

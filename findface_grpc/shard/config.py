@@ -38,6 +38,10 @@ class ShardConfig:
     # Faces per page when the index is rebuilt from Tarantool at start. Pages of a few MB stay in the CPU caches
     # while they are copied along; much bigger pages rebuild slower, not faster.
     rebuild_page: int = 4000
+    # Where the index's snapshot is kept (snapshot.py); empty: no snapshots, every start rebuilds from Tarantool.
+    snapshot_dir: str = ""
+    # A snapshot is taken this often when faces changed since the last one, and at every clean stop.
+    snapshot_interval_s: float = 300.0
     # The license server (host:port) that must lease this shard a slot; empty: no licensing.
     license_server: str = ""
     log_level: str = "INFO"
@@ -54,6 +58,8 @@ class ShardConfig:
         for name in ("search_batch_max", "search_workers", "rebuild_page"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"[shard].{name} must be >= 1")
+        if self.snapshot_interval_s <= 0:
+            raise ConfigError("[shard].snapshot_interval_s must be > 0")
         if self.tarantool_timeout_s <= 0 or self.tarantool_connect_timeout_s < 0:
             raise ConfigError("[shard] Tarantool timeouts must be > 0")
 

@@ -53,6 +53,17 @@ class Hit:
 
 
 @dataclass(frozen=True)
+class IndexImage:
+    """An index's faces apart from their codes: ids by row, each row's gallery set (an index into gallery_sets)."""
+
+    ids: np.ndarray
+    set_of_row: np.ndarray
+    gallery_sets: list[list[str]]
+    count: int
+    scale: float
+
+
+@dataclass(frozen=True)
 class IndexStats:
     face_count: int
     gallery_counts: dict[str, int]
@@ -130,6 +141,7 @@ class FaceIndex:
 
     def __len__(self) -> int:
         return self._n
+
 
     def __contains__(self, face_id: int) -> bool:
         return face_id in self._row_of
@@ -272,6 +284,46 @@ class FaceIndex:
                 row = self._row_of.get(int(face_id))
                 if row is not None:
                     self._set_galleries(row, self._intern(galleries))
+
+    # Whole-index images, for snapshots (snapshot.py).
+
+    def image(self) -> IndexImage:
+        """Everything a restore needs, copied out under the shared lock; codes are read row block by row block
+        through `codes_blocks` while the caller holds off writers."""
+        with self._lock.shared():
+            sets: dict[frozenset[str], int] = {}
+            set_of_row = np.fromiter(
+                (sets.setdefault(names, len(sets)) for names in self._galleries), dtype=np.uint32, count=self._n
+            )
+            return IndexImage(
+                self._ids[: self._n].copy(), set_of_row, [sorted(names) for names in sets], self._n, self._rows.scale
+            )
+
+    def codes_blocks(self, count: int) -> Iterator[np.ndarray]:
+        """The codes of rows 0..count-1, a segment at a time (views: valid until the next write)."""
+        yield from self._rows.blocks(count)
+
+    @classmethod
+    def restore(cls, dim: int, image: IndexImage, fill_codes: Callable[[np.ndarray], None]) -> "FaceIndex":
+        """An index holding `image`'s faces; `fill_codes(block)` fills each row block of codes in order."""
+        index = cls(dim, capacity=image.count)
+        for block in index._rows.blocks(image.count):
+            fill_codes(block)
+        index._n = image.count
+        index._ids[: image.count] = image.ids
+        index._row_of = dict(zip(image.ids.tolist(), range(image.count)))
+        interned = [index._intern(names) for names in image.gallery_sets]
+        index._galleries = [interned[i] for i in image.set_of_row.tolist()]
+        capacity = len(index._ids)
+        for name in {name for names in interned for name in names}:
+            holders = [i for i, names in enumerate(interned) if name in names]
+            rows = np.isin(image.set_of_row, holders)
+            bits = np.zeros(capacity // 8, np.uint8)
+            packed = np.packbits(rows, bitorder="little")
+            bits[: len(packed)] = packed
+            index._bitmaps[name] = bits
+            index._counts[name] = int(rows.sum())
+        return index
 
     # Reads.
 

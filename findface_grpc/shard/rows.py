@@ -92,6 +92,14 @@ class CompactRows:
         segment, offset = divmod(row, SEGMENT_ROWS)
         return self._codes[segment][offset]
 
+    def blocks(self, count: int):
+        """Rows 0..count-1 as writable views, a segment at a time."""
+        for number, codes in enumerate(self._codes):
+            first = number * SEGMENT_ROWS
+            if first >= count:
+                return
+            yield codes[: min(SEGMENT_ROWS, count - first)]
+
     def move(self, source: int, target: int) -> None:
         self.write_codes(target, self.codes(source)[None])
 

@@ -1,4 +1,4 @@
-"""Shard server: `python -m findface_grpc.shard.server --listen H:P --tarantool H:P --shard-id ID`.
+"""Shard server: `python -m findface_grpc.shard.server --listen H:P --tarantool H:P --shard-id ID [--snapshot-dir D]`.
 
 Start its Tarantool first (`tarantool findface_grpc/shard/storage.lua`, see launch.tarantool_process); the server
 waits up to tarantool_connect_timeout_s for it, rebuilds the index from it and only then reports SERVING.
@@ -58,9 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tarantool", help="host:port of this shard's Tarantool")
     parser.add_argument("--shard-id", help="name of this shard")
     parser.add_argument("--license-server", help="license server address, host:port")
+    parser.add_argument("--snapshot-dir", help="folder for the index snapshot that makes restarts fast")
     args = parser.parse_args(argv)
     overrides = {"listen": args.listen, "tarantool": args.tarantool, "shard_id": args.shard_id,
-        "license_server": args.license_server}
+        "license_server": args.license_server, "snapshot_dir": args.snapshot_dir}
     return server_main(ShardConfig, "shard", args.config, overrides, serve)
 
 

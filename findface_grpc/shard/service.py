@@ -4,6 +4,9 @@ Writes go to Tarantool first and reach the index only once Tarantool has acknowl
 so the index never holds a face that a restart would lose and both apply writes in the same order. At start the
 index is rebuilt from Tarantool with the packed scan.
 
+At start the index comes from its snapshot plus the writes Tarantool acknowledged since (snapshot.py), or when
+there is no usable snapshot, from a full scan of Tarantool.
+
 The index holds compact int8 rows; a search re-scores its best candidates with their float16 descriptors read
 from Tarantool over a connection of its own (writes never queue in front of it). Searches never depend on
 Tarantool: while it is down, Add/Remove/UpdateGalleries/Get/ListIds fail with UNAVAILABLE but Search keeps
@@ -19,15 +22,20 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from findface_grpc.errors import ConfigError, InvalidArgument, Unavailable
+from findface_grpc.tasks import cancel_and_wait
+from findface_grpc.shard.batching import SearchBatcher
 from findface_grpc.shard.config import ShardConfig
 from findface_grpc.shard.index import FaceIndex, Hit
 from findface_grpc.outage import OutageBreaker
+from findface_grpc.shard import snapshot
+from findface_grpc.shard.rows import code_scale
 from findface_grpc.shard.store import Model, StoredFace, TarantoolStore, decode_vectors, stored_bytes
 
 log = logging.getLogger(__name__)
@@ -76,94 +84,6 @@ def check_unit_vectors(vectors: np.ndarray, what: str, labels: Sequence[object])
         raise InvalidArgument(f"{what} {labels[i]} is not a unit-length descriptor (norm {norms[i]:.4g})")
 
 
-@dataclass
-class _PendingSearch:
-    gallery: str
-    queries: np.ndarray
-    k: int
-    threshold: float
-    future: asyncio.Future
-
-
-class SearchBatcher:
-    """Gathers the queries of concurrent Search calls into one pass over the index per gallery.
-
-    A pass over a large shard is bound by memory bandwidth: scoring 8 queries reads the matrix once, as scoring one
-    does, so searching queued queries together is how throughput grows with load. Nothing waits for company: a
-    worker takes whatever is queued when it becomes free, so a lone query runs at once.
-    """
-
-    def __init__(
-        self,
-        search: Callable[[str, np.ndarray, list[int], list[float]], list[list[Hit]]],
-        executor: Executor,
-        max_queries: int,
-        workers: int,
-    ) -> None:
-        self._search = search
-        self._executor = executor
-        self.max_queries = max_queries
-        self.workers = workers
-        self._queue: asyncio.Queue[_PendingSearch] = asyncio.Queue()
-        self._tasks: list[asyncio.Task] = []
-        self.passes = 0  # index passes run, for tests and logs
-
-    def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._run()) for _ in range(self.workers)]
-
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        while not self._queue.empty():
-            pending = self._queue.get_nowait()
-            if not pending.future.done():
-                pending.future.set_exception(Unavailable("shard is shutting down"))
-
-    async def search(self, gallery: str, queries: np.ndarray, k: int, threshold: float) -> list[list[Hit]]:
-        future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_PendingSearch(gallery, queries, k, threshold, future))
-        return await future
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            batch = [await self._queue.get()]
-            total = len(batch[0].queries)
-            while total < self.max_queries and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-                total += len(batch[-1].queries)
-            by_gallery: dict[str, list[_PendingSearch]] = {}
-            for pending in batch:
-                if not pending.future.done():  # a caller that gave up (deadline) costs nothing
-                    by_gallery.setdefault(pending.gallery, []).append(pending)
-            for gallery, group in by_gallery.items():
-                await self._pass(loop, gallery, group)
-
-    async def _pass(self, loop: asyncio.AbstractEventLoop, gallery: str, group: list[_PendingSearch]) -> None:
-        queries = group[0].queries if len(group) == 1 else np.concatenate([p.queries for p in group])
-        ks = [p.k for p in group for _ in range(len(p.queries))]
-        thresholds = [p.threshold for p in group for _ in range(len(p.queries))]
-        began = time.perf_counter()
-        try:
-            hits = await loop.run_in_executor(self._executor, self._search, gallery, queries, ks, thresholds)
-        except Exception as exc:  # noqa: BLE001 - every caller in the pass gets the failure
-            for pending in group:
-                if not pending.future.done():
-                    pending.future.set_exception(exc)
-            return
-        self.passes += 1
-        log.debug(
-            "search pass over %r: %d queries of %d calls in %.1f ms",
-            gallery, len(queries), len(group), (time.perf_counter() - began) * 1000,
-        )
-        start = 0
-        for pending in group:
-            if not pending.future.done():
-                pending.future.set_result(hits[start : start + len(pending.queries)])
-            start += len(pending.queries)
-
-
 # Re-scoring reads wait at most this long for Tarantool before a search answers with approximate scores.
 RESCORE_TIMEOUT_S = 2.0
 
@@ -187,6 +107,9 @@ class ShardService:
         # write the index re-reads them, so it cannot keep disagreeing with the store.
         self._unsure: set[int] = set()
         self.batcher = SearchBatcher(self._search, self._search_pool, config.search_batch_max, config.search_workers)
+        self._snapshot_path = Path(config.snapshot_dir) / snapshot.FILE_NAME if config.snapshot_dir else None
+        self._snapshot_version = -1  # the version the snapshot on disk was taken at
+        self._snapshotter: asyncio.Task | None = None
 
     async def _in_io(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
@@ -195,8 +118,16 @@ class ShardService:
         await self._in_io(self._wait_for_store)
         await self._in_io(self._load)
         self.batcher.start()
+        if self._snapshot_path is not None:
+            self._snapshotter = asyncio.create_task(self._snapshot_loop())
 
     async def stop(self) -> None:
+        if self._snapshotter is not None:
+            await cancel_and_wait(self._snapshotter)
+            try:
+                await self._in_io(self._take_snapshot)
+            except Exception as exc:  # noqa: BLE001 - the next start rebuilds instead; stopping must go on
+                log.warning("no snapshot at stop: %s", exc)
         await self.batcher.stop()
         self._search_pool.shutdown(wait=False, cancel_futures=True)
         self._io.shutdown(wait=True, cancel_futures=True)
@@ -235,7 +166,72 @@ class ShardService:
                 raise ConfigError(f"Tarantool at {self.store.address} holds {count} faces but no model")
             log.info("shard %s is empty; it will take the model of its first Add", self.config.shard_id)
             return
-        self.index = self._rebuild(self.model.dim)
+        self.index = self._from_snapshot(self.model.dim) or self._rebuild(self.model.dim)
+
+    def _from_snapshot(self, dim: int) -> FaceIndex | None:
+        """The snapshot brought up to date with what Tarantool changed since, or None to rebuild instead."""
+        if self._snapshot_path is None:
+            return None
+        began = time.monotonic()
+        loaded = snapshot.read(self._snapshot_path, self.model.model_id, dim, code_scale(dim))
+        if loaded is None:
+            return None
+        index, version = loaded.index, loaded.version
+        removed = 0
+        while batch := self.store.removed_since(version, self.config.rebuild_page):
+            removed += index.remove([face_id for _, face_id in batch])
+            version = batch[-1][0]
+        written, after = 0, loaded.version
+        while True:
+            page, last = self.store.changes_since(after, self.config.rebuild_page, dim)
+            if not len(page.ids):
+                break
+            index.upsert(page.ids, page.vectors, page.galleries)
+            written, after = written + len(page.ids), last
+        stored = self.store.stats().face_count
+        if len(index) != stored:
+            log.warning(
+                "shard %s: snapshot at version %d plus changes holds %d faces, Tarantool %d: rebuilding instead",
+                self.config.shard_id, loaded.version, len(index), stored,
+            )
+            return None
+        self._snapshot_version = loaded.version
+        log.info(
+            "shard %s: index from its snapshot (version %d, %d faces) plus %d writes and %d deletes since, in %.2fs",
+            self.config.shard_id, loaded.version, len(index) - written, written, removed, time.monotonic() - began,
+        )
+        return index
+
+    async def _snapshot_loop(self) -> None:
+        while True:
+            try:
+                await self._in_io(self._take_snapshot)
+            except Exception as exc:  # noqa: BLE001 - tried again next interval; a restart can always rebuild
+                log.warning("shard %s: snapshot failed: %s", self.config.shard_id, exc)
+            await asyncio.sleep(self.config.snapshot_interval_s)
+
+    def _take_snapshot(self) -> None:
+        """Write the index to disk as of Tarantool's latest version, unless nothing changed since the last one.
+
+        Holds the write lock throughout (writes wait, searches do not): every acknowledged write reaches the index
+        under that lock, so while it is held the index is exactly Tarantool at `version`.
+        """
+        if self.index is None or self._snapshot_path is None:
+            return
+        with self._write_lock:
+            self._resync_unsure()
+            version = self.store.version()
+            if version == self._snapshot_version:
+                return
+            began = time.monotonic()
+            image = self.index.image()
+            self._snapshot_path.parent.mkdir(parents=True, exist_ok=True)
+            snapshot.write(self._snapshot_path, image, self.index.codes_blocks(image.count), self.model.model_id,
+                           self.model.dim, version)
+            self._snapshot_version = version
+        forgotten = self.store.forget_removed(version)
+        log.info("shard %s: snapshot of %d faces at version %d in %.2fs (%d deletes forgotten)",
+                 self.config.shard_id, image.count, version, time.monotonic() - began, forgotten)
 
     def _rebuild(self, dim: int) -> FaceIndex:
         began = time.monotonic()

@@ -59,8 +59,44 @@ box.once('findface-shard-schema-v1', function()
     settings:create_index('primary', {type = 'tree', parts = {'key'}})
 end)
 
+-- Changes since a point: every write of a face stamps it with the next value of `changes`, and a delete leaves
+-- {version, id} in `removed`. A shard server that restarts from a snapshot of its index taken at version V reads
+-- only what changed after V (shard_changes_since, shard_removed_since) instead of every face. Entries of
+-- `removed` are dropped once a snapshot covers them (shard_forget_removed).
+box.once('findface-shard-schema-v2', function()
+    local faces = box.space.faces
+    -- if_not_exists throughout: a crash part way through re-runs this function at the next start.
+    box.schema.sequence.create('changes', {min = 1, start = 1, if_not_exists = true})
+    faces:format({
+        {name = 'id', type = 'unsigned'},
+        {name = 'galleries', type = 'array'},
+        {name = 'vector', type = 'string'},
+        {name = 'version', type = 'unsigned', is_nullable = true},
+    })
+    -- Faces written before versions existed are stamped once, here, so that every face has one.
+    local stamped = 0
+    box.begin()
+    for _, t in faces:pairs() do
+        faces:update(t[1], {{'=', 4, box.sequence.changes:next()}})
+        stamped = stamped + 1
+        if stamped % 10000 == 0 then
+            box.commit()
+            box.begin()
+        end
+    end
+    box.commit()
+    faces:create_index('by_version', {type = 'tree', unique = true, parts = {{4, 'unsigned'}}, if_not_exists = true})
+    local removed = box.schema.space.create('removed', {
+        format = {{name = 'version', type = 'unsigned'}, {name = 'id', type = 'unsigned'}},
+        if_not_exists = true,
+    })
+    removed:create_index('primary', {type = 'tree', parts = {'version'}, if_not_exists = true})
+end)
+
 local faces = box.space.faces
 local settings = box.space.settings
+local removed = box.space.removed
+local changes = box.sequence.changes
 
 -- Galleries as a sorted list without duplicates, always holding the default gallery.
 local function normalize_galleries(names)
@@ -100,7 +136,7 @@ function shard_add(batch)
         else
             replaced = replaced + 1
         end
-        faces:replace({id, normalize_galleries(galleries), vector})
+        faces:replace({id, normalize_galleries(galleries), vector, changes:next()})
     end
     box.commit()
     return {added, replaced}
@@ -108,15 +144,16 @@ end
 
 -- Delete faces by id; returns how many existed.
 function shard_remove(ids)
-    local removed = 0
+    local count = 0
     box.begin()
     for _, id in ipairs(ids) do
         if faces:delete(id) ~= nil then
-            removed = removed + 1
+            box.space.removed:insert({changes:next(), id})
+            count = count + 1
         end
     end
     box.commit()
-    return removed
+    return count
 end
 
 -- Faces by id, in request order, unknown ids left out: {id, galleries, vector} or {id, galleries, ''} when
@@ -178,7 +215,7 @@ function shard_update_galleries(ids, add, remove, replace)
             end
             local galleries = normalize_galleries(kept)
             if not same_list(galleries, t[2]) then
-                faces:update(id, {{'=', 2, galleries}})
+                faces:update(id, {{'=', 2, galleries}, {'=', 4, changes:next()}})
                 table.insert(changed, {id, galleries})
             end
         end
@@ -199,18 +236,20 @@ function shard_list_ids(after_id, limit)
     return out
 end
 
--- One page of the whole shard for rebuilding the in-memory index: {ids, gallery_sets, set_of_face, vectors}.
--- `vectors` is every face's vector joined into one string in the order of `ids`, so that the caller decodes the
--- page with a single np.frombuffer instead of one object per face. A page ends early where the vectors' length
--- changes (float32 faces of an older shard next to float16 ones), so that one page holds one format. Galleries
--- come as the page's distinct gallery lists plus, per face, the 0-based position of its list: most faces share
--- a few lists, and the caller then decodes each list once per page instead of once per face.
-function shard_scan_packed(after_id, limit)
+-- Packs faces from an iterator (the `...` of an index's pairs) into one page for the shard server's index: {ids, gallery_sets, set_of_face,
+-- vectors, last_key}. `vectors` is every face's vector joined into one string in the order of `ids`, so that the
+-- caller decodes the page with a single np.frombuffer instead of one object per face. A page ends early where the
+-- vectors' length changes (float32 faces of an older shard next to float16 ones), so that one page holds one
+-- format. Galleries come as the page's distinct gallery lists plus, per face, the 0-based position of its list:
+-- most faces share a few lists, and the caller then decodes each list once per page instead of once per face.
+-- `last_key` is the key field (`key_field`) of the last face, where the next page starts.
+local function pack_page(limit, key_field, ...)
     local ids, sets, set_of_face, vectors = {}, {}, {}, {}
     local set_at = {}
     local n = 0
     local width = nil
-    for _, t in faces.index.primary:pairs(after_id, {iterator = 'GT'}) do
+    local last_key = 0
+    for _, t in ... do
         if n >= limit or (width ~= nil and #t[3] ~= width) then
             break
         end
@@ -218,7 +257,7 @@ function shard_scan_packed(after_id, limit)
         n = n + 1
         ids[n] = t[1]
         local galleries = t[2]
-        local key = table.concat(galleries, ',')
+        local key = #galleries == 1 and galleries[1] or table.concat(galleries, ',')
         local at = set_at[key]
         if at == nil then
             table.insert(sets, galleries)
@@ -227,8 +266,52 @@ function shard_scan_packed(after_id, limit)
         end
         set_of_face[n] = at
         vectors[n] = t[3]
+        last_key = t[key_field]
     end
-    return {ids, sets, set_of_face, table.concat(vectors)}
+    return {ids, sets, set_of_face, table.concat(vectors), last_key}
+end
+
+-- One page of the whole shard, by id: faces with ids greater than `after_id`.
+function shard_scan_packed(after_id, limit)
+    return pack_page(limit, 1, faces.index.primary:pairs(after_id, {iterator = 'GT'}))
+end
+
+-- One page of the faces written (added, replaced, given other galleries) after `version`, by version.
+function shard_changes_since(version, limit)
+    return pack_page(limit, 4, faces.index.by_version:pairs(version, {iterator = 'GT'}))
+end
+
+-- Up to `limit` {version, id} of faces deleted after `version`, by version; {} once a snapshot has covered them.
+function shard_removed_since(version, limit)
+    local out = {}
+    for _, t in removed.index.primary:pairs(version, {iterator = 'GT'}) do
+        if #out >= limit then
+            break
+        end
+        table.insert(out, {t[1], t[2]})
+    end
+    return out
+end
+
+-- The version of the latest write; a snapshot taken now reflects every change up to it.
+function shard_version()
+    -- current() raises until the sequence's first value has been taken.
+    local ok, current = pcall(changes.current, changes)
+    return ok and current or 0
+end
+
+-- Forget deletions up to `version`: a snapshot that covers them is safely on disk.
+function shard_forget_removed(version)
+    local versions = {}
+    for _, t in removed.index.primary:pairs(version, {iterator = 'LE'}) do
+        table.insert(versions, t[1])
+    end
+    box.begin()
+    for _, key in ipairs(versions) do
+        removed:delete(key)
+    end
+    box.commit()
+    return #versions
 end
 
 -- {face count, memtx arena bytes in use, memtx arena size}.
@@ -261,6 +344,7 @@ end
 
 local PROCEDURES = {
     'shard_add', 'shard_remove', 'shard_get', 'shard_vectors', 'shard_update_galleries', 'shard_list_ids', 'shard_scan_packed',
+    'shard_changes_since', 'shard_removed_since', 'shard_version', 'shard_forget_removed',
     'shard_stats', 'shard_get_model', 'shard_set_model',
 }
 

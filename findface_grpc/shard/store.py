@@ -182,15 +182,36 @@ class TarantoolStore:
         return {face_id: decode_vectors(vector, 1, dim)[0] for face_id, vector in zip(found, raw)}
 
     def scan(self, after_id: int, limit: int, dim: int) -> FacePage:
-        ids, sets, set_of_face, blob = self._call("shard_scan_packed", int(after_id), int(limit))
+        """Faces with ids above `after_id`, ascending."""
+        return self._page(self._call("shard_scan_packed", int(after_id), int(limit)), dim)[0]
+
+    def changes_since(self, version: int, limit: int, dim: int) -> tuple[FacePage, int]:
+        """Faces written after `version`, in the order written, and the version of the last one."""
+        return self._page(self._call("shard_changes_since", int(version), int(limit)), dim)
+
+    def removed_since(self, version: int, limit: int) -> list[tuple[int, int]]:
+        """(version, face id) of deletes after `version`, in order; those a snapshot covered may be forgotten."""
+        return [(v, face_id) for v, face_id in self._call("shard_removed_since", int(version), int(limit))]
+
+    def version(self) -> int:
+        """The version of the latest write."""
+        return self._call("shard_version")
+
+    def forget_removed(self, version: int) -> int:
+        return self._call("shard_forget_removed", int(version))
+
+    @staticmethod
+    def _page(packed, dim: int) -> tuple[FacePage, int]:
+        ids, sets, set_of_face, blob, last_key = packed
         if not ids:
-            return FacePage(np.empty(0, np.uint64), [], np.empty((0, dim), np.float32))
+            return FacePage(np.empty(0, np.uint64), [], np.empty((0, dim), np.float32)), int(last_key)
         legacy = _stored_dtype(len(blob), len(ids), dim) == _LEGACY_DTYPE
         names = [_names(s) for s in sets]
-        return FacePage(
+        page = FacePage(
             np.asarray(ids, dtype=np.uint64), [names[i] for i in set_of_face], decode_vectors(blob, len(ids), dim),
             legacy,
         )
+        return page, int(last_key)
 
     def stats(self) -> StoreStats:
         count, used, size = self._call("shard_stats")

@@ -58,8 +58,9 @@ def make_shard(tmp_path):
     """Start shards on demand; all are stopped when the test ends."""
     started: list[ShardProcesses] = []
 
-    def make(name: str = "shard-0", extra_args: list[str] | None = None, memtx_mb: int = 256) -> ShardProcesses:
-        shard = ShardProcesses(tmp_path / name, name, extra_args or [], memtx_mb=memtx_mb)
+    def make(name: str = "shard-0", extra_args: list[str] | None = None, memtx_mb: int = 256,
+             env: dict[str, str] | None = None) -> ShardProcesses:
+        shard = ShardProcesses(tmp_path / name, name, extra_args or [], env or {}, memtx_mb=memtx_mb)
         started.append(shard)
         shard.start_tarantool()
         shard.start_server()

@@ -10,7 +10,7 @@ import pytest
 
 from findface_grpc.errors import InvalidArgument
 from findface_grpc.shard.index import DEFAULT_GALLERY, FaceIndex
-from findface_grpc.shard.service import SearchBatcher
+from findface_grpc.shard.batching import SearchBatcher
 
 
 def test_queued_calls_for_one_gallery_run_as_one_pass_and_keep_their_own_k_and_threshold():

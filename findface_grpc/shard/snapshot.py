@@ -1,0 +1,105 @@
+"""Snapshots of the shard's index on disk, so that a restart reads the codes back instead of every descriptor.
+
+A snapshot holds the index at one version of its Tarantool (every write stamps a version, storage.lua): the ids,
+each row's galleries and the int8 codes. At start the shard server loads it and then applies only what Tarantool
+changed after that version; the result is checked against Tarantool's face count, and anything that does not
+fit (another model, another code scale, a damaged file, a count that disagrees) falls back to the full rebuild.
+
+Layout: MAGIC, an 8-byte little-endian header length, the header as JSON, then the ids (uint64), each row's
+gallery set (uint32) and the codes (count x dim bytes), each raw. Written to a temporary file, flushed to disk
+and renamed over the previous snapshot, so that a crash while writing leaves the previous one whole.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from findface_grpc.shard.index import FaceIndex, IndexImage
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"FFSHARD1"
+FILE_NAME = "index.snapshot"
+
+
+@dataclass(frozen=True)
+class Loaded:
+    index: FaceIndex
+    version: int
+
+
+def write(path: Path, image: IndexImage, codes: Iterator[np.ndarray], model_id: str, dim: int, version: int) -> None:
+    header = json.dumps({
+        "model_id": model_id, "dim": dim, "scale": image.scale, "version": version, "count": image.count,
+        "gallery_sets": image.gallery_sets,
+    }).encode()
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "wb") as out:
+        out.write(MAGIC + struct.pack("<Q", len(header)) + header)
+        out.write(np.ascontiguousarray(image.ids, "<u8").data)
+        out.write(np.ascontiguousarray(image.set_of_row, "<u4").data)
+        for block in codes:
+            out.write(block.data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temporary, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def read(path: Path, model_id: str, dim: int, scale: float) -> Loaded | None:
+    """The snapshot at `path` as an index, or None (logged) when there is none or it does not fit."""
+    try:
+        with open(path, "rb") as source:
+            return _read(source, model_id, dim, scale, path.stat().st_size)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, struct.error) as exc:
+        log.warning("snapshot %s not used: %s", path, exc)
+        return None
+
+
+def _read(source: BinaryIO, model_id: str, dim: int, scale: float, size: int) -> Loaded | None:
+    if source.read(len(MAGIC)) != MAGIC:
+        raise ValueError("not a shard snapshot")
+    (length,) = struct.unpack("<Q", source.read(8))
+    header = json.loads(source.read(length))
+    if (header["model_id"], header["dim"], header["scale"]) != (model_id, dim, scale):
+        raise ValueError(
+            f"taken for {header['model_id']}/{header['dim']} at code scale {header['scale']}, "
+            f"not {model_id}/{dim} at {scale}"
+        )
+    count = int(header["count"])
+    expected = len(MAGIC) + 8 + length + count * (8 + 4 + dim)
+    if size != expected:
+        raise ValueError(f"{size} bytes where {count} faces take {expected}: truncated or damaged")
+    ids = np.frombuffer(_exactly(source, count * 8), "<u8")
+    set_of_row = np.frombuffer(_exactly(source, count * 4), "<u4")
+    sets = header["gallery_sets"]
+    if count and int(set_of_row.max()) >= len(sets):
+        raise ValueError("a row names a gallery set the header does not have")
+    image = IndexImage(ids, set_of_row, sets, count, scale)
+
+    def fill(block: np.ndarray) -> None:
+        if source.readinto(memoryview(block).cast("B")) != block.nbytes:
+            raise ValueError("the codes end early")
+
+    return Loaded(FaceIndex.restore(dim, image, fill), int(header["version"]))
+
+
+def _exactly(source: BinaryIO, size: int) -> bytes:
+    data = source.read(size)
+    if len(data) != size:
+        raise ValueError("the file ends early")
+    return data
