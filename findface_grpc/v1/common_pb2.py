@@ -25,17 +25,23 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x66indface_grpc/v1/common.proto\x12\x10\x66indface_grpc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"=\n\x0b\x42oundingBox\x12\n\n\x02x1\x18\x01 \x01(\x02\x12\n\n\x02y1\x18\x02 \x01(\x02\x12\n\n\x02x2\x18\x03 \x01(\x02\x12\n\n\x02y2\x18\x04 \x01(\x02\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\"4\n\tLandmarks\x12\'\n\x06points\x18\x01 \x03(\x0b\x32\x17.findface_grpc.v1.Point\";\n\nDescriptor\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12\x0e\n\x06vector\x18\x03 \x01(\x0c\"\xfd\x01\n\x0c\x44\x65tectedFace\x12+\n\x04\x62\x62ox\x18\x01 \x01(\x0b\x32\x1d.findface_grpc.v1.BoundingBox\x12.\n\tlandmarks\x18\x02 \x01(\x0b\x32\x1b.findface_grpc.v1.Landmarks\x12\x11\n\tdet_score\x18\x03 \x01(\x02\x12\x30\n\ndescriptor\x18\x04 \x01(\x0b\x32\x1c.findface_grpc.v1.Descriptor\x12\x12\n\nnormalized\x18\x05 \x01(\x0c\x12\x11\n\tthumbnail\x18\x06 \x01(\x0c\x12\x0f\n\x07quality\x18\x07 \x01(\x02\x12\x13\n\x0borientation\x18\x08 \x01(\r\"z\n\x0bSkippedFace\x12,\n\x04\x66\x61\x63\x65\x18\x01 \x01(\x0b\x32\x1e.findface_grpc.v1.DetectedFace\x12,\n\x06reason\x18\x02 \x01(\x0e\x32\x1c.findface_grpc.v1.SkipReason\x12\x0f\n\x07message\x18\x03 \x01(\t\"9\n\x0bImageSource\x12\x11\n\x07\x63ontent\x18\x01 \x01(\x0cH\x00\x12\r\n\x03url\x18\x02 \x01(\tH\x00\x42\x08\n\x06source\"\xeb\x02\n\nFaceRecord\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x11\n\tgalleries\x18\x02 \x03(\t\x12\x0c\n\x04meta\x18\x03 \x01(\t\x12+\n\x04\x62\x62ox\x18\x04 \x01(\x0b\x32\x1d.findface_grpc.v1.BoundingBox\x12\x12\n\nphoto_hash\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tperson_id\x18\x08 \x01(\t\x12\x0e\n\x06\x63\x61m_id\x18\t \x01(\t\x12\r\n\x05photo\x18\n \x01(\t\x12\x11\n\tthumbnail\x18\x0b \x01(\t\x12\x12\n\nnormalized\x18\x0c \x01(\t\x12\x10\n\x08model_id\x18\r \x01(\t\x12\x0f\n\x07quality\x18\x0e \x01(\x02\x12\x13\n\x0borientation\x18\x0f \x01(\r\"[\n\x07Gallery\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nface_count\x18\x02 \x01(\x04\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xdd\x01\n\tThreshold\x12\x34\n\x06preset\x18\x01 \x01(\x0e\x32\".findface_grpc.v1.Threshold.PresetH\x00\x12\x0f\n\x05value\x18\x02 \x01(\x02H\x00\x12\x18\n\x0eoriginal_value\x18\x03 \x01(\x01H\x00\"g\n\x06Preset\x12\x16\n\x12PRESET_UNSPECIFIED\x10\x00\x12\x11\n\rPRESET_STRICT\x10\x01\x12\x11\n\rPRESET_MEDIUM\x10\x02\x12\x0e\n\nPRESET_LOW\x10\x03\x12\x0f\n\x0bPRESET_NONE\x10\x04\x42\x06\n\x04kind\"*\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t*a\n\nSkipReason\x12\x1b\n\x17SKIP_REASON_UNSPECIFIED\x10\x00\x12\x19\n\x15SKIP_REASON_TOO_SMALL\x10\x01\x12\x1b\n\x17SKIP_REASON_LOW_QUALITY\x10\x02*\x96\x01\n\x11MultiFaceSelector\x12#\n\x1fMULTI_FACE_SELECTOR_UNSPECIFIED\x10\x00\x12\x1f\n\x1bMULTI_FACE_SELECTOR_BIGGEST\x10\x01\x12\x1b\n\x17MULTI_FACE_SELECTOR_ALL\x10\x02\x12\x1e\n\x1aMULTI_FACE_SELECTOR_REJECT\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x66indface_grpc/v1/common.proto\x12\x10\x66indface_grpc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"=\n\x0b\x42oundingBox\x12\n\n\x02x1\x18\x01 \x01(\x02\x12\n\n\x02y1\x18\x02 \x01(\x02\x12\n\n\x02x2\x18\x03 \x01(\x02\x12\n\n\x02y2\x18\x04 \x01(\x02\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\"4\n\tLandmarks\x12\'\n\x06points\x18\x01 \x03(\x0b\x32\x17.findface_grpc.v1.Point\";\n\nDescriptor\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12\x0e\n\x06vector\x18\x03 \x01(\x0c\"\x8d\x03\n\x0c\x44\x65tectedFace\x12+\n\x04\x62\x62ox\x18\x01 \x01(\x0b\x32\x1d.findface_grpc.v1.BoundingBox\x12.\n\tlandmarks\x18\x02 \x01(\x0b\x32\x1b.findface_grpc.v1.Landmarks\x12\x11\n\tdet_score\x18\x03 \x01(\x02\x12\x30\n\ndescriptor\x18\x04 \x01(\x0b\x32\x1c.findface_grpc.v1.Descriptor\x12\x12\n\nnormalized\x18\x05 \x01(\x0c\x12\x11\n\tthumbnail\x18\x06 \x01(\x0c\x12\x0f\n\x07quality\x18\x07 \x01(\x02\x12\x13\n\x0borientation\x18\x08 \x01(\r\x12\x30\n\x06gender\x18\t \x01(\x0b\x32 .findface_grpc.v1.GenderEstimate\x12*\n\x03\x61ge\x18\n \x01(\x0b\x32\x1d.findface_grpc.v1.AgeEstimate\x12\x30\n\x08\x65motions\x18\x0b \x03(\x0b\x32\x1e.findface_grpc.v1.EmotionScore\"I\n\x0eGenderEstimate\x12(\n\x06gender\x18\x01 \x01(\x0e\x32\x18.findface_grpc.v1.Gender\x12\r\n\x05score\x18\x02 \x01(\x02\"\x1c\n\x0b\x41geEstimate\x12\r\n\x05years\x18\x01 \x01(\x02\"I\n\x0c\x45motionScore\x12*\n\x07\x65motion\x18\x01 \x01(\x0e\x32\x19.findface_grpc.v1.Emotion\x12\r\n\x05score\x18\x02 \x01(\x02\"z\n\x0bSkippedFace\x12,\n\x04\x66\x61\x63\x65\x18\x01 \x01(\x0b\x32\x1e.findface_grpc.v1.DetectedFace\x12,\n\x06reason\x18\x02 \x01(\x0e\x32\x1c.findface_grpc.v1.SkipReason\x12\x0f\n\x07message\x18\x03 \x01(\t\"9\n\x0bImageSource\x12\x11\n\x07\x63ontent\x18\x01 \x01(\x0cH\x00\x12\r\n\x03url\x18\x02 \x01(\tH\x00\x42\x08\n\x06source\"\xeb\x02\n\nFaceRecord\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x11\n\tgalleries\x18\x02 \x03(\t\x12\x0c\n\x04meta\x18\x03 \x01(\t\x12+\n\x04\x62\x62ox\x18\x04 \x01(\x0b\x32\x1d.findface_grpc.v1.BoundingBox\x12\x12\n\nphoto_hash\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tperson_id\x18\x08 \x01(\t\x12\x0e\n\x06\x63\x61m_id\x18\t \x01(\t\x12\r\n\x05photo\x18\n \x01(\t\x12\x11\n\tthumbnail\x18\x0b \x01(\t\x12\x12\n\nnormalized\x18\x0c \x01(\t\x12\x10\n\x08model_id\x18\r \x01(\t\x12\x0f\n\x07quality\x18\x0e \x01(\x02\x12\x13\n\x0borientation\x18\x0f \x01(\r\"[\n\x07Gallery\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nface_count\x18\x02 \x01(\x04\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xdd\x01\n\tThreshold\x12\x34\n\x06preset\x18\x01 \x01(\x0e\x32\".findface_grpc.v1.Threshold.PresetH\x00\x12\x0f\n\x05value\x18\x02 \x01(\x02H\x00\x12\x18\n\x0eoriginal_value\x18\x03 \x01(\x01H\x00\"g\n\x06Preset\x12\x16\n\x12PRESET_UNSPECIFIED\x10\x00\x12\x11\n\rPRESET_STRICT\x10\x01\x12\x11\n\rPRESET_MEDIUM\x10\x02\x12\x0e\n\nPRESET_LOW\x10\x03\x12\x0f\n\x0bPRESET_NONE\x10\x04\x42\x06\n\x04kind\"*\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t*g\n\tAttribute\x12\x19\n\x15\x41TTRIBUTE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41TTRIBUTE_GENDER\x10\x01\x12\x11\n\rATTRIBUTE_AGE\x10\x02\x12\x16\n\x12\x41TTRIBUTE_EMOTIONS\x10\x03*D\n\x06Gender\x12\x16\n\x12GENDER_UNSPECIFIED\x10\x00\x12\x11\n\rGENDER_FEMALE\x10\x01\x12\x0f\n\x0bGENDER_MALE\x10\x02*\xb1\x01\n\x07\x45motion\x12\x17\n\x13\x45MOTION_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x45MOTION_NEUTRAL\x10\x01\x12\x11\n\rEMOTION_HAPPY\x10\x02\x12\x0f\n\x0b\x45MOTION_SAD\x10\x03\x12\x11\n\rEMOTION_ANGRY\x10\x04\x12\x13\n\x0f\x45MOTION_FEARFUL\x10\x05\x12\x15\n\x11\x45MOTION_DISGUSTED\x10\x06\x12\x15\n\x11\x45MOTION_SURPRISED\x10\x07*a\n\nSkipReason\x12\x1b\n\x17SKIP_REASON_UNSPECIFIED\x10\x00\x12\x19\n\x15SKIP_REASON_TOO_SMALL\x10\x01\x12\x1b\n\x17SKIP_REASON_LOW_QUALITY\x10\x02*\x96\x01\n\x11MultiFaceSelector\x12#\n\x1fMULTI_FACE_SELECTOR_UNSPECIFIED\x10\x00\x12\x1f\n\x1bMULTI_FACE_SELECTOR_BIGGEST\x10\x01\x12\x1b\n\x17MULTI_FACE_SELECTOR_ALL\x10\x02\x12\x1e\n\x1aMULTI_FACE_SELECTOR_REJECT\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'findface_grpc.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SKIPREASON']._serialized_start=1459
-  _globals['_SKIPREASON']._serialized_end=1556
-  _globals['_MULTIFACESELECTOR']._serialized_start=1559
-  _globals['_MULTIFACESELECTOR']._serialized_end=1709
+  _globals['_ATTRIBUTE']._serialized_start=1783
+  _globals['_ATTRIBUTE']._serialized_end=1886
+  _globals['_GENDER']._serialized_start=1888
+  _globals['_GENDER']._serialized_end=1956
+  _globals['_EMOTION']._serialized_start=1959
+  _globals['_EMOTION']._serialized_end=2136
+  _globals['_SKIPREASON']._serialized_start=2138
+  _globals['_SKIPREASON']._serialized_end=2235
+  _globals['_MULTIFACESELECTOR']._serialized_start=2238
+  _globals['_MULTIFACESELECTOR']._serialized_end=2388
   _globals['_BOUNDINGBOX']._serialized_start=84
   _globals['_BOUNDINGBOX']._serialized_end=145
   _globals['_POINT']._serialized_start=147
@@ -45,19 +51,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DESCRIPTOR']._serialized_start=232
   _globals['_DESCRIPTOR']._serialized_end=291
   _globals['_DETECTEDFACE']._serialized_start=294
-  _globals['_DETECTEDFACE']._serialized_end=547
-  _globals['_SKIPPEDFACE']._serialized_start=549
-  _globals['_SKIPPEDFACE']._serialized_end=671
-  _globals['_IMAGESOURCE']._serialized_start=673
-  _globals['_IMAGESOURCE']._serialized_end=730
-  _globals['_FACERECORD']._serialized_start=733
-  _globals['_FACERECORD']._serialized_end=1096
-  _globals['_GALLERY']._serialized_start=1098
-  _globals['_GALLERY']._serialized_end=1189
-  _globals['_THRESHOLD']._serialized_start=1192
-  _globals['_THRESHOLD']._serialized_end=1413
-  _globals['_THRESHOLD_PRESET']._serialized_start=1302
-  _globals['_THRESHOLD_PRESET']._serialized_end=1405
-  _globals['_ITEMERROR']._serialized_start=1415
-  _globals['_ITEMERROR']._serialized_end=1457
+  _globals['_DETECTEDFACE']._serialized_end=691
+  _globals['_GENDERESTIMATE']._serialized_start=693
+  _globals['_GENDERESTIMATE']._serialized_end=766
+  _globals['_AGEESTIMATE']._serialized_start=768
+  _globals['_AGEESTIMATE']._serialized_end=796
+  _globals['_EMOTIONSCORE']._serialized_start=798
+  _globals['_EMOTIONSCORE']._serialized_end=871
+  _globals['_SKIPPEDFACE']._serialized_start=873
+  _globals['_SKIPPEDFACE']._serialized_end=995
+  _globals['_IMAGESOURCE']._serialized_start=997
+  _globals['_IMAGESOURCE']._serialized_end=1054
+  _globals['_FACERECORD']._serialized_start=1057
+  _globals['_FACERECORD']._serialized_end=1420
+  _globals['_GALLERY']._serialized_start=1422
+  _globals['_GALLERY']._serialized_end=1513
+  _globals['_THRESHOLD']._serialized_start=1516
+  _globals['_THRESHOLD']._serialized_end=1737
+  _globals['_THRESHOLD_PRESET']._serialized_start=1626
+  _globals['_THRESHOLD_PRESET']._serialized_end=1729
+  _globals['_ITEMERROR']._serialized_start=1739
+  _globals['_ITEMERROR']._serialized_end=1781
 # @@protoc_insertion_point(module_scope)

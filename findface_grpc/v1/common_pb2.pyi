@@ -10,6 +10,30 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class Attribute(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ATTRIBUTE_UNSPECIFIED: _ClassVar[Attribute]
+    ATTRIBUTE_GENDER: _ClassVar[Attribute]
+    ATTRIBUTE_AGE: _ClassVar[Attribute]
+    ATTRIBUTE_EMOTIONS: _ClassVar[Attribute]
+
+class Gender(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    GENDER_UNSPECIFIED: _ClassVar[Gender]
+    GENDER_FEMALE: _ClassVar[Gender]
+    GENDER_MALE: _ClassVar[Gender]
+
+class Emotion(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EMOTION_UNSPECIFIED: _ClassVar[Emotion]
+    EMOTION_NEUTRAL: _ClassVar[Emotion]
+    EMOTION_HAPPY: _ClassVar[Emotion]
+    EMOTION_SAD: _ClassVar[Emotion]
+    EMOTION_ANGRY: _ClassVar[Emotion]
+    EMOTION_FEARFUL: _ClassVar[Emotion]
+    EMOTION_DISGUSTED: _ClassVar[Emotion]
+    EMOTION_SURPRISED: _ClassVar[Emotion]
+
 class SkipReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     SKIP_REASON_UNSPECIFIED: _ClassVar[SkipReason]
@@ -22,6 +46,21 @@ class MultiFaceSelector(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MULTI_FACE_SELECTOR_BIGGEST: _ClassVar[MultiFaceSelector]
     MULTI_FACE_SELECTOR_ALL: _ClassVar[MultiFaceSelector]
     MULTI_FACE_SELECTOR_REJECT: _ClassVar[MultiFaceSelector]
+ATTRIBUTE_UNSPECIFIED: Attribute
+ATTRIBUTE_GENDER: Attribute
+ATTRIBUTE_AGE: Attribute
+ATTRIBUTE_EMOTIONS: Attribute
+GENDER_UNSPECIFIED: Gender
+GENDER_FEMALE: Gender
+GENDER_MALE: Gender
+EMOTION_UNSPECIFIED: Emotion
+EMOTION_NEUTRAL: Emotion
+EMOTION_HAPPY: Emotion
+EMOTION_SAD: Emotion
+EMOTION_ANGRY: Emotion
+EMOTION_FEARFUL: Emotion
+EMOTION_DISGUSTED: Emotion
+EMOTION_SURPRISED: Emotion
 SKIP_REASON_UNSPECIFIED: SkipReason
 SKIP_REASON_TOO_SMALL: SkipReason
 SKIP_REASON_LOW_QUALITY: SkipReason
@@ -67,7 +106,7 @@ class Descriptor(_message.Message):
     def __init__(self, model_id: _Optional[str] = ..., dim: _Optional[int] = ..., vector: _Optional[bytes] = ...) -> None: ...
 
 class DetectedFace(_message.Message):
-    __slots__ = ("bbox", "landmarks", "det_score", "descriptor", "normalized", "thumbnail", "quality", "orientation")
+    __slots__ = ("bbox", "landmarks", "det_score", "descriptor", "normalized", "thumbnail", "quality", "orientation", "gender", "age", "emotions")
     BBOX_FIELD_NUMBER: _ClassVar[int]
     LANDMARKS_FIELD_NUMBER: _ClassVar[int]
     DET_SCORE_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +115,9 @@ class DetectedFace(_message.Message):
     THUMBNAIL_FIELD_NUMBER: _ClassVar[int]
     QUALITY_FIELD_NUMBER: _ClassVar[int]
     ORIENTATION_FIELD_NUMBER: _ClassVar[int]
+    GENDER_FIELD_NUMBER: _ClassVar[int]
+    AGE_FIELD_NUMBER: _ClassVar[int]
+    EMOTIONS_FIELD_NUMBER: _ClassVar[int]
     bbox: BoundingBox
     landmarks: Landmarks
     det_score: float
@@ -84,7 +126,32 @@ class DetectedFace(_message.Message):
     thumbnail: bytes
     quality: float
     orientation: int
-    def __init__(self, bbox: _Optional[_Union[BoundingBox, _Mapping]] = ..., landmarks: _Optional[_Union[Landmarks, _Mapping]] = ..., det_score: _Optional[float] = ..., descriptor: _Optional[_Union[Descriptor, _Mapping]] = ..., normalized: _Optional[bytes] = ..., thumbnail: _Optional[bytes] = ..., quality: _Optional[float] = ..., orientation: _Optional[int] = ...) -> None: ...
+    gender: GenderEstimate
+    age: AgeEstimate
+    emotions: _containers.RepeatedCompositeFieldContainer[EmotionScore]
+    def __init__(self, bbox: _Optional[_Union[BoundingBox, _Mapping]] = ..., landmarks: _Optional[_Union[Landmarks, _Mapping]] = ..., det_score: _Optional[float] = ..., descriptor: _Optional[_Union[Descriptor, _Mapping]] = ..., normalized: _Optional[bytes] = ..., thumbnail: _Optional[bytes] = ..., quality: _Optional[float] = ..., orientation: _Optional[int] = ..., gender: _Optional[_Union[GenderEstimate, _Mapping]] = ..., age: _Optional[_Union[AgeEstimate, _Mapping]] = ..., emotions: _Optional[_Iterable[_Union[EmotionScore, _Mapping]]] = ...) -> None: ...
+
+class GenderEstimate(_message.Message):
+    __slots__ = ("gender", "score")
+    GENDER_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    gender: Gender
+    score: float
+    def __init__(self, gender: _Optional[_Union[Gender, str]] = ..., score: _Optional[float] = ...) -> None: ...
+
+class AgeEstimate(_message.Message):
+    __slots__ = ("years",)
+    YEARS_FIELD_NUMBER: _ClassVar[int]
+    years: float
+    def __init__(self, years: _Optional[float] = ...) -> None: ...
+
+class EmotionScore(_message.Message):
+    __slots__ = ("emotion", "score")
+    EMOTION_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    emotion: Emotion
+    score: float
+    def __init__(self, emotion: _Optional[_Union[Emotion, str]] = ..., score: _Optional[float] = ...) -> None: ...
 
 class SkippedFace(_message.Message):
     __slots__ = ("face", "reason", "message")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from findface_grpc.v1 import common_pb2 as findface__grpc_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n findface_grpc/v1/extractor.proto\x12\x10\x66indface_grpc.v1\x1a\x1d\x66indface_grpc/v1/common.proto\"L\n\rDetectRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x15\n\rmin_face_size\x18\x02 \x01(\r\x12\x15\n\rtry_rotations\x18\x03 \x01(\x08\"\x7f\n\x0e\x44\x65tectResponse\x12-\n\x05\x66\x61\x63\x65s\x18\x01 \x03(\x0b\x32\x1e.findface_grpc.v1.DetectedFace\x12\x13\n\x0bimage_width\x18\x02 \x01(\r\x12\x14\n\x0cimage_height\x18\x03 \x01(\r\x12\x13\n\x0borientation\x18\x04 \x01(\r\"\xab\x02\n\x0e\x45xtractRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12,\n\x05\x62oxes\x18\x02 \x03(\x0b\x32\x1d.findface_grpc.v1.BoundingBox\x12\x38\n\x0bmf_selector\x18\x03 \x01(\x0e\x32#.findface_grpc.v1.MultiFaceSelector\x12\x15\n\rmin_face_size\x18\x04 \x01(\r\x12\x19\n\x11return_normalized\x18\x05 \x01(\x08\x12\x18\n\x10return_thumbnail\x18\x06 \x01(\x08\x12\x16\n\x0ethumbnail_size\x18\x07 \x01(\r\x12\x12\n\nrequest_id\x18\x08 \x01(\t\x12\x13\n\x0bmin_quality\x18\t \x01(\x02\x12\x15\n\rtry_rotations\x18\n \x01(\x08\"\xdb\x01\n\x0f\x45xtractResponse\x12-\n\x05\x66\x61\x63\x65s\x18\x01 \x03(\x0b\x32\x1e.findface_grpc.v1.DetectedFace\x12\x13\n\x0bimage_width\x18\x02 \x01(\r\x12\x14\n\x0cimage_height\x18\x03 \x01(\r\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12*\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x1b.findface_grpc.v1.ItemError\x12.\n\x07skipped\x18\x06 \x03(\x0b\x32\x1d.findface_grpc.v1.SkippedFace\"\r\n\x0bInfoRequest\"\x99\x02\n\x0cInfoResponse\x12\x12\n\nmodel_pack\x18\x01 \x01(\t\x12\x19\n\x11\x64\x65tector_model_id\x18\x02 \x01(\t\x12\x19\n\x11\x65mbedder_model_id\x18\x03 \x01(\t\x12\x16\n\x0e\x64\x65scriptor_dim\x18\x04 \x01(\r\x12\x1b\n\x13\x65xecution_providers\x18\x05 \x03(\t\x12\x11\n\tmax_batch\x18\x06 \x01(\r\x12\x15\n\rmin_face_size\x18\x07 \x01(\r\x12\x17\n\x0fmax_image_bytes\x18\x08 \x01(\x04\x12\x18\n\x10max_image_pixels\x18\t \x01(\x04\x12\x0f\n\x07version\x18\n \x01(\t\x12\x1c\n\x14\x64\x65tect_min_face_size\x18\x0b \x01(\r2\xc9\x02\n\tExtractor\x12K\n\x06\x44\x65tect\x12\x1f.findface_grpc.v1.DetectRequest\x1a .findface_grpc.v1.DetectResponse\x12N\n\x07\x45xtract\x12 .findface_grpc.v1.ExtractRequest\x1a!.findface_grpc.v1.ExtractResponse\x12X\n\rExtractStream\x12 .findface_grpc.v1.ExtractRequest\x1a!.findface_grpc.v1.ExtractResponse(\x01\x30\x01\x12\x45\n\x04Info\x12\x1d.findface_grpc.v1.InfoRequest\x1a\x1e.findface_grpc.v1.InfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n findface_grpc/v1/extractor.proto\x12\x10\x66indface_grpc.v1\x1a\x1d\x66indface_grpc/v1/common.proto\"}\n\rDetectRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x15\n\rmin_face_size\x18\x02 \x01(\r\x12\x15\n\rtry_rotations\x18\x03 \x01(\x08\x12/\n\nattributes\x18\x04 \x03(\x0e\x32\x1b.findface_grpc.v1.Attribute\"\x7f\n\x0e\x44\x65tectResponse\x12-\n\x05\x66\x61\x63\x65s\x18\x01 \x03(\x0b\x32\x1e.findface_grpc.v1.DetectedFace\x12\x13\n\x0bimage_width\x18\x02 \x01(\r\x12\x14\n\x0cimage_height\x18\x03 \x01(\r\x12\x13\n\x0borientation\x18\x04 \x01(\r\"\xdc\x02\n\x0e\x45xtractRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12,\n\x05\x62oxes\x18\x02 \x03(\x0b\x32\x1d.findface_grpc.v1.BoundingBox\x12\x38\n\x0bmf_selector\x18\x03 \x01(\x0e\x32#.findface_grpc.v1.MultiFaceSelector\x12\x15\n\rmin_face_size\x18\x04 \x01(\r\x12\x19\n\x11return_normalized\x18\x05 \x01(\x08\x12\x18\n\x10return_thumbnail\x18\x06 \x01(\x08\x12\x16\n\x0ethumbnail_size\x18\x07 \x01(\r\x12\x12\n\nrequest_id\x18\x08 \x01(\t\x12\x13\n\x0bmin_quality\x18\t \x01(\x02\x12\x15\n\rtry_rotations\x18\n \x01(\x08\x12/\n\nattributes\x18\x0b \x03(\x0e\x32\x1b.findface_grpc.v1.Attribute\"\xdb\x01\n\x0f\x45xtractResponse\x12-\n\x05\x66\x61\x63\x65s\x18\x01 \x03(\x0b\x32\x1e.findface_grpc.v1.DetectedFace\x12\x13\n\x0bimage_width\x18\x02 \x01(\r\x12\x14\n\x0cimage_height\x18\x03 \x01(\r\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12*\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x1b.findface_grpc.v1.ItemError\x12.\n\x07skipped\x18\x06 \x03(\x0b\x32\x1d.findface_grpc.v1.SkippedFace\"\r\n\x0bInfoRequest\"\xd5\x02\n\x0cInfoResponse\x12\x12\n\nmodel_pack\x18\x01 \x01(\t\x12\x19\n\x11\x64\x65tector_model_id\x18\x02 \x01(\t\x12\x19\n\x11\x65mbedder_model_id\x18\x03 \x01(\t\x12\x16\n\x0e\x64\x65scriptor_dim\x18\x04 \x01(\r\x12\x1b\n\x13\x65xecution_providers\x18\x05 \x03(\t\x12\x11\n\tmax_batch\x18\x06 \x01(\r\x12\x15\n\rmin_face_size\x18\x07 \x01(\r\x12\x17\n\x0fmax_image_bytes\x18\x08 \x01(\x04\x12\x18\n\x10max_image_pixels\x18\t \x01(\x04\x12\x0f\n\x07version\x18\n \x01(\t\x12\x1c\n\x14\x64\x65tect_min_face_size\x18\x0b \x01(\r\x12:\n\x10\x61ttribute_models\x18\x0c \x03(\x0b\x32 .findface_grpc.v1.AttributeModel\"R\n\x0e\x41ttributeModel\x12.\n\tattribute\x18\x01 \x01(\x0e\x32\x1b.findface_grpc.v1.Attribute\x12\x10\n\x08model_id\x18\x02 \x01(\t2\xc9\x02\n\tExtractor\x12K\n\x06\x44\x65tect\x12\x1f.findface_grpc.v1.DetectRequest\x1a .findface_grpc.v1.DetectResponse\x12N\n\x07\x45xtract\x12 .findface_grpc.v1.ExtractRequest\x1a!.findface_grpc.v1.ExtractResponse\x12X\n\rExtractStream\x12 .findface_grpc.v1.ExtractRequest\x1a!.findface_grpc.v1.ExtractResponse(\x01\x30\x01\x12\x45\n\x04Info\x12\x1d.findface_grpc.v1.InfoRequest\x1a\x1e.findface_grpc.v1.InfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,17 +33,19 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'findface_grpc.v1.extractor_
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DETECTREQUEST']._serialized_start=85
-  _globals['_DETECTREQUEST']._serialized_end=161
-  _globals['_DETECTRESPONSE']._serialized_start=163
-  _globals['_DETECTRESPONSE']._serialized_end=290
-  _globals['_EXTRACTREQUEST']._serialized_start=293
-  _globals['_EXTRACTREQUEST']._serialized_end=592
-  _globals['_EXTRACTRESPONSE']._serialized_start=595
-  _globals['_EXTRACTRESPONSE']._serialized_end=814
-  _globals['_INFOREQUEST']._serialized_start=816
-  _globals['_INFOREQUEST']._serialized_end=829
-  _globals['_INFORESPONSE']._serialized_start=832
-  _globals['_INFORESPONSE']._serialized_end=1113
-  _globals['_EXTRACTOR']._serialized_start=1116
-  _globals['_EXTRACTOR']._serialized_end=1445
+  _globals['_DETECTREQUEST']._serialized_end=210
+  _globals['_DETECTRESPONSE']._serialized_start=212
+  _globals['_DETECTRESPONSE']._serialized_end=339
+  _globals['_EXTRACTREQUEST']._serialized_start=342
+  _globals['_EXTRACTREQUEST']._serialized_end=690
+  _globals['_EXTRACTRESPONSE']._serialized_start=693
+  _globals['_EXTRACTRESPONSE']._serialized_end=912
+  _globals['_INFOREQUEST']._serialized_start=914
+  _globals['_INFOREQUEST']._serialized_end=927
+  _globals['_INFORESPONSE']._serialized_start=930
+  _globals['_INFORESPONSE']._serialized_end=1271
+  _globals['_ATTRIBUTEMODEL']._serialized_start=1273
+  _globals['_ATTRIBUTEMODEL']._serialized_end=1355
+  _globals['_EXTRACTOR']._serialized_start=1358
+  _globals['_EXTRACTOR']._serialized_end=1687
 # @@protoc_insertion_point(module_scope)

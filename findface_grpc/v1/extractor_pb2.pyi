@@ -8,14 +8,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class DetectRequest(_message.Message):
-    __slots__ = ("image", "min_face_size", "try_rotations")
+    __slots__ = ("image", "min_face_size", "try_rotations", "attributes")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     MIN_FACE_SIZE_FIELD_NUMBER: _ClassVar[int]
     TRY_ROTATIONS_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     min_face_size: int
     try_rotations: bool
-    def __init__(self, image: _Optional[bytes] = ..., min_face_size: _Optional[int] = ..., try_rotations: _Optional[bool] = ...) -> None: ...
+    attributes: _containers.RepeatedScalarFieldContainer[_common_pb2.Attribute]
+    def __init__(self, image: _Optional[bytes] = ..., min_face_size: _Optional[int] = ..., try_rotations: _Optional[bool] = ..., attributes: _Optional[_Iterable[_Union[_common_pb2.Attribute, str]]] = ...) -> None: ...
 
 class DetectResponse(_message.Message):
     __slots__ = ("faces", "image_width", "image_height", "orientation")
@@ -30,7 +32,7 @@ class DetectResponse(_message.Message):
     def __init__(self, faces: _Optional[_Iterable[_Union[_common_pb2.DetectedFace, _Mapping]]] = ..., image_width: _Optional[int] = ..., image_height: _Optional[int] = ..., orientation: _Optional[int] = ...) -> None: ...
 
 class ExtractRequest(_message.Message):
-    __slots__ = ("image", "boxes", "mf_selector", "min_face_size", "return_normalized", "return_thumbnail", "thumbnail_size", "request_id", "min_quality", "try_rotations")
+    __slots__ = ("image", "boxes", "mf_selector", "min_face_size", "return_normalized", "return_thumbnail", "thumbnail_size", "request_id", "min_quality", "try_rotations", "attributes")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     BOXES_FIELD_NUMBER: _ClassVar[int]
     MF_SELECTOR_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +43,7 @@ class ExtractRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MIN_QUALITY_FIELD_NUMBER: _ClassVar[int]
     TRY_ROTATIONS_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     boxes: _containers.RepeatedCompositeFieldContainer[_common_pb2.BoundingBox]
     mf_selector: _common_pb2.MultiFaceSelector
@@ -51,7 +54,8 @@ class ExtractRequest(_message.Message):
     request_id: str
     min_quality: float
     try_rotations: bool
-    def __init__(self, image: _Optional[bytes] = ..., boxes: _Optional[_Iterable[_Union[_common_pb2.BoundingBox, _Mapping]]] = ..., mf_selector: _Optional[_Union[_common_pb2.MultiFaceSelector, str]] = ..., min_face_size: _Optional[int] = ..., return_normalized: _Optional[bool] = ..., return_thumbnail: _Optional[bool] = ..., thumbnail_size: _Optional[int] = ..., request_id: _Optional[str] = ..., min_quality: _Optional[float] = ..., try_rotations: _Optional[bool] = ...) -> None: ...
+    attributes: _containers.RepeatedScalarFieldContainer[_common_pb2.Attribute]
+    def __init__(self, image: _Optional[bytes] = ..., boxes: _Optional[_Iterable[_Union[_common_pb2.BoundingBox, _Mapping]]] = ..., mf_selector: _Optional[_Union[_common_pb2.MultiFaceSelector, str]] = ..., min_face_size: _Optional[int] = ..., return_normalized: _Optional[bool] = ..., return_thumbnail: _Optional[bool] = ..., thumbnail_size: _Optional[int] = ..., request_id: _Optional[str] = ..., min_quality: _Optional[float] = ..., try_rotations: _Optional[bool] = ..., attributes: _Optional[_Iterable[_Union[_common_pb2.Attribute, str]]] = ...) -> None: ...
 
 class ExtractResponse(_message.Message):
     __slots__ = ("faces", "image_width", "image_height", "request_id", "error", "skipped")
@@ -74,7 +78,7 @@ class InfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class InfoResponse(_message.Message):
-    __slots__ = ("model_pack", "detector_model_id", "embedder_model_id", "descriptor_dim", "execution_providers", "max_batch", "min_face_size", "max_image_bytes", "max_image_pixels", "version", "detect_min_face_size")
+    __slots__ = ("model_pack", "detector_model_id", "embedder_model_id", "descriptor_dim", "execution_providers", "max_batch", "min_face_size", "max_image_bytes", "max_image_pixels", "version", "detect_min_face_size", "attribute_models")
     MODEL_PACK_FIELD_NUMBER: _ClassVar[int]
     DETECTOR_MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     EMBEDDER_MODEL_ID_FIELD_NUMBER: _ClassVar[int]
@@ -86,6 +90,7 @@ class InfoResponse(_message.Message):
     MAX_IMAGE_PIXELS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DETECT_MIN_FACE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTE_MODELS_FIELD_NUMBER: _ClassVar[int]
     model_pack: str
     detector_model_id: str
     embedder_model_id: str
@@ -97,4 +102,13 @@ class InfoResponse(_message.Message):
     max_image_pixels: int
     version: str
     detect_min_face_size: int
-    def __init__(self, model_pack: _Optional[str] = ..., detector_model_id: _Optional[str] = ..., embedder_model_id: _Optional[str] = ..., descriptor_dim: _Optional[int] = ..., execution_providers: _Optional[_Iterable[str]] = ..., max_batch: _Optional[int] = ..., min_face_size: _Optional[int] = ..., max_image_bytes: _Optional[int] = ..., max_image_pixels: _Optional[int] = ..., version: _Optional[str] = ..., detect_min_face_size: _Optional[int] = ...) -> None: ...
+    attribute_models: _containers.RepeatedCompositeFieldContainer[AttributeModel]
+    def __init__(self, model_pack: _Optional[str] = ..., detector_model_id: _Optional[str] = ..., embedder_model_id: _Optional[str] = ..., descriptor_dim: _Optional[int] = ..., execution_providers: _Optional[_Iterable[str]] = ..., max_batch: _Optional[int] = ..., min_face_size: _Optional[int] = ..., max_image_bytes: _Optional[int] = ..., max_image_pixels: _Optional[int] = ..., version: _Optional[str] = ..., detect_min_face_size: _Optional[int] = ..., attribute_models: _Optional[_Iterable[_Union[AttributeModel, _Mapping]]] = ...) -> None: ...
+
+class AttributeModel(_message.Message):
+    __slots__ = ("attribute", "model_id")
+    ATTRIBUTE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    attribute: _common_pb2.Attribute
+    model_id: str
+    def __init__(self, attribute: _Optional[_Union[_common_pb2.Attribute, str]] = ..., model_id: _Optional[str] = ...) -> None: ...

@@ -8,12 +8,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class FaceDetectRequest(_message.Message):
-    __slots__ = ("image", "try_rotations")
+    __slots__ = ("image", "try_rotations", "attributes")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     TRY_ROTATIONS_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     image: _common_pb2.ImageSource
     try_rotations: bool
-    def __init__(self, image: _Optional[_Union[_common_pb2.ImageSource, _Mapping]] = ..., try_rotations: _Optional[bool] = ...) -> None: ...
+    attributes: _containers.RepeatedScalarFieldContainer[_common_pb2.Attribute]
+    def __init__(self, image: _Optional[_Union[_common_pb2.ImageSource, _Mapping]] = ..., try_rotations: _Optional[bool] = ..., attributes: _Optional[_Iterable[_Union[_common_pb2.Attribute, str]]] = ...) -> None: ...
 
 class FaceDetectResponse(_message.Message):
     __slots__ = ("faces", "image_width", "image_height", "orientation")

@@ -142,6 +142,56 @@ def align_face(image: np.ndarray, landmarks, size: int = 112) -> np.ndarray:
     return warp_affine(image, matrix, size, size)
 
 
+# Where the same 5 landmarks lie in dlib's face chips, as fractions of the chip before padding: the eye centres,
+# nose tip and mouth corners of the mean face that dlib's get_face_chip_details aligns to (its 68-point mean
+# shape; its 5-point layout, eye corners and the base of the nose, is the same face). The gender and age nets
+# were trained on such chips.
+DLIB_CHIP_TEMPLATE = np.array(
+    [
+        [0.225492, 0.215990],
+        [0.754761, 0.215990],
+        [0.490127, 0.515625],
+        [0.254149, 0.780233],
+        [0.726104, 0.780233],
+    ],
+    dtype=np.float64,
+)
+
+
+def face_chip(image: np.ndarray, landmarks, size: int, padding: float = 0.2) -> np.ndarray:
+    """The face with these 5 landmarks as a size x size dlib face chip (get_face_chip_details with `padding`).
+
+    As dlib does, a chip much smaller than the face is not sampled straight from the photo, which would alias
+    (a 32-px chip of a 300-px face): the region is first halved as often as keeps it at least the chip's size,
+    then warped bilinearly. dlib spreads the template over size - 1 pixel steps, so do we.
+    """
+    target = (padding + DLIB_CHIP_TEMPLATE) / (1 + 2 * padding) * (size - 1)
+    matrix = estimate_similarity(np.asarray(landmarks), target)
+    chip_px_per_photo_px = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+    factor = 1
+    while chip_px_per_photo_px * factor * 2 < 1.0:
+        factor *= 2
+    if factor == 1:
+        return warp_affine(image, matrix, size, size)
+    # Only the region the chip covers (plus a margin for the filter) is reduced, aligned to whole blocks.
+    corners = np.array([[0, 0], [size - 1, 0], [0, size - 1], [size - 1, size - 1]], np.float64)
+    inverse = np.linalg.inv(np.vstack([matrix, [0, 0, 1]]))[:2]
+    region = corners @ inverse[:, :2].T + inverse[:, 2]
+    h, w = image.shape[:2]
+    x0 = max(0, (int(np.floor(region[:, 0].min())) // factor - 1) * factor)
+    y0 = max(0, (int(np.floor(region[:, 1].min())) // factor - 1) * factor)
+    x1 = min(w, (int(np.ceil(region[:, 0].max())) // factor + 2) * factor)
+    y1 = min(h, (int(np.ceil(region[:, 1].max())) // factor + 2) * factor)
+    if x1 - x0 < factor or y1 - y0 < factor:  # the chip lies outside the photo: all black, as dlib gives
+        return np.zeros((size, size, image.shape[2]), np.uint8)
+    small = np.asarray(Image.fromarray(np.ascontiguousarray(image[y0:y1, x0:x1])).reduce(factor))
+    # Pixel j of the reduced region is the mean of region pixels j*f .. j*f+f-1, centred at j*f + (f-1)/2.
+    reduced = matrix.copy()
+    reduced[:, :2] = matrix[:, :2] * factor
+    reduced[:, 2] = matrix[:, 2] + matrix[:, :2] @ np.array([x0 + (factor - 1) / 2, y0 + (factor - 1) / 2])
+    return warp_affine(small, reduced, size, size)
+
+
 # np.rot90(image, k) turns a photo k quarter turns counter-clockwise; a face upright after that turn lies in the
 # photo as this EXIF orientation says (8: the photo needs a quarter turn counter-clockwise to show it upright).
 QUARTER_TURNS_TO_ORIENTATION = {0: 1, 1: 8, 2: 3, 3: 6}

@@ -89,7 +89,7 @@ class PackInfo:
 
 @dataclass(frozen=True)
 class FetchResult:
-    file: ModelFile
+    file: ModelFile  # or an attribute_packs.AttributeFile: both have role, sha256 and licence
     path: Path
     fetched: bool  # False: the file was already there with the right sha256
 
