@@ -5,7 +5,7 @@ Nothing here runs unless asked: a request without attributes cuts no chips and c
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Executor
 
 import numpy as np
@@ -22,6 +22,8 @@ CHIP_SIZES = {"gender": GENDER_CHIP, "age": AGE_CHIP}
 class AttributeEstimator:
     def __init__(self, nets: AttributeNets, executor: Executor, max_batch: int) -> None:
         self.nets = nets
+        # Raises when the license lacks a feature (license.client.LeaseKeeper.require_feature); None: no license.
+        self.require_feature: Callable[[str], None] | None = None
         self.batchers = {
             name: ModelBatcher(getattr(nets, name), np.zeros((0, 0), np.float32), executor, max_batch, name=name)
             for name in sorted(nets.available)
@@ -39,7 +41,8 @@ class AttributeEstimator:
         await asyncio.gather(*(b.stop() for b in self.batchers.values()))
 
     def check(self, wanted: Collection[str]) -> None:
-        """Refuse, before any work, attributes whose model this extractor does not run."""
+        """Refuse, before any work, attributes whose model this extractor does not run or the license lacks
+        (each attribute is the feature of its name)."""
         missing = sorted(set(wanted) - self.available)
         if missing:
             raise FailedPrecondition(
@@ -47,6 +50,9 @@ class AttributeEstimator:
                 "`findface-fetch-models attributes` and list it in [extractor] attributes",
                 details={"attributes": missing},
             )
+        if self.require_feature is not None:
+            for name in sorted(wanted):
+                self.require_feature(name)
 
     @staticmethod
     def chip_sizes(wanted: Collection[str]) -> tuple[int, ...]:

@@ -85,6 +85,8 @@ async def start(
     """Load the models and start serving; returns once the port is open (used by tests and the launcher).
     With a license lease keeper, calls are refused while the license does not allow serving."""
     service, limits = build_service(config)
+    if keeper is not None:
+        service.attributes.require_feature = keeper.require_feature
     await service.start()
     server = GrpcServer(config.listen, license_client.interceptors(keeper))
     server.add(

@@ -123,6 +123,7 @@ class LeaseKeeper:
         self._refusal: FindFaceError | None = None
         self._outage: str = ""
         self._serving = False
+        self._features: frozenset[str] | None = frozenset()  # None: every feature (unlicensed mode)
         self._watchers: list[Callable[[bool], Awaitable[None] | None]] = []
         self._task: asyncio.Task | None = None
 
@@ -153,6 +154,15 @@ class LeaseKeeper:
         error = self.refusal()
         if error is not None:
             raise error
+
+    def require_feature(self, feature: str) -> None:
+        """FailedPrecondition naming the feature when the license (as of the last grant or renewal) lacks it."""
+        if self._features is not None and feature not in self._features:
+            raise FailedPrecondition(
+                f"license: the license does not include the feature {feature!r}"
+                f" (it has: {', '.join(sorted(self._features)) or 'none'})",
+                details={"feature": feature},
+            )
 
     def watch(self, callback: Callable[[bool], Awaitable[None] | None]) -> None:
         """callback(may_serve) whenever that changes."""
@@ -201,6 +211,7 @@ class LeaseKeeper:
         self._lease_id = lease.lease_id
         self._interval = float(max(1, lease.renew_interval_s))
         self._grace = float(lease.grace_period_s)
+        self._features = None if lease.all_features else frozenset(lease.features)
         self._last_ok = self.clock()
         self._refusal = None
         self._outage = ""

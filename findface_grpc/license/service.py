@@ -54,6 +54,7 @@ class LeaseTerms:
     lease: Lease
     renew_interval_s: int
     grace_period_s: int
+    features: tuple[str, ...] | None = None  # the license's features; None: every feature (unlicensed mode)
 
 
 class LicenseService:
@@ -170,7 +171,8 @@ class LicenseService:
         return await self._run(self._status)
 
     def _terms(self, lease: Lease) -> LeaseTerms:
-        return LeaseTerms(lease, self.config.renew_interval_s, int(self.config.grace_period_s))
+        features = None if self.config.unlicensed or self._license is None else self._license.features
+        return LeaseTerms(lease, self.config.renew_interval_s, int(self.config.grace_period_s), features)
 
     async def acquire(self, kind: Kind, instance_id: str) -> LeaseTerms:
         self._require_valid()

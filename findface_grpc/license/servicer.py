@@ -42,7 +42,10 @@ def lease_pb(
 
 
 def terms_pb(terms: LeaseTerms) -> license_pb2.Lease:
-    return lease_pb(terms.lease, terms.renew_interval_s, terms.grace_period_s)
+    lease = lease_pb(terms.lease, terms.renew_interval_s, terms.grace_period_s)
+    lease.features.extend(terms.features or ())
+    lease.all_features = terms.features is None
+    return lease
 
 
 class LicenseServicer(license_pb2_grpc.LicenseServicer):

@@ -86,20 +86,24 @@ class AcquireLeaseRequest(_message.Message):
     def __init__(self, kind: _Optional[_Union[ComponentKind, str]] = ..., instance_id: _Optional[str] = ...) -> None: ...
 
 class Lease(_message.Message):
-    __slots__ = ("lease_id", "kind", "instance_id", "expires_at", "renew_interval_s", "grace_period_s")
+    __slots__ = ("lease_id", "kind", "instance_id", "expires_at", "renew_interval_s", "grace_period_s", "features", "all_features")
     LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     RENEW_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
     GRACE_PERIOD_S_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    ALL_FEATURES_FIELD_NUMBER: _ClassVar[int]
     lease_id: str
     kind: ComponentKind
     instance_id: str
     expires_at: _timestamp_pb2.Timestamp
     renew_interval_s: int
     grace_period_s: int
-    def __init__(self, lease_id: _Optional[str] = ..., kind: _Optional[_Union[ComponentKind, str]] = ..., instance_id: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., renew_interval_s: _Optional[int] = ..., grace_period_s: _Optional[int] = ...) -> None: ...
+    features: _containers.RepeatedScalarFieldContainer[str]
+    all_features: bool
+    def __init__(self, lease_id: _Optional[str] = ..., kind: _Optional[_Union[ComponentKind, str]] = ..., instance_id: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., renew_interval_s: _Optional[int] = ..., grace_period_s: _Optional[int] = ..., features: _Optional[_Iterable[str]] = ..., all_features: _Optional[bool] = ...) -> None: ...
 
 class RenewLeaseRequest(_message.Message):
     __slots__ = ("lease_id",)
