@@ -21,10 +21,18 @@ class HttpConfig:
     max_body_mb: float = 10.0
     # Each FaceService call must answer within this.
     call_timeout_s: float = 60.0
-    # Requests served at once; more wait in the listen queue.
+    # Requests answered at once (worker threads); more wait, whole, for a free one. Connections, and requests
+    # still arriving, take no thread (gateway_http.serving).
     threads: int = 32
-    # A client connection idle for this long is closed.
+    # Connections open at once; one more is answered 503 at once and closed. The open-file limit is raised to
+    # fit (two descriptors per connection), up to the hard limit.
+    max_connections: int = 1000
+    # A client connection with nothing in progress (an idle keep-alive, or nothing sent yet) is closed after this.
     socket_timeout_s: float = 30.0
+    # A request's headers must arrive within header_timeout_s of its first byte, the whole request (body
+    # included) within request_timeout_s; a slower client is answered 408 and its connection closed.
+    header_timeout_s: float = 10.0
+    request_timeout_s: float = 120.0
     # The scale of confidences and of numeric thresholds: "original", FindFace's (its 0.75 or 0.6616 mean what
     # they meant there; docs/thresholds.md), or "cosine", the gateway's raw confidence, as gRPC clients see it.
     confidence_scale: str = ORIGINAL_SCALE
@@ -51,8 +59,16 @@ class HttpConfig:
             raise ConfigError("[http].call_timeout_s and socket_timeout_s must be > 0")
         if not 1 <= self.threads <= 1024:
             raise ConfigError("[http].threads must be in 1..1024")
+        _check_connections("http", self.max_connections, self.header_timeout_s, self.request_timeout_s)
         if self.confidence_scale not in (ORIGINAL_SCALE, COSINE_SCALE):
             raise ConfigError(f"[http].confidence_scale must be {ORIGINAL_SCALE!r} or {COSINE_SCALE!r}")
+
+
+def _check_connections(table: str, max_connections: int, header_timeout_s: float, request_timeout_s: float) -> None:
+    if not 1 <= max_connections <= 1_000_000:
+        raise ConfigError(f"[{table}].max_connections must be in 1..1000000")
+    if not 0 < header_timeout_s <= request_timeout_s:
+        raise ConfigError(f"[{table}].header_timeout_s must be > 0 and at most request_timeout_s")
 
 
 SKIP = "skip"
@@ -96,8 +112,14 @@ class UploadConfig:
     retry_initial_s: float = 5.0
     retry_max_interval_s: float = 300.0
     retry_max_hours: float = 24.0
+    # Requests answered at once (worker threads; the drop folder's enrollments use half of them at most).
     threads: int = 16
+    # As in [http]: connections open at once (more are answered 503), how long one with nothing in progress
+    # stays open, and within how long a request's headers, then the whole request, must arrive (else 408).
+    max_connections: int = 1000
     socket_timeout_s: float = 30.0
+    header_timeout_s: float = 10.0
+    request_timeout_s: float = 120.0
     log_level: str = "INFO"
 
     @property
@@ -128,6 +150,7 @@ class UploadConfig:
             raise ConfigError("[upload].call_timeout_s and socket_timeout_s must be > 0")
         if not 2 <= self.threads <= 1024:
             raise ConfigError("[upload].threads must be in 2..1024")
+        _check_connections("upload", self.max_connections, self.header_timeout_s, self.request_timeout_s)
         if not 0 < self.retry_initial_s <= self.retry_max_interval_s:
             raise ConfigError("[upload].retry_initial_s must be > 0 and at most retry_max_interval_s")
         if not 0 <= self.retry_max_hours <= 24 * 365:

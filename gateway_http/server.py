@@ -1,39 +1,51 @@
 """HTTP gateway server: `python -m gateway_http.server [--config FILE] [--listen H:P] [--gateway H:P]`.
 
-Serves the legacy facenapi JSON API (gateway_http.app) with cheroot's threaded WSGI server, translating each
-request into one call of the gateway's gRPC FaceService. Stops on SIGTERM or SIGINT, letting requests in
-progress finish.
+Serves the legacy facenapi JSON API (gateway_http.app) with waitress (gateway_http.serving: one I/O thread for
+every connection, `threads` workers for requests that arrived whole, deadlines and a connection cap against slow
+clients), translating each request into one call of the gateway's gRPC FaceService. Stops on SIGTERM or SIGINT,
+letting requests in progress finish.
+
+What the server answers by itself is in the legacy error shape too: a malformed request 400 `BAD_REQUEST`,
+headers over 64 KB 431 `BAD_REQUEST`, a request too slow to arrive 408 `REQUEST_TIMEOUT`, a connection beyond
+`max_connections` 503 `SERVICE_UNAVAILABLE`. A body over `max_body_mb` is answered by the application, as always
+(413 `BODY_TOO_LARGE`), from its headers, without reading it.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
-
-from cheroot import wsgi
 
 from findface_grpc.rpc import server_main
 from gateway_http.app import LegacyApp
 from gateway_http.config import HttpConfig
-from gateway_http.serving import serve_until_signalled
+from gateway_http.errors import BODY_TOO_LARGE, INTERNAL_ERROR, SERVICE_UNAVAILABLE
+from gateway_http.serving import Limits, Server, make_server as make_waitress, serve_until_signalled
 
 log = logging.getLogger(__name__)
 
 
-def make_server(config: HttpConfig, app: LegacyApp | None = None) -> wsgi.Server:
-    host, _, port = config.listen.rpartition(":")
-    server = wsgi.Server(
-        (host.strip("[]"), int(port)),
-        app or LegacyApp(config),
-        numthreads=config.threads,
-        server_name="findface-http",
-        request_queue_size=128,
-        timeout=int(max(1, config.socket_timeout_s)),
-        shutdown_timeout=5,
-    )
-    # The application answers oversized bodies itself, with the legacy error JSON; cheroot's own check would
-    # answer first, in plain text.
-    server.max_request_body_size = 0
-    return server
+# The codes of the answers the server makes itself (gateway_http.serving), by status.
+SERVER_CODES = {408: "REQUEST_TIMEOUT", 413: BODY_TOO_LARGE, 500: INTERNAL_ERROR, 503: SERVICE_UNAVAILABLE}
+
+
+def error_body(status: int, reason: str) -> tuple[str, bytes]:
+    """The legacy error JSON for an answer the server makes itself."""
+    body = {"code": SERVER_CODES.get(status, "BAD_REQUEST"), "reason": reason[:200]}
+    return "application/json", json.dumps(body).encode()
+
+
+def limits(config: HttpConfig) -> Limits:
+    return Limits(threads=config.threads, max_connections=config.max_connections,
+                  idle_timeout_s=config.socket_timeout_s, header_timeout_s=config.header_timeout_s,
+                  request_timeout_s=config.request_timeout_s, max_body_bytes=config.max_body_bytes)
+
+
+def make_server(config: HttpConfig, app: LegacyApp | None = None) -> Server:
+    # Bodies over max_body_bytes reach the application empty, from their headers: it answers them with the
+    # legacy error JSON (413 BODY_TOO_LARGE).
+    return make_waitress(app or LegacyApp(config), config.listen, "findface-http", limits(config),
+                         error_body=error_body)
 
 
 def serve(config: HttpConfig) -> None:

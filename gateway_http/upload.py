@@ -1,6 +1,6 @@
 """findface-upload: the photo store and the WebDAV drop folder (`python -m gateway_http.upload --root DIR`).
 
-One folder served over WebDAV (wsgidav on cheroot), in three areas:
+One folder served over WebDAV (wsgidav on waitress, gateway_http.serving), in three areas:
 - `photos/<aa>/<sha256>.<jpg|png|webp>`: original photos, each stored once (named by its hash);
 - `faces/<id>/<key>-thumbnail.jpg`, `faces/<id>/<key>-normalized.png`: each face's thumbnail and aligned crop,
   <key> being 16-64 of [A-Za-z0-9_-], random per face (findface_grpc.gateway.store.new_face_key).
@@ -14,7 +14,7 @@ One folder served over WebDAV (wsgidav on cheroot), in three areas:
   of `[upload] users` named in `service_users`, and whoever presents the store's own `gateway_token` (the
   launcher gives the gateway that token). Anyone else gets 403: a listing would show every face's secret key, and
   a write could replace a face's thumbnail or any photo. A photo's name must be the sha256 of the bytes put
-  there, checked on the bytes as they arrive: a mismatch is refused and nothing is kept.
+  there, checked on the bytes as they are written: a mismatch is refused and nothing is kept.
 - `dropbox/<gallery>/<name>.<jpg|jpeg|png|webp>`: a photo put here is enrolled into <gallery> (meta = <name>)
   once it is whole on disk, and `<name>.result.json` appears beside it (gateway_http.dropbox: a "failed" drop is
   retried in the background, and at start the folder is scanned for photos left without a result).
@@ -23,11 +23,13 @@ Everything but those public reads needs HTTP basic auth: any user name with an A
 (findface-token), or a user of `[upload] users`; ordinary credentials reach the drop folder only. Paths are
 checked before wsgidav sees them: only the layout above, names of [a-zA-Z0-9_-]{1,48} (the gallery-name rules)
 plus an image extension in the drop folder, nothing hidden, no `..`, no symlinks (wsgidav refuses them too); a
-PUT needs a Content-Length within `max_file_mb`.
+PUT needs a Content-Length (or a chunked body) within `max_file_mb`, and any other body is held to that limit too.
 
-An upload is written to a hidden temporary file and moved into place only when exactly Content-Length bytes
-arrived, so an interrupted PUT leaves nothing behind (wsgidav itself would keep the truncated file: it takes an
-early end of the body for its end) and is never enrolled.
+The server hands a request over only once its body arrived whole (gateway_http.serving: a client that is slow
+to send holds no worker thread); a PUT cut off before, by the client or by `request_timeout_s`, never reaches
+wsgidav and is logged as an incomplete upload discarded. An upload is then written to a hidden temporary file
+and moved into place only when exactly Content-Length bytes were written, so no PUT leaves a truncated file
+behind (wsgidav itself would keep one: it takes an early end of the body for its end) or is enrolled.
 """
 from __future__ import annotations
 
@@ -45,7 +47,6 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pymongo
-from cheroot import wsgi
 from wsgidav import util
 from wsgidav.dav_error import HTTP_BAD_REQUEST, HTTP_FORBIDDEN, DAVError
 from wsgidav.error_printer import ErrorPrinter
@@ -58,7 +59,7 @@ from findface_grpc.errors import FindFaceError
 from findface_grpc.rpc import server_main
 from gateway_http.config import UploadConfig
 from gateway_http.dropbox import STATE_DIR, DropFolder
-from gateway_http.serving import serve_until_signalled
+from gateway_http.serving import Limits, Server, make_server as make_waitress, serve_until_signalled
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ def area(target: Target) -> str:
 
 
 def request_path(environ: dict) -> str:
-    # cheroot hands PATH_INFO over as latin-1 decoded bytes; the client meant UTF-8.
+    # The server hands PATH_INFO over unquoted, as latin-1 decoded bytes (PEP 3333); the client meant UTF-8.
     try:
         return environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
     except UnicodeError:
@@ -369,6 +370,10 @@ class UploadApp:
 
     def _check_method(self, method: str, target: Target, environ: dict) -> Target | None:
         """Refuses what the layout does not allow; returns the destination of a MOVE/COPY into the drop folder."""
+        length = environ.get("CONTENT_LENGTH", "")
+        if method != "PUT" and length.isdigit() and int(length) > self.config.max_file_bytes:
+            # The server hands such a body over empty (gateway_http.serving): it was never read.
+            raise Refused("413 Payload Too Large", f"request bodies are limited to {self.config.max_file_mb:g} MB")
         if method in READS or method in ("LOCK", "UNLOCK", "PROPPATCH"):
             return None
         if method == "PUT":
@@ -379,7 +384,7 @@ class UploadApp:
                                     "random key of 16-64 of [A-Za-z0-9_-])",
                 }.get(target.kind, "PUT takes files of the layout only"))
             if environ.get("HTTP_TRANSFER_ENCODING") or not environ.get("CONTENT_LENGTH", "").isdigit():
-                raise Refused("411 Length Required", "PUT needs a Content-Length")
+                raise Refused("411 Length Required", "PUT needs a Content-Length (or a chunked body)")
             if int(environ["CONTENT_LENGTH"]) > self.config.max_file_bytes:
                 raise Refused("413 Payload Too Large", f"files are limited to {self.config.max_file_mb:g} MB")
             self._make_parent(target)
@@ -454,14 +459,25 @@ def build_app(config: UploadConfig) -> tuple[UploadApp, pymongo.MongoClient | No
     return UploadApp(config, root, credentials, drops), client
 
 
-def make_server(config: UploadConfig, app: UploadApp) -> wsgi.Server:
-    host, _, port = config.listen.rpartition(":")
-    server = wsgi.Server(
-        (host.strip("[]"), int(port)), app, numthreads=config.threads, server_name=REALM,
-        request_queue_size=128, timeout=int(max(1, config.socket_timeout_s)), shutdown_timeout=5,
-    )
-    server.max_request_body_size = 0  # UploadApp answers oversized PUTs itself, with the reason
-    return server
+def report_incomplete(method: str, path: str, received: int, expected: int | None) -> None:
+    """A request whose body never arrived whole (the client broke off, or was too slow): for a PUT, the
+    upload discarded; it never reached wsgidav."""
+    if method.upper() != "PUT":
+        return
+    try:
+        path = path.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        pass
+    log.warning("incomplete upload of /%s discarded (%d of %s bytes)", path.strip("/"), received,
+                "?" if expected is None else expected)
+
+
+def make_server(config: UploadConfig, app: UploadApp) -> Server:
+    limits = Limits(threads=config.threads, max_connections=config.max_connections,
+                    idle_timeout_s=config.socket_timeout_s, header_timeout_s=config.header_timeout_s,
+                    request_timeout_s=config.request_timeout_s, max_body_bytes=config.max_file_bytes)
+    # Bodies over max_file_bytes reach UploadApp empty, from their headers: it answers them, with the reason.
+    return make_waitress(app, config.listen, REALM, limits, on_incomplete=report_incomplete)
 
 
 def serve(config: UploadConfig) -> None:

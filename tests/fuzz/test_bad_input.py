@@ -1,7 +1,9 @@
 """Bad input against a real cluster's HTTP gateway and gRPC gateway (issue 12, items 9 to 15, and generated cases).
 
 Every answer must be a refusal the client can act on: a 4xx in the legacy error shape (or a documented 503), a gRPC
-status other than INTERNAL or UNKNOWN; and the servers must still answer a normal request afterwards.
+status other than INTERNAL or UNKNOWN; and the servers must still answer a normal request afterwards. At the end,
+the HTTP gateway must be the process it was at the start, its RSS bounded (the last case). Slow clients are in
+test_slow_clients.py; scripts/fuzz_soak.py runs both modules' cases over and over against one cluster.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import pymongo
 import pytest
 
 from findface_grpc.v1 import common_pb2, gateway_pb2
+from tests.fuzz.slow import rss_kb
 from tests.http.harness import Reply
 
 BEYOND_UINT63 = 1 << 63
@@ -69,6 +72,15 @@ def descriptor(model: tuple[str, int], seed: int, model_id: str | None = None) -
 
 def deep(depth: int) -> str:
     return "[" * depth + "]" * depth
+
+
+@pytest.fixture(scope="module", autouse=True)
+def http_memory(cluster, api, photos) -> dict:
+    """The HTTP gateway's pid and its RSS (kB) before the first case, once warm (a photo detected)."""
+    photo_ = photos["deepface/img1.jpg"][1]
+    for _ in range(3):
+        assert api.post("/v1/detect", files={"photo": ("a.jpg", photo_)}).status == 200
+    return {"pid": cluster.http.proc.pid, "rss": rss_kb(cluster.http.proc.pid)}
 
 
 @pytest.fixture(autouse=True)
@@ -274,3 +286,15 @@ def test_invalid_utf8_on_the_grpc_wire(cluster, stub):
         assert code == grpc.StatusCode.INVALID_ARGUMENT
     finally:
         channel.close()
+
+
+# ---- last: what all of the above cost ----
+
+def test_the_http_gateway_was_never_restarted_and_its_memory_is_bounded(cluster, http_memory):
+    """After every case above: the same process, its RSS under twice its warm figure plus 64 MB of slack."""
+    pid = http_memory["pid"]
+    assert cluster.http.alive and cluster.http.proc.pid == pid
+    before, after = http_memory["rss"], rss_kb(pid)
+    print(f"\nHTTP gateway RSS: {before / 1024:.0f} MB warm, {after / 1024:.0f} MB after the cases "
+          f"({after / before:.2f}x)")
+    assert after < 2 * before + 64 * 1024, (before, after)
