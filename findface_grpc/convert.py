@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from findface_grpc.errors import InvalidArgument
+from findface_grpc.extractor.models.base import Attributes
 from findface_grpc.v1 import common_pb2
 
 Box = tuple[float, float, float, float]
@@ -35,3 +36,55 @@ def descriptor_from_pb(msg: common_pb2.Descriptor, model_id: str | None = None, 
     if len(msg.vector) != 4 * msg.dim or msg.dim == 0:
         raise InvalidArgument(f"descriptor vector has {len(msg.vector)} bytes, expected 4*dim = {4 * msg.dim}")
     return np.frombuffer(msg.vector, dtype="<f4")
+
+
+ATTRIBUTES = {
+    common_pb2.ATTRIBUTE_GENDER: "gender",
+    common_pb2.ATTRIBUTE_AGE: "age",
+    common_pb2.ATTRIBUTE_EMOTIONS: "emotions",
+}
+ATTRIBUTES_PB = {name: value for value, name in ATTRIBUTES.items()}
+GENDERS = {"female": common_pb2.GENDER_FEMALE, "male": common_pb2.GENDER_MALE}
+EMOTIONS = {
+    "neutral": common_pb2.EMOTION_NEUTRAL,
+    "happy": common_pb2.EMOTION_HAPPY,
+    "sad": common_pb2.EMOTION_SAD,
+    "angry": common_pb2.EMOTION_ANGRY,
+    "fearful": common_pb2.EMOTION_FEARFUL,
+    "disgusted": common_pb2.EMOTION_DISGUSTED,
+    "surprised": common_pb2.EMOTION_SURPRISED,
+}
+_GENDER_NAMES = {v: k for k, v in GENDERS.items()}
+_EMOTION_NAMES = {v: k for k, v in EMOTIONS.items()}
+
+
+def attribute_names_from_pb(values) -> frozenset[str]:
+    try:
+        return frozenset(ATTRIBUTES[v] for v in values)
+    except KeyError:
+        raise InvalidArgument(f"attributes: unknown attribute in {list(values)}") from None
+
+
+def set_attributes_pb(msg: common_pb2.DetectedFace, attributes: Attributes | None) -> None:
+    """Fill a DetectedFace's gender, age and emotions from what was estimated (nothing for None)."""
+    if attributes is None:
+        return
+    if attributes.gender is not None:
+        msg.gender.gender = GENDERS[attributes.gender]
+        msg.gender.score = attributes.gender_score
+    if attributes.age is not None:
+        msg.age.years = attributes.age
+    msg.emotions.extend(common_pb2.EmotionScore(emotion=EMOTIONS[n], score=p) for n, p in attributes.emotions)
+
+
+def attributes_from_pb(msg: common_pb2.DetectedFace) -> Attributes | None:
+    """What a DetectedFace carries of the attributes; None when it carries none. A class added after this build
+    is passed on as "unknown"."""
+    if not (msg.HasField("gender") or msg.HasField("age") or msg.emotions):
+        return None
+    return Attributes(
+        gender=_GENDER_NAMES.get(msg.gender.gender) if msg.HasField("gender") else None,
+        gender_score=msg.gender.score,
+        age=msg.age.years if msg.HasField("age") else None,
+        emotions=tuple((_EMOTION_NAMES.get(e.emotion, "unknown"), e.score) for e in msg.emotions),
+    )

@@ -85,20 +85,23 @@ class Upstream:
         except grpc.RpcError as exc:
             raise from_grpc(exc, fields or {}) from None
 
+    def start(self, call: Call, method: str, request, fields: dict[str, tuple[str, Any]] | None = None):
+        """A FaceService call begun now and answered by calling what this returns: two calls at once."""
+        future = getattr(self.stub, method).future(request, timeout=self.config.call_timeout_s,
+                                                   metadata=call.metadata)
+
+        def result():
+            try:
+                return future.result()
+            except grpc.RpcError as exc:
+                raise from_grpc(exc, fields or {}) from None
+
+        return result
+
     def license_status(self, timeout: float) -> license_pb2.LicenseStatusResponse:
         """Only with a license server configured (`license_channel` set); raises grpc.RpcError."""
         return license_pb2_grpc.LicenseStub(self.license_channel).Status(license_pb2.LicenseStatusRequest(),
                                                                          timeout=timeout)
-
-
-def check_attributes(call: Call) -> None:
-    """v1's gender/age/emotions: refused honestly while no attribute model exists (v0 has no such flags)."""
-    if call.version == "v0":
-        return
-    for name in ATTRIBUTE_FLAGS:
-        if call.params.flag(name):
-            raise bad_param(name, call.params.get(name),
-                            f"{name}: no attribute model is installed; gender, age and emotions cannot be estimated")
 
 
 def image_pb(photo: Photo) -> common_pb2.ImageSource:

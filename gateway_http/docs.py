@@ -42,8 +42,12 @@ THRESHOLD = Param("threshold", "threshold",
                   "\"cosine\" the cosine similarity of the descriptors, clipped to [0, 1]")
 SELECTOR = Param("mf_selector", "selector", "several faces in a photo: biggest (default), all, or reject (400 with "
                                             "the faces' boxes and reason 'Too many faces: N')")
-FLAGS = tuple(Param(n, "boolean", "v1 only; refused with 400 BAD_PARAM: no attribute model is installed", v1_only=True)
-              for n in ("gender", "age", "emotions"))
+FLAGS = (
+    Param("gender", "boolean", "v1 only: each face also gets \"gender\", \"female\" or \"male\"", v1_only=True),
+    Param("age", "boolean", "v1 only: each face also gets \"age\", whole years", v1_only=True),
+    Param("emotions", "boolean", "v1 only: each face also gets \"emotions\", the likely ones of neutral, happy, sad, "
+                                 "angry, fear, disgust and surprise, most likely first", v1_only=True),
+)
 TRY_ROTATIONS = Param("try_rotations", "boolean", "true: look for faces turned by 90, 180 and 270 degrees too "
                                                    "(slower); without it they are looked for only when no upright "
                                                    "face is found")
@@ -71,7 +75,7 @@ METHODS = (
                                      "face"),
             Param("bbox2", "bboxes", "the faces to use in photo2, as bbox1; every pair of selected faces is "
                                      "compared"),
-            THRESHOLD, SELECTOR, TRY_ROTATIONS, *FLAGS),
+            THRESHOLD, SELECTOR, TRY_ROTATIONS),
            '{"results": [{"bbox1", "bbox2", "confidence", "verified"}], "verified": true if every face of photo1 '
            'has a match in photo2, "skipped1", "skipped2"}; with threshold none, "verified" is left out; '
            '"skipped1" and "skipped2": the faces of photo1 and photo2 found but not used, as "skipped" of /face'),
@@ -83,8 +87,9 @@ METHODS = (
             Param("strict", "boolean", "true: fail with 503 when an index shard does not answer, instead of "
                                        "answering from the others"),
             TRY_ROTATIONS, *FLAGS),
-           '{"results": {"[x1, y1, x2, y2]": [{"confidence", "face"}...]}, "skipped"}; header X-Live-Servers: '
-           'answered/total index shards; ' + SKIPPED,
+           '{"results": {"[x1, y1, x2, y2]": [{"confidence", "face"}...]}, "skipped"}; with v1\'s gender, age or '
+           'emotions also "attributes": {"[x1, y1, x2, y2]": {"gender", "age", "emotions"}}, the query faces\' own; '
+           'header X-Live-Servers: answered/total index shards; ' + SKIPPED,
            aliases=("/faces/gallery/{gallery}/identify", "/face/gallery/{gallery}/identify")),
     Method("POST", "/face", "Enroll the faces of a photo.",
            (Param("photo", "photo", PHOTO, required=True), Param("meta", "string", "free text kept with the face"),

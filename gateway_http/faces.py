@@ -14,11 +14,11 @@ from gateway_http.calls import (
     Reply,
     Upstream,
     box_pb,
-    check_attributes,
     face_id,
     image_pb,
     path_gallery,
 )
+from gateway_http import attributes
 from gateway_http.errors import from_grpc
 from gateway_http.params import MAX_LIMIT, MAX_PAGE_ID
 from gateway_http.replies import face_json, skipped_json
@@ -50,17 +50,27 @@ def create_face(upstream: Upstream, call: Call) -> Reply:
     person_id = p.string("person_id", 256) or ""
     min_quality = p.fraction("min_quality")
     try_rotations = p.flag("try_rotations")
-    check_attributes(call)
+    wanted = attributes.asked(call)
     request = gateway_pb2.CreateFaceRequest(
         image=image_pb(photo), bboxes=[box_pb(b) for b in boxes], meta=meta, galleries=galleries,
         mf_selector=SELECTORS.get(selector, 0), person_id=person_id, cam_id=cam_id, min_quality=min_quality or 0.0,
         try_rotations=try_rotations,
     )
+    # The attributes come from a Detect of the same photo, asked first, so that a refusal (an attribute the
+    # license lacks) leaves nothing enrolled; they are not stored.
+    found = upstream.rpc(call, "Detect", gateway_pb2.FaceDetectRequest(
+        image=image_pb(photo), try_rotations=try_rotations, attributes=wanted), {"image": ("photo", photo.shown)},
+    ).faces if wanted else None
     reply = upstream.rpc(call, "CreateFace", request, {
         "image": ("photo", photo.shown), "bboxes": ("bbox", p.get("bbox")),
         "galleries": ("galleries", p.get("galleries")), "min_quality": ("min_quality", p.get("min_quality")),
     })
-    return Reply(body={"results": [face_json(f) for f in reply.faces], "skipped": skipped_json(reply.skipped)})
+    results = [face_json(f) for f in reply.faces]
+    if found is not None:
+        for out, face in zip(results, reply.faces):
+            match = attributes.matching(face.bbox, found)
+            out.update(attributes.v1_json(match) if match is not None else {})
+    return Reply(body={"results": results, "skipped": skipped_json(reply.skipped)})
 
 
 def get_face(upstream: Upstream, call: Call) -> Reply:

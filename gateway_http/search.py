@@ -10,13 +10,13 @@ from gateway_http.calls import (
     Reply,
     Upstream,
     box_pb,
-    check_attributes,
     confidence,
     image_pb,
     path_gallery,
     threshold_pb,
 )
 from gateway_http.errors import SERVICE_UNAVAILABLE, LegacyError, box_json
+from gateway_http import attributes
 from gateway_http.params import MAX_N
 from gateway_http.replies import box_key, box_of, detected_json, face_json, skipped_json
 
@@ -25,12 +25,13 @@ def detect(upstream: Upstream, call: Call) -> Reply:
     p = call.params
     photo = p.photo("photo")
     try_rotations = p.flag("try_rotations")
-    check_attributes(call)
-    request = gateway_pb2.FaceDetectRequest(image=image_pb(photo), try_rotations=try_rotations)
+    request = gateway_pb2.FaceDetectRequest(image=image_pb(photo), try_rotations=try_rotations,
+                                            attributes=attributes.asked(call))
     reply = upstream.rpc(call, "Detect", request, {"image": ("photo", photo.shown)})
     # Coordinates are always in the photo as sent, EXIF orientation applied. orientation says which way up
     # its best face is (1 upright); a gateway older than the field sends 0, which meant upright.
-    return Reply(body={"faces": [detected_json(f) for f in reply.faces], "orientation": reply.orientation or 1})
+    faces = [{**detected_json(f), **attributes.v1_json(f)} for f in reply.faces]
+    return Reply(body={"faces": faces, "orientation": reply.orientation or 1})
 
 
 def verify(upstream: Upstream, call: Call) -> Reply:
@@ -42,7 +43,6 @@ def verify(upstream: Upstream, call: Call) -> Reply:
     scale = upstream.config.confidence_scale
     selector = p.selector()
     try_rotations = p.flag("try_rotations")
-    check_attributes(call)
     request = gateway_pb2.VerifyRequest(image1=image_pb(photo1), image2=image_pb(photo2),
                                         threshold=threshold_pb(threshold, scale), mf_selector=SELECTORS.get(selector, 0),
                                         try_rotations=try_rotations, bboxes1=[box_pb(b) for b in boxes1],
@@ -85,11 +85,15 @@ def identify(upstream: Upstream, call: Call) -> Reply:
     strict = p.flag("strict")
     try_rotations = p.flag("try_rotations")
     gallery = path_gallery(call) if "gallery" in call.args else ""
-    check_attributes(call)
+    wanted = attributes.asked(call)
     request = gateway_pb2.IdentifyRequest(
         image=image_pb(photo), bboxes=[box_pb(b) for b in boxes], gallery=gallery, n=n or 1,
         threshold=threshold_pb(threshold, scale), mf_selector=SELECTORS.get(selector, 0), try_rotations=try_rotations,
     )
+    # The query faces' attributes come from a Detect of the same photo, asked at the same time.
+    detected = upstream.start(call, "Detect", gateway_pb2.FaceDetectRequest(
+        image=image_pb(photo), try_rotations=try_rotations, attributes=wanted), {"image": ("photo", photo.shown)},
+    ) if wanted else None
     reply = upstream.rpc(call, "Identify", request, {
         "image": ("photo", photo.shown), "bboxes": ("bbox", p.get("bbox")), "gallery": ("gallery", gallery),
         "n": ("n", p.get("n")), "threshold": ("threshold", p.get("threshold")),
@@ -104,5 +108,12 @@ def identify(upstream: Upstream, call: Call) -> Reply:
         results[box_key(item.query.bbox)] = [
             {"confidence": confidence(m, scale), "face": face_json(m.face)} for m in item.matches
         ]
-    return Reply(body={"results": results, "skipped": skipped_json(reply.skipped)},
-                 headers={"X-Live-Servers": live})
+    body: dict[str, Any] = {"results": results, "skipped": skipped_json(reply.skipped)}
+    if detected is not None:
+        # The identify answer has no object of the query face: its attributes are keyed as its results are.
+        faces = detected().faces
+        body["attributes"] = {
+            box_key(item.query.bbox): attributes.v1_json(face) if (face := attributes.matching(item.query.bbox, faces))
+            else {} for item in reply.results
+        }
+    return Reply(body=body, headers={"X-Live-Servers": live})

@@ -4,9 +4,11 @@ from __future__ import annotations
 import asyncio
 
 from findface_grpc import __version__
-from findface_grpc.convert import box_from_pb, box_to_pb, descriptor_to_pb, landmarks_to_pb
+from findface_grpc.convert import (
+    ATTRIBUTES_PB, attribute_names_from_pb, box_from_pb, box_to_pb, descriptor_to_pb, landmarks_to_pb,
+    set_attributes_pb,
+)
 from findface_grpc.errors import FindFaceError, InvalidArgument
-from findface_grpc.extractor.models.attributes import Attributes
 from findface_grpc.extractor.models.base import Detection
 from findface_grpc.extractor.pipeline import Limits, MultiFace, Skipped, SkipReason
 from findface_grpc.extractor.service import ExtractedFace, ExtractorService
@@ -33,42 +35,6 @@ def selector_from_pb(value: int) -> MultiFace:
         return SELECTORS[value]
     except KeyError:
         raise InvalidArgument(f"unknown mf_selector {value}") from None
-
-
-ATTRIBUTES = {
-    common_pb2.ATTRIBUTE_GENDER: "gender",
-    common_pb2.ATTRIBUTE_AGE: "age",
-    common_pb2.ATTRIBUTE_EMOTIONS: "emotions",
-}
-ATTRIBUTES_PB = {name: value for value, name in ATTRIBUTES.items()}
-GENDERS = {"female": common_pb2.GENDER_FEMALE, "male": common_pb2.GENDER_MALE}
-EMOTIONS = {
-    "neutral": common_pb2.EMOTION_NEUTRAL,
-    "happy": common_pb2.EMOTION_HAPPY,
-    "sad": common_pb2.EMOTION_SAD,
-    "angry": common_pb2.EMOTION_ANGRY,
-    "fearful": common_pb2.EMOTION_FEARFUL,
-    "disgusted": common_pb2.EMOTION_DISGUSTED,
-    "surprised": common_pb2.EMOTION_SURPRISED,
-}
-
-
-def attributes_from_pb(values) -> frozenset[str]:
-    try:
-        return frozenset(ATTRIBUTES[v] for v in values)
-    except KeyError:
-        raise InvalidArgument(f"attributes: unknown attribute in {list(values)}") from None
-
-
-def set_attributes(msg: common_pb2.DetectedFace, attributes: Attributes | None) -> None:
-    if attributes is None:
-        return
-    if attributes.gender is not None:
-        msg.gender.gender = GENDERS[attributes.gender]
-        msg.gender.score = attributes.gender_score
-    if attributes.age is not None:
-        msg.age.years = attributes.age
-    msg.emotions.extend(common_pb2.EmotionScore(emotion=EMOTIONS[n], score=p) for n, p in attributes.emotions)
 
 
 SKIP_REASONS = {
@@ -104,18 +70,18 @@ class ExtractorServicer(extractor_pb2_grpc.ExtractorServicer):
         msg.descriptor.CopyFrom(descriptor_to_pb(face.descriptor, self.service.info.embedder_id))
         msg.normalized = face.normalized_png
         msg.thumbnail = face.thumbnail_jpeg
-        set_attributes(msg, face.attributes)
+        set_attributes_pb(msg, face.attributes)
         return msg
 
     async def Detect(self, request, context):
         detected = await self.service.detect(
-            request.image, request.min_face_size, request.try_rotations, attributes_from_pb(request.attributes)
+            request.image, request.min_face_size, request.try_rotations, attribute_names_from_pb(request.attributes)
         )
         found = detected.found
         faces = []
         for face, attributes in zip(found.faces, detected.attributes):
             faces.append(msg := detection_to_pb(face.detection, face.quality))
-            set_attributes(msg, attributes)
+            set_attributes_pb(msg, attributes)
         return extractor_pb2.DetectResponse(
             faces=faces,
             image_width=found.width,
@@ -133,7 +99,7 @@ class ExtractorServicer(extractor_pb2_grpc.ExtractorServicer):
             thumbnail_size=(request.thumbnail_size or DEFAULT_THUMBNAIL) if request.return_thumbnail else 0,
             min_quality=_min_quality(request.min_quality),
             try_rotations=request.try_rotations,
-            attributes=attributes_from_pb(request.attributes),
+            attributes=attribute_names_from_pb(request.attributes),
         )
         return extractor_pb2.ExtractResponse(
             faces=[self._face_to_pb(f) for f in result.faces],

@@ -13,7 +13,7 @@ import grpc
 import numpy as np
 
 from findface_grpc import rpc
-from findface_grpc.convert import box_from_pb, box_to_pb, descriptor_to_pb
+from findface_grpc.convert import ATTRIBUTES_PB, attributes_from_pb, box_from_pb, box_to_pb, descriptor_to_pb
 from findface_grpc.errors import (
     FailedPrecondition,
     FindFaceError,
@@ -73,6 +73,7 @@ def detected_from_pb(msg: common_pb2.DetectedFace) -> DetectedFace:
         thumbnail=msg.thumbnail,
         quality=msg.quality,
         orientation=msg.orientation,
+        attributes=attributes_from_pb(msg),
     )
 
 
@@ -128,8 +129,12 @@ class ExtractorClient:
             version=reply.version,
         )
 
-    async def detect(self, image: bytes, field: str = "image", try_rotations: bool = False) -> Detection:
-        request = extractor_pb2.DetectRequest(image=image, try_rotations=try_rotations)
+    async def detect(
+        self, image: bytes, field: str = "image", try_rotations: bool = False, attributes: Sequence[str] = ()
+    ) -> Detection:
+        request = extractor_pb2.DetectRequest(
+            image=image, try_rotations=try_rotations, attributes=[ATTRIBUTES_PB[a] for a in sorted(attributes)]
+        )
         try:
             reply = await self.stub.Detect(request, timeout=self.timeout_s)
         except grpc.aio.AioRpcError as exc:

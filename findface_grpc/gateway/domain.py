@@ -10,6 +10,7 @@ from enum import Enum
 import numpy as np
 
 from findface_grpc.errors import InvalidArgument
+from findface_grpc.extractor.models.base import Attributes
 from findface_grpc.gateway.limits import echo
 
 Box = tuple[float, float, float, float]
@@ -63,6 +64,7 @@ class DetectedFace:
     thumbnail: bytes = field(default=b"", compare=False, repr=False)
     quality: float = 0.0  # fitness for recognition in [0, 1]
     orientation: int = 0  # EXIF orientation of the face (1, 3, 6, 8); 0 from extractors older than the field
+    attributes: Attributes | None = field(default=None, compare=False)  # gender, age, emotions: only when asked
 
 
 @dataclass(frozen=True)

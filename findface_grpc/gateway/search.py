@@ -49,8 +49,8 @@ class Searcher:
     def _resolve_threshold(self, threshold: scoring.Threshold, model_id: str) -> float:
         return scoring.resolve(threshold, model_id, self.default_preset)
 
-    async def detect(self, image: bytes, try_rotations: bool = False) -> Detection:
-        return await self.cluster.extractor.detect(image, try_rotations=try_rotations)
+    async def detect(self, image: bytes, try_rotations: bool = False, attributes: Sequence[str] = ()) -> Detection:
+        return await self.cluster.extractor.detect(image, try_rotations=try_rotations, attributes=attributes)
 
     async def verify(
         self,

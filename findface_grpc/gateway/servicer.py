@@ -1,7 +1,7 @@
 """FaceService gRPC servicer: protobuf <-> domain only."""
 from __future__ import annotations
 
-from findface_grpc.convert import box_from_pb, box_to_pb, landmarks_to_pb
+from findface_grpc.convert import attribute_names_from_pb, box_from_pb, box_to_pb, landmarks_to_pb, set_attributes_pb
 from findface_grpc.errors import InvalidArgument
 from findface_grpc.gateway import scoring
 from findface_grpc.gateway.domain import (
@@ -104,10 +104,12 @@ def face_to_pb(face: Face) -> common_pb2.FaceRecord:
 
 
 def detected_to_pb(face: DetectedFace) -> common_pb2.DetectedFace:
-    return common_pb2.DetectedFace(
+    msg = common_pb2.DetectedFace(
         bbox=box_to_pb(face.bbox), landmarks=landmarks_to_pb(face.landmarks), det_score=face.det_score,
         quality=face.quality, orientation=face.orientation,
     )
+    set_attributes_pb(msg, face.attributes)
+    return msg
 
 
 def skipped_to_pb(skipped: SkippedFace) -> common_pb2.SkippedFace:
@@ -189,7 +191,9 @@ class FaceServicer(gateway_pb2_grpc.FaceServiceServicer):
 
     async def Detect(self, request, context):
         image = await self._image(request.image, "image", request.HasField("image"))
-        detection = await self.service.search.detect(image, try_rotations=request.try_rotations)
+        detection = await self.service.search.detect(
+            image, try_rotations=request.try_rotations, attributes=attribute_names_from_pb(request.attributes)
+        )
         return gateway_pb2.FaceDetectResponse(
             faces=[detected_to_pb(f) for f in detection.faces],
             image_width=detection.width,

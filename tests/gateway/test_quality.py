@@ -205,3 +205,15 @@ def test_a_face_lying_on_its_side_is_found_with_try_rotations(cluster, photos, e
         assert stub.GetFace(gateway_pb2.GetFaceRequest(id=face.id)).orientation == 6
     finally:
         stub.DeleteFace(gateway_pb2.DeleteFaceRequest(id=face.id))
+
+
+def test_detect_carries_the_attributes_asked_for(cluster, photos):
+    """img1 is a smiling woman (tests/data): the extractor's estimates pass through the gateway unchanged."""
+    asked = [common_pb2.ATTRIBUTE_GENDER, common_pb2.ATTRIBUTE_EMOTIONS]
+    (face,) = cluster.stub.Detect(gateway_pb2.FaceDetectRequest(image=image(photos["deepface/img1.jpg"]),
+                                                                attributes=asked)).faces
+    assert face.gender.gender == common_pb2.GENDER_FEMALE and face.gender.score > 0.5
+    assert face.emotions[0].emotion == common_pb2.EMOTION_HAPPY and len(face.emotions) == 7
+    assert not face.HasField("age")
+    (plain,) = cluster.stub.Detect(gateway_pb2.FaceDetectRequest(image=image(photos["deepface/img1.jpg"]))).faces
+    assert not plain.HasField("gender") and not plain.emotions

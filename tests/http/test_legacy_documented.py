@@ -738,10 +738,11 @@ def test_bad_params(client, world, version):
 
 
 def test_attribute_flags(client, world):
-    """v1's gender, age and emotions are refused while no attribute model ships (a README difference); v0 has no
-    such flags and ignores them."""
+    """v1's gender, age and emotions add those keys to the faces of /detect (the Go client's fixture shape); v0
+    has no such flags and ignores them."""
     _, photo, _ = world.people[0]
-    for flag in ("gender", "age", "emotions"):
-        check_error(client.call("POST", "/v1/detect", "json", {flag: True}, photos={"photo": photo}),
-                    400, "BAD_PARAM", flag)
-        assert client.call("POST", "/v0/detect", "json", {flag: True}, photos={"photo": photo}).status == 200
+    for flag, kind in (("gender", str), ("age", int), ("emotions", list)):
+        reply = client.call("POST", "/v1/detect", "json", {flag: True}, photos={"photo": photo})
+        assert reply.status == 200 and all(isinstance(face[flag], kind) for face in reply.json["faces"])
+        plain = client.call("POST", "/v0/detect", "json", {flag: True}, photos={"photo": photo})
+        assert plain.status == 200 and all(flag not in face for face in plain.json["faces"])

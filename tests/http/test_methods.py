@@ -399,23 +399,38 @@ def test_galleries_from_a_multipart_form(api, photos):
         api.request("DELETE", "/v1/galleries/form_b")
 
 
-def test_v1_attribute_flags_are_refused_honestly(api, photo_server):
-    url = photo_server.url("deepface/img1.jpg")
-    for flag in ("gender", "age", "emotions"):
-        reply = api.post("/v1/detect", json_body={"photo": url, flag: True})
-        assert reply.status == 400
-        assert reply.json["code"] == "BAD_PARAM" and reply.json["param"] == flag
-        assert "no attribute model is installed" in reply.json["reason"]
-        assert api.post("/v1/face", form={"photo": url, flag: "true"}).json["param"] == flag
-    # Off is fine (the Go client always sends them), and v0 has no such flags at all.
-    assert api.post("/v1/detect", json_body={"photo": url, "gender": False, "age": False, "emotions": False}).status == 200
-    assert api.post("/v0/detect", json_body={"photo": url, "gender": True}).status == 200
+def test_v1_attribute_flags_answer_in_the_documented_shapes(api, photo_server):
+    """img1 is a smiling woman, img30 a man with a straight face (tests/data)."""
+    woman, man = photo_server.url("deepface/img1.jpg"), photo_server.url("deepface/img30.jpg")
+    everything = {"gender": True, "age": True, "emotions": True}
+    (face,) = api.post("/v1/detect", json_body={"photo": woman, **everything}).json["faces"]
+    assert face["gender"] == "female" and isinstance(face["age"], int) and 20 <= face["age"] <= 60
+    assert face["emotions"][0] == "happy"
+    (face,) = api.post("/v1/detect", json_body={"photo": man, "emotions": True}).json["faces"]
+    assert face["emotions"][0] == "neutral" and "gender" not in face and "age" not in face
+    # Off is nothing (the Go client always sends them), and v0 has no such flags at all.
+    (face,) = api.post("/v1/detect", json_body={"photo": woman, "gender": False, "age": False,
+                                                "emotions": False}).json["faces"]
+    assert not {"gender", "age", "emotions"} & set(face)
+    (face,) = api.post("/v0/detect", json_body={"photo": woman, **everything}).json["faces"]
+    assert not {"gender", "age", "emotions"} & set(face)
+    # /face: the enrolled face object carries them (not stored: GET gives the plain object).
+    created = api.post("/v1/face", form={"photo": man, "gender": "true", "age": "true"}).json["results"][0]
+    assert created["gender"] == "male" and isinstance(created["age"], int) and "emotions" not in created
+    stored = api.get(f"/v1/face/id/{created['id']}").json
+    assert "gender" not in stored
+    # /identify: the query faces' attributes, keyed as the results are.
+    found = api.post("/v1/identify", json_body={"photo": man, "gender": True}).json
+    assert list(found["attributes"]) == list(found["results"])
+    assert list(found["attributes"].values()) == [{"gender": "male"}]
+    assert "attributes" not in api.post("/v1/identify", json_body={"photo": man}).json
+    api.request("DELETE", f"/v1/face/id/{created['id']}")
 
 
 def test_unversioned_paths_are_v1(api, photo_server, enrolled):
     url = photo_server.url("deepface/img1.jpg")
     assert api.post("/detect", json_body={"photo": url}).status == 200
-    assert api.post("/detect", json_body={"photo": url, "age": True}).json["param"] == "age"
+    assert "age" in api.post("/detect", json_body={"photo": url, "age": True}).json["faces"][0]
     assert api.get("/galleries").status == 200
     face = next(iter(enrolled.values()))
     assert api.get(f"/faces/id/{face['id']}").json == [face]

@@ -13,7 +13,7 @@ import numpy as np
 import onnxruntime as ort
 
 from findface_grpc.extractor.models import attribute_packs, packs
-from findface_grpc.extractor.models.base import ModelError
+from findface_grpc.extractor.models.base import Attributes, ModelError
 from findface_grpc.extractor.models.tfjs import EMOTION_LABELS
 
 __all__ = ["Attributes", "AttributeNets", "ChipNet", "GENDER_LABELS", "load_attributes", "interpret"]
@@ -26,16 +26,6 @@ AGE_YEARS = np.array([0.25, *range(1, 81)], np.float32)
 # The gender and age nets take (RGB - mean) / 256, the normalisation dlib trained them with.
 CHIP_MEAN = np.array([122.782, 117.001, 104.298], np.float32)
 CHIP_SCALE = np.float32(1 / 256)
-
-
-@dataclass(frozen=True)
-class Attributes:
-    """What was asked of a face; None and () where it was not."""
-
-    gender: str | None = None  # "female" or "male"
-    gender_score: float = 0.0  # the net's probability of that gender, in [0.5, 1]
-    age: float | None = None  # years
-    emotions: tuple[tuple[str, float], ...] = ()  # every class with its probability, most likely first
 
 
 class ChipNet:

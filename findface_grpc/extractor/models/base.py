@@ -8,7 +8,7 @@ import numpy as np
 
 from findface_grpc.errors import ModelError
 
-__all__ = ["Box", "Point", "ModelError", "Detection", "Detector", "Embedder"]
+__all__ = ["Box", "Point", "ModelError", "Detection", "Detector", "Embedder", "Attributes"]
 
 Box = tuple[float, float, float, float]
 Point = tuple[float, float]
@@ -24,6 +24,16 @@ class Detection:
     # EXIF orientation of the face in the image given to the detector: 1 upright, 3 upside down, 6 and 8 lying
     # on its side (see common.proto). Detectors find upright faces only; the others come from turned passes.
     orientation: int = 1
+
+
+@dataclass(frozen=True)
+class Attributes:
+    """What the attribute models said of a face; None and () for what was not asked."""
+
+    gender: str | None = None  # "female" or "male"
+    gender_score: float = 0.0  # the model's probability of that gender, in [0.5, 1]
+    age: float | None = None  # years
+    emotions: tuple[tuple[str, float], ...] = ()  # every class with its probability, most likely first
 
 
 class Detector(Protocol):
