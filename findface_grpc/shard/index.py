@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from findface_grpc.errors import InvalidArgument, Unavailable
+from findface_grpc.shard.idmap import IdRows
 from findface_grpc.shard.rows import CompactRows, encode
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,6 @@ TIE_MARGIN = 0.004
 # A candidate whose approximate score is this far below a query's threshold cannot reach it exactly.
 APPROXIMATION_MARGIN = 0.03
 _MIN_CAPACITY = 1024
-# Size of a Python int object as the id -> row dict holds them, for the memory estimate in stats().
-_INT_BYTES = 32
 
 # Stored descriptors of some face ids, as float32 rows: ids that no longer exist are left out.
 ExactVectors = Callable[[list[int]], dict[int, np.ndarray]]
@@ -126,7 +125,7 @@ class FaceIndex:
         self._rows = CompactRows(dim)
         self._ids = np.empty(0, np.uint64)
         self._n = 0
-        self._row_of: dict[int, int] = {}
+        self._row_of = IdRows()
         # Per row, the face's galleries other than the default one. The sets are interned: a million faces in the
         # same few galleries share a few objects.
         self._galleries: list[frozenset[str]] = []
@@ -144,7 +143,7 @@ class FaceIndex:
 
 
     def __contains__(self, face_id: int) -> bool:
-        return face_id in self._row_of
+        return self._row_of.get(face_id) is not None
 
     def reserve(self, capacity: int) -> None:
         """Make room for `capacity` faces at once, instead of growing step by step."""
@@ -215,14 +214,14 @@ class FaceIndex:
                 if found is None:
                     found = seen[key] = self._intern(key)
                 gallery_sets.append(found)
-            rows = [self._row_of.get(face_id) for face_id in id_list]
-            fresh = np.fromiter((row is None for row in rows), dtype=bool, count=len(rows))
+            rows = self._row_of.rows_of(ids)
+            fresh = rows < 0
             with self._lock.exclusive():
                 self._make_room(self._n + int(fresh.sum()))
-                for i, row in enumerate(rows):
-                    if row is not None:
-                        self._rows.write_codes(row, codes[i : i + 1])
-                        self._set_galleries(row, gallery_sets[i])
+                for i in np.flatnonzero(~fresh).tolist():
+                    row = int(rows[i])
+                    self._rows.write_codes(row, codes[i : i + 1])
+                    self._set_galleries(row, gallery_sets[i])
                 if fresh.all():
                     self._append(ids, codes, gallery_sets)
                 elif fresh.any():
@@ -233,7 +232,7 @@ class FaceIndex:
         start, count = self._n, len(ids)
         self._rows.write_codes(start, codes)
         self._ids[start : start + count] = ids
-        self._row_of.update(zip(ids.tolist(), range(start, start + count)))
+        self._row_of.add(ids, np.arange(start, start + count))
         self._galleries.extend(gallery_sets)
         self._n += count
         for offset, names in enumerate(gallery_sets):
@@ -252,13 +251,13 @@ class FaceIndex:
 
     def remove(self, ids: Iterable[int]) -> int:
         """Drop faces by id; returns how many were present."""
-        removed = 0
+        removed: list[int] = []
         with self._writer, self._lock.exclusive():
-            for face_id in ids:
-                row = self._row_of.pop(int(face_id), None)
+            for face_id in dict.fromkeys(int(i) for i in ids):
+                row = self._row_of.get(face_id)
                 if row is None:
                     continue
-                removed += 1
+                removed.append(face_id)
                 for name in self._galleries[row]:
                     self._leave(name, row)
                 last = self._n - 1
@@ -267,7 +266,7 @@ class FaceIndex:
                     moved_id = int(self._ids[last])
                     self._rows.move(last, row)
                     self._ids[row] = moved_id
-                    self._row_of[moved_id] = row
+                    self._row_of.move(moved_id, row)
                     moved_galleries = self._galleries[last]
                     self._galleries[row] = moved_galleries
                     for name in moved_galleries:
@@ -275,7 +274,9 @@ class FaceIndex:
                         self._join(name, row)
                 self._galleries.pop()
                 self._n = last
-        return removed
+            # Dropped from the id map last and all at once: each drop is a pass over the map.
+            self._row_of.discard(removed)
+        return len(removed)
 
     def set_galleries(self, changes: Iterable[tuple[int, Iterable[str]]]) -> None:
         """Give faces exactly these galleries (unknown ids are ignored)."""
@@ -311,7 +312,7 @@ class FaceIndex:
             fill_codes(block)
         index._n = image.count
         index._ids[: image.count] = image.ids
-        index._row_of = dict(zip(image.ids.tolist(), range(image.count)))
+        index._row_of = IdRows.from_rows(image.ids)
         interned = [index._intern(names) for names in image.gallery_sets]
         index._galleries = [interned[i] for i in image.set_of_row.tolist()]
         capacity = len(index._ids)
@@ -345,11 +346,9 @@ class FaceIndex:
             nbytes = (
                 self._rows.nbytes
                 + self._ids.nbytes
-                + sys.getsizeof(self._row_of)
+                + self._row_of.nbytes
                 + sys.getsizeof(self._galleries)
                 + sum(bits.nbytes for bits in self._bitmaps.values())
-                # The int objects that the id -> row dict holds: two per entry.
-                + 2 * _INT_BYTES * self._n
             )
             return IndexStats(self._n, counts, nbytes)
 

@@ -27,9 +27,6 @@ SEGMENT_ROWS = 16384
 # +-CLIP_SPREADS of that (components beyond are clipped, which only moves a candidate's approximate score).
 CLIP_SPREADS = 6.0
 
-# The shard's scans run one at a time per search worker; faiss's own threads would only compete with them (and
-# with the other shard servers on the host) for the same cores.
-faiss.omp_set_num_threads(1)
 
 
 def code_scale(dim: int) -> float:
@@ -112,6 +109,10 @@ class CompactRows:
 
         `members`: a little-endian bitmap over rows (bit r of byte r // 8) of the rows to consider; None for all.
         """
+        # One thread per scan: the shard runs scans on its own search workers, and OpenMP threads would only
+        # compete with them (and with the other shard servers on the host) for the same cores, spinning while
+        # they wait. OpenMP's thread count is per calling thread, hence here rather than once at import.
+        faiss.omp_set_num_threads(1)
         count = len(queries)
         # faiss scores int8 rows with integer SIMD when the dimension allows, rounding the query to integers
         # first: each query is scaled to fill the int8 range, and its scores scaled back afterwards.
