@@ -137,6 +137,7 @@ class Cluster:
                 "findface_grpc.shard.server",
                 ["--listen", address, "--tarantool", self._addr(cfg.tarantool_base_port + i), "--shard-id", f"shard-{i}",
                  "--snapshot-dir", str(self.data / f"shard-{i}" / "index"), *licensed],
+                launch.ALLOCATOR_ENV,
             )
             pending.append((proc, address))
             self.addresses[f"shard-{i}"] = address
@@ -169,11 +170,7 @@ class Cluster:
             proc = self._server("http", "gateway_http.server",
                                 ["--listen", http, "--gateway", gateway, "--license-server", license_server],
                                 {"FINDFACE_HTTP_LAUNCHER_STATUS_FILE": str(self.data / supervise.STATUS_FILE),
-                                 # A fixed mmap threshold: multi-MB photo bodies are then mmapped and given back
-                                 # when freed, instead of glibc raising its threshold and keeping them in
-                                 # fragmented per-thread arenas, where RSS crept up pass after pass with no leak
-                                 # (issue 12, item 19; scripts/bench_soak.py, docs/benchmarks.md).
-                                 "MALLOC_MMAP_THRESHOLD_": "131072"})
+                                 **launch.ALLOCATOR_ENV})
             self._run(proc)
             launch.wait_http_ok(http, "/health", timeout, proc)
             self.addresses["http"] = f"http://{http}"

@@ -54,6 +54,13 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999
 
 
+# glibc's allocator with a fixed mmap threshold: multi-MB request buffers (photo bodies, Add batches of
+# descriptors) are then mmapped and given back when freed, instead of glibc raising its threshold and keeping them
+# in fragmented per-thread arenas, where RSS crept up with no leak (issue 12, item 19: scripts/bench_soak.py; a
+# shard holding 1M faces: 756 -> 599 bytes a face, scripts/bench_search.py). For the servers that take big bodies.
+ALLOCATOR_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
+
+
 _handed_out: set[int] = set()
 
 
