@@ -89,6 +89,7 @@ class Bench:
             ["--listen", self.shards[i], "--tarantool", f"{HOST}:{self.tt_ports[i]}", "--shard-id", f"shard-{i}",
              "--snapshot-dir", str(self.work / f"index-{i}")],
             self.work / f"shard-{i}.log",
+            launch.ALLOCATOR_ENV,
         )
 
     def start(self) -> str:
