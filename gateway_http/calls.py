@@ -72,6 +72,8 @@ class Upstream:
         self.license_channel = (
             grpc.insecure_channel(config.license_server, options=CHANNEL_OPTIONS) if config.license_server else None
         )
+        # feature -> (when asked, allowed, the license's features): the license server's last word on it.
+        self.feature_seen: dict[str, tuple[float, bool, str]] = {}
 
     def close(self) -> None:
         self.channel.close()

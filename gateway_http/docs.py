@@ -131,6 +131,16 @@ METHODS = (
            '201 {"name": ...}', aliases=("/galleries (body {\"name\": ...})",), status=201),
     Method("DELETE", "/galleries/{gallery}", "Delete a gallery and every face in it ('default' cannot be).", (),
            "204 No Content", status=204),
+    Method("POST", "/extraction-api", "The original's findface-extraction-api: the faces of each of a set of "
+           "photos with what is asked of them (README, \"The extraction API\").",
+           (Param("requests", "object", '[{"image": URL or "multipart:<part>", "roi", "detector": "nnd", '
+                                        '"need_facen", "need_gender", "need_age", "need_emotions", '
+                                        '"need_normalized", "auto_rotate"}...]; in a multipart body, the JSON '
+                                        '{"requests": [...]} is the part named request', required=True),),
+           '{"responses": [{"faces": [{"bbox": {"left", "top", "right", "bottom"}, "detection_score", "facen", '
+           '"gender": {"gender", "score"}, "age", "emotions": [{"emotion", "score"}...], "normalized"}]} or '
+           '{"faces": [], "error": {"code", "desc"}}...]}, one per request; 403 LICENSE_FEATURE without the '
+           'license\'s extraction-api feature', aliases=("/",)),
     Method("GET", "/status", "The cluster's state, for operators: every index shard and the extractor, live or "
            "not (with the reason), the metadata's face and gallery counts, and the license status. Shards and the "
            "extractor are asked at once, each for a few seconds at most; a part that is down is reported in the "

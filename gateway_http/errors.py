@@ -133,7 +133,13 @@ def from_grpc(error: grpc.RpcError, fields: Mapping[str, tuple[str, Any]]) -> Le
     if code == grpc.StatusCode.ALREADY_EXISTS:
         return bad_param(param or "name", value, message, status=409)
     if code == grpc.StatusCode.FAILED_PRECONDITION:
-        faces = _details(error).get("faces")
+        details = _details(error)
+        # v1's gender, age or emotions refused: no model for it, or the license lacks the feature. The flag is
+        # the parameter to change.
+        refused = details.get("feature") or (details.get("attributes") or [None])[0]
+        if refused is not None:
+            return bad_param(refused, True, message)
+        faces = details.get("faces")
         if faces is not None:
             return LegacyError(
                 400, BAD_PARAM, f"Too many faces: {len(faces)}", param="mf_selector", value="reject",

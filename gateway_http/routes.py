@@ -5,7 +5,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
-from gateway_http import faces, galleries, operators, search
+from gateway_http import extraction, faces, galleries, operators, search
 from gateway_http.calls import Call, Reply, Upstream
 
 Handler = Callable[[Upstream, Call], Reply]
@@ -37,6 +37,9 @@ def _route(path: str, open: bool = False, plural: bool = False, **methods: Handl
 
 
 ROUTES = (
+    # The original's findface-extraction-api took its requests at its root.
+    _route("", POST=extraction.extract),
+    _route("extraction-api", POST=extraction.extract),
     _route("detect", POST=search.detect),
     _route("verify", POST=search.verify),
     _route("identify", POST=search.identify),

@@ -100,7 +100,10 @@ class ExtractorClient:
             # or under min_quality): the caller's to fix, so the extractor's words go back unchanged, after the field.
             return InvalidArgument(f"{field}: {message}")
         if code == grpc.StatusCode.FAILED_PRECONDITION:
-            return TooManyFaces(f"{field}: {message}", details=rpc.error_details(exc))
+            details = rpc.error_details(exc)
+            if "faces" not in details:  # an attribute this extractor has no model for, or its license lacks
+                return FailedPrecondition(message, details=details)
+            return TooManyFaces(f"{field}: {message}", details=details)
         if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
             return ResourceExhausted(f"extractor busy: {message}")
         if code in TRANSIENT:
@@ -145,12 +148,15 @@ class ExtractorClient:
 
     async def extract(
         self, image: bytes, boxes: Sequence[Box] = (), selector: MultiFace = MultiFace.BIGGEST, field: str = "image",
-        crops: bool = False, min_quality: float = 0.0, try_rotations: bool = False,
+        crops: bool = False, min_quality: float = 0.0, try_rotations: bool = False, normalized: bool = False,
+        attributes: Sequence[str] = (),
     ) -> Detection:
-        """`crops`: also the normalized crop and a thumbnail of each face (for the photo store)."""
+        """`crops`: also the normalized crop and a thumbnail of each face (for the photo store); `normalized`: the
+        crop only."""
         request = extractor_pb2.ExtractRequest(
             image=image, boxes=[box_to_pb(b) for b in boxes], mf_selector=SELECTORS[selector],
-            return_normalized=crops, return_thumbnail=crops, min_quality=min_quality, try_rotations=try_rotations,
+            return_normalized=crops or normalized, return_thumbnail=crops, min_quality=min_quality,
+            try_rotations=try_rotations, attributes=[ATTRIBUTES_PB[a] for a in sorted(attributes)],
         )
         try:
             reply = await self.stub.Extract(request, timeout=self.timeout_s)

@@ -115,9 +115,11 @@ class Cluster:
         return Descriptor(descriptor.model_id, _unit(descriptor.vector, field_name))
 
     async def extract(self, image: bytes, boxes: Sequence[Box], selector: MultiFace, field_name: str,
-                      crops: bool = False, min_quality: float = 0.0, try_rotations: bool = False) -> Detection:
+                      crops: bool = False, min_quality: float = 0.0, try_rotations: bool = False,
+                      normalized: bool = False, attributes: Sequence[str] = ()) -> Detection:
         detection = await self.extractor.extract(image, boxes, selector, field_name, crops=crops,
-                                                 min_quality=min_quality, try_rotations=try_rotations)
+                                                 min_quality=min_quality, try_rotations=try_rotations,
+                                                 normalized=normalized, attributes=attributes)
         model = await self.model()
         for face in detection.faces:
             if face.descriptor is None or face.descriptor.model_id != model.model_id:

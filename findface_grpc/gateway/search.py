@@ -52,6 +52,14 @@ class Searcher:
     async def detect(self, image: bytes, try_rotations: bool = False, attributes: Sequence[str] = ()) -> Detection:
         return await self.cluster.extractor.detect(image, try_rotations=try_rotations, attributes=attributes)
 
+    async def extract(
+        self, image: bytes, boxes: Sequence[Box], selector: MultiFace, normalized: bool = False,
+        attributes: Sequence[str] = (), try_rotations: bool = False,
+    ) -> Detection:
+        """The faces with their descriptors, nothing stored (FaceService.Extract)."""
+        return await self.cluster.extract(image, list(boxes), selector, "image", try_rotations=try_rotations,
+                                          normalized=normalized, attributes=attributes)
+
     async def verify(
         self,
         image1: bytes,

@@ -1,7 +1,9 @@
 """FaceService gRPC servicer: protobuf <-> domain only."""
 from __future__ import annotations
 
-from findface_grpc.convert import attribute_names_from_pb, box_from_pb, box_to_pb, landmarks_to_pb, set_attributes_pb
+from findface_grpc.convert import (
+    attribute_names_from_pb, box_from_pb, box_to_pb, descriptor_to_pb, landmarks_to_pb, set_attributes_pb,
+)
 from findface_grpc.errors import InvalidArgument
 from findface_grpc.gateway import scoring
 from findface_grpc.gateway.domain import (
@@ -112,6 +114,13 @@ def detected_to_pb(face: DetectedFace) -> common_pb2.DetectedFace:
     return msg
 
 
+def extracted_to_pb(face: DetectedFace) -> common_pb2.DetectedFace:
+    msg = detected_to_pb(face)
+    msg.descriptor.CopyFrom(descriptor_to_pb(face.descriptor.vector, face.descriptor.model_id))
+    msg.normalized = face.normalized
+    return msg
+
+
 def skipped_to_pb(skipped: SkippedFace) -> common_pb2.SkippedFace:
     return common_pb2.SkippedFace(
         face=detected_to_pb(skipped.face), reason=SKIP_REASONS[skipped.reason], message=skipped.message
@@ -199,6 +208,20 @@ class FaceServicer(gateway_pb2_grpc.FaceServiceServicer):
             image_width=detection.width,
             image_height=detection.height,
             orientation=detection.orientation,
+        )
+
+    async def Extract(self, request, context):
+        image = await self._image(request.image, "image", request.HasField("image"))
+        unspecified = request.mf_selector == common_pb2.MULTI_FACE_SELECTOR_UNSPECIFIED
+        detection = await self.service.search.extract(
+            image, [box_from_pb(b) for b in request.bboxes],
+            MultiFace.ALL if unspecified else selector_from_pb(request.mf_selector),
+            normalized=request.return_normalized, attributes=attribute_names_from_pb(request.attributes),
+            try_rotations=request.try_rotations,
+        )
+        return gateway_pb2.FaceExtractResponse(
+            faces=[extracted_to_pb(f) for f in detection.faces], image_width=detection.width,
+            image_height=detection.height, skipped=[skipped_to_pb(s) for s in detection.skipped],
         )
 
     async def Verify(self, request, context):

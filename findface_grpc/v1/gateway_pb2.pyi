@@ -29,6 +29,34 @@ class FaceDetectResponse(_message.Message):
     orientation: int
     def __init__(self, faces: _Optional[_Iterable[_Union[_common_pb2.DetectedFace, _Mapping]]] = ..., image_width: _Optional[int] = ..., image_height: _Optional[int] = ..., orientation: _Optional[int] = ...) -> None: ...
 
+class FaceExtractRequest(_message.Message):
+    __slots__ = ("image", "bboxes", "mf_selector", "return_normalized", "attributes", "try_rotations")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    BBOXES_FIELD_NUMBER: _ClassVar[int]
+    MF_SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    RETURN_NORMALIZED_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    TRY_ROTATIONS_FIELD_NUMBER: _ClassVar[int]
+    image: _common_pb2.ImageSource
+    bboxes: _containers.RepeatedCompositeFieldContainer[_common_pb2.BoundingBox]
+    mf_selector: _common_pb2.MultiFaceSelector
+    return_normalized: bool
+    attributes: _containers.RepeatedScalarFieldContainer[_common_pb2.Attribute]
+    try_rotations: bool
+    def __init__(self, image: _Optional[_Union[_common_pb2.ImageSource, _Mapping]] = ..., bboxes: _Optional[_Iterable[_Union[_common_pb2.BoundingBox, _Mapping]]] = ..., mf_selector: _Optional[_Union[_common_pb2.MultiFaceSelector, str]] = ..., return_normalized: _Optional[bool] = ..., attributes: _Optional[_Iterable[_Union[_common_pb2.Attribute, str]]] = ..., try_rotations: _Optional[bool] = ...) -> None: ...
+
+class FaceExtractResponse(_message.Message):
+    __slots__ = ("faces", "image_width", "image_height", "skipped")
+    FACES_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    faces: _containers.RepeatedCompositeFieldContainer[_common_pb2.DetectedFace]
+    image_width: int
+    image_height: int
+    skipped: _containers.RepeatedCompositeFieldContainer[_common_pb2.SkippedFace]
+    def __init__(self, faces: _Optional[_Iterable[_Union[_common_pb2.DetectedFace, _Mapping]]] = ..., image_width: _Optional[int] = ..., image_height: _Optional[int] = ..., skipped: _Optional[_Iterable[_Union[_common_pb2.SkippedFace, _Mapping]]] = ...) -> None: ...
+
 class VerifyRequest(_message.Message):
     __slots__ = ("image1", "bbox1", "image2", "face_id", "bbox2", "threshold", "mf_selector", "try_rotations", "bboxes1", "bboxes2")
     IMAGE1_FIELD_NUMBER: _ClassVar[int]

@@ -105,6 +105,11 @@ class FaceServiceStub:
                 request_serializer=findface__grpc_dot_v1_dot_gateway__pb2.ClusterStatusRequest.SerializeToString,
                 response_deserializer=findface__grpc_dot_v1_dot_gateway__pb2.ClusterStatusResponse.FromString,
                 _registered_method=True)
+        self.Extract = channel.unary_unary(
+                '/findface_grpc.v1.FaceService/Extract',
+                request_serializer=findface__grpc_dot_v1_dot_gateway__pb2.FaceExtractRequest.SerializeToString,
+                response_deserializer=findface__grpc_dot_v1_dot_gateway__pb2.FaceExtractResponse.FromString,
+                _registered_method=True)
 
 
 class FaceServiceServicer:
@@ -207,6 +212,14 @@ class FaceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Extract(self, request, context):
+        """The faces of a photo with their descriptors and, as asked, aligned crops and attributes; nothing is stored.
+        What the original's findface-extraction-api answered (the HTTP gateway serves its API over this).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FaceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -279,6 +292,11 @@ def add_FaceServiceServicer_to_server(servicer, server):
                     servicer.ClusterStatus,
                     request_deserializer=findface__grpc_dot_v1_dot_gateway__pb2.ClusterStatusRequest.FromString,
                     response_serializer=findface__grpc_dot_v1_dot_gateway__pb2.ClusterStatusResponse.SerializeToString,
+            ),
+            'Extract': grpc.unary_unary_rpc_method_handler(
+                    servicer.Extract,
+                    request_deserializer=findface__grpc_dot_v1_dot_gateway__pb2.FaceExtractRequest.FromString,
+                    response_serializer=findface__grpc_dot_v1_dot_gateway__pb2.FaceExtractResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -659,6 +677,33 @@ class FaceService:
             '/findface_grpc.v1.FaceService/ClusterStatus',
             findface__grpc_dot_v1_dot_gateway__pb2.ClusterStatusRequest.SerializeToString,
             findface__grpc_dot_v1_dot_gateway__pb2.ClusterStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Extract(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/findface_grpc.v1.FaceService/Extract',
+            findface__grpc_dot_v1_dot_gateway__pb2.FaceExtractRequest.SerializeToString,
+            findface__grpc_dot_v1_dot_gateway__pb2.FaceExtractResponse.FromString,
             options,
             channel_credentials,
             insecure,

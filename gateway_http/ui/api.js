@@ -89,6 +89,9 @@ export function request(method, path, { json, form, onProgress, bearer } = {}) {
   });
 }
 
+// v1's flags asking for each face's gender, age and emotions.
+const ATTRIBUTES = { gender: "true", age: "true", emotions: "true" };
+
 export const api = {
   // counts=true: objects with face counts; the plain call answers the names only, as legacy clients expect.
   galleries: async () => (await request("GET", "/galleries?counts=true")).body.results,
@@ -101,8 +104,9 @@ export const api = {
   },
   updateFace: async (id, change) => (await request("PUT", `/face/id/${id}`, { json: change })).body,
   deleteFace: (id) => request("DELETE", `/face/id/${id}`),
-  detect: async (photo, onProgress) =>
-    (await request("POST", "/detect", { form: { photo }, onProgress })).body.faces,
+  /** `attributes`: also each face's gender, age and emotions (v1's flags). */
+  detect: async (photo, onProgress, attributes = false) =>
+    (await request("POST", "/detect", { form: { photo, ...(attributes ? ATTRIBUTES : {}) }, onProgress })).body.faces,
   /**
    * {results: faces enrolled, skipped: faces found but not enrolled}. `boxes` null: every face the server can use
    * (mf_selector all), the rest skipped with the reason; with boxes, a face in one that cannot be used fails it all.
@@ -118,12 +122,13 @@ export const api = {
       },
       onProgress,
     })).body,
-  identify: async (photo, gallery, threshold, n, onProgress) => {
+  identify: async (photo, gallery, threshold, n, onProgress, attributes = false) => {
     const reply = await request("POST", `/faces/gallery/${encodeURIComponent(gallery)}/identify`, {
-      form: { photo, threshold, n: String(n), mf_selector: "all" },
+      form: { photo, threshold, n: String(n), mf_selector: "all", ...(attributes ? ATTRIBUTES : {}) },
       onProgress,
     });
-    return { results: reply.body.results, skipped: reply.body.skipped ?? [], live: reply.header("X-Live-Servers") };
+    return { results: reply.body.results, skipped: reply.body.skipped ?? [], live: reply.header("X-Live-Servers"),
+      attributes: reply.body.attributes ?? {} };
   },
   verify: async (photo1, photo2, threshold) =>
     (await request("POST", "/verify", { form: { photo1, photo2, threshold, mf_selector: "all" } })).body,

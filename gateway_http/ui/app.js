@@ -158,6 +158,24 @@ function qualityMark(quality) {
   };
 }
 
+/** A face's gender, age and most likely emotion as a short text ("female 34 happy"); "" when it has none. */
+function attributesText(face) {
+  return [face?.gender, face?.age, face?.emotions?.[0]].filter((v) => v !== undefined).join(" ");
+}
+
+/**
+ * `call(true)`, which asks for the faces' attributes; where the server refuses them (no attribute model, or a
+ * license without the feature: 400 naming the flag), `call(false)` without, so the page works all the same.
+ */
+async function withAttributes(call) {
+  try {
+    return await call(true);
+  } catch (error) {
+    if (error.status === 400 && ["gender", "age", "emotions"].includes(error.param)) return call(false);
+    throw error;
+  }
+}
+
 /** Intersection over union of two {x1, y1, x2, y2} boxes. */
 function overlap(a, b) {
   const w = Math.max(0, Math.min(a.x2, b.x2) - Math.max(a.x1, b.x1));
@@ -425,8 +443,10 @@ async function viewAdd(page) {
   const drawBoxes = (item) => {
     const boxes = item.boxes.map((b, i) => {
       const mark = qualityMark(b.quality);
-      return { ...b, label: String(i + 1), note: mark.note, className: mark.className,
-        state: b.state ?? (b.keep ? "keep" : "skip"), title: `${boxTitle(b)}${mark.hint ? ` (${mark.hint})` : ""}` };
+      const attrs = attributesText(b);
+      return { ...b, label: String(i + 1), note: mark.note, attrs, className: mark.className,
+        state: b.state ?? (b.keep ? "keep" : "skip"),
+        title: `${boxTitle(b)}${mark.hint ? ` (${mark.hint})` : ""}${attrs ? `; ${attrs}` : ""}` };
     });
     clear(item.photoSlot).append(
       boxedPhoto(item.url, boxes, {
@@ -445,7 +465,8 @@ async function viewAdd(page) {
     setState(item, "detecting", "finding faces…");
     item.url = objectUrl(item.file);
     try {
-      const faces = await api.detect(item.file, (f) => item.bar.set(0.5 * f));
+      const faces = await withAttributes((attributes) => api.detect(item.file, (f) => item.bar.set(0.5 * f),
+                                                                     attributes));
       item.bar.set(0.5);
       item.boxes = faces.map((b) => ({ ...b, keep: true }));
       if (!faces.length) setState(item, "no-faces", "no face found");
@@ -538,7 +559,8 @@ async function viewSearch(page, _param, current) {
     clear(results).append(h("p", { class: "busy" }, "Searching…"));
     bar.set(0);
     try {
-      const reply = await api.identify(photo, gallery.value, threshold.value, Number(n.value) || 1, (f) => bar.set(f));
+      const reply = await withAttributes((attributes) => api.identify(photo, gallery.value, threshold.value,
+                                                                      Number(n.value) || 1, (f) => bar.set(f), attributes));
       bar.set(1);
       showResults(reply);
     } catch (error) {
@@ -548,10 +570,10 @@ async function viewSearch(page, _param, current) {
     }
   };
 
-  const showResults = ({ results: byBox, skipped, live }) => {
+  const showResults = ({ results: byBox, skipped, live, attributes }) => {
     const keys = Object.keys(byBox);
     const boxes = [
-      ...keys.map((key, i) => ({ ...boxOfKey(key), label: String(i + 1) })),
+      ...keys.map((key, i) => ({ ...boxOfKey(key), label: String(i + 1), attrs: attributesText(attributes[key]) })),
       ...skipped.map((s) => ({ ...s.bbox, state: "refused", title: `not searched: ${s.message}` })),
     ];
     const groups = keys.map((key, i) => {
@@ -559,7 +581,8 @@ async function viewSearch(page, _param, current) {
       return h(
         "div",
         { class: "query-face", dataset: { face: String(i + 1) } },
-        h("h3", {}, `Face ${i + 1}: ${matches.length ? `${matches.length} match(es)` : "no match above the threshold"}`),
+        h("h3", {}, `Face ${i + 1}${attributes[key] ? ` (${attributesText(attributes[key])})` : ""}: `
+          + (matches.length ? `${matches.length} match(es)` : "no match above the threshold")),
         h("div", { class: "faces matches" }, matches.map((m) => faceCard(m.face, { confidence: m.confidence }))),
       );
     });
@@ -567,7 +590,7 @@ async function viewSearch(page, _param, current) {
       h("p", { class: "live", id: "live-servers" }, `Shards answered: ${live ?? "?"}`),
       skipped.length
         ? h("p", { class: "skipped", id: "search-skipped" }, `Not searched: ${skipped.map((s) => s.message).join("; ")}`)
-        : null,
+        : "", // Element.append writes null out as the text "null"
       h(
         "div",
         { class: "search-layout" },

@@ -29,9 +29,10 @@ export function clear(el) {
 }
 
 /**
- * A photo with face boxes drawn on it. `boxes`: [{x1, y1, x2, y2, label?, note?, state?, className?}] in the
+ * A photo with face boxes drawn on it. `boxes`: [{x1, y1, x2, y2, label?, note?, attrs?, state?, className?}] in the
  * photo's own pixels (EXIF orientation applied, as the API reports them and as the browser shows the image);
- * `note` is shown after the label in a lighter face. `onBox(index, el)`: makes boxes clickable. Returns the figure.
+ * `note` and `attrs` (the face's gender, age and emotion) are shown after the label in a lighter face.
+ * `onBox(index, el)`: makes boxes clickable. Returns the figure.
  */
 export function boxedPhoto(src, boxes, { onBox, caption, className = "" } = {}) {
   const frame = h("div", { class: "frame" });
@@ -57,7 +58,8 @@ export function boxedPhoto(src, boxes, { onBox, caption, className = "" } = {}) 
           },
         },
         box.label
-          ? h("span", { class: "label" }, box.label, box.note ? h("span", { class: "note" }, box.note) : null)
+          ? h("span", { class: "label" }, box.label, box.note ? h("span", { class: "note" }, box.note) : null,
+            box.attrs ? h("span", { class: "attrs" }, box.attrs) : null)
           : null,
       );
       if (onBox) {

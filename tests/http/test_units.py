@@ -188,6 +188,16 @@ def test_too_many_faces_lists_their_boxes():
     assert e.body()["faces"] == [{"x1": 1, "y1": 3, "x2": 30, "y2": 40}, {"x1": 50, "y1": 60, "x2": 70, "y2": 80}]
 
 
+@pytest.mark.parametrize("details, param", [
+    ({"feature": "gender"}, "gender"),
+    ({"attributes": ["age", "emotions"]}, "age"),
+])
+def test_an_attribute_refused_by_the_license_or_for_want_of_a_model_names_its_flag(details, param):
+    message = "license: the license does not include the feature 'gender' (it has: age)"
+    e = from_grpc(FakeRpcError(S.FAILED_PRECONDITION, message, ((DETAILS_KEY, json.dumps(details)),)), {})
+    assert (e.status, e.code, e.body()["param"], e.reason) == (400, "BAD_PARAM", param, message)
+
+
 @pytest.mark.parametrize("uri, path, parts", [
     ("/v1/face/meta/Sam%20Berry%2F2/?x=1", "/v1/face/meta/Sam%20Berry%2F2/", ["v1", "face", "meta", "Sam Berry/2"]),
     ("//v0//faces", "//v0//faces", ["v0", "faces"]),

@@ -149,6 +149,8 @@ def test_journey_gallery_add_search_compare_delete(ui):
         assert box.size["width"] > 20 and box.size["height"] > 20  # drawn where the face is, not collapsed
         # Each face's quality on its label, as /detect gave it.
         assert re.fullmatch(r"q (0\.\d\d|1\.00)", box.find_element(By.CSS_SELECTOR, ".label .note").text), card.text
+        # And its gender, age and emotion: the three are smiling women (tests/data).
+        assert re.fullmatch(r"female \d\d happy", box.find_element(By.CSS_SELECTOR, ".label .attrs").text), card.text
     assert ui.faces_in(GALLERY) == []  # detected, not enrolled yet
     assert "Enroll 3 face(s) from 3 photo(s)" == ui.text("#enroll")
     ui.shot("03-add-detected")
@@ -184,6 +186,10 @@ def test_journey_gallery_add_search_compare_delete(ui):
     confidences = [float(c.find_element(By.CSS_SELECTOR, ".confidence").text) for c in cards]
     assert confidences == sorted(confidences, reverse=True) and len(cards) == 3
     assert len(ui.all("#search-results figure.query .box")) == 1
+    # The query face's gender, age and emotion, on its box and over its matches.
+    attrs = ui.one("#search-results figure.query .box .attrs").text
+    assert re.fullmatch(r"female \d\d [a-z]+", attrs), attrs
+    assert ui.text("#search-results .query-face h3").startswith(f"Face 1 ({attrs}): ")
     assert ui.text("#live-servers") == "Shards answered: 2/2"
     ui.shot("06-search")
 

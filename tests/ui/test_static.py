@@ -48,8 +48,9 @@ def test_nothing_else_is_reachable(cluster, path):
 def test_the_api_keeps_its_paths_and_its_token(cluster):
     status, _, body = get(cluster, "/v1/galleries")
     assert status == 401 and json.loads(body)["code"] == "AUTH_FAILED"
-    status, _, _ = get(cluster, "/", "POST")
-    assert status == 404
+    # POST / is the extraction API (the original's findface-extraction-api took its requests there): a token too.
+    status, _, body = get(cluster, "/", "POST")
+    assert status == 401 and json.loads(body)["code"] == "AUTH_FAILED"
 
 
 def test_lookup_serves_only_listed_files():
