@@ -11,9 +11,11 @@ class InjectedFault(Unavailable):
 class Faults:
     """A test arms steps; the next time the code reaches one, it raises InjectedFault as if the process had lost
     its connection (or died) right there. Arming the matching "rollback" step as well makes the immediate
-    clean-up fail too, which leaves exactly what a crash would leave, for repair to handle. Steps:
-    enroll.after_allocate, enroll.after_insert, enroll.after_move (faces of a failed shard inserted again under
-    fresh ids, their old ids not yet retired), enroll.after_shard_add, enroll.after_activate, enroll.rollback,
+    clean-up fail too, which leaves exactly what a crash would leave, for repair to handle. Steps (enrollment's
+    in the order of enrollment.py): enroll.after_allocate, enroll.after_journal (journal entry written, quota
+    reserved), enroll.after_move (faces of a failed shard to be added again under fresh ids, named in the journal
+    entry), enroll.after_shard_add, enroll.after_faces (documents inserted as active, journal entry not yet
+    removed), enroll.after_commit (acknowledged in both stores; only the reply is lost), enroll.rollback,
     delete.after_mark, delete.after_shard_remove, update.after_mark, update.after_shard_update,
     gallery_delete.after_mark.
     """

@@ -6,6 +6,11 @@ Collections:
   "deleting" (being removed; invisible). Only "active" faces are ever shown. `sync`, when present, is a token
   saying the face's galleries changed here and may not have reached its shard yet. `rev` counts updates, for
   optimistic concurrency.
+  Enrollment inserts a face's document once, as "active", after its descriptor is in its shard (see
+  `imports`); "pending" documents are only those of enrollments by gateways from before the import journal.
+- `imports`: the import journal, one small document per enrollment under way (`_id` its quota key, "enroll-<first
+  id>"): `state` "pending" or "aborted", `ids` (its ids as [first, last] runs, the ids of faces moved off a failed
+  shard included), `faces` (how many faces), `galleries`, `created`. enrollment.py says why it is safe.
 - `galleries`: `_id` = the name; `state` "active" or "deleting".
 - `counters`: the face id counter.
 """
@@ -22,7 +27,7 @@ from typing import Any
 
 import pymongo
 from pymongo import ReturnDocument
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, ExecutionTimeout, WriteConcernError
+from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, ExecutionTimeout, WriteConcernError
 
 from findface_grpc.errors import AlreadyExists, FailedPrecondition, Unavailable
 from findface_grpc.gateway.domain import DEFAULT_GALLERY, Face, Gallery, MetaCount, NewFace
@@ -34,6 +39,7 @@ log = logging.getLogger(__name__)
 PENDING = "pending"
 ACTIVE = "active"
 DELETING = "deleting"
+ABORTED = "aborted"  # an import journal entry whose enrollment is being (or was) rolled back
 FACE_ID_COUNTER = "face_id"
 # Large `$in` lists are slow on some MongoDB-protocol servers (and bloat the query); ask in chunks instead.
 IN_CHUNK = 200
@@ -94,6 +100,30 @@ def _id_ranges(ids: Sequence[int]) -> list[dict]:
     return filters
 
 
+def id_runs(ids: Iterable[int]) -> list[list[int]]:
+    """`ids` as [first, last] runs of consecutive ids, ascending: how the import journal keeps them."""
+    runs: list[list[int]] = []
+    for i in sorted(set(ids)):
+        if runs and runs[-1][1] == i - 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return runs
+
+
+def ids_of_runs(runs: Iterable[Sequence[int]]) -> list[int]:
+    return sorted({i for first, last in runs for i in range(int(first), int(last) + 1)})
+
+
+class IncompleteInsert(Unavailable):
+    """Some of the faces' documents were not inserted (a duplicate id: the id counter was lost and rebuilt
+    meanwhile). `inserted`: how many of the faces' documents were."""
+
+    def __init__(self, message: str, inserted: int) -> None:
+        super().__init__(message)
+        self.inserted = inserted
+
+
 def face_from_doc(doc: dict) -> Face:
     # Text is clipped to today's limits: a face stored before them must not make every page holding it too large.
     return Face(
@@ -116,10 +146,10 @@ def face_from_doc(doc: dict) -> Face:
     )
 
 
-def new_face_doc(face_id: int, face: NewFace, now: datetime) -> dict:
+def new_face_doc(face_id: int, face: NewFace, now: datetime, state: str = PENDING) -> dict:
     return {
         "_id": face_id,
-        "state": PENDING,
+        "state": state,
         "rev": 0,
         "galleries": list(face.galleries),
         "meta": face.meta,
@@ -152,6 +182,7 @@ class MetadataStore:
         self.faces = self.db["faces"]
         self.galleries = self.db["galleries"]
         self.counters = self.db["counters"]
+        self.imports = self.db["imports"]
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mongo")
         self.outage = OutageBreaker("metadata store (MongoDB)")
 
@@ -166,8 +197,11 @@ class MetadataStore:
         self.faces.create_index([("galleries", pymongo.ASCENDING), ("_id", pymongo.DESCENDING)])
         self.faces.create_index([("meta", pymongo.ASCENDING)])
         self.faces.create_index([("state", pymongo.ASCENDING), ("created", pymongo.ASCENDING)])
-        self.faces.create_index([("photo_hash", pymongo.ASCENDING)])
         self.faces.create_index([("sync", pymongo.ASCENDING)], sparse=True)
+        # No query reads faces by photo_hash, and every index costs each inserted face (on SecantusDB about as
+        # much as the document itself): the one earlier versions made is dropped (issue 13).
+        if "photo_hash_1" in self.faces.index_information():
+            self.faces.drop_index("photo_hash_1")
         # Created here, once, rather than by an upserting $inc: concurrent first upserts can race. Should the
         # counter ever be lost, it restarts above the largest id in use, never reusing one.
         newest = self.faces.find_one({}, {"_id": 1}, sort=[("_id", pymongo.DESCENDING)])
@@ -195,20 +229,102 @@ class MetadataStore:
     # ---- face lifecycle ----
 
     @_in_thread
-    def insert_pending(self, ids: Sequence[int], faces: Sequence[NewFace]) -> list[Face]:
-        """Insert the faces as pending, faces[i] with ids[i]; returns them as they will be shown."""
+    def insert_faces(self, ids: Sequence[int], faces: Sequence[NewFace], state: str = ACTIVE,
+                     retired: Sequence[int] = ()) -> list[Face]:
+        """Insert the faces, faces[i] with ids[i], in one unordered bulk write; returns them as they will be
+        shown. `retired`: ids given up on (faces moved off a shard that failed), inserted along as "deleting"
+        so that repair removes whatever their shard kept of them. Raises IncompleteInsert when some failed."""
         now = utcnow()
-        docs = [new_face_doc(face_id, f, now) for face_id, f in zip(ids, faces, strict=True)]
-        self.faces.insert_many(docs, ordered=True)
+        docs = [new_face_doc(face_id, f, now, state) for face_id, f in zip(ids, faces, strict=True)]
+        tombstones = [{"_id": i, "state": DELETING, "galleries": [], "created": now, "updated": now} for i in retired]
+        written = docs + tombstones
+        try:
+            self.faces.insert_many(written, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            failed = {e["index"] for e in errors}
+            # A duplicate of a document of this very call (same id, same `created`) is ours: the driver sent the
+            # write again after a lost connection while the first attempt still ran. The ids are this
+            # enrollment's alone, so a document under one of them with this call's time can be no one else's.
+            dups = [written[e["index"]]["_id"] for e in errors if e.get("code") == 11000]
+            ours = {d["_id"] for f in _id_ranges(dups) for d in self.faces.find({**f, "created": now}, {"_id": 1})}
+            failed = {k for k in failed if written[k]["_id"] not in ours}
+            if failed:
+                inserted = sum(1 for k in range(len(docs)) if k not in failed)
+                raise IncompleteInsert(f"{len(docs) - inserted} of {len(docs)} face documents not inserted: "
+                                       f"{errors[0].get('errmsg', exc)}", inserted) from None
+            log.warning("%d of %d face documents were in already: a write sent again after a lost connection",
+                        len(ours), len(written))
         return [face_from_doc(doc) for doc in docs]
 
     def _update_ids(self, ids: Sequence[int], query: dict, update: dict) -> int:
         return sum(self.faces.update_many({**f, **query}, update).modified_count for f in _id_ranges(ids))
 
+    def _count_ids(self, ids: Sequence[int], query: dict) -> int:
+        return sum(self.faces.count_documents({**f, **query}) for f in _id_ranges(ids))
+
+    # ---- the import journal (see enrollment.py) ----
+
     @_in_thread
-    def activate(self, ids: Sequence[int]) -> int:
-        """pending -> active; returns how many were still pending (a stale one may have been rolled back)."""
-        return self._update_ids(ids, {"state": PENDING}, {"$set": {"state": ACTIVE}})
+    def open_journal(self, key: str, ids: Sequence[int], faces: int, galleries: Iterable[str]) -> None:
+        self.imports.insert_one({"_id": key, "state": PENDING, "ids": id_runs(ids), "faces": faces,
+                                 "galleries": sorted(set(galleries)), "created": utcnow()})
+
+    @_in_thread
+    def extend_journal(self, key: str, ids: Sequence[int]) -> bool:
+        """Add ids to a pending entry; False when it is no longer pending (aborted)."""
+        result = self.imports.update_one({"_id": key, "state": PENDING}, {"$push": {"ids": {"$each": id_runs(ids)}}})
+        return result.matched_count == 1
+
+    @_in_thread
+    def journal_state(self, key: str) -> str | None:
+        doc = self.imports.find_one({"_id": key}, {"state": 1})
+        return doc["state"] if doc else None
+
+    @_in_thread
+    def close_journal(self, key: str) -> bool:
+        """Remove a pending entry: its faces are enrolled. False when it was aborted instead; an entry already
+        gone was completed by repair (which found every face's document in place), so True as well."""
+        if self.imports.delete_one({"_id": key, "state": PENDING}).deleted_count == 1:
+            return True
+        return self.imports.find_one({"_id": key}, {"_id": 1}) is None
+
+    @_in_thread
+    def complete_journal(self, key: str) -> bool:
+        """Repair's: remove a pending entry whose faces all have their documents; False when it is no longer
+        pending (the enrollment closed or aborted it meanwhile)."""
+        return self.imports.delete_one({"_id": key, "state": PENDING}).deleted_count == 1
+
+    @_in_thread
+    def abort_journal(self, key: str) -> bool:
+        """pending -> aborted; False when it was not pending (already aborted, completed, or never written)."""
+        result = self.imports.update_one({"_id": key, "state": PENDING},
+                                         {"$set": {"state": ABORTED, "aborted": utcnow()}})
+        return result.modified_count == 1
+
+    @_in_thread
+    def mark_journal_cleaned(self, key: str) -> None:
+        self.imports.update_one({"_id": key, "state": ABORTED}, {"$set": {"cleaned": utcnow()}})
+
+    @_in_thread
+    def drop_journal(self, key: str) -> None:
+        self.imports.delete_one({"_id": key, "state": ABORTED})
+
+    @_in_thread
+    def journals(self, state: str, created_before: datetime | None = None) -> list[dict]:
+        query: dict[str, Any] = {"state": state}
+        if created_before is not None:
+            query["created"] = {"$lt": created_before}
+        return list(self.imports.find(query).sort("_id", pymongo.ASCENDING))
+
+    @_in_thread
+    def count_active(self, ids: Sequence[int]) -> int:
+        return self._count_ids(ids, {"state": ACTIVE})
+
+    @_in_thread
+    def count_existing(self, ids: Sequence[int]) -> int:
+        """Documents in any state among `ids`."""
+        return self._count_ids(ids, {})
 
     @_in_thread
     def mark_deleting(self, ids: Sequence[int], from_states: Iterable[str] = (PENDING, ACTIVE)) -> int:
@@ -368,12 +484,26 @@ class MetadataStore:
 
     @_in_thread
     def count_holding_quota(self) -> int:
-        """Faces that hold license quota: visible ones and those being enrolled."""
-        return self.faces.count_documents({"state": {"$in": [PENDING, ACTIVE]}})
+        """Faces that hold license quota: visible ones and those being enrolled (the faces of each pending
+        journal entry that have no active document yet, and the pending documents of older gateways).
+
+        In this order, so that a count racing enrollments is too high for a moment, never too low: the entries
+        first, then each one's active documents, then all active documents. A document inserted between the
+        last two is counted twice; one inserted before the second is counted once; an entry written after the
+        first read reserved after the caller read the quota's revision (see license.client.FaceQuota)."""
+        entries = list(self.imports.find({"state": PENDING}, {"ids": 1, "faces": 1}))
+        under_way = sum(max(0, int(e["faces"]) - self._count_ids(ids_of_runs(e["ids"]), {"state": ACTIVE}))
+                        for e in entries)
+        return under_way + self.faces.count_documents({"state": {"$in": [PENDING, ACTIVE]}})
 
     @_in_thread
     def mark_gallery_faces_deleting(self, name: str) -> int:
-        """Every face in the gallery that is visible or being enrolled -> deleting; returns how many were active."""
+        """Every face in the gallery that is visible or being enrolled -> deleting; returns how many were active.
+
+        Enrollments into the gallery under way are aborted first: those whose faces are not visible yet never
+        make them so, and roll back (see enrollment.py); faces made visible before the mark are taken here."""
+        self.imports.update_many({"state": PENDING, "galleries": name},
+                                 {"$set": {"state": ABORTED, "aborted": utcnow()}})
         update = {"$set": {"state": DELETING, "updated": utcnow()}}
         active = self.faces.update_many({"galleries": name, "state": ACTIVE}, update).modified_count
         # Enrollments into the gallery still under way fail when they find their faces gone from pending.

@@ -6,21 +6,28 @@ import asyncio
 import logging
 import math
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from findface_grpc.errors import Unavailable
 from findface_grpc.gateway.cluster import REPAIR_PAGE, Cluster
+from findface_grpc.gateway.enrollment import undo
 from findface_grpc.gateway.galleries import Galleries
-from findface_grpc.gateway.metadata import PENDING, utcnow
+from findface_grpc.gateway.metadata import ABORTED, PENDING, ids_of_runs, utcnow
 from findface_grpc.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
+# How long a rolled back import journal entry is kept and checked for documents inserted after all (by an
+# enrollment stuck past the grace period that then crashed); see enrollment.py.
+ABORTED_KEEP = timedelta(days=1)
+
 
 @dataclass
 class RepairReport:
-    rolled_back: int = 0  # stale pending faces rolled back
+    rolled_back: int = 0  # ids of dead enrollments rolled back (journal entries, and older pending documents)
+    completed: int = 0  # journal entries of enrollments that wrote everything but died before removing them
     deleted: int = 0  # faces whose deletion was finished
     resynced: int = 0  # faces whose galleries were pushed to their shard again
     galleries_dropped: int = 0
@@ -29,7 +36,8 @@ class RepairReport:
 
     @property
     def changed(self) -> bool:
-        return any((self.rolled_back, self.deleted, self.resynced, self.galleries_dropped, self.orphans_removed))
+        return any((self.rolled_back, self.completed, self.deleted, self.resynced, self.galleries_dropped,
+                    self.orphans_removed))
 
 
 class Repairer:
@@ -79,6 +87,7 @@ class Repairer:
             report = RepairReport()
             grace = self.cluster.config.pending_grace_s if grace_s is None else grace_s
             steps = [
+                ("imports", lambda: self._repair_imports(grace, report)),
                 ("pending", lambda: self._repair_pending(grace, report)),
                 ("deleting", lambda: self._repair_deleting(report)),
                 ("sync", lambda: self._repair_sync(report)),
@@ -96,7 +105,38 @@ class Repairer:
             await self.cluster.refresh_model()
             return report
 
+    async def _repair_imports(self, grace_s: float, report: RepairReport) -> None:
+        """Journal entries of enrollments that died or got stuck (see enrollment.py for why this is safe).
+
+        A pending entry older than the grace period is completed when every one of its faces has its active
+        document (the enrollment wrote both stores and died before removing it), else aborted. Aborted entries
+        are rolled back, and kept a day, checked each round for documents that an enrollment stuck past the
+        grace period inserted after all.
+        """
+        metadata = self.cluster.metadata
+        cutoff = utcnow() - timedelta(seconds=grace_s)
+        for entry in await metadata.journals(PENDING, created_before=cutoff):
+            if await metadata.count_active(ids_of_runs(entry["ids"])) >= entry["faces"]:
+                report.completed += await metadata.complete_journal(entry["_id"])
+            else:
+                await metadata.abort_journal(entry["_id"])
+        for entry in await metadata.journals(ABORTED):
+            ids = ids_of_runs(entry["ids"])
+            if entry.get("cleaned") and not await metadata.count_existing(ids):
+                if entry["aborted"] < utcnow() - ABORTED_KEEP:
+                    await metadata.drop_journal(entry["_id"])
+                continue
+            taken, done = await undo(self.cluster, ids)
+            await self.cluster.quota.release(f"repair-{entry['_id']}-{uuid.uuid4().hex}", taken)
+            if not entry.get("cleaned"):
+                report.rolled_back += len(ids)
+            if done:
+                await metadata.mark_journal_cleaned(entry["_id"])
+            else:
+                report.errors.append(f"imports: {entry['_id']} not wholly rolled back yet (a shard did not answer)")
+
     async def _repair_pending(self, grace_s: float, report: RepairReport) -> None:
+        """Pending face documents, which gateways wrote before the import journal."""
         cutoff = utcnow() - timedelta(seconds=grace_s)
         while ids := await self.cluster.metadata.stale_pending(cutoff, REPAIR_PAGE):
             # Never acknowledged, so rolling back is right. Marking first makes a still-running enrollment

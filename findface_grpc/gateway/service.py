@@ -2,11 +2,12 @@
 (search.py, enrollment.py, faces.py, galleries.py, status.py), and repair.py in the background.
 
 Write order (so that a crash at any point leaves nothing visible half done, and repair can tell what to do):
-- Enroll: allocate ids -> insert metadata as "pending" -> shard.Add -> set "active" -> reply. Only active
-  faces are shown anywhere. A pending face was never acknowledged, so repair rolls it back (shard.Remove, then
-  drop the document) once it is older than `pending_grace_s`. Faces whose shard fails the Add are inserted
-  again as pending under fresh ids on the shards that answer (availability.py), then their old ids are marked
-  "deleting" for repair to finish.
+- Enroll: allocate ids -> journal entry "pending" naming the ids -> reserve quota -> shard.Add -> insert the face
+  documents as "active" (one bulk insert) -> remove the journal entry -> reply. Only active faces are shown
+  anywhere. Repair completes a journal entry older than `pending_grace_s` whose faces all have documents, and
+  rolls back any other (shard.Remove, then drop the documents); enrollment.py says why that is safe. Faces whose
+  shard fails the Add are added again under fresh ids on the shards that answer (availability.py), the journal
+  entry naming those first; their old ids get "deleting" documents for repair to finish.
 - Delete: set "deleting" -> shard.Remove -> drop the document. Once marked, the face is invisible and the
   delete is acknowledged; repair finishes it if a step fails.
 - Gallery change: update metadata with a `sync` token -> shard.UpdateGalleries -> clear the token. Until it

@@ -1,6 +1,8 @@
 """FaceService gRPC servicer: protobuf <-> domain only."""
 from __future__ import annotations
 
+import asyncio
+
 from findface_grpc.convert import (
     attribute_names_from_pb, box_from_pb, box_to_pb, descriptor_to_pb, landmarks_to_pb, set_attributes_pb,
 )
@@ -19,6 +21,7 @@ from findface_grpc.gateway.domain import (
     SkipReason,
 )
 from findface_grpc.gateway.clients import descriptor_from_pb
+from findface_grpc.gateway.enrollment import InStream
 from findface_grpc.gateway.service import GatewayService
 from findface_grpc.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 
@@ -35,6 +38,10 @@ PRESETS = {
     common_pb2.Threshold.PRESET_LOW: scoring.Preset.LOW,
     common_pb2.Threshold.PRESET_NONE: scoring.Preset.NONE,
 }
+# ImportFaces messages of one stream enrolled at a time: the next one's checks, journal entry and shard Adds
+# overlap this one's metadata insert; replies still go out in order, and a message's faces become visible only
+# after the one before it succeeded.
+IMPORT_IN_FLIGHT = 2
 SKIP_REASONS = {
     SkipReason.UNSPECIFIED: common_pb2.SKIP_REASON_UNSPECIFIED,
     SkipReason.TOO_SMALL: common_pb2.SKIP_REASON_TOO_SMALL,
@@ -295,11 +302,45 @@ class FaceServicer(gateway_pb2_grpc.FaceServiceServicer):
             faces=[face_to_pb(f) for f in enrollment.faces], skipped=[skipped_to_pb(s) for s in enrollment.skipped]
         )
 
+    async def _import(self, request: gateway_pb2.ImportFacesRequest,
+                      stream: InStream) -> gateway_pb2.ImportFacesResponse:
+        faces = [import_face_from_pb(f, i) for i, f in enumerate(request.faces)]
+        return gateway_pb2.ImportFacesResponse(ids=await self.service.enrollment.import_faces(faces, stream))
+
     async def ImportFaces(self, request_iterator, context):
-        async for request in request_iterator:
-            faces = [import_face_from_pb(f, i) for i, f in enumerate(request.faces)]
-            ids = await self.service.enrollment.import_faces(faces)
-            yield gateway_pb2.ImportFacesResponse(ids=ids)
+        """Up to IMPORT_IN_FLIGHT messages are enrolled at once, read by a task of their own (so that a client
+        that waits for each reply before sending the next message is served too), replied to in order. The
+        stream ends at the first failure; a message after it that was already under way is rolled back."""
+        slots = asyncio.Semaphore(IMPORT_IN_FLIGHT)
+        queue: asyncio.Queue = asyncio.Queue()
+
+        async def read() -> None:
+            previous: asyncio.Task | None = None
+            allocated: asyncio.Event | None = None
+            try:
+                async for request in request_iterator:
+                    await slots.acquire()
+                    stream = InStream(previous, allocated)
+                    allocated = stream.allocated
+                    previous = asyncio.create_task(self._import(request, stream))
+                    # Seen here too, so that one never awaited (the stream ended before it) logs nothing.
+                    previous.add_done_callback(lambda t: t.cancelled() or t.exception())
+                    queue.put_nowait(previous)
+            finally:
+                queue.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (task := await queue.get()) is not None:
+                try:
+                    reply = await task
+                finally:
+                    slots.release()
+                yield reply
+            await reader  # a failure reading the stream
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
 
     async def GetFace(self, request, context):
         return face_to_pb(await self.service.faces.get_face(request.id))

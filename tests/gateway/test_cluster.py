@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import queue
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -315,6 +317,53 @@ def test_import_faces(clusters, enrolled):
     for face_id in ids:
         stub.DeleteFace(gateway_pb2.DeleteFaceRequest(id=face_id))
     assert len(two.shards.ids(0) + two.shards.ids(1)) == len(enrolled[0])
+
+
+def test_import_stream_runs_two_messages_at_once_replies_in_order_and_stops_at_a_failure(clusters, enrolled):
+    two, _ = clusters
+    stub = two.stub
+    rng = np.random.default_rng(8)
+    base = len(enrolled[0])
+
+    def message(n: int, dim: int = 512) -> gateway_pb2.ImportFacesRequest:
+        v = rng.normal(size=(n, dim)).astype("<f4")
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        return gateway_pb2.ImportFacesRequest(faces=[gateway_pb2.ImportFace(
+            descriptor=common_pb2.Descriptor(model_id="w600k_mbf", dim=dim, vector=x.tobytes())) for x in v])
+
+    # Many messages: replies in request order, ids ascending from message to message.
+    replies = list(stub.ImportFaces(iter([message(n) for n in (50, 7, 120, 1, 33, 64)]), timeout=120))
+    assert [len(r.ids) for r in replies] == [50, 7, 120, 1, 33, 64]
+    ids = [i for r in replies for i in r.ids]
+    assert ids == sorted(ids) and len(set(ids)) == 275
+    # A client that sends each message only after the reply to the one before (nothing is held back waiting
+    # for a second message).
+    outbox: queue.Queue = queue.Queue()
+    outbox.put(message(5))
+    answered = []
+    for reply in stub.ImportFaces(iter(outbox.get, None), timeout=60):
+        answered.append(reply)
+        outbox.put(message(5) if len(answered) < 3 else None)
+    assert [len(r.ids) for r in answered] == [5, 5, 5]
+    ids += [i for r in answered for i in r.ids]
+    # The second message fails: the first is enrolled, the stream ends at the error, the third (under way
+    # beside the second, or not yet started) is not enrolled.
+    got = []
+    with pytest.raises(grpc.RpcError) as info:
+        for reply in stub.ImportFaces(iter([message(40), message(3, dim=128), message(40)]), timeout=60):
+            got.append(reply)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and [len(r.ids) for r in got] == [40]
+    ids += list(got[0].ids)
+    deadline = time.monotonic() + 10
+    while len(held := two.shards.ids(0) + two.shards.ids(1)) != base + len(ids):
+        # A third message that was under way rolls back its shard Adds in the background.
+        assert time.monotonic() < deadline, (len(held), base + len(ids))
+        time.sleep(0.05)
+    assert len(ids) == 330 and set(ids) <= set(held)
+    assert two.stub.ClusterStatus(gateway_pb2.ClusterStatusRequest()).face_count == base + 330
+    for face_id in ids:
+        stub.DeleteFace(gateway_pb2.DeleteFaceRequest(id=face_id))
+    assert len(two.shards.ids(0) + two.shards.ids(1)) == base
 
 
 def test_verify_and_detect(clusters, photos, enrolled, faces):

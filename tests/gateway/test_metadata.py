@@ -10,7 +10,17 @@ import pytest
 
 from findface_grpc.errors import AlreadyExists, Unavailable
 from findface_grpc.gateway.domain import Descriptor, NewFace
-from findface_grpc.gateway.metadata import ACTIVE, DELETING, MetadataStore, _id_ranges, redact, utcnow
+from findface_grpc.gateway.metadata import (
+    ACTIVE,
+    DELETING,
+    IncompleteInsert,
+    MetadataStore,
+    _id_ranges,
+    id_runs,
+    ids_of_runs,
+    redact,
+    utcnow,
+)
 from tests.gateway.harness import EventLoop
 
 
@@ -71,38 +81,92 @@ def test_id_filters_use_ranges_for_runs(ids, expected):
     assert _id_ranges(ids) == expected
 
 
-def test_pending_faces_are_invisible_until_activated(store, loop):
+def test_id_runs():
+    assert id_runs([]) == []
+    assert id_runs([7, 3, 4, 5, 9, 8, 3]) == [[3, 5], [7, 9]]
+    assert ids_of_runs(id_runs([7, 3, 4, 5, 9, 8, 3])) == [3, 4, 5, 7, 8, 9]
+
+
+def test_pending_faces_are_invisible(store, loop):
+    # Pending documents are those of enrollments by gateways from before the import journal.
     first = loop.run(store.allocate_ids(3))
-    faces = loop.run(store.insert_pending(range(first, first + 3), [new("a"), new("b"), new("c")]))
+    faces = loop.run(store.insert_faces(range(first, first + 3), [new("a"), new("b"), new("c")], state="pending"))
     assert [f.id for f in faces] == [first, first + 1, first + 2]
     assert loop.run(store.get_active(first)) is None
     assert loop.run(store.list_faces("default", 0, 10, None)) == []
-    assert loop.run(store.activate([first, first + 1])) == 2
-    assert loop.run(store.activate([first])) == 0  # no longer pending
-    got = loop.run(store.get_active(first))
-    assert got == faces[0]  # what enrollment returned is what is stored
-    assert sorted(loop.run(store.active_faces([first, first + 1, first + 2]))) == [first, first + 1]
+    assert loop.run(store.active_faces([first, first + 1, first + 2])) == {}
+    assert loop.run(store.count_holding_quota()) == 3
+
+
+def test_faces_are_inserted_active_with_the_ids_given_up_on_as_deleting(store, loop):
+    first = loop.run(store.allocate_ids(4))
+    faces = loop.run(store.insert_faces([first, first + 1], [new("a"), new("b")], retired=[first + 2, first + 3]))
+    assert loop.run(store.get_active(first)) == faces[0]  # what enrollment returned is what is stored
+    assert sorted(loop.run(store.active_faces(range(first, first + 4)))) == [first, first + 1]
+    assert loop.run(store.deleting_ids(10)) == [first + 2, first + 3]
+    with pytest.raises(IncompleteInsert) as info:  # an id taken already (a lost counter): the rest go in
+        loop.run(store.insert_faces([first + 4, first, first + 5], [new(), new(), new()]))
+    assert info.value.inserted == 2
+    assert sorted(loop.run(store.active_faces(range(first, first + 6)))) == [first, first + 1, first + 4, first + 5]
+
+
+def test_import_journal_entries(store, loop):
+    first = loop.run(store.allocate_ids(10))
+    ids = [first, first + 1, first + 2, first + 5]
+    loop.run(store.open_journal("enroll-a", ids, 4, ["default", "g"]))
+    entry = store.imports.find_one({"_id": "enroll-a"})
+    assert (entry["state"], entry["faces"]) == ("pending", 4)
+    assert entry["ids"] == [[first, first + 2], [first + 5, first + 5]]
+    assert ids_of_runs(entry["ids"]) == ids
+    assert loop.run(store.extend_journal("enroll-a", [first + 7, first + 8]))
+    assert ids_of_runs(store.imports.find_one({"_id": "enroll-a"})["ids"]) == [*ids, first + 7, first + 8]
+    # Counted as holding quota while under way: its faces without an active document.
+    assert loop.run(store.count_holding_quota()) == 4
+    loop.run(store.insert_faces([first, first + 1], [new(), new()]))
+    assert loop.run(store.count_holding_quota()) == 4
+    assert loop.run(store.journal_state("enroll-a")) == "pending"
+    assert loop.run(store.close_journal("enroll-a"))
+    assert loop.run(store.close_journal("enroll-a"))  # gone: completed (by repair, say)
+    assert loop.run(store.count_holding_quota()) == 2
+    # Aborted: neither closed nor completed nor extended; not counted.
+    loop.run(store.open_journal("enroll-b", [first + 9], 1, ["default"]))
+    assert loop.run(store.abort_journal("enroll-b")) and not loop.run(store.abort_journal("enroll-b"))
+    assert not loop.run(store.close_journal("enroll-b")) and not loop.run(store.complete_journal("enroll-b"))
+    assert not loop.run(store.extend_journal("enroll-b", [first + 10]))
+    assert loop.run(store.count_holding_quota()) == 2
+    assert [e["_id"] for e in loop.run(store.journals("aborted"))] == ["enroll-b"]
+    assert loop.run(store.journals("pending", created_before=utcnow() + timedelta(seconds=1))) == []
+    loop.run(store.drop_journal("enroll-b"))
+    assert loop.run(store.journal_state("enroll-b")) is None
+
+
+def test_deleting_a_gallery_aborts_the_enrollments_into_it(store, loop):
+    loop.run(store.create_gallery("g1"))
+    loop.run(store.open_journal("enroll-1", [1], 1, ["default", "g1"]))
+    loop.run(store.open_journal("enroll-2", [2], 1, ["default"]))
+    assert loop.run(store.claim_gallery_for_delete("g1"))
+    loop.run(store.mark_gallery_faces_deleting("g1"))
+    assert loop.run(store.journal_state("enroll-1")) == "aborted"
+    assert loop.run(store.journal_state("enroll-2")) == "pending"
 
 
 def test_faces_are_inserted_under_the_ids_given(store, loop):
     # Enrollment with a shard away skips the ids of that shard's cells: the ids given need not be a run.
     first = loop.run(store.allocate_ids(5))
     ids = [first + 3, first, first + 4]
-    faces = loop.run(store.insert_pending(ids, [new("a"), new("b"), new("c")]))
+    faces = loop.run(store.insert_faces(ids, [new("a"), new("b"), new("c")]))
     assert [(f.id, f.meta) for f in faces] == [(first + 3, "a"), (first, "b"), (first + 4, "c")]
-    assert loop.run(store.activate(ids)) == 3
     assert {i: f.meta for i, f in loop.run(store.active_faces(range(first, first + 5))).items()} == {
         first: "b", first + 3: "a", first + 4: "c"}
     with pytest.raises(ValueError):
-        loop.run(store.insert_pending([first + 1], [new(), new()]))
+        loop.run(store.insert_faces([first + 1], [new(), new()]))
 
 
 def test_quality_and_orientation_are_kept_and_older_faces_read_as_unknown(store, loop):
     first = loop.run(store.allocate_ids(2))
     measured = NewFace(Descriptor("m", np.zeros(4, np.float32)), ("default",), quality=np.float32(0.8125),
                        orientation=6)
-    faces = loop.run(store.insert_pending([first, first + 1], [measured, new("imported")]))
-    loop.run(store.activate([first, first + 1]))
+    faces = loop.run(store.insert_faces([first, first + 1], [measured, new("imported")]))
     assert (faces[0].quality, faces[0].orientation) == (0.8125, 6)
     assert loop.run(store.get_active(first)) == faces[0]
     assert (faces[1].quality, faces[1].orientation) == (0.0, 0)
@@ -114,7 +178,7 @@ def test_quality_and_orientation_are_kept_and_older_faces_read_as_unknown(store,
 
 def test_stale_pending_and_deleting_scans(store, loop):
     first = loop.run(store.allocate_ids(2))
-    loop.run(store.insert_pending([first, first + 1], [new(), new()]))
+    loop.run(store.insert_faces([first, first + 1], [new(), new()], state="pending"))
     assert loop.run(store.stale_pending(utcnow() - timedelta(seconds=60), 10)) == []
     assert sorted(loop.run(store.stale_pending(utcnow() + timedelta(seconds=1), 10))) == [first, first + 1]
     assert loop.run(store.mark_deleting([first])) == 1
@@ -127,8 +191,7 @@ def test_stale_pending_and_deleting_scans(store, loop):
 def test_list_faces_pages_by_max_id_and_filters_meta(store, loop):
     first = loop.run(store.allocate_ids(5))
     faces = [new("x"), new("y"), new("x", ("default", "g")), new("x"), new("y")]
-    loop.run(store.insert_pending(range(first, first + 5), faces))
-    loop.run(store.activate(list(range(first, first + 5))))
+    loop.run(store.insert_faces(range(first, first + 5), faces))
     assert [f.id for f in loop.run(store.list_faces("default", 0, 3, None))] == [first + 4, first + 3, first + 2]
     assert [f.id for f in loop.run(store.list_faces("default", first + 2, 3, None))] == [first + 1, first]
     assert [f.id for f in loop.run(store.list_faces("default", 0, 10, "x"))] == [first + 3, first + 2, first]
@@ -145,8 +208,7 @@ def test_list_faces_pages_by_max_id_and_filters_meta(store, loop):
 
 def test_update_is_refused_at_a_stale_revision(store, loop):
     first = loop.run(store.allocate_ids(1))
-    loop.run(store.insert_pending([first], [new("a")]))
-    loop.run(store.activate([first]))
+    loop.run(store.insert_faces([first], [new("a")]))
     face = loop.run(store.update_face(first, 0, {"galleries": ["default", "g"]}, "tok"))
     assert face.galleries == ("default", "g") and face.updated_at >= face.created_at
     assert loop.run(store.update_face(first, 0, {"meta": "b"}, None)) is None
@@ -163,8 +225,7 @@ def test_galleries(store, loop):
     with pytest.raises(AlreadyExists):
         loop.run(store.create_gallery("g1"))
     first = loop.run(store.allocate_ids(2))
-    loop.run(store.insert_pending([first, first + 1], [new(galleries=("default", "g1")), new()]))
-    loop.run(store.activate([first, first + 1]))
+    loop.run(store.insert_faces([first, first + 1], [new(galleries=("default", "g1")), new()]))
     counts = {g.name: g.face_count for g in loop.run(store.list_galleries())}
     assert counts == {"default": 2, "g1": 1}
     assert loop.run(store.missing_galleries(["g1", "nope", "default"])) == ["nope"]
@@ -194,7 +255,7 @@ def test_unreachable_database_is_unavailable_then_fails_fast(loop):
 
 def test_a_lost_counter_restarts_above_the_largest_id(store, loop):
     first = loop.run(store.allocate_ids(3))
-    loop.run(store.insert_pending(range(first, first + 3), [new(), new(), new()]))
+    loop.run(store.insert_faces(range(first, first + 3), [new(), new(), new()]))
     store.counters.drop()
     loop.run(store.ensure_schema())
     assert loop.run(store.allocate_ids(1)) == first + 3
@@ -209,3 +270,25 @@ def test_a_lost_counter_restarts_above_the_largest_id(store, loop):
 )
 def test_logged_uris_hide_the_password(uri, shown):
     assert redact(uri) == shown
+
+
+def test_the_unused_photo_hash_index_of_earlier_versions_is_dropped(store, loop):
+    store.faces.create_index([("photo_hash", 1)])
+    loop.run(store.ensure_schema())
+    assert "photo_hash_1" not in store.faces.index_information()
+
+
+def test_a_write_of_the_same_faces_sent_twice_is_taken_for_done(store, loop, monkeypatch, caplog):
+    # The driver sends an insert again when its connection was lost while the first attempt went on: the second
+    # finds the documents of the first (same ids, same time) and that is success, not a failure.
+    first = loop.run(store.allocate_ids(3))
+    insert_many = store.faces.insert_many
+
+    def twice(docs, **kwargs):
+        insert_many([dict(d) for d in docs[:2]], **kwargs)
+        return insert_many(docs, **kwargs)
+
+    monkeypatch.setattr(store.faces, "insert_many", twice)
+    faces = loop.run(store.insert_faces(range(first, first + 3), [new("a"), new("b"), new("c")]))
+    assert sorted(loop.run(store.active_faces(range(first, first + 3)))) == [f.id for f in faces]
+    assert "2 of 3 face documents were in already" in caplog.text

@@ -19,6 +19,8 @@ from findface_grpc.gateway.config import GatewayConfig
 from findface_grpc.gateway.domain import Descriptor, GalleryChange, NewFace
 from findface_grpc.gateway.server import build_service
 from findface_grpc.gateway.faults import InjectedFault
+from findface_grpc.gateway.metadata import ids_of_runs
+from findface_grpc.license.client import Reservation
 from findface_grpc.gateway.repair import RepairReport
 from tests.gateway.harness import EventLoop, ShardSet, start_healthy
 from tests.helpers import labelled_photos
@@ -60,7 +62,11 @@ class Env:
         """Repair, then: metadata and shards hold exactly the same faces, with the same galleries, all active."""
         report = self.run(self.service.repairer.repair(sweep=sweep, grace_s=0))
         assert report.errors == []
-        docs = {d["_id"]: d for d in self.service.cluster.metadata.faces.find()}
+        metadata = self.service.cluster.metadata
+        # No enrollment is left under way; those rolled back are done (kept a day, to catch late documents).
+        assert [(e["_id"], e["state"], "cleaned" in e) for e in metadata.imports.find()
+                if e["state"] != "aborted" or "cleaned" not in e] == []
+        docs = {d["_id"]: d for d in metadata.faces.find()}
         assert {i: d["state"] for i, d in docs.items() if d["state"] != "active"} == {}
         assert [i for i, d in docs.items() if "sync" in d] == []
         owner = self.service.cluster.cells.shard_of
@@ -130,7 +136,8 @@ def _disarm(env):
     env.service.cluster.faults.clear()
 
 
-ENROLL_STEPS = ["enroll.after_allocate", "enroll.after_insert", "enroll.after_shard_add", "enroll.after_activate"]
+ENROLL_STEPS = ["enroll.after_allocate", "enroll.after_journal", "enroll.after_shard_add", "enroll.after_faces",
+                "enroll.after_commit"]
 
 
 @pytest.mark.parametrize("crash", [False, True], ids=["clean-up", "crash"])
@@ -145,15 +152,20 @@ def test_failed_enrollment_leaves_no_orphan(env, step, crash):
         env.enroll(8)  # 8 consecutive ids with 8 cells: both shards get some
     ids = list(range(before + 1, before + 9))
     visible = env.run(env.service.cluster.metadata.active_faces(ids))
-    if step == "enroll.after_activate":
-        # Both stores were written; only the reply was lost. The faces are whole and stay.
+    # Both stores were written (the documents go in last, already active); only the reply was lost. After a
+    # crash between the documents and the journal entry's removal, repair completes the entry: the faces stay.
+    whole = step == "enroll.after_commit" or (crash and step == "enroll.after_faces")
+    if whole:
         assert sorted(visible) == ids
         env.acknowledged.update({i: ("default",) for i in ids})
     else:
         assert visible == {}
     report = env.check_consistent()
-    if crash and step in ("enroll.after_insert", "enroll.after_shard_add"):
-        assert report.rolled_back == 8 and report.deleted == 8
+    if crash and step in ("enroll.after_journal", "enroll.after_shard_add"):
+        assert report.rolled_back == 8 and report.completed == 0
+    if crash and step == "enroll.after_faces":
+        assert report.completed == 1 and report.rolled_back == 0
+    assert sorted(env.run(env.service.cluster.metadata.active_faces(ids))) == (ids if whole else [])
 
 
 def test_enrollment_from_a_photo_rolls_back_the_same_way(env, faces):
@@ -184,46 +196,102 @@ def test_enrollment_with_a_dead_shard_moves_its_faces_to_the_other(env):
 
 def test_crash_while_moving_faces_off_a_dead_shard_leaves_no_orphan(env):
     faults = env.service.cluster.faults
+    metadata = env.service.cluster.metadata
     env.shards.kill(1)
     try:
         faults.arm("enroll.after_move", "enroll.rollback")
-        before = env.run(env.service.cluster.metadata.allocate_ids(1))
+        before = env.run(metadata.allocate_ids(1))
         with pytest.raises(InjectedFault):
             env.enroll(8)
-        # All 8 first ids (those of shard 1 not yet retired) and the fresh ids of the faces moved to shard 0.
-        pending = env.service.cluster.metadata.faces.count_documents({"_id": {"$gt": before}, "state": "pending"})
-        assert pending > 8
+        # The journal entry names all 8 first ids and the fresh ids of the faces moved to shard 0.
+        (entry,) = metadata.imports.find({"state": "pending"})
+        named = ids_of_runs(entry["ids"])
+        assert len(named) > 8 and named[:8] == list(range(before + 1, before + 9))
     finally:
         env.restart_shard(1)
     env.wait_answering()
-    assert env.check_consistent().rolled_back == pending
+    assert env.check_consistent().rolled_back == len(named)
 
 
-def test_enrollment_slower_than_the_grace_period_is_not_acknowledged(env):
+def stuck_before(store, name: str, stall):
+    """Make `store.<name>` run `stall()` first: an enrollment stuck right before that step."""
+    original = getattr(store, name)
+
+    async def stuck(*args, **kwargs):
+        await stall()
+        return await original(*args, **kwargs)
+
+    setattr(store, name, stuck)
+
+
+def test_enrollment_slower_than_the_grace_period_is_not_acknowledged(env, quota):
     store = env.service.cluster.metadata
-    activate = store.activate
-
-    async def repair_first(ids):
-        # Repair runs (from this or another gateway) while the enrollment is stuck between Add and activation.
-        await env.service.repairer._repair_pending(0, RepairReport())
-        return await activate(ids)
-
-    store.activate = repair_first
+    # Repair runs (from this or another gateway) while the enrollment is stuck between Add and its documents:
+    # the entry is aborted and rolled back; the documents inserted after that are rolled back by the enrollment.
+    stuck_before(store, "insert_faces", lambda: env.service.repairer._repair_imports(0, RepairReport()))
     try:
         with pytest.raises(Unavailable, match="rolled back"):
             env.enroll(3)
     finally:
-        del store.activate
+        del store.insert_faces
+    env.check_consistent()
+    assert quota.used == 0
+
+
+def test_enrollment_slower_than_the_grace_period_with_its_faces_in_is_completed(env):
+    store = env.service.cluster.metadata
+    report = RepairReport()
+    # Repair runs after the documents went in, before the entry's removal: it completes the entry itself.
+    stuck_before(store, "close_journal", lambda: env.service.repairer._repair_imports(0, report))
+    try:
+        ids = env.enroll(3)
+    finally:
+        del store.close_journal
+    assert report.completed == 1 and sorted(env.run(store.active_faces(ids))) == ids
     env.check_consistent()
 
 
-def test_pending_faces_within_the_grace_period_are_left_alone(env):
+def test_documents_of_an_enrollment_stuck_past_its_rollback_are_removed(env):
     store = env.service.cluster.metadata
-    first = env.run(store.allocate_ids(1))
-    env.run(store.insert_pending([first], env.new_faces(1, ["default"])))
+    # Stuck between Add and its documents past the grace period: repair rolls the entry back. The documents then
+    # go in after all, and the gateway dies before it finds out: repair's next rounds take them out again.
+    stuck_before(store, "insert_faces", lambda: env.service.repairer._repair_imports(0, RepairReport()))
+    env.service.cluster.faults.arm("enroll.after_faces", "enroll.rollback")
+    before = env.run(store.allocate_ids(1))
+    try:
+        with pytest.raises(InjectedFault):
+            env.enroll(3)
+    finally:
+        del store.insert_faces
+    ids = list(range(before + 1, before + 4))
+    assert sorted(env.run(store.active_faces(ids))) == ids  # in the metadata, no longer in the shards
+    env.check_consistent()
+    assert env.run(store.active_faces(ids)) == {}
+
+
+def test_deleting_a_gallery_rolls_back_the_enrollments_into_it(env):
+    galleries = env.service.galleries
+    store = env.service.cluster.metadata
+    for step in ("insert_faces", "close_journal"):  # the gallery goes before the faces' documents, or after
+        name = f"gone_{step}"
+        env.run(galleries.create_gallery(name))
+        stuck_before(store, step, lambda: galleries.delete_gallery(name))
+        try:
+            with pytest.raises(Unavailable, match="rolled back"):
+                env.enroll(4, [name])
+        finally:
+            delattr(store, step)
+        assert store.faces.count_documents({"galleries": name}) == 0
+        env.check_consistent()
+
+
+def test_pending_journal_entries_within_the_grace_period_are_left_alone(env):
+    store = env.service.cluster.metadata
+    first = env.run(store.allocate_ids(2))
+    env.run(store.open_journal("enroll-test", [first, first + 1], 2, ["default"]))
     report = env.run(env.service.repairer.repair())  # the configured grace: this enrollment may still be running
-    assert report.rolled_back == 0 and store.faces.find_one({"_id": first})["state"] == "pending"
-    assert env.check_consistent().rolled_back == 1
+    assert report.rolled_back == 0 and env.run(store.journal_state("enroll-test")) == "pending"
+    assert env.check_consistent().rolled_back == 2
 
 
 @pytest.mark.parametrize("step", ["delete.after_mark", "delete.after_shard_remove"])
@@ -303,7 +371,7 @@ def test_hits_without_an_active_face_are_dropped_at_the_join(env):
     orphan_id = 10**9 + 1  # an id far above any allocated one
     pending_id = env.run(store.allocate_ids(1))
     orphan, pending = env.new_faces(2)
-    env.run(store.insert_pending([pending_id], [NewFace(pending.descriptor, ("default",))]))
+    env.run(store.insert_faces([pending_id], [NewFace(pending.descriptor, ("default",))], state="pending"))
     for face_id, face in ((orphan_id, orphan), (pending_id, pending)):
         shard = service.cluster.shards[service.cluster.cells.shard_of(face_id)]
         env.run(shard.add([(face_id, ["default"], face.descriptor)]))
@@ -312,3 +380,54 @@ def test_hits_without_an_active_face_are_dropped_at_the_join(env):
         assert result.results[0].matches == ()  # both are in a shard, neither is an active face
     report = env.check_consistent()
     assert (report.orphans_removed, report.rolled_back) == (1, 1)
+
+
+class CountingQuota:
+    """Stands in for the license server's face quota: what is in use, by the reservations and releases made."""
+
+    def __init__(self) -> None:
+        self.used = 0
+
+    async def reserve(self, key, count):
+        self.used += count
+        return Reservation(key, count)
+
+    async def release(self, key, count):
+        self.used -= max(0, count)
+
+    async def cancel(self, reservation):
+        if reservation is not None:
+            await self.release(f"cancel-{reservation.key}", reservation.count)
+
+
+@pytest.fixture
+def quota(env):
+    cluster = env.service.cluster
+    cluster.quota, saved = CountingQuota(), cluster.quota
+    yield cluster.quota
+    cluster.quota = saved
+
+
+@pytest.mark.parametrize("step", ["enroll.after_journal", "enroll.after_shard_add", "enroll.after_faces"])
+def test_a_failed_enrollment_gives_its_quota_back_once(env, quota, step):
+    env.service.cluster.faults.arm(step)
+    with pytest.raises(InjectedFault):
+        env.enroll(6)
+    assert quota.used == 0
+    env.check_consistent()
+    assert quota.used == 0
+
+
+def test_quota_of_faces_taken_by_a_gallery_deletion_during_their_enrollment_is_given_back_once(env, quota):
+    galleries, store = env.service.galleries, env.service.cluster.metadata
+    env.run(galleries.create_gallery("quota_gone"))
+    # The faces are visible when the gallery goes: its deletion gives back theirs, the enrollment nothing more.
+    stuck_before(store, "close_journal", lambda: galleries.delete_gallery("quota_gone"))
+    try:
+        with pytest.raises(Unavailable, match="rolled back"):
+            env.enroll(5, ["quota_gone"])
+    finally:
+        del store.close_journal
+    assert quota.used == 0
+    env.check_consistent()
+    assert quota.used == 0
