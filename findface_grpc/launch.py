@@ -158,7 +158,7 @@ def wait_tcp(host: str, port: int, timeout: float, process: ManagedProcess | Non
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and not process.alive:
-            raise RuntimeError(f"{process.name} exited early:\n{process.tail()}")
+            raise RuntimeError(f"{process.name} exited early (status {process.proc.returncode}):\n{process.tail()}")
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return
@@ -173,7 +173,7 @@ def wait_grpc_healthy(address: str, timeout: float, process: ManagedProcess | No
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if process is not None and not process.alive:
-                raise RuntimeError(f"{process.name} exited early:\n{process.tail()}")
+                raise RuntimeError(f"{process.name} exited early (status {process.proc.returncode}):\n{process.tail()}")
             try:
                 if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
                     return
@@ -190,7 +190,7 @@ def wait_http_ok(address: str, path: str, timeout: float, process: ManagedProces
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and not process.alive:
-            raise RuntimeError(f"{process.name} exited early:\n{process.tail()}")
+            raise RuntimeError(f"{process.name} exited early (status {process.proc.returncode}):\n{process.tail()}")
         conn = http.client.HTTPConnection(host, int(port), timeout=2)
         try:
             conn.request("GET", path)
