@@ -151,11 +151,12 @@ class FaceIndex:
             self._make_room(capacity)
 
     def _make_room(self, needed: int) -> None:
-        """Grow to hold `needed` faces. New row segments are added, never copied; the ids and bitmaps (8 bytes and
-        a bit per row) are copied into bigger arrays. Needs the exclusive lock (or no other user yet)."""
+        """Grow to hold `needed` faces. Row segments are added as needed, never copied, so no slack is kept for
+        later growth (it would cost 512 bytes a row); the ids and bitmaps (8 bytes and a bit per row) are copied
+        into arrays one segment bigger. Needs the exclusive lock (or no other user yet)."""
         if needed <= len(self._ids):
             return
-        self._rows.reserve(max(needed, len(self._ids) * 3 // 2))
+        self._rows.reserve(needed)
         capacity = self._rows.capacity
         ids = np.zeros(capacity, np.uint64)
         ids[: self._n] = self._ids[: self._n]
