@@ -105,13 +105,15 @@ class TokenStore:
     """
 
     def __init__(self, db: Database, cache_ttl_s: float = 5.0, executor: Executor | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, outage: OutageBreaker | None = None) -> None:
+        """`outage`: the breaker of whatever else uses the same MongoDB in this process (the gateway's metadata
+        store), so that one call finding it down spares every other call the wait, whichever store it uses."""
         self.collection = db[COLLECTION]
         self.cache_ttl_s = cache_ttl_s
         self._executor = executor  # None: the event loop's default executor
         self._clock = clock
         self._cache: OrderedDict[str, tuple[float, TokenInfo | None]] = OrderedDict()
-        self.outage = OutageBreaker("token store (MongoDB)")
+        self.outage = outage or OutageBreaker("token store (MongoDB)")
         # verify() runs on executor threads as well as the loop's thread.
         self._lock = threading.Lock()
 

@@ -59,20 +59,25 @@ def utcnow() -> datetime:
 def _in_thread(method: Callable) -> Callable:
     """Run a blocking pymongo method in the store's thread pool; a lost database becomes UNAVAILABLE."""
 
-    @functools.wraps(method)
-    async def wrapper(self: "MetadataStore", *args, **kwargs):
-        loop = asyncio.get_running_loop()
+    def guarded(self: "MetadataStore", *args, **kwargs):
+        # Checked on the worker thread, when the call is about to run, not when it is queued: calls queued behind
+        # the ones that found MongoDB gone then fail at once instead of each waiting out the driver's timeout.
         self.outage.before_call()
         try:
-            result = await loop.run_in_executor(self._executor, functools.partial(method, self, *args, **kwargs))
+            result = method(self, *args, **kwargs)
         except (ConnectionFailure, ExecutionTimeout, WriteConcernError) as exc:
             self.outage.failed(type(exc).__name__)
             raise Unavailable(f"metadata store (MongoDB) unavailable: {type(exc).__name__}") from exc
-        except BaseException:
+        except Exception:
             self.outage.answered()  # a refusal (a duplicate key, say) is an answer
             raise
         self.outage.answered()
         return result
+
+    @functools.wraps(method)
+    async def wrapper(self: "MetadataStore", *args, **kwargs):
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(guarded, self, *args, **kwargs))
 
     return wrapper
 

@@ -43,7 +43,8 @@ async def start(config: GatewayConfig, service: GatewayService | None = None) ->
     interceptors = []
     if config.require_tokens:
         # Tokens live beside the metadata, on the same client; verification runs off the event loop.
-        interceptors.append(AuthInterceptor(TokenStore(service.cluster.metadata.db, config.token_cache_ttl_s)))
+        interceptors.append(AuthInterceptor(TokenStore(service.cluster.metadata.db, config.token_cache_ttl_s,
+                                                      outage=service.cluster.metadata.outage)))
     else:
         log.warning("require_tokens is off: every caller is trusted; only for a gateway on a trusted network")
     server = GrpcServer(config.listen, interceptors)

@@ -7,8 +7,8 @@ For each kind: the launcher starts it again, and the cluster is whole (an Identi
 identify over HTTP, the new face's thumbnail in the photo store, a photo dropped into its WebDAV drop folder
 enrolled, every one answered in full) within
 WHOLE_WITHIN_S of the new process's start. While MongoDB, the gateway or the extractor is down calls fail,
-UNAVAILABLE or 503, naming what is down (within FAIL_FAST_S: for MongoDB that does not hold yet when calls reach it
-together as it dies, see the xfail); while the license server is down searches, /health and /status answer as
+UNAVAILABLE or 503, naming what is down, within FAIL_FAST_S (for MongoDB also when many calls reach it together as
+it dies); while the license server is down searches, /health and /status answer as
 usual over both doors and enrollments are refused at once. MongoDB and the gateway are killed in the middle of an
 import. At the end every acknowledged enrollment is read back and found as the best match of its own descriptor
 and its own photo, and after a repair pass the metadata and the shards hold exactly the same faces (no orphans,
@@ -494,14 +494,6 @@ def test_mongodb_outage_fails_calls_naming_it_and_the_cluster_is_whole_after_its
     assert [o for o in outage if o.ok or o.code not in ("UNAVAILABLE", "503") or "MongoDB" not in o.message] == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 12's 'a MongoDB outage fails calls within 3 s' does not hold for calls that reach MongoDB together as "
-    "it dies: the gateway's OutageBreaker (findface_grpc/outage.py) opens only once a call has waited out pymongo's "
-    "server selection (mongo_timeout_s = 2 s), and MetadataStore (findface_grpc/gateway/metadata.py, _in_thread) "
-    "asks the breaker before queueing a call for its 8 executor threads, not when the call runs: of 12 Identify "
-    "calls, 8 fail after 2 s and 4 wait for a thread, then 2 s more, about 4 s in all. The token store "
-    "(findface_grpc/auth.py) has its own breaker and probes likewise, so one call can also wait 2 s there, then 2 s "
-    "at the metadata store"))
 def test_calls_arriving_together_as_mongodb_dies_fail_within_3_s(cluster, doors, load):
     face_id, _ = doors.known()
     query = gateway_pb2.IdentifyRequest(descriptor=stored_descriptors(cluster, {face_id})[face_id],
