@@ -2,8 +2,9 @@
 
 Every failure reaches the client as a non-2xx status with `{"code": ..., "reason": ...}`; BAD_PARAM adds `param`
 and `value`. The codes are the original's (AUTH_FAILED, BAD_PARAM, MALFORMED_JSON, SERVICE_UNAVAILABLE,
-EXTRACTION_ERROR) plus NOT_FOUND, METHOD_NOT_ALLOWED, BODY_TOO_LARGE and INTERNAL_ERROR for the cases the original
-documents no code for.
+EXTRACTION_ERROR) plus NOT_FOUND, METHOD_NOT_ALLOWED, BODY_TOO_LARGE, INTERNAL_ERROR, LICENSE_FEATURE, and the
+server's own BAD_REQUEST and REQUEST_TIMEOUT (gateway_http/server.py) for the cases the original documents no code
+for.
 """
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ NOT_FOUND = "NOT_FOUND"
 METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
 BODY_TOO_LARGE = "BODY_TOO_LARGE"
 INTERNAL_ERROR = "INTERNAL_ERROR"
+LICENSE_FEATURE = "LICENSE_FEATURE"
+BAD_REQUEST = "BAD_REQUEST"
+REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
 
 # What the extractor says about photo bytes it cannot use (findface_grpc.extractor.imaging): the photo arrived,
 # but no face can be extracted from it, which the original reported as EXTRACTION_ERROR.

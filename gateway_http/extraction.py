@@ -24,7 +24,7 @@ import grpc
 from findface_grpc.v1 import common_pb2, gateway_pb2
 from gateway_http import attributes
 from gateway_http.calls import Call, Reply, Upstream
-from gateway_http.errors import LegacyError, bad_param, from_grpc
+from gateway_http.errors import LICENSE_FEATURE, LegacyError, bad_param, from_grpc
 from gateway_http.params import Photo
 
 FEATURE = "extraction-api"
@@ -55,7 +55,7 @@ def _check_license(upstream: Upstream) -> None:
         seen = (time.monotonic(), allowed, ", ".join(status.features) or "none")
         upstream.feature_seen[FEATURE] = seen
     if not seen[1]:
-        raise LegacyError(403, "LICENSE_FEATURE",
+        raise LegacyError(403, LICENSE_FEATURE,
                           f"license: the license does not include the feature '{FEATURE}' (it has: {seen[2]})")
 
 

@@ -19,19 +19,19 @@ import logging
 from findface_grpc.rpc import server_main
 from gateway_http.app import LegacyApp
 from gateway_http.config import HttpConfig
-from gateway_http.errors import BODY_TOO_LARGE, INTERNAL_ERROR, SERVICE_UNAVAILABLE
+from gateway_http.errors import BAD_REQUEST, BODY_TOO_LARGE, INTERNAL_ERROR, REQUEST_TIMEOUT, SERVICE_UNAVAILABLE
 from gateway_http.serving import Limits, Server, make_server as make_waitress, serve_until_signalled
 
 log = logging.getLogger(__name__)
 
 
 # The codes of the answers the server makes itself (gateway_http.serving), by status.
-SERVER_CODES = {408: "REQUEST_TIMEOUT", 413: BODY_TOO_LARGE, 500: INTERNAL_ERROR, 503: SERVICE_UNAVAILABLE}
+SERVER_CODES = {408: REQUEST_TIMEOUT, 413: BODY_TOO_LARGE, 500: INTERNAL_ERROR, 503: SERVICE_UNAVAILABLE}
 
 
 def error_body(status: int, reason: str) -> tuple[str, bytes]:
     """The legacy error JSON for an answer the server makes itself."""
-    body = {"code": SERVER_CODES.get(status, "BAD_REQUEST"), "reason": reason[:200]}
+    body = {"code": SERVER_CODES.get(status, BAD_REQUEST), "reason": reason[:200]}
     return "application/json", json.dumps(body).encode()
 
 
