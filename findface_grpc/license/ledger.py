@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from findface_grpc.durable import replaced_atomically
 from findface_grpc.errors import InvalidArgument, NotFound, ResourceExhausted
 
 log = logging.getLogger(__name__)
@@ -60,19 +61,8 @@ class Reconciled:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Replace path with data so that a crash leaves either the old file or the new one, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    with replaced_atomically(path) as out:
+        out.write(data)
 
 
 class Ledger:

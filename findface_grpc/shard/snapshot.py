@@ -7,13 +7,12 @@ fit (another model, another code scale, a damaged file, a count that disagrees) 
 
 Layout: MAGIC, an 8-byte little-endian header length, the header as JSON, then the ids (uint64), each row's
 gallery set (uint32) and the codes (count x dim bytes), each raw. Written to a temporary file, flushed to disk
-and renamed over the previous snapshot, so that a crash while writing leaves the previous one whole.
+and renamed over the previous snapshot (durable.py), so that a crash while writing leaves the previous one whole.
 """
 from __future__ import annotations
 
 import json
 import logging
-import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from findface_grpc.durable import replaced_atomically
 from findface_grpc.shard.index import FaceIndex, IndexImage
 
 log = logging.getLogger(__name__)
@@ -41,21 +41,12 @@ def write(path: Path, image: IndexImage, codes: Iterator[np.ndarray], model_id: 
         "model_id": model_id, "dim": dim, "scale": image.scale, "version": version, "count": image.count,
         "gallery_sets": image.gallery_sets,
     }).encode()
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as out:
+    with replaced_atomically(path) as out:
         out.write(MAGIC + struct.pack("<Q", len(header)) + header)
         out.write(np.ascontiguousarray(image.ids, "<u8").data)
         out.write(np.ascontiguousarray(image.set_of_row, "<u4").data)
         for block in codes:
             out.write(block.data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temporary, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def read(path: Path, model_id: str, dim: int, scale: float) -> Loaded | None:

@@ -112,14 +112,7 @@ def _chosen(names: Iterable[str]) -> list[AttributeFile]:
 def verify_attributes(models_dir: Path, names: Iterable[str] = ATTRIBUTES) -> dict[str, Path]:
     """The attribute models' files by attribute, once each is present with its recorded sha256; else
     ModelFileError naming all that are not, and how to fetch them."""
-    paths, problems = {}, []
-    for f in _chosen(names):
-        path = Path(models_dir) / f.file_name
-        if not path.is_file():
-            problems.append(f"{path}: missing")
-        elif (actual := file_sha256(path)) != f.sha256:
-            problems.append(f"{path}: sha256 is {actual}, expected {f.sha256}")
-        paths[f.role] = path
+    paths, problems = packs.check_files(_chosen(names), models_dir)
     if problems:
         raise ModelFileError(
             f"attribute models are not usable: {'; '.join(problems)}. Fetch them with: {FETCH_COMMAND} "

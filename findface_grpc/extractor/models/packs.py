@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -181,18 +181,24 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def verify_pack(name: str, models_dir: Path) -> dict[str, Path]:
-    """The pack's files by role, once each is present with its recorded sha256; else ModelFileError naming all
-    that are not."""
-    pack = get_pack(name)
+def check_files(files: Iterable, models_dir: Path) -> tuple[dict[str, Path], list[str]]:
+    """Each file's path by its role, and what is wrong with those that are missing or differ from their sha256.
+    `files`: anything with `file_name`, `sha256` and `role`."""
     paths, problems = {}, []
-    for f in pack.files:
+    for f in files:
         path = Path(models_dir) / f.file_name
         if not path.is_file():
             problems.append(f"{path}: missing")
         elif (actual := file_sha256(path)) != f.sha256:
             problems.append(f"{path}: sha256 is {actual}, expected {f.sha256}")
         paths[f.role] = path
+    return paths, problems
+
+
+def verify_pack(name: str, models_dir: Path) -> dict[str, Path]:
+    """The pack's files by role, once each is present with its recorded sha256; else ModelFileError naming all
+    that are not."""
+    paths, problems = check_files(get_pack(name).files, models_dir)
     if problems:
         raise ModelFileError(
             f"model pack {name} is not usable: {'; '.join(problems)}. Fetch it with: {FETCH_COMMAND} {name}"
