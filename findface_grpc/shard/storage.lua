@@ -144,16 +144,31 @@ end
 
 -- Delete faces by id; returns how many existed.
 function shard_remove(ids)
-    local count = 0
+    local gone = {}
     box.begin()
     for _, id in ipairs(ids) do
         if faces:delete(id) ~= nil then
-            box.space.removed:insert({changes:next(), id})
-            count = count + 1
+            table.insert(gone, id)
         end
     end
     box.commit()
-    return count
+    -- The tombstones go in a transaction of their own, after the deletes: they need memory, and deletes must work
+    -- when the arena is full (deleting is how it gets emptied). If they cannot be written, a restart from the
+    -- snapshot finds more faces than this space holds and rebuilds from the faces themselves instead.
+    local stamped, err = pcall(function()
+        box.begin()
+        for _, id in ipairs(gone) do
+            removed:insert({changes:next(), id})
+        end
+        box.commit()
+    end)
+    if not stamped then
+        if box.is_in_txn() then
+            box.rollback()
+        end
+        log.warn('deletes of %d faces done without their tombstones: %s', #gone, tostring(err))
+    end
+    return #gone
 end
 
 -- Faces by id, in request order, unknown ids left out: {id, galleries, vector} or {id, galleries, ''} when
