@@ -97,6 +97,15 @@ def _bindable(host: str, port: int) -> bool:
     return True
 
 
+def rss_bytes(pid: int) -> int:
+    """Resident memory of process `pid` (VmRSS), for the benchmarks and tests that watch a server's memory."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
 @dataclass
 class ManagedProcess:
     """A child process with its output in a log file."""

@@ -34,14 +34,6 @@ HOST = "127.0.0.1"
 BATCH = 5000
 
 
-def rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 def unit(rng: np.random.Generator, count: int) -> np.ndarray:
     v = rng.standard_normal((count, DIM), dtype=np.float32)
     return v / np.linalg.norm(v, axis=1, keepdims=True)
@@ -87,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             stub.Add(shard_pb2.AddRequest(faces=[shard_pb2.ShardFace(id=10**12, descriptor=descriptor(unit(rng, 1)[0]))]))
 
         def holders() -> int:
-            return sum(rss(t.proc.pid) for t in tarantools) + sum(rss(p.proc.pid) for _, p in servers)
+            pids = [t.proc.pid for t in tarantools] + [p.proc.pid for _, p in servers]
+            return sum(launch.rss_bytes(pid) for pid in pids)
 
         before = holders()
         began = time.perf_counter()

@@ -43,14 +43,6 @@ def vectors(rng: np.random.Generator, count: int) -> np.ndarray:
     return v
 
 
-def rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.array(values) * 1000, q))
 
@@ -174,14 +166,14 @@ def main(argv: list[str] | None = None) -> int:
                     ])
 
             holders = [p.proc.pid for p in bench.procs if p.name.startswith(("shard-", "tarantool-"))]
-            rss_before = sum(rss(pid) for pid in holders)
+            rss_before = sum(launch.rss_bytes(pid) for pid in holders)
             t0 = time.perf_counter()
             ids: list[int] = []
             for reply in stub.ImportFaces(requests(), metadata=metadata, timeout=7200):
                 ids.extend(reply.ids)
             imported = len(ids)
             import_s = time.perf_counter() - t0
-            rss_growth = sum(rss(pid) for pid in holders) - rss_before
+            rss_growth = sum(launch.rss_bytes(pid) for pid in holders) - rss_before
             row_of = {face_id: row for row, face_id in enumerate(ids)}
 
             def identify(q: np.ndarray) -> list[int]:

@@ -33,12 +33,7 @@ def raise_fd_limit(need: int) -> None:
 
 
 def rss_kb(pid: int) -> int:
-    """VmRSS of `pid`, kB."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+    return launch.rss_bytes(pid) // 1024
 
 
 def open_sockets(pid: int) -> int:
