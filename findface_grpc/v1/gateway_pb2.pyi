@@ -108,7 +108,7 @@ class VerifyResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[VerifyPair, _Mapping]]] = ..., verified: _Optional[bool] = ..., skipped1: _Optional[_Iterable[_Union[_common_pb2.SkippedFace, _Mapping]]] = ..., skipped2: _Optional[_Iterable[_Union[_common_pb2.SkippedFace, _Mapping]]] = ...) -> None: ...
 
 class IdentifyRequest(_message.Message):
-    __slots__ = ("image", "descriptor", "bboxes", "gallery", "n", "threshold", "mf_selector", "try_rotations")
+    __slots__ = ("image", "descriptor", "bboxes", "gallery", "n", "threshold", "mf_selector", "try_rotations", "sighting")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTOR_FIELD_NUMBER: _ClassVar[int]
     BBOXES_FIELD_NUMBER: _ClassVar[int]
@@ -117,6 +117,7 @@ class IdentifyRequest(_message.Message):
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     MF_SELECTOR_FIELD_NUMBER: _ClassVar[int]
     TRY_ROTATIONS_FIELD_NUMBER: _ClassVar[int]
+    SIGHTING_FIELD_NUMBER: _ClassVar[int]
     image: _common_pb2.ImageSource
     descriptor: _common_pb2.Descriptor
     bboxes: _containers.RepeatedCompositeFieldContainer[_common_pb2.BoundingBox]
@@ -125,7 +126,18 @@ class IdentifyRequest(_message.Message):
     threshold: _common_pb2.Threshold
     mf_selector: _common_pb2.MultiFaceSelector
     try_rotations: bool
-    def __init__(self, image: _Optional[_Union[_common_pb2.ImageSource, _Mapping]] = ..., descriptor: _Optional[_Union[_common_pb2.Descriptor, _Mapping]] = ..., bboxes: _Optional[_Iterable[_Union[_common_pb2.BoundingBox, _Mapping]]] = ..., gallery: _Optional[str] = ..., n: _Optional[int] = ..., threshold: _Optional[_Union[_common_pb2.Threshold, _Mapping]] = ..., mf_selector: _Optional[_Union[_common_pb2.MultiFaceSelector, str]] = ..., try_rotations: _Optional[bool] = ...) -> None: ...
+    sighting: Sighting
+    def __init__(self, image: _Optional[_Union[_common_pb2.ImageSource, _Mapping]] = ..., descriptor: _Optional[_Union[_common_pb2.Descriptor, _Mapping]] = ..., bboxes: _Optional[_Iterable[_Union[_common_pb2.BoundingBox, _Mapping]]] = ..., gallery: _Optional[str] = ..., n: _Optional[int] = ..., threshold: _Optional[_Union[_common_pb2.Threshold, _Mapping]] = ..., mf_selector: _Optional[_Union[_common_pb2.MultiFaceSelector, str]] = ..., try_rotations: _Optional[bool] = ..., sighting: _Optional[_Union[Sighting, _Mapping]] = ...) -> None: ...
+
+class Sighting(_message.Message):
+    __slots__ = ("camera_id", "frame_time", "track_id")
+    CAMERA_ID_FIELD_NUMBER: _ClassVar[int]
+    FRAME_TIME_FIELD_NUMBER: _ClassVar[int]
+    TRACK_ID_FIELD_NUMBER: _ClassVar[int]
+    camera_id: str
+    frame_time: float
+    track_id: str
+    def __init__(self, camera_id: _Optional[str] = ..., frame_time: _Optional[float] = ..., track_id: _Optional[str] = ...) -> None: ...
 
 class Match(_message.Message):
     __slots__ = ("face", "confidence", "confidence_original")
@@ -160,7 +172,7 @@ class IdentifyResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[FaceMatches, _Mapping]]] = ..., shards_answered: _Optional[int] = ..., shards_total: _Optional[int] = ..., partial: _Optional[bool] = ..., skipped: _Optional[_Iterable[_Union[_common_pb2.SkippedFace, _Mapping]]] = ...) -> None: ...
 
 class CreateFaceRequest(_message.Message):
-    __slots__ = ("image", "bboxes", "meta", "galleries", "mf_selector", "person_id", "cam_id", "min_quality", "try_rotations")
+    __slots__ = ("image", "bboxes", "meta", "galleries", "mf_selector", "person_id", "cam_id", "min_quality", "try_rotations", "sighting")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     BBOXES_FIELD_NUMBER: _ClassVar[int]
     META_FIELD_NUMBER: _ClassVar[int]
@@ -170,6 +182,7 @@ class CreateFaceRequest(_message.Message):
     CAM_ID_FIELD_NUMBER: _ClassVar[int]
     MIN_QUALITY_FIELD_NUMBER: _ClassVar[int]
     TRY_ROTATIONS_FIELD_NUMBER: _ClassVar[int]
+    SIGHTING_FIELD_NUMBER: _ClassVar[int]
     image: _common_pb2.ImageSource
     bboxes: _containers.RepeatedCompositeFieldContainer[_common_pb2.BoundingBox]
     meta: str
@@ -179,7 +192,8 @@ class CreateFaceRequest(_message.Message):
     cam_id: str
     min_quality: float
     try_rotations: bool
-    def __init__(self, image: _Optional[_Union[_common_pb2.ImageSource, _Mapping]] = ..., bboxes: _Optional[_Iterable[_Union[_common_pb2.BoundingBox, _Mapping]]] = ..., meta: _Optional[str] = ..., galleries: _Optional[_Iterable[str]] = ..., mf_selector: _Optional[_Union[_common_pb2.MultiFaceSelector, str]] = ..., person_id: _Optional[str] = ..., cam_id: _Optional[str] = ..., min_quality: _Optional[float] = ..., try_rotations: _Optional[bool] = ...) -> None: ...
+    sighting: Sighting
+    def __init__(self, image: _Optional[_Union[_common_pb2.ImageSource, _Mapping]] = ..., bboxes: _Optional[_Iterable[_Union[_common_pb2.BoundingBox, _Mapping]]] = ..., meta: _Optional[str] = ..., galleries: _Optional[_Iterable[str]] = ..., mf_selector: _Optional[_Union[_common_pb2.MultiFaceSelector, str]] = ..., person_id: _Optional[str] = ..., cam_id: _Optional[str] = ..., min_quality: _Optional[float] = ..., try_rotations: _Optional[bool] = ..., sighting: _Optional[_Union[Sighting, _Mapping]] = ...) -> None: ...
 
 class CreateFaceResponse(_message.Message):
     __slots__ = ("faces", "skipped")
