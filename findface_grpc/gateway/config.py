@@ -76,6 +76,22 @@ class GatewayConfig:
     upload_user: str = "gateway"
     upload_password: str = ""
     upload_timeout_s: float = 10.0
+    # Dynamic person creation (persons.py): a face a camera posts through CreateFace takes the person_id of the
+    # most similar face with one above person_identify_threshold (on the original product's scale, as the legacy
+    # API's thresholds: docs/thresholds.md), among that camera's faces, or every face with person_identify_global;
+    # else a new person_id.
+    person_identify: bool = False
+    person_identify_global: bool = False
+    person_identify_threshold: float = 0.75
+    # Tokens (by name) that see every camera's url; other tokens see only the urls of cameras they created.
+    admin_tokens: tuple[str, ...] = ("admin",)
+    # WatchEvents: events waiting for one subscriber, at most; beyond, its oldest are dropped (and counted).
+    watch_queue_size: int = 256
+    # Prometheus metrics at http://<metrics_listen>/metrics ("host:port"; empty: none). The endpoint takes no
+    # token: keep it on a private network.
+    metrics_listen: str = ""
+    # "text" (the default, for people) or "json" (one object a line: time, level, server, request id, message).
+    log_format: str = "text"
     log_level: str = "INFO"
 
     def validate(self) -> None:
@@ -120,6 +136,10 @@ class GatewayConfig:
                 raise ConfigError(f"[gateway].url_allow_networks: {network!r} is not an address or CIDR network") from None
         if self.upload_url and not self.upload_url.startswith(("http://", "https://")):
             raise ConfigError(f"[gateway].upload_url must be an http(s) URL, not {self.upload_url!r}")
+        if not 0.0 <= self.person_identify_threshold <= 1.0:  # NaN fails this too
+            raise ConfigError("[gateway].person_identify_threshold must be within [0, 1]")
+        if not 1 <= self.watch_queue_size <= 100_000:
+            raise ConfigError("[gateway].watch_queue_size must be within 1..100000")
         if self.upload_timeout_s <= 0:
             raise ConfigError("[gateway].upload_timeout_s must be > 0")
         if not self.mongo_db or not self.mongo_uri:

@@ -133,21 +133,39 @@ class Enroller:
         try_rotations: bool = False,
     ) -> Enrollment:
         """`photo`: where the photo came from (its URL), kept with the faces."""
+        names, detection = await self.detect(image, bboxes, meta, galleries, selector, person_id, cam_id,
+                                             min_quality, try_rotations)
+        return await self.enroll_detected(image, detection, names, meta, [person_id] * len(detection.faces),
+                                          cam_id, photo)
+
+    async def detect(
+        self, image: bytes, bboxes: Sequence[Box], meta: str, galleries: Sequence[str], selector: MultiFace,
+        person_id: str, cam_id: str, min_quality: float, try_rotations: bool, thumbnails: bool = False,
+    ) -> tuple[tuple[str, ...], Detection]:
+        """CreateFace's checks and the faces to enroll, with their galleries; nothing enrolled yet. `thumbnails`:
+        each face's thumbnail too (always with a photo store)."""
         cluster = self.cluster
         if not 0.0 <= min_quality <= 1.0:  # NaN fails this too
             raise InvalidArgument(f"min_quality must be within [0, 1], got {min_quality:g}")
         check_face_text("", meta, person_id, cam_id)
         names = with_default_gallery(check_gallery_name(g, "galleries") for g in galleries)
         await cluster.require_galleries(names, "galleries")
-        detection = await cluster.extract(image, bboxes, selector, "image", crops=cluster.store is not None,
+        detection = await cluster.extract(image, bboxes, selector, "image",
+                                          crops=thumbnails or cluster.store is not None,
                                           min_quality=min_quality, try_rotations=try_rotations)
         if not detection.faces:
             raise InvalidArgument("image: no face found")
+        return names, detection
+
+    async def enroll_detected(self, image: bytes, detection: Detection, names: tuple[str, ...], meta: str,
+                              person_ids: Sequence[str], cam_id: str, photo: str) -> Enrollment:
+        """Enroll the faces `detect` found, detection.faces[i] with person_ids[i]; the faces in that order."""
+        cluster = self.cluster
         photo_hash = hashlib.sha256(image).hexdigest()
         new = [
-            NewFace(f.descriptor, names, meta, f.bbox, photo_hash, person_id, cam_id, photo,  # type: ignore[arg-type]
+            NewFace(f.descriptor, names, meta, f.bbox, photo_hash, person, cam_id, photo,  # type: ignore[arg-type]
                     f.quality, f.orientation)
-            for f in detection.faces
+            for f, person in zip(detection.faces, person_ids, strict=True)
         ]
         # A client giving up half way must not interrupt the write sequence; it runs to its end either way.
         faces = await asyncio.shield(self._enroll(new))

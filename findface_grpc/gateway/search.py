@@ -120,7 +120,9 @@ class Searcher:
         threshold: scoring.Threshold = scoring.Threshold(),
         selector: MultiFace = MultiFace.BIGGEST,
         try_rotations: bool = False,
+        thumbnails: bool = False,
     ) -> IdentifyResult:
+        """`thumbnails`: each query face of the photo with its thumbnail (DetectedFace.thumbnail), for history."""
         n = n or 1
         if not 1 <= n <= self.cluster.config.max_n:
             raise InvalidArgument(f"n must be within 1..{self.cluster.config.max_n}, got {n}")
@@ -131,7 +133,7 @@ class Searcher:
         gallery_check = asyncio.ensure_future(self.cluster.require_galleries([gallery], "gallery"))
         try:
             return await self._identify(gallery, gallery_check, image, descriptor, bboxes, n, threshold, selector,
-                                        try_rotations)
+                                        try_rotations, thumbnails)
         finally:
             if not gallery_check.done():
                 gallery_check.cancel()
@@ -139,7 +141,7 @@ class Searcher:
                 gallery_check.exception()  # retrieved: an error that lost the race to another is not news
 
     async def _identify(self, gallery, gallery_check, image, descriptor, bboxes, n, threshold, selector,
-                        try_rotations) -> IdentifyResult:
+                        try_rotations, thumbnails) -> IdentifyResult:
         cluster = self.cluster
         model = await cluster.model()
         limit = self._resolve_threshold(threshold, model.model_id)
@@ -149,7 +151,8 @@ class Searcher:
             queries: list[DetectedFace | None] = [None]
             vectors = [cluster.check_descriptor(descriptor, model, "descriptor")]
         elif image is not None:
-            detection = await cluster.extract(image, bboxes, selector, "image", try_rotations=try_rotations)
+            detection = await cluster.extract(image, bboxes, selector, "image", try_rotations=try_rotations,
+                                              crops=thumbnails)
             queries = list(detection.faces)
             vectors = [f.descriptor for f in detection.faces]
             skipped = detection.skipped

@@ -12,9 +12,10 @@ from findface_grpc.gateway.config import GatewayConfig
 from findface_grpc.gateway.metadata import MetadataStore, redact
 from findface_grpc.gateway.service import GatewayService
 from findface_grpc.gateway.servicer import FaceServicer
+from findface_grpc.gateway.video_servicer import VideoServicer
 from findface_grpc.license.client import face_quota
 from findface_grpc.rpc import GrpcServer, run_until_signalled, server_main
-from findface_grpc.v1 import gateway_pb2, gateway_pb2_grpc
+from findface_grpc.v1 import gateway_pb2, gateway_pb2_grpc, video_pb2, video_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +42,12 @@ async def start(config: GatewayConfig, service: GatewayService | None = None) ->
         await service.stop()
         raise
     interceptors = []
+    tokens = None
     if config.require_tokens:
         # Tokens live beside the metadata, on the same client; verification runs off the event loop.
-        interceptors.append(AuthInterceptor(TokenStore(service.cluster.metadata.db, config.token_cache_ttl_s,
-                                                      outage=service.cluster.metadata.outage)))
+        tokens = TokenStore(service.cluster.metadata.db, config.token_cache_ttl_s,
+                            outage=service.cluster.metadata.outage)
+        interceptors.append(AuthInterceptor(tokens))
     else:
         log.warning("require_tokens is off: every caller is trusted; only for a gateway on a trusted network")
     server = GrpcServer(config.listen, interceptors)
@@ -52,6 +55,11 @@ async def start(config: GatewayConfig, service: GatewayService | None = None) ->
         gateway_pb2_grpc.add_FaceServiceServicer_to_server,
         FaceServicer(service),
         gateway_pb2.DESCRIPTOR.services_by_name["FaceService"].full_name,
+    )
+    server.add(
+        video_pb2_grpc.add_VideoServiceServicer_to_server,
+        VideoServicer(service, tokens),
+        video_pb2.DESCRIPTOR.services_by_name["VideoService"].full_name,
     )
     port = await server.start()
     log.info("gateway serving on port %d: %d shards, %d cells, extractor %s, metadata database %r at %s",

@@ -21,14 +21,19 @@ import logging
 
 from findface_grpc.errors import Unavailable
 from findface_grpc.gateway import status
+from findface_grpc.gateway.cameras import Cameras, CameraStore
 from findface_grpc.gateway.cluster import Cluster
 from findface_grpc.gateway.domain import ClusterStatus
 from findface_grpc.gateway.enrollment import Enroller
+from findface_grpc.gateway.events import EventHub
 from findface_grpc.gateway.faces import Faces
 from findface_grpc.gateway.galleries import Galleries
+from findface_grpc.gateway.history import History, HistoryStore
+from findface_grpc.gateway.persons import Persons, PersonStore
 from findface_grpc.gateway.photos import PhotoFetcher
 from findface_grpc.gateway.repair import Repairer
 from findface_grpc.gateway.search import Searcher
+from findface_grpc.gateway.sightings import Sightings
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,13 @@ class GatewayService:
         self.faces = Faces(self.cluster)
         self.galleries = Galleries(self.cluster)
         self.repairer = Repairer(self.cluster, self.galleries)
+        # VideoService (video_servicer.py) and the faces cameras post (sightings.py).
+        self.cameras = Cameras(CameraStore(cluster.metadata), config.admin_tokens)
+        self.history = History(HistoryStore(cluster.metadata))
+        self.events = EventHub(config.watch_queue_size)
+        self.persons = Persons(config, self.search, PersonStore(cluster.metadata))
+        self.sightings = Sightings(self.cameras, self.search, self.enrollment, self.persons, self.history,
+                                   self.events)
 
     async def start(self, run_repair_loop: bool = True) -> None:
         """Prepare the metadata store and start repairing in the background, its first round at once.
@@ -55,6 +67,8 @@ class GatewayService:
         """
         cluster = self.cluster
         await cluster.metadata.ensure_schema()
+        await self.cameras.store.ensure_schema()
+        await self.history.store.ensure_schema()
         try:
             await cluster.model()
         except Unavailable as exc:

@@ -262,16 +262,19 @@ class FaceServicer(gateway_pb2_grpc.FaceServiceServicer):
         query = request.WhichOneof("query")
         if query is None:
             raise InvalidArgument("image or descriptor is required")
-        result = await self.service.search.identify(
-            image=await self._image(request.image, "image") if query == "image" else None,
-            descriptor=descriptor_in(request.descriptor, "descriptor") if query == "descriptor" else None,
-            bboxes=[box_from_pb(b) for b in request.bboxes],
-            gallery=request.gallery,
-            n=request.n,
-            threshold=threshold_from_pb(request.threshold),
-            selector=selector_from_pb(request.mf_selector),
-            try_rotations=request.try_rotations,
-        )
+        if request.HasField("sighting"):
+            result = await self._identify_sighting(request, query)
+        else:
+            result = await self.service.search.identify(
+                image=await self._image(request.image, "image") if query == "image" else None,
+                descriptor=descriptor_in(request.descriptor, "descriptor") if query == "descriptor" else None,
+                bboxes=[box_from_pb(b) for b in request.bboxes],
+                gallery=request.gallery,
+                n=request.n,
+                threshold=threshold_from_pb(request.threshold),
+                selector=selector_from_pb(request.mf_selector),
+                try_rotations=request.try_rotations,
+            )
         response = gateway_pb2.IdentifyResponse(
             shards_answered=result.shards_answered, shards_total=result.shards_total, partial=result.partial,
             skipped=[skipped_to_pb(s) for s in result.skipped],
@@ -285,7 +288,29 @@ class FaceServicer(gateway_pb2_grpc.FaceServiceServicer):
                                   confidence_original=match.confidence_original)
         return response
 
+    async def _sighting(self, request):
+        sighting = request.sighting
+        return await self.service.sightings.sighting(sighting.camera_id, sighting.frame_time, sighting.track_id)
+
+    async def _identify_sighting(self, request, query: str):
+        if query != "image":
+            raise InvalidArgument("sighting: a camera's face comes as an image, not a descriptor")
+        return await self.service.sightings.identify(
+            await self._sighting(request), await self._image(request.image, "image"),
+            [box_from_pb(b) for b in request.bboxes], request.gallery, request.n,
+            threshold_from_pb(request.threshold), selector_from_pb(request.mf_selector), request.try_rotations,
+        )
+
     async def CreateFace(self, request, context):
+        if request.HasField("sighting"):
+            enrollment = await self.service.sightings.create_face(
+                await self._sighting(request), await self._image(request.image, "image", request.HasField("image")),
+                [box_from_pb(b) for b in request.bboxes], request.meta, list(request.galleries),
+                selector_from_pb(request.mf_selector), request.person_id, request.image.url, request.min_quality,
+                request.try_rotations,
+            )
+            return gateway_pb2.CreateFaceResponse(faces=[face_to_pb(f) for f in enrollment.faces],
+                                                  skipped=[skipped_to_pb(s) for s in enrollment.skipped])
         enrollment = await self.service.enrollment.create_face(
             image=await self._image(request.image, "image", request.HasField("image")),
             bboxes=[box_from_pb(b) for b in request.bboxes],

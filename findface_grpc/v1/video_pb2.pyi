@@ -204,9 +204,11 @@ class GetEventRequest(_message.Message):
     def __init__(self, id: _Optional[int] = ...) -> None: ...
 
 class WatchEventsRequest(_message.Message):
-    __slots__ = ("camera_ids", "galleries")
+    __slots__ = ("camera_ids", "galleries", "after_id")
     CAMERA_IDS_FIELD_NUMBER: _ClassVar[int]
     GALLERIES_FIELD_NUMBER: _ClassVar[int]
+    AFTER_ID_FIELD_NUMBER: _ClassVar[int]
     camera_ids: _containers.RepeatedScalarFieldContainer[str]
     galleries: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, camera_ids: _Optional[_Iterable[str]] = ..., galleries: _Optional[_Iterable[str]] = ...) -> None: ...
+    after_id: int
+    def __init__(self, camera_ids: _Optional[_Iterable[str]] = ..., galleries: _Optional[_Iterable[str]] = ..., after_id: _Optional[int] = ...) -> None: ...
