@@ -21,6 +21,7 @@ import grpc
 from werkzeug.wrappers import Request
 
 from findface_grpc.auth import MAX_TOKEN_LENGTH
+from findface_grpc.observability.wsgi import name_route
 from findface_grpc.v1 import gateway_pb2
 from gateway_http import console
 from gateway_http.calls import DEFAULT_VERSION, VERSIONS, Call, Reply, Upstream
@@ -110,6 +111,7 @@ class LegacyApp:
         if method in ("GET", "HEAD"):
             page = console.lookup(parts)
             if page is not None:
+                name_route(environ, "console")
                 return Reply(raw=page[0], content_type=page[1], headers=dict(console.SECURITY_HEADERS))
         version, prefix = DEFAULT_VERSION, ""
         if parts and parts[0] in VERSIONS:
@@ -118,6 +120,7 @@ class LegacyApp:
             captured = route.match(parts)
             if captured is None:
                 continue
+            name_route(environ, "/" + "/".join(route.segments))
             handler = route.methods.get("GET" if method == "HEAD" else method)
             if handler is None:
                 allowed = ", ".join(sorted(route.methods))

@@ -9,6 +9,7 @@ import grpc
 from grpc_health.v1 import health_pb2_grpc
 from werkzeug.wrappers import Request
 
+from findface_grpc.observability.interceptors import sync_channel
 from findface_grpc.rpc import CHANNEL_OPTIONS
 from findface_grpc.v1 import common_pb2, gateway_pb2_grpc, license_pb2, license_pb2_grpc
 from gateway_http.config import ORIGINAL_SCALE, HttpConfig
@@ -67,7 +68,7 @@ class Upstream:
     def __init__(self, config: HttpConfig, channel: grpc.Channel | None = None) -> None:
         self.config = config
         self.channel = channel or grpc.insecure_channel(config.gateway, options=CHANNEL_OPTIONS)
-        self.stub = gateway_pb2_grpc.FaceServiceStub(self.channel)
+        self.stub = gateway_pb2_grpc.FaceServiceStub(sync_channel(self.channel))
         self.health = health_pb2_grpc.HealthStub(self.channel)
         self.license_channel = (
             grpc.insecure_channel(config.license_server, options=CHANNEL_OPTIONS) if config.license_server else None

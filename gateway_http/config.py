@@ -39,6 +39,11 @@ class HttpConfig:
     # The status.json of the findface-cluster launcher that started this cluster (it sets this): GET /status then
     # shows which of its processes run, restart or were given up on. Empty: no launcher.
     launcher_status_file: str = ""
+    # Prometheus metrics at http://<metrics_listen>/metrics ("host:port"; empty: none). The endpoint takes no
+    # token: keep it on a private network.
+    metrics_listen: str = ""
+    # "text" (the default, for people) or "json" (one object a line: time, level, server, request id, message).
+    log_format: str = "text"
     log_level: str = "INFO"
 
     @property
@@ -120,6 +125,11 @@ class UploadConfig:
     socket_timeout_s: float = 30.0
     header_timeout_s: float = 10.0
     request_timeout_s: float = 120.0
+    # Prometheus metrics at http://<metrics_listen>/metrics ("host:port"; empty: none). The endpoint takes no
+    # token: keep it on a private network.
+    metrics_listen: str = ""
+    # "text" (the default, for people) or "json" (one object a line: time, level, server, request id, message).
+    log_format: str = "text"
     log_level: str = "INFO"
 
     @property

@@ -52,6 +52,8 @@ from pathlib import Path
 import grpc
 
 from findface_grpc.auth import token_metadata
+from findface_grpc.observability import metrics
+from findface_grpc.observability.interceptors import sync_channel
 from findface_grpc.rpc import CHANNEL_OPTIONS
 from findface_grpc.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from gateway_http.config import SKIP, UploadConfig
@@ -139,7 +141,7 @@ class DropFolder:
         self.root = root
         self.state = root / STATE_DIR
         self.channel = grpc.insecure_channel(config.gateway, options=CHANNEL_OPTIONS)
-        self.stub = gateway_pb2_grpc.FaceServiceStub(self.channel)
+        self.stub = gateway_pb2_grpc.FaceServiceStub(sync_channel(self.channel))
         self.metadata = token_metadata(config.gateway_token) if config.gateway_token else ()
         self._locks = KeyedLocks()
         # Each enrollment makes the gateway PUT crops back into this server: leave threads free to serve them.
@@ -153,6 +155,7 @@ class DropFolder:
         self._threads = [threading.Thread(target=self._work, name=f"drop-retry-{i}", daemon=True)
                          for i in range(max(1, slots // 2))]
         self._threads.append(threading.Thread(target=self._scan, name="drop-scan", daemon=True))
+        metrics.DROP_RETRIES.set_function(lambda: len(self._due))
 
     # ---- life cycle ----
 
@@ -211,6 +214,7 @@ class DropFolder:
                 log.exception("drop folder: %s/%s", gallery, name)
                 result["status"] = "failed"
                 result["error"] = {"code": "INTERNAL", "reason": f"{type(exc).__name__}: {exc}"}
+        metrics.DROPS.labels(result["status"]).inc()
         attempts, since = 1, started
         if previous is not None:
             retry = previous.get("retry") or {}

@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 
+from findface_grpc.observability.wsgi import Observed
 from findface_grpc.rpc import server_main
 from gateway_http.app import LegacyApp
 from gateway_http.config import HttpConfig
@@ -44,7 +45,7 @@ def limits(config: HttpConfig) -> Limits:
 def make_server(config: HttpConfig, app: LegacyApp | None = None) -> Server:
     # Bodies over max_body_bytes reach the application empty, from their headers: it answers them with the
     # legacy error JSON (413 BODY_TOO_LARGE).
-    return make_waitress(app or LegacyApp(config), config.listen, "findface-http", limits(config),
+    return make_waitress(Observed(app or LegacyApp(config)), config.listen, "findface-http", limits(config),
                          error_body=error_body)
 
 

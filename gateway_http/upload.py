@@ -56,6 +56,7 @@ from wsgidav.wsgidav_app import WsgiDAVApp
 
 from findface_grpc.auth import TokenStore
 from findface_grpc.errors import FindFaceError
+from findface_grpc.observability.wsgi import Observed, top_folder
 from findface_grpc.rpc import server_main
 from gateway_http.config import UploadConfig
 from gateway_http.dropbox import STATE_DIR, DropFolder
@@ -477,7 +478,8 @@ def make_server(config: UploadConfig, app: UploadApp) -> Server:
                     idle_timeout_s=config.socket_timeout_s, header_timeout_s=config.header_timeout_s,
                     request_timeout_s=config.request_timeout_s, max_body_bytes=config.max_file_bytes)
     # Bodies over max_file_bytes reach UploadApp empty, from their headers: it answers them, with the reason.
-    return make_waitress(app, config.listen, REALM, limits, on_incomplete=report_incomplete)
+    return make_waitress(Observed(app, top_folder("photos", "faces", "dropbox")), config.listen,
+                         REALM, limits, on_incomplete=report_incomplete)
 
 
 def serve(config: UploadConfig) -> None:

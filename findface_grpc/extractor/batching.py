@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from findface_grpc.errors import Unavailable
 from findface_grpc.extractor.models.base import Embedder
+from findface_grpc.observability import metrics
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,7 @@ class ModelBatcher:
         self._tasks: list[asyncio.Task] = []
         self.batches = 0  # model calls made, for tests and stats
         self.crops = 0
+        metrics.MODEL_QUEUE.labels(name).set_function(self._queue.qsize)
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._run()) for _ in range(self.workers)]
@@ -68,6 +71,7 @@ class ModelBatcher:
                 items.append(nxt)
                 total += len(nxt[0])
             batch = items[0][0] if len(items) == 1 else np.concatenate([c for c, _ in items])
+            started = time.perf_counter()
             try:
                 vectors = await loop.run_in_executor(self.executor, self.model, batch)
             except Exception as exc:  # noqa: BLE001 - hand the failure to every waiting request
@@ -76,6 +80,8 @@ class ModelBatcher:
                     if not future.done():
                         future.set_exception(exc)
                 continue
+            metrics.MODEL_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+            metrics.MODEL_BATCH.labels(self.name).observe(len(batch))
             self.batches += 1
             self.crops += len(batch)
             start = 0

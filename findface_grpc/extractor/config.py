@@ -52,6 +52,11 @@ class ExtractorConfig:
     attributes: tuple[str, ...] = ATTRIBUTES
     # The license server (host:port) that must lease this extractor a slot; empty: no licensing.
     license_server: str = ""
+    # Prometheus metrics at http://<metrics_listen>/metrics ("host:port"; empty: none). The endpoint takes no
+    # token: keep it on a private network.
+    metrics_listen: str = ""
+    # "text" (the default, for people) or "json" (one object a line: time, level, server, request id, message).
+    log_format: str = "text"
     log_level: str = "INFO"
 
     def validate(self) -> None:

@@ -14,6 +14,7 @@ from findface_grpc.extractor.pipeline import Limits, Pipeline
 from findface_grpc.extractor.service import ExtractorService, ModelInfo
 from findface_grpc.extractor.servicer import ExtractorServicer
 from findface_grpc.license import client as license_client
+from findface_grpc.observability import metrics
 from findface_grpc.rpc import GrpcServer, run_until_signalled, server_main
 from findface_grpc.v1 import extractor_pb2, extractor_pb2_grpc
 
@@ -88,6 +89,7 @@ async def start(
     if keeper is not None:
         service.attributes.require_feature = keeper.require_feature
     await service.start()
+    metrics.EXTRACTOR_WORKERS.set(config.worker_count)
     server = GrpcServer(config.listen, license_client.interceptors(keeper))
     server.add(
         extractor_pb2_grpc.add_ExtractorServicer_to_server,

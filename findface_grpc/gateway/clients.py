@@ -87,7 +87,7 @@ class ExtractorClient:
     def __init__(self, address: str, timeout_s: float) -> None:
         self.address = address
         self.timeout_s = timeout_s
-        self.channel = rpc.channel(address)
+        self.channel = rpc.channel(address, "extractor")
         self.stub = extractor_pb2_grpc.ExtractorStub(self.channel)
 
     async def close(self) -> None:
@@ -174,7 +174,7 @@ class ShardClient:
         self.address = address
         self.name = f"shard {index} ({address})"
         self.timeout_s = timeout_s
-        self.channel = grpc.aio.insecure_channel(address, options=rpc.CHANNEL_OPTIONS)
+        self.channel = rpc.channel(address, f"shard-{index}")
         self.stub = shard_pb2_grpc.ShardStub(self.channel)
         self._slots = asyncio.Semaphore(max_in_flight)
 

@@ -40,7 +40,8 @@ from findface_grpc.errors import (
     Unavailable,
 )
 from findface_grpc.license.ledger import Kind
-from findface_grpc.rpc import CHANNEL_OPTIONS, error_details
+from findface_grpc.observability import gauges
+from findface_grpc.rpc import channel, error_details
 from findface_grpc.tasks import cancel_and_wait
 from findface_grpc.v1 import license_pb2, license_pb2_grpc
 
@@ -75,7 +76,7 @@ class _Connection:
     def __init__(self, address: str, timeout_s: float) -> None:
         self.address = address
         self.timeout_s = timeout_s
-        self.channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self.channel = channel(address, "license")
         self.stub = license_pb2_grpc.LicenseStub(self.channel)
 
     async def call(self, method: str, request):
@@ -149,6 +150,14 @@ class LeaseKeeper:
     @property
     def may_serve(self) -> bool:
         return self.refusal() is None
+
+    def unanswered_s(self) -> float:
+        """Seconds since the license server last answered."""
+        return self.clock() - self._last_ok
+
+    @property
+    def grace_period_s(self) -> float:
+        return self._grace
 
     def check(self) -> None:
         error = self.refusal()
@@ -336,6 +345,7 @@ async def start_keeper(address: str, kind: Kind, name: str, listen: str) -> Leas
         return None
     keeper = LeaseKeeper(address, kind, instance_id(name, listen))
     await keeper.start()
+    gauges.watch_lease(keeper)
     return keeper
 
 

@@ -24,6 +24,11 @@ class LicenseConfig:
     recheck_interval_s: float = 5.0
     # A retried ReserveFaces/ReleaseFaces with the same idempotency key within this long is counted once.
     idempotency_window_s: float = 300.0
+    # Prometheus metrics at http://<metrics_listen>/metrics ("host:port"; empty: none). The endpoint takes no
+    # token: keep it on a private network.
+    metrics_listen: str = ""
+    # "text" (the default, for people) or "json" (one object a line: time, level, server, request id, message).
+    log_format: str = "text"
     log_level: str = "INFO"
 
     def validate(self) -> None:

@@ -10,6 +10,7 @@ import logging
 from findface_grpc.license.config import LicenseConfig
 from findface_grpc.license.service import LicenseService
 from findface_grpc.license.servicer import LicenseServicer
+from findface_grpc.observability import gauges
 from findface_grpc.rpc import GrpcServer, run_until_signalled, server_main
 from findface_grpc.v1 import license_pb2, license_pb2_grpc
 
@@ -26,6 +27,7 @@ async def start(config: LicenseConfig) -> tuple[GrpcServer, LicenseService, asyn
     )
     port = await server.start()
     recheck = asyncio.create_task(service.recheck_loop(), name="license-recheck")
+    gauges.watch_license(service)
     log.info("license server on port %d (%s), state in %s, leases of %gs", port,
              "unlicensed mode" if config.unlicensed else f"license {service.source}", config.state_file,
              config.lease_ttl_s)

@@ -170,6 +170,10 @@ class LicenseService:
     async def status(self) -> Status:
         return await self._run(self._status)
 
+    def current_status(self) -> Status:
+        """What `status` answers, from any thread (the metrics read it on the scrape's)."""
+        return self._status()
+
     def _terms(self, lease: Lease) -> LeaseTerms:
         features = None if self.config.unlicensed or self._license is None else self._license.features
         return LeaseTerms(lease, self.config.renew_interval_s, int(self.config.grace_period_s), features)

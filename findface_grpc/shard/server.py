@@ -9,6 +9,7 @@ import argparse
 import logging
 
 from findface_grpc.license import client as license_client
+from findface_grpc.observability import gauges
 from findface_grpc.rpc import GrpcServer, run_until_signalled, server_main
 from findface_grpc.shard.config import ShardConfig
 from findface_grpc.shard.service import ShardService
@@ -39,6 +40,7 @@ async def start(
     )
     port = await server.start()
     license_client.follow_health(keeper, server.health, shard_pb2.DESCRIPTOR.services_by_name["Shard"].full_name)
+    gauges.watch_shard(service)
     log.info("shard %s serving on port %d with Tarantool at %s", config.shard_id, port, config.tarantool)
     return server, service
 

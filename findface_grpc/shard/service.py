@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from findface_grpc.errors import ConfigError, InvalidArgument, Unavailable
+from findface_grpc.observability import metrics
 from findface_grpc.tasks import cancel_and_wait
 from findface_grpc.shard.batching import SearchBatcher
 from findface_grpc.shard.config import ShardConfig
@@ -354,7 +355,10 @@ class ShardService:
         index = self.index
         if index is None:
             return [[] for _ in range(len(queries))]
-        return index.search_many(queries, gallery, ks, thresholds, exact=self._stored_vectors)
+        hits = index.search_many(queries, gallery, ks, thresholds, exact=self._stored_vectors)
+        metrics.SHARD_SEARCHES.inc(len(queries))
+        metrics.SHARD_ROWS_SCANNED.inc(index.stats().gallery_counts.get(gallery, 0))
+        return hits
 
     def _stored_vectors(self, ids: list[int]) -> dict[int, np.ndarray]:
         self._rescore_breaker.before_call()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ import tarantool
 from tarantool.error import DatabaseError, NetworkError
 
 from findface_grpc.errors import FindFaceError, ResourceExhausted, Unavailable
+from findface_grpc.observability import metrics
 
 log = logging.getLogger(__name__)
 
@@ -130,15 +132,20 @@ class TarantoolStore:
 
     def _call(self, name: str, *args):
         with self._lock:
+            started = time.perf_counter()
             try:
                 if self._conn is None:
                     self._conn = self._connect()
-                return self._conn.call(name, list(args)).data[0]
+                answer = self._conn.call(name, list(args)).data[0]
+                metrics.TARANTOOL_SECONDS.labels(name).observe(time.perf_counter() - started)
+                return answer
             except (NetworkError, OSError) as exc:
+                metrics.TARANTOOL_FAILURES.labels(name).inc()
                 # A timed-out or broken call leaves the stream at an unknown point: start over next time.
                 self._drop()
                 raise Unavailable(f"shard storage (Tarantool at {self.address}) is unreachable: {exc}") from None
             except DatabaseError as exc:
+                metrics.TARANTOOL_FAILURES.labels(name).inc()
                 message = _text(exc.message)
                 if exc.code == _ER_MEMORY_ISSUE:
                     raise ResourceExhausted(

@@ -1,0 +1,73 @@
+"""Gauges read from a server's state when Prometheus scrapes it (on the exposition's thread), not kept up to date
+on every change: the shard's index size, the license server's leases and usage, a component's lease.
+
+Each server calls its `watch_*` once it has started; the gauges then follow that server (the last one started,
+in a process that starts several, as tests do).
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import TypeVar
+
+from findface_grpc.observability import metrics
+
+T = TypeVar("T")
+# Several gauges come from one reading of a server's state: read it once per scrape, not once per gauge.
+SCRAPE_S = 1.0
+
+
+def _cached(read: Callable[[], T]) -> Callable[[], T]:
+    lock = threading.Lock()
+    last: list = [-math.inf, None]
+
+    def value() -> T:
+        with lock:
+            if time.monotonic() - last[0] > SCRAPE_S:
+                last[:] = [time.monotonic(), read()]
+            return last[1]
+
+    return value
+
+
+def watch_shard(service) -> None:
+    """A shard.service.ShardService: its index's faces, galleries (the default one aside) and memory."""
+    def read():
+        return service.index.stats() if service.index is not None else None
+
+    stats = _cached(read)
+    metrics.SHARD_FACES.set_function(lambda: stats().face_count if stats() else 0)
+    metrics.SHARD_GALLERIES.set_function(lambda: max(0, len(stats().gallery_counts) - 1) if stats() else 0)
+    metrics.SHARD_INDEX_BYTES.set_function(lambda: stats().nbytes if stats() else 0)
+
+
+def watch_license(service) -> None:
+    """A license.service.LicenseService: validity, expiry, leases and faces against their limits."""
+    status = _cached(service.current_status)
+
+    def expiry() -> float:
+        lic = status().license
+        if lic is None or status().unlicensed:
+            return math.nan
+        return (lic.expires_at - datetime.now(timezone.utc)).total_seconds()
+
+    metrics.LICENSE_VALID.set_function(lambda: float(status().valid))
+    metrics.LICENSE_UNLICENSED.set_function(lambda: float(status().unlicensed))
+    metrics.LICENSE_EXPIRY.set_function(expiry)
+    metrics.LICENSE_FACES_USED.set_function(lambda: status().usage.faces)
+    metrics.LICENSE_FACES_LIMIT.set_function(lambda: status().limits.faces)
+    metrics.LICENSE_LEASES.labels("extractor").set_function(lambda: status().usage.extractors)
+    metrics.LICENSE_LEASES.labels("shard").set_function(lambda: status().usage.shards)
+    metrics.LICENSE_LEASE_LIMIT.labels("extractor").set_function(lambda: status().limits.extractors)
+    metrics.LICENSE_LEASE_LIMIT.labels("shard").set_function(lambda: status().limits.shards)
+
+
+def watch_lease(keeper) -> None:
+    """A license.client.LeaseKeeper: whether the license lets this component serve, and how long the license
+    server has been silent against the grace period it granted."""
+    metrics.LICENSE_STATE.set_function(lambda: float(keeper.may_serve))
+    metrics.LICENSE_SILENT.set_function(keeper.unanswered_s)
+    metrics.LICENSE_GRACE.set_function(lambda: keeper.grace_period_s)
