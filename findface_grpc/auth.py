@@ -38,6 +38,7 @@ from findface_grpc import config as config_mod
 from findface_grpc.errors import AlreadyExists, ConfigError, FindFaceError, InvalidArgument, NotFound, Unauthenticated, Unavailable
 from findface_grpc.gateway.config import GatewayConfig
 from findface_grpc.gateway.metadata import redact
+from findface_grpc.observability import metrics
 from findface_grpc.outage import OutageBreaker
 from findface_grpc.rpc import status_code
 
@@ -225,7 +226,9 @@ class TokenStore:
             entry = self._cache.get(key)
             if entry is None or entry[0] <= self._clock():
                 # An expired entry stays (the LRU bound removes it) for _known_valid.
+                metrics.TOKEN_CACHE.labels("miss").inc()
                 return False, None
+            metrics.TOKEN_CACHE.labels("hit").inc()
             return True, entry[1]
 
     def _remember(self, key: str, info: TokenInfo | None) -> None:

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from findface_grpc.gateway.domain import Descriptor
 from findface_grpc.gateway.merge import Hit
+from findface_grpc.observability import metrics
 
 
 class Searchable(Protocol):
@@ -52,6 +53,12 @@ async def _one(index: int, shard: Searchable, queries: Sequence[Descriptor], gal
 async def search_all(shards: Sequence[Searchable], queries: Sequence[Descriptor], gallery: str, k: int,
                      threshold: float, deadline_s: float) -> list[ShardAnswer]:
     """Every shard's answer (or failure), in shard order."""
-    return list(await asyncio.gather(
+    answers = list(await asyncio.gather(
         *(_one(i, shard, queries, gallery, k, threshold, deadline_s) for i, shard in enumerate(shards))
     ))
+    missing = [answer.shard for answer in answers if not answer.ok]
+    for shard in missing:
+        metrics.SHARDS_MISSING.labels(f"shard-{shard}").inc()
+    if missing:
+        metrics.PARTIAL_RESULTS.inc()
+    return answers

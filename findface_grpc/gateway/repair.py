@@ -15,9 +15,12 @@ from findface_grpc.gateway.cluster import REPAIR_PAGE, Cluster
 from findface_grpc.gateway.enrollment import undo
 from findface_grpc.gateway.galleries import Galleries
 from findface_grpc.gateway.metadata import ABORTED, PENDING, ids_of_runs, utcnow
+from findface_grpc.observability import metrics
 from findface_grpc.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
+
+ACTIONS = ("rolled_back", "completed", "deleted", "resynced", "galleries_dropped", "orphans_removed")
 
 # How long a rolled back import journal entry is kept and checked for documents inserted after all (by an
 # enrollment stuck past the grace period that then crashed); see enrollment.py.
@@ -36,8 +39,15 @@ class RepairReport:
 
     @property
     def changed(self) -> bool:
-        return any((self.rolled_back, self.completed, self.deleted, self.resynced, self.galleries_dropped,
-                    self.orphans_removed))
+        return any(getattr(self, action) for action in ACTIONS)
+
+    def export(self) -> None:
+        """Into the metrics: what was repaired, and which steps failed (by step name, a bounded set)."""
+        for action in ACTIONS:
+            metrics.REPAIR_ACTIONS.labels(action).inc(getattr(self, action))
+        metrics.REPAIR_BACKLOG.set(sum(getattr(self, action) for action in ACTIONS))
+        for error in self.errors:
+            metrics.REPAIR_ERRORS.labels(error.partition(":")[0]).inc()
 
 
 class Repairer:
@@ -102,6 +112,7 @@ class Repairer:
                     report.errors.append(f"{name}: {exc}")
             if sweep and not any(e.startswith("orphans") for e in report.errors):
                 self._last_sweep = time.monotonic()
+            report.export()
             await self.cluster.refresh_model()
             return report
 

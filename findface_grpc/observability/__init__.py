@@ -3,7 +3,8 @@
 - `metrics`: every metric, and the `/metrics` endpoint (`metrics_listen` in each server's table);
 - `requestid`: the id a request gets at its first door and keeps across servers;
 - `interceptors`: gRPC server and client interceptors carrying both; `wsgi`: the same for the HTTP servers;
-- `logs`: the human or JSON log lines; `gauges`: gauges read from a server's state when scraped.
+- `logs`: the human or JSON log lines; `gauges`: gauges read from a server's state when scraped; `mongo`:
+  MongoDB command latency from the driver's own monitoring.
 
 A server process calls `start(config, table)` once, where `config` has `log_level`, `log_format` and
 `metrics_listen` (rpc.server_main does it for every server of this package; another process, such as a video
@@ -11,7 +12,7 @@ detector, calls it likewise).
 """
 from __future__ import annotations
 
-from findface_grpc.observability import logs, metrics
+from findface_grpc.observability import logs, metrics, mongo
 
 
 def start(config, table: str) -> metrics.Exposition | None:
@@ -20,4 +21,5 @@ def start(config, table: str) -> metrics.Exposition | None:
     logs.check_format(table, config.log_format)
     metrics.check_listen(table, config.metrics_listen)
     logs.configure(config.log_level, config.log_format, table)
+    mongo.watch()
     return metrics.expose(config.metrics_listen) if config.metrics_listen else None

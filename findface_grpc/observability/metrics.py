@@ -66,7 +66,8 @@ TARANTOOL_FAILURES = Counter("findface_shard_tarantool_failures_total", "Taranto
 
 # ---- gateway ----
 PARTIAL_RESULTS = Counter("findface_gateway_partial_results_total",
-                          "Searches answered without every shard (shards_answered < shards_total)")
+                          "Searches that some shard did not answer (flagged partial, or refused with "
+                          "partial_results = unavailable)")
 SHARDS_MISSING = Counter("findface_gateway_shard_search_failures_total",
                          "Shard answers missing from a search (down, too slow or failed)", ["shard"])
 REPAIR_ACTIONS = Counter("findface_gateway_repair_actions_total", "Faces and galleries repaired", ["action"])
