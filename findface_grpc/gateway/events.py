@@ -35,8 +35,8 @@ class EventFilter:
 class Subscription:
     filter: EventFilter
     size: int
-    queue: deque = field(default_factory=deque)  # (event, missed before it)
-    missed: int = 0  # dropped since the last event handed over
+    queue: deque = field(default_factory=deque)  # [event, how many were lost just before it]
+    missed: int = 0  # lost with nothing queued after them yet (a queue of one)
     dropped_total: int = 0
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -44,11 +44,14 @@ class Subscription:
         if not self.filter.accepts(event):
             return
         if len(self.queue) >= self.size:
-            _, missed_before = self.queue.popleft()
-            # What was missed before the dropped one is missed too, plus the dropped one itself.
-            self.missed += missed_before + 1
+            _, lost = self.queue.popleft()
             self.dropped_total += 1
-        self.queue.append((event, self.missed))
+            # The next event read now follows the dropped one and whatever was lost before it.
+            if self.queue:
+                self.queue[0][1] += lost + 1
+            else:
+                self.missed += lost + 1
+        self.queue.append([event, self.missed])
         self.missed = 0
         self.ready.set()
 
@@ -57,7 +60,8 @@ class Subscription:
         while not self.queue:
             self.ready.clear()
             await self.ready.wait()
-        return self.queue.popleft()
+        event, lost = self.queue.popleft()
+        return event, lost
 
 
 class EventHub:
