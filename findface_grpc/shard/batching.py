@@ -22,11 +22,12 @@ class _PendingSearch:
     queries: np.ndarray
     k: int
     threshold: float
+    full_scan: bool
     future: asyncio.Future
 
 
 class SearchBatcher:
-    """Gathers the queries of concurrent Search calls into one pass over the index per gallery.
+    """Gathers the queries of concurrent Search calls into one pass over the index per gallery (and kind of scan).
 
     A pass over a large shard is bound by memory bandwidth: scoring 8 queries reads the matrix once, as scoring one
     does, so searching queued queries together is how throughput grows with load. Nothing waits for company: a
@@ -35,7 +36,7 @@ class SearchBatcher:
 
     def __init__(
         self,
-        search: Callable[[str, np.ndarray, list[int], list[float]], list[list[Hit]]],
+        search: Callable[[str, np.ndarray, list[int], list[float], bool], list[list[Hit]]],
         executor: Executor,
         max_queries: int,
         workers: int,
@@ -60,9 +61,10 @@ class SearchBatcher:
             if not pending.future.done():
                 pending.future.set_exception(Unavailable("shard is shutting down"))
 
-    async def search(self, gallery: str, queries: np.ndarray, k: int, threshold: float) -> list[list[Hit]]:
+    async def search(self, gallery: str, queries: np.ndarray, k: int, threshold: float,
+                     full_scan: bool = False) -> list[list[Hit]]:
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_PendingSearch(gallery, queries, k, threshold, future))
+        await self._queue.put(_PendingSearch(gallery, queries, k, threshold, full_scan, future))
         return await future
 
     async def _run(self) -> None:
@@ -73,20 +75,21 @@ class SearchBatcher:
             while total < self.max_queries and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
                 total += len(batch[-1].queries)
-            by_gallery: dict[str, list[_PendingSearch]] = {}
+            by_pass: dict[tuple[str, bool], list[_PendingSearch]] = {}
             for pending in batch:
                 if not pending.future.done():  # a caller that gave up (deadline) costs nothing
-                    by_gallery.setdefault(pending.gallery, []).append(pending)
-            for gallery, group in by_gallery.items():
-                await self._pass(loop, gallery, group)
+                    by_pass.setdefault((pending.gallery, pending.full_scan), []).append(pending)
+            for (gallery, full_scan), group in by_pass.items():
+                await self._pass(loop, gallery, full_scan, group)
 
-    async def _pass(self, loop: asyncio.AbstractEventLoop, gallery: str, group: list[_PendingSearch]) -> None:
+    async def _pass(self, loop: asyncio.AbstractEventLoop, gallery: str, full_scan: bool,
+                    group: list[_PendingSearch]) -> None:
         queries = group[0].queries if len(group) == 1 else np.concatenate([p.queries for p in group])
         ks = [p.k for p in group for _ in range(len(p.queries))]
         thresholds = [p.threshold for p in group for _ in range(len(p.queries))]
         began = time.perf_counter()
         try:
-            hits = await loop.run_in_executor(self._executor, self._search, gallery, queries, ks, thresholds)
+            hits = await loop.run_in_executor(self._executor, self._search, gallery, queries, ks, thresholds, full_scan)
         except Exception as exc:  # noqa: BLE001 - every caller in the pass gets the failure
             for pending in group:
                 if not pending.future.done():

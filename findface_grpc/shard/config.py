@@ -42,6 +42,16 @@ class ShardConfig:
     snapshot_dir: str = ""
     # A snapshot is taken this often when faces changed since the last one, and at every clean stop.
     snapshot_interval_s: float = 300.0
+    # A gallery with at least this many faces on this shard gets a fast index (ann.py), built in the background.
+    # Counted per shard: a gallery of N faces over S shards holds about N / S on each. Operators can build or
+    # drop one for any gallery at any size (findface-index).
+    fast_index_min_faces: int = 1_000_000
+    # Lists a fast-index search reads per query: more finds more of the true top k, and costs more.
+    fast_index_nprobe: int = 32
+    # How often faces enrolled since a fast index was built are merged into its lists (and new builds are due),
+    # and at most how many per merge.
+    fast_index_check_s: float = 5.0
+    fast_index_merge_batch: int = 20000
     # The license server (host:port) that must lease this shard a slot; empty: no licensing.
     license_server: str = ""
     # Prometheus metrics at http://<metrics_listen>/metrics ("host:port"; empty: none). The endpoint takes no
@@ -60,11 +70,14 @@ class ShardConfig:
             raise ConfigError("[shard].model_id and dim are set together (or both left empty to adopt the first Add's)")
         if self.dim < 0 or self.dim > 65536:
             raise ConfigError("[shard].dim must be in 0..65536")
-        for name in ("search_batch_max", "search_workers", "rebuild_page"):
+        for name in ("search_batch_max", "search_workers", "rebuild_page", "fast_index_min_faces",
+                     "fast_index_nprobe", "fast_index_merge_batch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"[shard].{name} must be >= 1")
         if self.snapshot_interval_s <= 0:
             raise ConfigError("[shard].snapshot_interval_s must be > 0")
+        if self.fast_index_check_s <= 0:
+            raise ConfigError("[shard].fast_index_check_s must be > 0")
         if self.tarantool_timeout_s <= 0 or self.tarantool_connect_timeout_s < 0:
             raise ConfigError("[shard] Tarantool timeouts must be > 0")
 

@@ -114,11 +114,7 @@ class CompactRows:
         # they wait. OpenMP's thread count is per calling thread, hence here rather than once at import.
         faiss.omp_set_num_threads(1)
         count = len(queries)
-        # faiss scores int8 rows with integer SIMD when the dimension allows, rounding the query to integers
-        # first: each query is scaled to fill the int8 range, and its scores scaled back afterwards.
-        peaks = np.abs(queries).max(axis=1, keepdims=True)
-        query_scale = np.float32(127.0) / np.where(peaks > 0, peaks, np.float32(1.0))
-        queries = np.ascontiguousarray(np.rint(queries * query_scale), dtype=np.float32)
+        queries, query_scale = _integral(queries)
         found_scores, found_rows = [], []
         for number, segment in enumerate(self._segments):
             first = number * SEGMENT_ROWS
@@ -149,3 +145,36 @@ class CompactRows:
             rows = np.take_along_axis(rows, best, axis=1)
         order = np.argsort(-scores, axis=1, kind="stable")
         return np.take_along_axis(scores, order, axis=1), np.take_along_axis(rows, order, axis=1)
+
+    def score_rows(self, query: np.ndarray, rows: np.ndarray, pool: int) -> tuple[np.ndarray, np.ndarray]:
+        """The `pool` best of the given rows for one query by approximate score: (scores, rows), best first.
+
+        The rows' codes are gathered into one block and scored by the same faiss kernel as `scan`, so the scores
+        of both can be merged.
+        """
+        faiss.omp_set_num_threads(1)
+        if not len(rows):
+            return np.empty(0, np.float32), np.empty(0, np.int64)
+        rows = np.sort(rows.astype(np.int64))
+        bounds = np.searchsorted(rows, np.arange(len(self._codes) + 1) * SEGMENT_ROWS)
+        gathered = np.concatenate([
+            np.take(codes, rows[start:end] - number * SEGMENT_ROWS, axis=0)
+            for number, (codes, start, end) in enumerate(zip(self._codes, bounds[:-1], bounds[1:]))
+            if end > start
+        ])
+        block = faiss.IndexScalarQuantizer(
+            self.dim, faiss.ScalarQuantizer.QT_8bit_direct_signed, faiss.METRIC_INNER_PRODUCT
+        )
+        block.add_sa_codes(gathered)
+        integral, query_scale = _integral(query[None])
+        scores, found = block.search(integral, min(pool, len(rows)))
+        keep = found[0] >= 0
+        return scores[0][keep] / (np.float32(self.scale) * query_scale[0, 0]), rows[found[0][keep]]
+
+
+def _integral(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """faiss scores int8 rows with integer SIMD when the dimension allows, rounding the query to integers first:
+    each query is scaled to fill the int8 range (the scale is returned, to take the scores back)."""
+    peaks = np.abs(queries).max(axis=1, keepdims=True)
+    query_scale = np.float32(127.0) / np.where(peaks > 0, peaks, np.float32(1.0))
+    return np.ascontiguousarray(np.rint(queries * query_scale), dtype=np.float32), query_scale

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from findface_grpc.errors import ConfigError, InvalidArgument, Unavailable
+from findface_grpc.errors import ConfigError, InvalidArgument, NotFound, Unavailable
 from findface_grpc.observability import metrics
 from findface_grpc.tasks import cancel_and_wait
 from findface_grpc.shard.batching import SearchBatcher
@@ -36,6 +36,7 @@ from findface_grpc.shard.config import ShardConfig
 from findface_grpc.shard.index import FaceIndex, Hit
 from findface_grpc.outage import OutageBreaker
 from findface_grpc.shard import snapshot
+from findface_grpc.shard.fast_index import FastIndexes, FastState
 from findface_grpc.shard.rows import code_scale
 from findface_grpc.shard.store import Model, StoredFace, TarantoolStore, decode_vectors, stored_bytes
 
@@ -69,6 +70,7 @@ class ShardStats:
     index_bytes: int
     rss_bytes: int
     tarantool_arena_bytes: int
+    fast_indexes: list[FastState]
 
 
 def rss_bytes() -> int:
@@ -111,18 +113,33 @@ class ShardService:
         self._snapshot_path = Path(config.snapshot_dir) / snapshot.FILE_NAME if config.snapshot_dir else None
         self._snapshot_version = -1  # the version the snapshot on disk was taken at
         self._snapshotter: asyncio.Task | None = None
+        # The ids written since the snapshot the index was loaded from (a fast index saved with it lists them
+        # under their old descriptors).
+        self._changed_since_snapshot: set[int] = set()
+        self.fast = FastIndexes(
+            config.shard_id, config.fast_index_min_faces, config.fast_index_nprobe, config.fast_index_merge_batch,
+            Path(config.snapshot_dir) if config.snapshot_dir else None,
+        )
+        self.fast.on_built = self._save_fast_soon
+        self._fast_keeper: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def _in_io(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         await self._in_io(self._wait_for_store)
         await self._in_io(self._load)
         self.batcher.start()
         if self._snapshot_path is not None:
             self._snapshotter = asyncio.create_task(self._snapshot_loop())
+        self._fast_keeper = asyncio.create_task(self._fast_index_loop())
 
     async def stop(self) -> None:
+        if self._fast_keeper is not None:
+            await cancel_and_wait(self._fast_keeper)
+        self.fast.close()
         if self._snapshotter is not None:
             await cancel_and_wait(self._snapshotter)
             try:
@@ -168,6 +185,20 @@ class ShardService:
             log.info("shard %s is empty; it will take the model of its first Add", self.config.shard_id)
             return
         self.index = self._from_snapshot(self.model.dim) or self._rebuild(self.model.dim)
+        self.fast.load(self.index, self.model.model_id, self.model.dim, self._changed_since)
+
+    def _changed_since(self, version: int) -> set[int]:
+        """The ids Tarantool wrote after `version`."""
+        if version == self._snapshot_version:
+            return self._changed_since_snapshot
+        changed: set[int] = set()
+        after = version
+        while True:
+            page, last = self.store.changes_since(after, self.config.rebuild_page, self.model.dim)
+            if not len(page.ids):
+                return changed
+            changed.update(int(i) for i in page.ids)
+            after = last
 
     def _from_snapshot(self, dim: int) -> FaceIndex | None:
         """The snapshot brought up to date with what Tarantool changed since, or None to rebuild instead."""
@@ -188,6 +219,7 @@ class ShardService:
             if not len(page.ids):
                 break
             index.upsert(page.ids, page.vectors, page.galleries)
+            self._changed_since_snapshot.update(int(i) for i in page.ids)
             written, after = written + len(page.ids), last
         stored = self.store.stats().face_count
         if len(index) != stored:
@@ -222,6 +254,7 @@ class ShardService:
         with self._write_lock:
             self._resync_unsure()
             version = self.store.version()
+            self.fast.save(self.index, version, self.model.model_id, self.model.dim)
             if version == self._snapshot_version:
                 return
             began = time.monotonic()
@@ -233,6 +266,41 @@ class ShardService:
         forgotten = self.store.forget_removed(version)
         log.info("shard %s: snapshot of %d faces at version %d in %.2fs (%d deletes forgotten)",
                  self.config.shard_id, image.count, version, time.monotonic() - began, forgotten)
+
+    def _save_fast_soon(self) -> None:
+        """A fast index was built: save it now (a restart would otherwise build it again)."""
+        if self._loop is not None and self._snapshot_path is not None:
+            self._loop.call_soon_threadsafe(lambda: self._io.submit(self._save_fast))
+
+    def _save_fast(self) -> None:
+        if self.index is None:
+            return
+        try:
+            with self._write_lock:
+                self._resync_unsure()
+                self.fast.save(self.index, self.store.version(), self.model.model_id, self.model.dim)
+        except Exception as exc:  # noqa: BLE001 - saved again with the next snapshot
+            log.warning("shard %s: fast index not saved: %s", self.config.shard_id, exc)
+
+    async def _fast_index_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.fast_index_check_s)
+            if self.index is None:
+                continue
+            try:
+                await self._in_io(self.fast.maintain, self.index)
+            except Exception as exc:  # noqa: BLE001 - tried again next time; searches go on exactly
+                log.warning("shard %s: fast index upkeep failed: %s", self.config.shard_id, exc)
+
+    def build_fast_index(self, gallery: str, nprobe: int) -> FastState:
+        if self.index is None:
+            raise NotFound(f"shard {self.config.shard_id} holds no faces")
+        return self.fast.build(self.index, gallery, nprobe)
+
+    def drop_fast_index(self, gallery: str) -> FastState:
+        if self.index is None:
+            raise NotFound(f"shard {self.config.shard_id} holds no faces")
+        return self.fast.drop(self.index, gallery)
 
     def _rebuild(self, dim: int) -> FaceIndex:
         began = time.monotonic()
@@ -351,11 +419,12 @@ class ShardService:
     async def list_ids(self, after_id: int, limit: int) -> list[int]:
         return await self._in_io(self.store.list_ids, after_id, limit)
 
-    def _search(self, gallery: str, queries: np.ndarray, ks: list[int], thresholds: list[float]) -> list[list[Hit]]:
+    def _search(self, gallery: str, queries: np.ndarray, ks: list[int], thresholds: list[float],
+                full_scan: bool) -> list[list[Hit]]:
         index = self.index
         if index is None:
             return [[] for _ in range(len(queries))]
-        hits = index.search_many(queries, gallery, ks, thresholds, exact=self._stored_vectors)
+        hits = index.search_many(queries, gallery, ks, thresholds, exact=self._stored_vectors, full_scan=full_scan)
         metrics.SHARD_SEARCHES.inc(len(queries))
         metrics.SHARD_ROWS_SCANNED.inc(index.stats().gallery_counts.get(gallery, 0))
         return hits
@@ -371,7 +440,7 @@ class ShardService:
         return vectors
 
     async def search(self, queries: np.ndarray, models: Sequence[Model], gallery: str, k: int,
-                     threshold: float) -> list[list[Hit]]:
+                     threshold: float, full_scan: bool = False) -> list[list[Hit]]:
         """Per query, the k best faces of the gallery at or above threshold, best first."""
         if not self.model.known:
             return [[] for _ in range(len(queries))]
@@ -382,7 +451,7 @@ class ShardService:
                     f"this shard holds {self.model.model_id}/{self.model.dim}"
                 )
         check_unit_vectors(queries, "query", range(len(queries)))
-        return await self.batcher.search(gallery, queries, k, threshold)
+        return await self.batcher.search(gallery, queries, k, threshold, full_scan)
 
     async def stats(self) -> ShardStats:
         index_stats = self.index.stats() if self.index is not None else None
@@ -400,4 +469,5 @@ class ShardService:
             index_bytes=index_stats.nbytes if index_stats else 0,
             rss_bytes=rss_bytes(),
             tarantool_arena_bytes=arena,
+            fast_indexes=self.fast.states(self.index),
         )

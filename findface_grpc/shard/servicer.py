@@ -9,6 +9,7 @@ import numpy as np
 
 from findface_grpc.convert import descriptor_from_pb, descriptor_to_pb
 from findface_grpc.errors import InvalidArgument
+from findface_grpc.shard.fast_index import FastState
 from findface_grpc.shard.service import NewFace, ShardService
 from findface_grpc.shard.store import Model
 from findface_grpc.v1 import common_pb2, shard_pb2, shard_pb2_grpc
@@ -18,6 +19,7 @@ MAX_ADD = 10_000
 MAX_IDS = 100_000  # Remove, Get, UpdateGalleries, ListIds
 MAX_QUERIES = 1024
 MAX_K = 10_000
+MAX_NPROBE = 16384
 
 
 def check_gallery(name: str) -> str:
@@ -106,7 +108,8 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
         if len({v.shape for v in vectors}) != 1:
             raise InvalidArgument("all queries of one Search must have the same dimension")
         results = await self.service.search(
-            np.stack(vectors), [model_of(q) for q in request.queries], gallery, request.k, request.threshold
+            np.stack(vectors), [model_of(q) for q in request.queries], gallery, request.k, request.threshold,
+            request.full_scan,
         )
         return shard_pb2.SearchResponse(
             results=[
@@ -131,4 +134,20 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
             index_bytes=stats.index_bytes,
             rss_bytes=stats.rss_bytes,
             tarantool_arena_bytes=stats.tarantool_arena_bytes,
+            fast_indexes=[fast_state_pb(state) for state in stats.fast_indexes],
         )
+
+    async def BuildIndex(self, request, context):
+        check_count(request.nprobe, 0, MAX_NPROBE, "nprobe")
+        return fast_state_pb(self.service.build_fast_index(check_gallery(request.gallery), request.nprobe))
+
+    async def DropIndex(self, request, context):
+        return fast_state_pb(self.service.drop_fast_index(check_gallery(request.gallery)))
+
+
+def fast_state_pb(state: FastState) -> shard_pb2.FastIndexState:
+    return shard_pb2.FastIndexState(
+        gallery=state.gallery, state=shard_pb2.FastIndexState.State.Value(state.state), progress=state.progress,
+        listed=state.listed, delta=state.delta, lists=state.lists, nprobe=state.nprobe, bytes=state.nbytes,
+        error=state.error, built_at=state.built_at,
+    )

@@ -11,6 +11,7 @@ and renamed over the previous snapshot (durable.py), so that a crash while writi
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import struct
@@ -22,6 +23,7 @@ from typing import BinaryIO
 import numpy as np
 
 from findface_grpc.durable import replaced_atomically
+from findface_grpc.shard.ann import Layout
 from findface_grpc.shard.index import FaceIndex, IndexImage
 
 log = logging.getLogger(__name__)
@@ -94,3 +96,75 @@ def _exactly(source: BinaryIO, size: int) -> bytes:
     if len(data) != size:
         raise ValueError("the file ends early")
     return data
+
+
+# Fast indexes (ann.py) are saved beside the snapshot, a file per gallery: the centroids and the lists by face id,
+# at the Tarantool version they were taken at. Layout: FAST_MAGIC, an 8-byte header length, the header as JSON,
+# the centroids (float32), the list offsets (int64) and the ids (uint64).
+FAST_MAGIC = b"FFFAST01"
+FAST_DIR = "fast"
+
+
+@dataclass(frozen=True)
+class SavedFastIndex:
+    gallery: str
+    layout: Layout
+    nprobe: int
+    version: int
+    built_at: float
+
+
+def fast_path(directory: Path, gallery: str) -> Path:
+    # Gallery names may hold any character; the file is named by a digest and the header holds the name.
+    return directory / FAST_DIR / f"{hashlib.sha256(gallery.encode()).hexdigest()[:32]}.fast"
+
+
+def write_fast(directory: Path, saved: SavedFastIndex, model_id: str, dim: int) -> None:
+    layout = saved.layout
+    header = json.dumps({
+        "gallery": saved.gallery, "model_id": model_id, "dim": dim, "version": saved.version,
+        "nprobe": saved.nprobe, "built_at": saved.built_at, "lists": len(layout.centroids), "count": len(layout.ids),
+    }).encode()
+    path = fast_path(directory, saved.gallery)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with replaced_atomically(path) as out:
+        out.write(FAST_MAGIC + struct.pack("<Q", len(header)) + header)
+        out.write(np.ascontiguousarray(layout.centroids, "<f4").data)
+        out.write(np.ascontiguousarray(layout.offsets, "<i8").data)
+        out.write(np.ascontiguousarray(layout.ids, "<u8").data)
+
+
+def remove_fast(directory: Path, gallery: str) -> None:
+    fast_path(directory, gallery).unlink(missing_ok=True)
+
+
+def read_fast_all(directory: Path, model_id: str, dim: int) -> list[SavedFastIndex]:
+    """Every saved fast index that fits the model (others are logged and left out)."""
+    found = []
+    for path in sorted((directory / FAST_DIR).glob("*.fast")):
+        try:
+            found.append(_read_fast(path, model_id, dim))
+        except (OSError, ValueError, KeyError, struct.error) as exc:
+            log.warning("fast index %s not used: %s", path, exc)
+    return found
+
+
+def _read_fast(path: Path, model_id: str, dim: int) -> SavedFastIndex:
+    with open(path, "rb") as source:
+        if source.read(len(FAST_MAGIC)) != FAST_MAGIC:
+            raise ValueError("not a fast index file")
+        (length,) = struct.unpack("<Q", source.read(8))
+        header = json.loads(source.read(length))
+        if (header["model_id"], header["dim"]) != (model_id, dim):
+            raise ValueError(f"built for {header['model_id']}/{header['dim']}, not {model_id}/{dim}")
+        lists, count = int(header["lists"]), int(header["count"])
+        expected = len(FAST_MAGIC) + 8 + length + lists * dim * 4 + (lists + 1) * 8 + count * 8
+        if path.stat().st_size != expected:
+            raise ValueError("truncated or damaged")
+        centroids = np.frombuffer(_exactly(source, lists * dim * 4), "<f4").reshape(lists, dim).copy()
+        offsets = np.frombuffer(_exactly(source, (lists + 1) * 8), "<i8").copy()
+        ids = np.frombuffer(_exactly(source, count * 8), "<u8").copy()
+    if offsets[0] != 0 or offsets[-1] != count or np.any(np.diff(offsets) < 0):
+        raise ValueError("list offsets do not fit the ids")
+    return SavedFastIndex(header["gallery"], Layout(centroids, offsets, ids), int(header["nprobe"]),
+                          int(header["version"]), float(header["built_at"]))

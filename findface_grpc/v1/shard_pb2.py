@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from findface_grpc.v1 import common_pb2 as findface__grpc_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x66indface_grpc/v1/shard.proto\x12\x10\x66indface_grpc.v1\x1a\x1d\x66indface_grpc/v1/common.proto\"\\\n\tShardFace\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x11\n\tgalleries\x18\x02 \x03(\t\x12\x30\n\ndescriptor\x18\x03 \x01(\x0b\x32\x1c.findface_grpc.v1.Descriptor\"8\n\nAddRequest\x12*\n\x05\x66\x61\x63\x65s\x18\x01 \x03(\x0b\x32\x1b.findface_grpc.v1.ShardFace\".\n\x0b\x41\x64\x64Response\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\r\x12\x10\n\x08replaced\x18\x02 \x01(\r\"\x1c\n\rRemoveRequest\x12\x0b\n\x03ids\x18\x01 \x03(\x04\"!\n\x0eRemoveResponse\x12\x0f\n\x07removed\x18\x01 \x01(\r\"6\n\nGetRequest\x12\x0b\n\x03ids\x18\x01 \x03(\x04\x12\x1b\n\x13include_descriptors\x18\x02 \x01(\x08\"9\n\x0bGetResponse\x12*\n\x05\x66\x61\x63\x65s\x18\x01 \x03(\x0b\x32\x1b.findface_grpc.v1.ShardFace\"S\n\x16UpdateGalleriesRequest\x12\x0b\n\x03ids\x18\x01 \x03(\x04\x12\x0b\n\x03\x61\x64\x64\x18\x02 \x03(\t\x12\x0e\n\x06remove\x18\x03 \x03(\t\x12\x0f\n\x07replace\x18\x04 \x01(\x08\"*\n\x17UpdateGalleriesResponse\x12\x0f\n\x07updated\x18\x01 \x01(\r\"m\n\rSearchRequest\x12-\n\x07queries\x18\x01 \x03(\x0b\x32\x1c.findface_grpc.v1.Descriptor\x12\x0f\n\x07gallery\x18\x02 \x01(\t\x12\t\n\x01k\x18\x03 \x01(\r\x12\x11\n\tthreshold\x18\x04 \x01(\x02\"%\n\x03Hit\x12\x0f\n\x07\x66\x61\x63\x65_id\x18\x01 \x01(\x04\x12\r\n\x05score\x18\x02 \x01(\x02\".\n\x07HitList\x12#\n\x04hits\x18\x01 \x03(\x0b\x32\x15.findface_grpc.v1.Hit\"<\n\x0eSearchResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.findface_grpc.v1.HitList\"1\n\x0eListIdsRequest\x12\x10\n\x08\x61\x66ter_id\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\"\x1e\n\x0fListIdsResponse\x12\x0b\n\x03ids\x18\x01 \x03(\x04\"\x0e\n\x0cStatsRequest\"\x9d\x02\n\rStatsResponse\x12\x10\n\x08shard_id\x18\x01 \x01(\t\x12\x12\n\nface_count\x18\x02 \x01(\x04\x12J\n\x0egallery_counts\x18\x03 \x03(\x0b\x32\x32.findface_grpc.v1.StatsResponse.GalleryCountsEntry\x12\x10\n\x08model_id\x18\x04 \x01(\t\x12\x0b\n\x03\x64im\x18\x05 \x01(\r\x12\x13\n\x0bindex_bytes\x18\x06 \x01(\x04\x12\x11\n\trss_bytes\x18\x07 \x01(\x04\x12\x1d\n\x15tarantool_arena_bytes\x18\x08 \x01(\x04\x1a\x34\n\x12GalleryCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x32\xab\x04\n\x05Shard\x12\x42\n\x03\x41\x64\x64\x12\x1c.findface_grpc.v1.AddRequest\x1a\x1d.findface_grpc.v1.AddResponse\x12K\n\x06Remove\x12\x1f.findface_grpc.v1.RemoveRequest\x1a .findface_grpc.v1.RemoveResponse\x12\x42\n\x03Get\x12\x1c.findface_grpc.v1.GetRequest\x1a\x1d.findface_grpc.v1.GetResponse\x12\x66\n\x0fUpdateGalleries\x12(.findface_grpc.v1.UpdateGalleriesRequest\x1a).findface_grpc.v1.UpdateGalleriesResponse\x12K\n\x06Search\x12\x1f.findface_grpc.v1.SearchRequest\x1a .findface_grpc.v1.SearchResponse\x12N\n\x07ListIds\x12 .findface_grpc.v1.ListIdsRequest\x1a!.findface_grpc.v1.ListIdsResponse\x12H\n\x05Stats\x12\x1e.findface_grpc.v1.StatsRequest\x1a\x1f.findface_grpc.v1.StatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x66indface_grpc/v1/shard.proto\x12\x10\x66indface_grpc.v1\x1a\x1d\x66indface_grpc/v1/common.proto\"\\\n\tShardFace\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x11\n\tgalleries\x18\x02 \x03(\t\x12\x30\n\ndescriptor\x18\x03 \x01(\x0b\x32\x1c.findface_grpc.v1.Descriptor\"8\n\nAddRequest\x12*\n\x05\x66\x61\x63\x65s\x18\x01 \x03(\x0b\x32\x1b.findface_grpc.v1.ShardFace\".\n\x0b\x41\x64\x64Response\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\r\x12\x10\n\x08replaced\x18\x02 \x01(\r\"\x1c\n\rRemoveRequest\x12\x0b\n\x03ids\x18\x01 \x03(\x04\"!\n\x0eRemoveResponse\x12\x0f\n\x07removed\x18\x01 \x01(\r\"6\n\nGetRequest\x12\x0b\n\x03ids\x18\x01 \x03(\x04\x12\x1b\n\x13include_descriptors\x18\x02 \x01(\x08\"9\n\x0bGetResponse\x12*\n\x05\x66\x61\x63\x65s\x18\x01 \x03(\x0b\x32\x1b.findface_grpc.v1.ShardFace\"S\n\x16UpdateGalleriesRequest\x12\x0b\n\x03ids\x18\x01 \x03(\x04\x12\x0b\n\x03\x61\x64\x64\x18\x02 \x03(\t\x12\x0e\n\x06remove\x18\x03 \x03(\t\x12\x0f\n\x07replace\x18\x04 \x01(\x08\"*\n\x17UpdateGalleriesResponse\x12\x0f\n\x07updated\x18\x01 \x01(\r\"\x80\x01\n\rSearchRequest\x12-\n\x07queries\x18\x01 \x03(\x0b\x32\x1c.findface_grpc.v1.Descriptor\x12\x0f\n\x07gallery\x18\x02 \x01(\t\x12\t\n\x01k\x18\x03 \x01(\r\x12\x11\n\tthreshold\x18\x04 \x01(\x02\x12\x11\n\tfull_scan\x18\x05 \x01(\x08\"%\n\x03Hit\x12\x0f\n\x07\x66\x61\x63\x65_id\x18\x01 \x01(\x04\x12\r\n\x05score\x18\x02 \x01(\x02\".\n\x07HitList\x12#\n\x04hits\x18\x01 \x03(\x0b\x32\x15.findface_grpc.v1.Hit\"<\n\x0eSearchResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.findface_grpc.v1.HitList\"1\n\x0eListIdsRequest\x12\x10\n\x08\x61\x66ter_id\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\"\x1e\n\x0fListIdsResponse\x12\x0b\n\x03ids\x18\x01 \x03(\x04\"\x0e\n\x0cStatsRequest\"\xd5\x02\n\rStatsResponse\x12\x10\n\x08shard_id\x18\x01 \x01(\t\x12\x12\n\nface_count\x18\x02 \x01(\x04\x12J\n\x0egallery_counts\x18\x03 \x03(\x0b\x32\x32.findface_grpc.v1.StatsResponse.GalleryCountsEntry\x12\x10\n\x08model_id\x18\x04 \x01(\t\x12\x0b\n\x03\x64im\x18\x05 \x01(\r\x12\x13\n\x0bindex_bytes\x18\x06 \x01(\x04\x12\x11\n\trss_bytes\x18\x07 \x01(\x04\x12\x1d\n\x15tarantool_arena_bytes\x18\x08 \x01(\x04\x12\x36\n\x0c\x66\x61st_indexes\x18\t \x03(\x0b\x32 .findface_grpc.v1.FastIndexState\x1a\x34\n\x12GalleryCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"4\n\x11\x42uildIndexRequest\x12\x0f\n\x07gallery\x18\x01 \x01(\t\x12\x0e\n\x06nprobe\x18\x02 \x01(\r\"#\n\x10\x44ropIndexRequest\x12\x0f\n\x07gallery\x18\x01 \x01(\t\"\xaa\x02\n\x0e\x46\x61stIndexState\x12\x0f\n\x07gallery\x18\x01 \x01(\t\x12\x35\n\x05state\x18\x02 \x01(\x0e\x32&.findface_grpc.v1.FastIndexState.State\x12\x10\n\x08progress\x18\x03 \x01(\x01\x12\x0e\n\x06listed\x18\x04 \x01(\x04\x12\r\n\x05\x64\x65lta\x18\x05 \x01(\x04\x12\r\n\x05lists\x18\x06 \x01(\r\x12\x0e\n\x06nprobe\x18\x07 \x01(\r\x12\r\n\x05\x62ytes\x18\x08 \x01(\x04\x12\r\n\x05\x65rror\x18\t \x01(\t\x12\x10\n\x08\x62uilt_at\x18\n \x01(\x01\"P\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x42UILDING\x10\x01\x12\t\n\x05READY\x10\x02\x12\n\n\x06\x46\x41ILED\x10\x03\x12\x0b\n\x07\x44ROPPED\x10\x04\x32\xd3\x05\n\x05Shard\x12\x42\n\x03\x41\x64\x64\x12\x1c.findface_grpc.v1.AddRequest\x1a\x1d.findface_grpc.v1.AddResponse\x12K\n\x06Remove\x12\x1f.findface_grpc.v1.RemoveRequest\x1a .findface_grpc.v1.RemoveResponse\x12\x42\n\x03Get\x12\x1c.findface_grpc.v1.GetRequest\x1a\x1d.findface_grpc.v1.GetResponse\x12\x66\n\x0fUpdateGalleries\x12(.findface_grpc.v1.UpdateGalleriesRequest\x1a).findface_grpc.v1.UpdateGalleriesResponse\x12K\n\x06Search\x12\x1f.findface_grpc.v1.SearchRequest\x1a .findface_grpc.v1.SearchResponse\x12N\n\x07ListIds\x12 .findface_grpc.v1.ListIdsRequest\x1a!.findface_grpc.v1.ListIdsResponse\x12H\n\x05Stats\x12\x1e.findface_grpc.v1.StatsRequest\x1a\x1f.findface_grpc.v1.StatsResponse\x12S\n\nBuildIndex\x12#.findface_grpc.v1.BuildIndexRequest\x1a .findface_grpc.v1.FastIndexState\x12Q\n\tDropIndex\x12\".findface_grpc.v1.DropIndexRequest\x1a .findface_grpc.v1.FastIndexStateb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -52,24 +52,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPDATEGALLERIESREQUEST']._serialized_end=544
   _globals['_UPDATEGALLERIESRESPONSE']._serialized_start=546
   _globals['_UPDATEGALLERIESRESPONSE']._serialized_end=588
-  _globals['_SEARCHREQUEST']._serialized_start=590
-  _globals['_SEARCHREQUEST']._serialized_end=699
-  _globals['_HIT']._serialized_start=701
-  _globals['_HIT']._serialized_end=738
-  _globals['_HITLIST']._serialized_start=740
-  _globals['_HITLIST']._serialized_end=786
-  _globals['_SEARCHRESPONSE']._serialized_start=788
-  _globals['_SEARCHRESPONSE']._serialized_end=848
-  _globals['_LISTIDSREQUEST']._serialized_start=850
-  _globals['_LISTIDSREQUEST']._serialized_end=899
-  _globals['_LISTIDSRESPONSE']._serialized_start=901
-  _globals['_LISTIDSRESPONSE']._serialized_end=931
-  _globals['_STATSREQUEST']._serialized_start=933
-  _globals['_STATSREQUEST']._serialized_end=947
-  _globals['_STATSRESPONSE']._serialized_start=950
-  _globals['_STATSRESPONSE']._serialized_end=1235
-  _globals['_STATSRESPONSE_GALLERYCOUNTSENTRY']._serialized_start=1183
-  _globals['_STATSRESPONSE_GALLERYCOUNTSENTRY']._serialized_end=1235
-  _globals['_SHARD']._serialized_start=1238
-  _globals['_SHARD']._serialized_end=1793
+  _globals['_SEARCHREQUEST']._serialized_start=591
+  _globals['_SEARCHREQUEST']._serialized_end=719
+  _globals['_HIT']._serialized_start=721
+  _globals['_HIT']._serialized_end=758
+  _globals['_HITLIST']._serialized_start=760
+  _globals['_HITLIST']._serialized_end=806
+  _globals['_SEARCHRESPONSE']._serialized_start=808
+  _globals['_SEARCHRESPONSE']._serialized_end=868
+  _globals['_LISTIDSREQUEST']._serialized_start=870
+  _globals['_LISTIDSREQUEST']._serialized_end=919
+  _globals['_LISTIDSRESPONSE']._serialized_start=921
+  _globals['_LISTIDSRESPONSE']._serialized_end=951
+  _globals['_STATSREQUEST']._serialized_start=953
+  _globals['_STATSREQUEST']._serialized_end=967
+  _globals['_STATSRESPONSE']._serialized_start=970
+  _globals['_STATSRESPONSE']._serialized_end=1311
+  _globals['_STATSRESPONSE_GALLERYCOUNTSENTRY']._serialized_start=1259
+  _globals['_STATSRESPONSE_GALLERYCOUNTSENTRY']._serialized_end=1311
+  _globals['_BUILDINDEXREQUEST']._serialized_start=1313
+  _globals['_BUILDINDEXREQUEST']._serialized_end=1365
+  _globals['_DROPINDEXREQUEST']._serialized_start=1367
+  _globals['_DROPINDEXREQUEST']._serialized_end=1402
+  _globals['_FASTINDEXSTATE']._serialized_start=1405
+  _globals['_FASTINDEXSTATE']._serialized_end=1703
+  _globals['_FASTINDEXSTATE_STATE']._serialized_start=1623
+  _globals['_FASTINDEXSTATE_STATE']._serialized_end=1703
+  _globals['_SHARD']._serialized_start=1706
+  _globals['_SHARD']._serialized_end=2429
 # @@protoc_insertion_point(module_scope)

@@ -1,5 +1,6 @@
 from findface_grpc.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -76,16 +77,18 @@ class UpdateGalleriesResponse(_message.Message):
     def __init__(self, updated: _Optional[int] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("queries", "gallery", "k", "threshold")
+    __slots__ = ("queries", "gallery", "k", "threshold", "full_scan")
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     GALLERY_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    FULL_SCAN_FIELD_NUMBER: _ClassVar[int]
     queries: _containers.RepeatedCompositeFieldContainer[_common_pb2.Descriptor]
     gallery: str
     k: int
     threshold: float
-    def __init__(self, queries: _Optional[_Iterable[_Union[_common_pb2.Descriptor, _Mapping]]] = ..., gallery: _Optional[str] = ..., k: _Optional[int] = ..., threshold: _Optional[float] = ...) -> None: ...
+    full_scan: bool
+    def __init__(self, queries: _Optional[_Iterable[_Union[_common_pb2.Descriptor, _Mapping]]] = ..., gallery: _Optional[str] = ..., k: _Optional[int] = ..., threshold: _Optional[float] = ..., full_scan: _Optional[bool] = ...) -> None: ...
 
 class Hit(_message.Message):
     __slots__ = ("face_id", "score")
@@ -126,7 +129,7 @@ class StatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatsResponse(_message.Message):
-    __slots__ = ("shard_id", "face_count", "gallery_counts", "model_id", "dim", "index_bytes", "rss_bytes", "tarantool_arena_bytes")
+    __slots__ = ("shard_id", "face_count", "gallery_counts", "model_id", "dim", "index_bytes", "rss_bytes", "tarantool_arena_bytes", "fast_indexes")
     class GalleryCountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -142,6 +145,7 @@ class StatsResponse(_message.Message):
     INDEX_BYTES_FIELD_NUMBER: _ClassVar[int]
     RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
     TARANTOOL_ARENA_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FAST_INDEXES_FIELD_NUMBER: _ClassVar[int]
     shard_id: str
     face_count: int
     gallery_counts: _containers.ScalarMap[str, int]
@@ -150,4 +154,55 @@ class StatsResponse(_message.Message):
     index_bytes: int
     rss_bytes: int
     tarantool_arena_bytes: int
-    def __init__(self, shard_id: _Optional[str] = ..., face_count: _Optional[int] = ..., gallery_counts: _Optional[_Mapping[str, int]] = ..., model_id: _Optional[str] = ..., dim: _Optional[int] = ..., index_bytes: _Optional[int] = ..., rss_bytes: _Optional[int] = ..., tarantool_arena_bytes: _Optional[int] = ...) -> None: ...
+    fast_indexes: _containers.RepeatedCompositeFieldContainer[FastIndexState]
+    def __init__(self, shard_id: _Optional[str] = ..., face_count: _Optional[int] = ..., gallery_counts: _Optional[_Mapping[str, int]] = ..., model_id: _Optional[str] = ..., dim: _Optional[int] = ..., index_bytes: _Optional[int] = ..., rss_bytes: _Optional[int] = ..., tarantool_arena_bytes: _Optional[int] = ..., fast_indexes: _Optional[_Iterable[_Union[FastIndexState, _Mapping]]] = ...) -> None: ...
+
+class BuildIndexRequest(_message.Message):
+    __slots__ = ("gallery", "nprobe")
+    GALLERY_FIELD_NUMBER: _ClassVar[int]
+    NPROBE_FIELD_NUMBER: _ClassVar[int]
+    gallery: str
+    nprobe: int
+    def __init__(self, gallery: _Optional[str] = ..., nprobe: _Optional[int] = ...) -> None: ...
+
+class DropIndexRequest(_message.Message):
+    __slots__ = ("gallery",)
+    GALLERY_FIELD_NUMBER: _ClassVar[int]
+    gallery: str
+    def __init__(self, gallery: _Optional[str] = ...) -> None: ...
+
+class FastIndexState(_message.Message):
+    __slots__ = ("gallery", "state", "progress", "listed", "delta", "lists", "nprobe", "bytes", "error", "built_at")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATE_UNSPECIFIED: _ClassVar[FastIndexState.State]
+        BUILDING: _ClassVar[FastIndexState.State]
+        READY: _ClassVar[FastIndexState.State]
+        FAILED: _ClassVar[FastIndexState.State]
+        DROPPED: _ClassVar[FastIndexState.State]
+    STATE_UNSPECIFIED: FastIndexState.State
+    BUILDING: FastIndexState.State
+    READY: FastIndexState.State
+    FAILED: FastIndexState.State
+    DROPPED: FastIndexState.State
+    GALLERY_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    LISTED_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    LISTS_FIELD_NUMBER: _ClassVar[int]
+    NPROBE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    BUILT_AT_FIELD_NUMBER: _ClassVar[int]
+    gallery: str
+    state: FastIndexState.State
+    progress: float
+    listed: int
+    delta: int
+    lists: int
+    nprobe: int
+    bytes: int
+    error: str
+    built_at: float
+    def __init__(self, gallery: _Optional[str] = ..., state: _Optional[_Union[FastIndexState.State, str]] = ..., progress: _Optional[float] = ..., listed: _Optional[int] = ..., delta: _Optional[int] = ..., lists: _Optional[int] = ..., nprobe: _Optional[int] = ..., bytes: _Optional[int] = ..., error: _Optional[str] = ..., built_at: _Optional[float] = ...) -> None: ...

@@ -69,6 +69,16 @@ class ShardStub:
                 request_serializer=findface__grpc_dot_v1_dot_shard__pb2.StatsRequest.SerializeToString,
                 response_deserializer=findface__grpc_dot_v1_dot_shard__pb2.StatsResponse.FromString,
                 _registered_method=True)
+        self.BuildIndex = channel.unary_unary(
+                '/findface_grpc.v1.Shard/BuildIndex',
+                request_serializer=findface__grpc_dot_v1_dot_shard__pb2.BuildIndexRequest.SerializeToString,
+                response_deserializer=findface__grpc_dot_v1_dot_shard__pb2.FastIndexState.FromString,
+                _registered_method=True)
+        self.DropIndex = channel.unary_unary(
+                '/findface_grpc.v1.Shard/DropIndex',
+                request_serializer=findface__grpc_dot_v1_dot_shard__pb2.DropIndexRequest.SerializeToString,
+                response_deserializer=findface__grpc_dot_v1_dot_shard__pb2.FastIndexState.FromString,
+                _registered_method=True)
 
 
 class ShardServicer:
@@ -104,7 +114,9 @@ class ShardServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Search(self, request, context):
-        """Exact top-k by cosine similarity inside one gallery, for a batch of query descriptors.
+        """Top-k by cosine similarity inside one gallery, for a batch of query descriptors: every row of the gallery
+        is scanned, or, for a gallery with a fast index, the rows of each query's nearest lists (approximate:
+        a face far from every probed list can be missed; full_scan asks for the exact scan).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -119,6 +131,21 @@ class ShardServicer:
 
     def Stats(self, request, context):
         """Counts and memory.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BuildIndex(self, request, context):
+        """Build (or rebuild) the fast index of one gallery, in the background: searches and writes go on, and the
+        gallery is scanned exactly until the index is ready. Answers at once with the state (BUILDING).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropIndex(self, request, context):
+        """Drop a gallery's fast index (searches scan every row again) and its file; NOT_FOUND when it has none.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -161,6 +188,16 @@ def add_ShardServicer_to_server(servicer, server):
                     servicer.Stats,
                     request_deserializer=findface__grpc_dot_v1_dot_shard__pb2.StatsRequest.FromString,
                     response_serializer=findface__grpc_dot_v1_dot_shard__pb2.StatsResponse.SerializeToString,
+            ),
+            'BuildIndex': grpc.unary_unary_rpc_method_handler(
+                    servicer.BuildIndex,
+                    request_deserializer=findface__grpc_dot_v1_dot_shard__pb2.BuildIndexRequest.FromString,
+                    response_serializer=findface__grpc_dot_v1_dot_shard__pb2.FastIndexState.SerializeToString,
+            ),
+            'DropIndex': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropIndex,
+                    request_deserializer=findface__grpc_dot_v1_dot_shard__pb2.DropIndexRequest.FromString,
+                    response_serializer=findface__grpc_dot_v1_dot_shard__pb2.FastIndexState.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -352,6 +389,60 @@ class Shard:
             '/findface_grpc.v1.Shard/Stats',
             findface__grpc_dot_v1_dot_shard__pb2.StatsRequest.SerializeToString,
             findface__grpc_dot_v1_dot_shard__pb2.StatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BuildIndex(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/findface_grpc.v1.Shard/BuildIndex',
+            findface__grpc_dot_v1_dot_shard__pb2.BuildIndexRequest.SerializeToString,
+            findface__grpc_dot_v1_dot_shard__pb2.FastIndexState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropIndex(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/findface_grpc.v1.Shard/DropIndex',
+            findface__grpc_dot_v1_dot_shard__pb2.DropIndexRequest.SerializeToString,
+            findface__grpc_dot_v1_dot_shard__pb2.FastIndexState.FromString,
             options,
             channel_credentials,
             insecure,

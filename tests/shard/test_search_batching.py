@@ -22,7 +22,7 @@ def test_queued_calls_for_one_gallery_run_as_one_pass_and_keep_their_own_k_and_t
     release = threading.Event()
     passes: list[tuple[str, int]] = []
 
-    def search(gallery, queries, ks, thresholds):
+    def search(gallery, queries, ks, thresholds, full_scan):
         passes.append((gallery, len(queries)))
         if len(passes) == 1:
             release.wait(10)  # hold the first pass until every other call is queued behind it
@@ -56,7 +56,7 @@ def test_queued_calls_for_one_gallery_run_as_one_pass_and_keep_their_own_k_and_t
 
 
 def test_a_failed_pass_fails_every_call_in_it():
-    def search(gallery, queries, ks, thresholds):
+    def search(gallery, queries, ks, thresholds, full_scan):
         raise InvalidArgument("broken")
 
     async def run():
@@ -78,7 +78,7 @@ def test_a_pass_takes_at_most_max_queries_unless_one_call_is_bigger(max_queries)
     seen: list[int] = []
     gate = threading.Event()
 
-    def search(gallery, queries, ks, thresholds):
+    def search(gallery, queries, ks, thresholds, full_scan):
         seen.append(len(queries))
         gate.wait(10)
         return [[] for _ in range(len(queries))]
