@@ -36,6 +36,13 @@ log = logging.getLogger(__name__)
 EXIT_ALREADY_RUNNING = 3
 # How often the launcher looks for children that exited: the first restart comes this much after at most.
 SUPERVISE_INTERVAL_S = 0.25
+# Each server's config table (which names its FINDFACE_<TABLE>_* variables), and its /metrics port's offset from
+# metrics_base_port; shard i's is METRICS_FIRST_SHARD + i.
+TABLES = {"findface_grpc.license.server": "license", "findface_grpc.extractor.server": "extractor",
+          "findface_grpc.gateway.server": "gateway", "gateway_http.server": "http", "gateway_http.upload": "upload",
+          "findface_grpc.shard.server": "shard"}
+METRICS_OFFSETS = {"license": 0, "extractor": 1, "gateway": 2, "http": 3, "upload": 4}
+METRICS_FIRST_SHARD = 5
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,9 @@ class ClusterConfig:
     license_public_key: str = ""
     # An external MongoDB (replica set) instead of the bundled SecantusDB, e.g. mongodb://db1,db2/?replicaSet=rs
     mongo_uri: str = ""
+    # Every server's Prometheus /metrics, on consecutive ports from this one: the license server, the extractor,
+    # the gateway, the HTTP gateway, the photo store, then shard 0, 1, ...; 0: no /metrics.
+    metrics_base_port: int = 9150
     model_pack: str = "scrfd-mbf"
     tarantool_memtx_mb: int = 2048
     start_timeout_s: float = 120.0
@@ -74,6 +84,9 @@ class ClusterConfig:
             raise ConfigError("[cluster].http_port must be in 0..65535 (0: no HTTP gateway)")
         if not 0 <= self.upload_port < 65536:
             raise ConfigError("[cluster].upload_port must be in 0..65535 (0: no photo store)")
+        if self.metrics_base_port and not 0 < self.metrics_base_port <= 65535 - METRICS_FIRST_SHARD - self.shards:
+            raise ConfigError("[cluster].metrics_base_port must leave room for every server's port below 65536 "
+                              "(0: no /metrics)")
 
 
 class Cluster:
@@ -84,12 +97,24 @@ class Cluster:
         self.data = Path(cfg.data_dir).resolve()
         self.processes: list[launch.ManagedProcess] = []
         self.addresses: dict[str, str] = {}
+        self.metrics: dict[str, str] = {}  # server name -> its /metrics URL
 
     def _addr(self, port: int) -> str:
         return f"{self.cfg.host}:{port}"
 
     def _server(self, name: str, module: str, args: list[str], env: dict | None = None) -> launch.ManagedProcess:
-        return launch.python_server(name, module, [*self.config_args, *args], self.data / "logs" / f"{name}.log", env)
+        return launch.python_server(name, module, [*self.config_args, *args], self.data / "logs" / f"{name}.log",
+                                    {**(env or {}), **self._metrics_env(name, module)})
+
+    def _metrics_env(self, name: str, module: str) -> dict[str, str]:
+        """The server's metrics_listen, in its own table's environment variable."""
+        if not self.cfg.metrics_base_port:
+            return {}
+        table = TABLES[module]
+        offset = METRICS_FIRST_SHARD + int(name.removeprefix("shard-")) if table == "shard" else METRICS_OFFSETS[table]
+        address = self._addr(self.cfg.metrics_base_port + offset)
+        self.metrics[name] = f"http://{address}/metrics"
+        return {f"FINDFACE_{table.upper()}_METRICS_LISTEN": address}
 
     def start(self) -> dict[str, str]:
         cfg = self.cfg
@@ -313,6 +338,10 @@ def _run(cfg: ClusterConfig, config_path: str | None, data: Path) -> int:
     log.info("cluster is up; data in %s, logs in %s", cluster.data, cluster.data / "logs")
     for name, address in addresses.items():
         log.info("  %-10s %s", name, address)
+    if cluster.metrics:
+        log.info("Prometheus metrics (no token: keep these ports private):")
+        for name, url in cluster.metrics.items():
+            log.info("  %-10s %s", name, url)
     log.info("Ctrl-C stops it; each server's state is in %s", cluster.data / supervise.STATUS_FILE)
     supervisor = supervise.Supervisor(cluster.data, cluster.processes)
     try:

@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             data_dir=str(Path(work) / "cluster"), shards=args.shards, gateway_port=launch.free_port(), http_port=0,
             extractor_port=launch.free_port(), mongo_port=launch.free_port(), shard_base_port=launch.free_ports(args.shards),
             tarantool_base_port=launch.free_ports(args.shards), tarantool_memtx_mb=256, model_pack=args.model_pack, log_level="WARNING",
-            license_port=launch.free_port(), upload_port=launch.free_port(),
+            license_port=launch.free_port(), upload_port=launch.free_port(), metrics_base_port=0,
         )
         cluster = Cluster(cfg)
         try:

@@ -75,7 +75,7 @@ def write_config(path: Path, ports: dict[str, int], memtx_mb: int, killed_cells:
     # each reads the whole faces collection, which at hundreds of thousands of documents keeps SecantusDB (a
     # Python server) busy for minutes and starves the load and the benchmark's own calls.
     lines = ["[cluster]", *(f"{k} = {v}" for k, v in ports.items()), f"shards = {SHARDS}", "http_port = 0",
-             "upload_port = 0", f"tarantool_memtx_mb = {memtx_mb}", "", "[gateway]", f"cells = {CELLS}",
+             "upload_port = 0", "metrics_base_port = 0", f"tarantool_memtx_mb = {memtx_mb}", "", "[gateway]", f"cells = {CELLS}",
              f"cell_map = {json.dumps(cell_map(killed_cells))}", "repair_interval_s = 3600",
              "license_reconcile_interval_s = 3600", ""]
     path.write_text("\n".join(lines))

@@ -18,7 +18,7 @@ from PIL import Image, ImageOps
 
 from findface_grpc import launch
 from findface_grpc.auth import token_metadata
-from findface_grpc.cluster import ClusterConfig
+from findface_grpc.cluster import METRICS_FIRST_SHARD, ClusterConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -161,7 +161,7 @@ def with_token(channel: grpc.Channel, token: str) -> grpc.Channel:
 # Shards a test's cluster config leaves room for.
 MAX_TEST_SHARDS = 4
 CLUSTER_PORT_KEYS = ("gateway_port", "extractor_port", "mongo_port", "shard_base_port", "tarantool_base_port",
-                     "http_port", "license_port", "upload_port")
+                     "http_port", "license_port", "upload_port", "metrics_base_port")
 
 
 def cluster_config(path: Path, extra: str = "tarantool_memtx_mb = 256\n") -> dict[str, int]:
@@ -170,6 +170,7 @@ def cluster_config(path: Path, extra: str = "tarantool_memtx_mb = 256\n") -> dic
     # Shard and Tarantool ports are consecutive from their bases.
     ports["shard_base_port"] = launch.free_ports(MAX_TEST_SHARDS)
     ports["tarantool_base_port"] = launch.free_ports(MAX_TEST_SHARDS)
+    ports["metrics_base_port"] = launch.free_ports(METRICS_FIRST_SHARD + MAX_TEST_SHARDS)
     path.write_text("[cluster]\n" + "".join(f"{k} = {v}\n" for k, v in ports.items()) + extra)
     return ports
 
@@ -181,6 +182,7 @@ def bench_cluster_config(work: str, shards: int, model_pack: str) -> ClusterConf
         mongo_port=free_port(), shard_base_port=launch.free_ports(shards),
         tarantool_base_port=launch.free_ports(shards), tarantool_memtx_mb=256,
         model_pack=model_pack, log_level="WARNING", license_port=free_port(), upload_port=0,
+        metrics_base_port=launch.free_ports(METRICS_FIRST_SHARD + shards),
     )
 
 

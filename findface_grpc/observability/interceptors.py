@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import time
 from collections import namedtuple
 
 import grpc
 
 from findface_grpc.observability import metrics, requestid
+
+log = logging.getLogger(__name__)
 
 
 def _names(method: str | bytes) -> tuple[str, str]:
@@ -46,9 +49,12 @@ class _Call:
         context.set_trailing_metadata(((requestid.METADATA_KEY, self.rid),))
 
     def end(self, code: str) -> None:
+        seconds = time.perf_counter() - self.started
         if metrics.recording():
             metrics.GRPC_REQUESTS.labels(self.service, self.method, code).inc()
-            metrics.GRPC_SECONDS.labels(self.service, self.method).observe(time.perf_counter() - self.started)
+            metrics.GRPC_SECONDS.labels(self.service, self.method).observe(seconds)
+        # An access log for when one request must be followed through the servers (log_level = "DEBUG").
+        log.debug("%s.%s -> %s (%.1f ms)", self.service, self.method, code, seconds * 1000)
 
 
 def _unary(behavior, call: _Call):
