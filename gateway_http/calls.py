@@ -2,6 +2,7 @@
 `Upstream` gateway it calls, and the pieces of FaceService requests that several methods share."""
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,7 +12,7 @@ from werkzeug.wrappers import Request
 
 from findface_grpc.observability.interceptors import sync_channel
 from findface_grpc.rpc import CHANNEL_OPTIONS
-from findface_grpc.v1 import common_pb2, gateway_pb2_grpc, license_pb2, license_pb2_grpc
+from findface_grpc.v1 import common_pb2, gateway_pb2_grpc, license_pb2, license_pb2_grpc, video_pb2_grpc
 from gateway_http.config import ORIGINAL_SCALE, HttpConfig
 from gateway_http.errors import bad_param, from_grpc
 from gateway_http.params import MAX_ID, Params, Photo, check_gallery
@@ -69,6 +70,9 @@ class Upstream:
         self.config = config
         self.channel = channel or grpc.insecure_channel(config.gateway, options=CHANNEL_OPTIONS)
         self.stub = gateway_pb2_grpc.FaceServiceStub(sync_channel(self.channel))
+        self.video = video_pb2_grpc.VideoServiceStub(sync_channel(self.channel))
+        # GET /events (live.py) holds a worker thread while it waits: a quarter of them may, the rest stay free.
+        self.long_polls = threading.BoundedSemaphore(max(1, config.threads // 4))
         self.health = health_pb2_grpc.HealthStub(self.channel)
         self.license_channel = (
             grpc.insecure_channel(config.license_server, options=CHANNEL_OPTIONS) if config.license_server else None
@@ -81,10 +85,13 @@ class Upstream:
         if self.license_channel is not None:
             self.license_channel.close()
 
-    def rpc(self, call: Call, method: str, request, fields: dict[str, tuple[str, Any]] | None = None):
-        """One FaceService call; its failure becomes the legacy error naming the client's parameters."""
+    def rpc(self, call: Call, method: str, request, fields: dict[str, tuple[str, Any]] | None = None,
+            stub=None):
+        """One FaceService call (or one on `stub`, e.g. `self.video`); its failure becomes the legacy error
+        naming the client's parameters."""
         try:
-            return getattr(self.stub, method)(request, timeout=self.config.call_timeout_s, metadata=call.metadata)
+            return getattr(stub or self.stub, method)(request, timeout=self.config.call_timeout_s,
+                                                      metadata=call.metadata)
         except grpc.RpcError as exc:
             raise from_grpc(exc, fields or {}) from None
 

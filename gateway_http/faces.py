@@ -18,7 +18,7 @@ from gateway_http.calls import (
     image_pb,
     path_gallery,
 )
-from gateway_http import attributes
+from gateway_http import attributes, video
 from gateway_http.errors import from_grpc
 from gateway_http.params import MAX_LIMIT, MAX_PAGE_ID
 from gateway_http.replies import face_json, skipped_json
@@ -54,7 +54,7 @@ def create_face(upstream: Upstream, call: Call) -> Reply:
     request = gateway_pb2.CreateFaceRequest(
         image=image_pb(photo), bboxes=[box_pb(b) for b in boxes], meta=meta, galleries=galleries,
         mf_selector=SELECTORS.get(selector, 0), person_id=person_id, cam_id=cam_id, min_quality=min_quality or 0.0,
-        try_rotations=try_rotations,
+        try_rotations=try_rotations, sighting=video.sighting(upstream, call, cam_id),
     )
     # The attributes come from a Detect of the same photo, asked first, so that a refusal (an attribute the
     # license lacks) leaves nothing enrolled; they are not stored.

@@ -5,7 +5,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
-from gateway_http import extraction, faces, galleries, operators, search
+from gateway_http import extraction, faces, galleries, live, operators, search, video
 from gateway_http.calls import Call, Reply, Upstream
 
 Handler = Callable[[Upstream, Call], Reply]
@@ -58,6 +58,13 @@ ROUTES = (
     _route("meta/gallery/<gallery>", GET=faces.list_meta),
     _route("galleries", GET=galleries.list_galleries, POST=galleries.create_gallery),
     _route("galleries/<gallery>", POST=galleries.create_gallery, DELETE=galleries.delete_gallery),
+    _route("camera", POST=video.create_camera, GET=video.list_cameras),
+    _route("camera/<id>", GET=video.get_camera, PUT=video.update_camera, DELETE=video.delete_camera),
+    _route("persons", GET=video.list_persons),
+    _route("person/history/id/<id>", GET=video.person_history, POST=video.person_history),
+    _route("history/search", POST=video.search_history, GET=video.search_history),
+    _route("history/id/<id>/screenshot", GET=video.screenshot),
+    _route("events", GET=live.poll_events),
     _route("docs", open=True, GET=operators.docs_index),
     _route("docs/<version>", open=True, GET=operators.docs_version),
     _route("docs/<version>/<page>", open=True, GET=operators.docs_version),

@@ -16,7 +16,7 @@ from gateway_http.calls import (
     threshold_pb,
 )
 from gateway_http.errors import SERVICE_UNAVAILABLE, LegacyError, box_json
-from gateway_http import attributes
+from gateway_http import attributes, video
 from gateway_http.params import MAX_N
 from gateway_http.replies import box_key, box_of, detected_json, face_json, skipped_json
 
@@ -89,6 +89,7 @@ def identify(upstream: Upstream, call: Call) -> Reply:
     request = gateway_pb2.IdentifyRequest(
         image=image_pb(photo), bboxes=[box_pb(b) for b in boxes], gallery=gallery, n=n or 1,
         threshold=threshold_pb(threshold, scale), mf_selector=SELECTORS.get(selector, 0), try_rotations=try_rotations,
+        sighting=video.sighting(upstream, call, p.string("cam_id", 256) or ""),
     )
     # The query faces' attributes come from a Detect of the same photo, asked at the same time.
     detected = upstream.start(call, "Detect", gateway_pb2.FaceDetectRequest(
