@@ -71,6 +71,12 @@ class Unauthenticated(FindFaceError):
     code = "UNAUTHENTICATED"
 
 
+class PermissionDenied(FindFaceError):
+    """A valid token that may not do this (an operator's command from a token that is not an admin's)."""
+
+    code = "PERMISSION_DENIED"
+
+
 class ConfigError(FindFaceError):
     """Configuration is missing or invalid; raised at start-up, before serving."""
 

@@ -29,6 +29,7 @@ from findface_grpc.gateway.domain import (
     DetectedFace,
     Detection,
     ExtractorInfo,
+    FastIndexInfo,
     ModelInfo,
     MultiFace,
     ShardStats,
@@ -226,10 +227,12 @@ class ShardClient:
         return reply.updated
 
     async def search(
-        self, queries: Sequence[Descriptor], gallery: str, k: int, threshold: float, timeout: float
+        self, queries: Sequence[Descriptor], gallery: str, k: int, threshold: float, timeout: float,
+        full_scan: bool = False,
     ) -> list[list[Hit]]:
         request = shard_pb2.SearchRequest(
-            queries=[descriptor_to_pb(q.vector, q.model_id) for q in queries], gallery=gallery, k=k, threshold=threshold
+            queries=[descriptor_to_pb(q.vector, q.model_id) for q in queries], gallery=gallery, k=k, threshold=threshold,
+            full_scan=full_scan,
         )
         reply = await self._call(self.stub.Search, request, timeout)
         return [[Hit(h.face_id, h.score) for h in hits.hits] for hits in reply.results]
@@ -244,9 +247,24 @@ class ShardClient:
             dim=reply.dim,
             index_bytes=reply.index_bytes,
             rss_bytes=reply.rss_bytes,
+            fast_indexes=tuple(fast_index_from_pb(state) for state in reply.fast_indexes),
         )
+
+    async def build_fast_index(self, gallery: str, nprobe: int, timeout: float) -> FastIndexInfo:
+        request = shard_pb2.BuildIndexRequest(gallery=gallery, nprobe=nprobe)
+        return fast_index_from_pb(await self._call(self.stub.BuildIndex, request, timeout))
+
+    async def drop_fast_index(self, gallery: str, timeout: float) -> FastIndexInfo:
+        request = shard_pb2.DropIndexRequest(gallery=gallery)
+        return fast_index_from_pb(await self._call(self.stub.DropIndex, request, timeout))
 
     async def list_ids(self, after_id: int, limit: int) -> list[int]:
         reply = await self._call(self.stub.ListIds, shard_pb2.ListIdsRequest(after_id=after_id, limit=limit))
         return list(reply.ids)
 
+
+def fast_index_from_pb(state: common_pb2.FastIndexState) -> FastIndexInfo:
+    return FastIndexInfo(
+        state.gallery, common_pb2.FastIndexState.State.Name(state.state), state.progress, state.listed, state.delta,
+        state.lists, state.nprobe, state.bytes, state.error, state.built_at,
+    )

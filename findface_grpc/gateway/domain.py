@@ -221,6 +221,22 @@ class GalleryChange:
 
 
 @dataclass(frozen=True)
+class FastIndexInfo:
+    """A gallery's fast index on one shard (common.proto FastIndexState)."""
+
+    gallery: str
+    state: str  # BUILDING, READY, FAILED or DROPPED
+    progress: float = 0.0
+    listed: int = 0
+    delta: int = 0
+    lists: int = 0
+    nprobe: int = 0
+    nbytes: int = 0
+    error: str = ""
+    built_at: float = 0.0
+
+
+@dataclass(frozen=True)
 class ShardStats:
     """What a shard server reports about itself (its Stats)."""
 
@@ -231,6 +247,7 @@ class ShardStats:
     dim: int
     index_bytes: int
     rss_bytes: int
+    fast_indexes: tuple[FastIndexInfo, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ class Searchable(Protocol):
     name: str
 
     async def search(
-        self, queries: Sequence[Descriptor], gallery: str, k: int, threshold: float, timeout: float
+        self, queries: Sequence[Descriptor], gallery: str, k: int, threshold: float, timeout: float,
+        full_scan: bool = False,
     ) -> list[list[Hit]]: ...
 
 
@@ -35,12 +36,12 @@ class ShardAnswer:
 
 
 async def _one(index: int, shard: Searchable, queries: Sequence[Descriptor], gallery: str, k: int,
-               threshold: float, deadline_s: float) -> ShardAnswer:
+               threshold: float, deadline_s: float, full_scan: bool) -> ShardAnswer:
     try:
         # The outer timeout also covers waiting for a free slot on the shard's channel; the inner one lets the
         # shard itself drop work nobody waits for any more.
         async with asyncio.timeout(deadline_s):
-            hits = await shard.search(queries, gallery, k, threshold, deadline_s)
+            hits = await shard.search(queries, gallery, k, threshold, deadline_s, full_scan)
     except TimeoutError:
         return ShardAnswer(index, None, f"{shard.name}: no answer within {deadline_s:g}s")
     except Exception as exc:  # noqa: BLE001 - any failure of one shard is that shard's answer
@@ -51,10 +52,10 @@ async def _one(index: int, shard: Searchable, queries: Sequence[Descriptor], gal
 
 
 async def search_all(shards: Sequence[Searchable], queries: Sequence[Descriptor], gallery: str, k: int,
-                     threshold: float, deadline_s: float) -> list[ShardAnswer]:
+                     threshold: float, deadline_s: float, full_scan: bool = False) -> list[ShardAnswer]:
     """Every shard's answer (or failure), in shard order."""
     answers = list(await asyncio.gather(
-        *(_one(i, shard, queries, gallery, k, threshold, deadline_s) for i, shard in enumerate(shards))
+        *(_one(i, shard, queries, gallery, k, threshold, deadline_s, full_scan) for i, shard in enumerate(shards))
     ))
     missing = [answer.shard for answer in answers if not answer.ok]
     for shard in missing:

@@ -121,8 +121,10 @@ class Searcher:
         selector: MultiFace = MultiFace.BIGGEST,
         try_rotations: bool = False,
         thumbnails: bool = False,
+        full_scan: bool = False,
     ) -> IdentifyResult:
-        """`thumbnails`: each query face of the photo with its thumbnail (DetectedFace.thumbnail), for history."""
+        """`thumbnails`: each query face of the photo with its thumbnail (DetectedFace.thumbnail), for history.
+        `full_scan`: every face of the gallery is compared even where shards have a fast index."""
         n = n or 1
         if not 1 <= n <= self.cluster.config.max_n:
             raise InvalidArgument(f"n must be within 1..{self.cluster.config.max_n}, got {n}")
@@ -133,7 +135,7 @@ class Searcher:
         gallery_check = asyncio.ensure_future(self.cluster.require_galleries([gallery], "gallery"))
         try:
             return await self._identify(gallery, gallery_check, image, descriptor, bboxes, n, threshold, selector,
-                                        try_rotations, thumbnails)
+                                        try_rotations, thumbnails, full_scan)
         finally:
             if not gallery_check.done():
                 gallery_check.cancel()
@@ -141,7 +143,7 @@ class Searcher:
                 gallery_check.exception()  # retrieved: an error that lost the race to another is not news
 
     async def _identify(self, gallery, gallery_check, image, descriptor, bboxes, n, threshold, selector,
-                        try_rotations, thumbnails) -> IdentifyResult:
+                        try_rotations, thumbnails, full_scan) -> IdentifyResult:
         cluster = self.cluster
         model = await cluster.model()
         limit = self._resolve_threshold(threshold, model.model_id)
@@ -170,7 +172,8 @@ class Searcher:
         for start in range(0, len(vectors), MAX_QUERIES_PER_SEARCH):
             chunk = vectors[start:start + MAX_QUERIES_PER_SEARCH]
             answers = await fanout.search_all(
-                cluster.shards, chunk, gallery, k, scoring.cosine_threshold(limit), cluster.config.shard_deadline_s
+                cluster.shards, chunk, gallery, k, scoring.cosine_threshold(limit), cluster.config.shard_deadline_s,
+                full_scan,
             )
             failed = [a for a in answers if not a.ok]
             self._note_search_health(answers)

@@ -53,7 +53,7 @@ async def start(config: GatewayConfig, service: GatewayService | None = None) ->
     server = GrpcServer(config.listen, interceptors)
     server.add(
         gateway_pb2_grpc.add_FaceServiceServicer_to_server,
-        FaceServicer(service),
+        FaceServicer(service, tokens),
         gateway_pb2.DESCRIPTOR.services_by_name["FaceService"].full_name,
     )
     server.add(

@@ -6,10 +6,12 @@ import asyncio
 from findface_grpc.convert import (
     attribute_names_from_pb, box_from_pb, box_to_pb, descriptor_to_pb, landmarks_to_pb, set_attributes_pb,
 )
-from findface_grpc.errors import InvalidArgument
-from findface_grpc.gateway import scoring
+from findface_grpc.auth import TokenStore, authenticate
+from findface_grpc.errors import InvalidArgument, PermissionDenied
+from findface_grpc.gateway import fast_indexes, scoring
 from findface_grpc.gateway.domain import (
     ClusterStatus,
+    FastIndexInfo,
     Descriptor,
     DetectedFace,
     Face,
@@ -180,6 +182,7 @@ def status_to_pb(status: ClusterStatus) -> gateway_pb2.ClusterStatusResponse:
             msg.dim = stats.dim
             msg.index_bytes = stats.index_bytes
             msg.rss_bytes = stats.rss_bytes
+            msg.fast_indexes.extend(fast_index_to_pb(fast) for fast in stats.fast_indexes)
     extractor = status.extractor
     response.extractor.address = extractor.address
     response.extractor.live = extractor.live
@@ -196,8 +199,10 @@ def status_to_pb(status: ClusterStatus) -> gateway_pb2.ClusterStatusResponse:
 
 
 class FaceServicer(gateway_pb2_grpc.FaceServiceServicer):
-    def __init__(self, service: GatewayService) -> None:
+    def __init__(self, service: GatewayService, tokens: TokenStore | None = None) -> None:
+        """`tokens`: the gateway's token store, to tell admin tokens apart; None when tokens are off."""
         self.service = service
+        self.tokens = tokens
 
     async def _image(self, msg: common_pb2.ImageSource, field: str, present: bool = True) -> bytes:
         """The photo's bytes: given inline, or fetched from its URL (with the limits of gateway.photos)."""
@@ -274,6 +279,7 @@ class FaceServicer(gateway_pb2_grpc.FaceServiceServicer):
                 threshold=threshold_from_pb(request.threshold),
                 selector=selector_from_pb(request.mf_selector),
                 try_rotations=request.try_rotations,
+                full_scan=request.full_scan,
             )
         response = gateway_pb2.IdentifyResponse(
             shards_answered=result.shards_answered, shards_total=result.shards_total, partial=result.partial,
@@ -413,3 +419,36 @@ class FaceServicer(gateway_pb2_grpc.FaceServiceServicer):
 
     async def ClusterStatus(self, request, context):
         return status_to_pb(await self.service.cluster_status())
+
+    async def BuildFastIndex(self, request, context):
+        await self._require_admin(context, "BuildFastIndex")
+        return fast_indexes_to_pb(await fast_indexes.build(self.service.cluster, request.gallery, request.nprobe))
+
+    async def DropFastIndex(self, request, context):
+        await self._require_admin(context, "DropFastIndex")
+        return fast_indexes_to_pb(await fast_indexes.drop(self.service.cluster, request.gallery))
+
+    async def _require_admin(self, context, what: str) -> None:
+        if self.tokens is None:
+            return
+        # The interceptor checked the token already; this answers from the store's cache.
+        caller = (await authenticate(self.tokens, context.invocation_metadata())).name
+        if caller not in self.service.cluster.config.admin_tokens:
+            raise PermissionDenied(f"{what} is for admin tokens ([gateway].admin_tokens); {caller!r} is not one")
+
+
+def fast_index_to_pb(fast: FastIndexInfo) -> common_pb2.FastIndexState:
+    return common_pb2.FastIndexState(
+        gallery=fast.gallery, state=common_pb2.FastIndexState.State.Value(fast.state), progress=fast.progress,
+        listed=fast.listed, delta=fast.delta, lists=fast.lists, nprobe=fast.nprobe, bytes=fast.nbytes,
+        error=fast.error, built_at=fast.built_at,
+    )
+
+
+def fast_indexes_to_pb(shards: list[fast_indexes.ShardFastIndex]) -> gateway_pb2.FastIndexResponse:
+    response = gateway_pb2.FastIndexResponse()
+    for shard in shards:
+        entry = response.shards.add(index=shard.index, address=shard.address, error=shard.error)
+        if shard.state is not None:
+            entry.state.CopyFrom(fast_index_to_pb(shard.state))
+    return response

@@ -145,9 +145,9 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
         return fast_state_pb(self.service.drop_fast_index(check_gallery(request.gallery)))
 
 
-def fast_state_pb(state: FastState) -> shard_pb2.FastIndexState:
-    return shard_pb2.FastIndexState(
-        gallery=state.gallery, state=shard_pb2.FastIndexState.State.Value(state.state), progress=state.progress,
+def fast_state_pb(state: FastState) -> common_pb2.FastIndexState:
+    return common_pb2.FastIndexState(
+        gallery=state.gallery, state=common_pb2.FastIndexState.State.Value(state.state), progress=state.progress,
         listed=state.listed, delta=state.delta, lists=state.lists, nprobe=state.nprobe, bytes=state.nbytes,
         error=state.error, built_at=state.built_at,
     )

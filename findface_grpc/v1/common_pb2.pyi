@@ -244,3 +244,39 @@ class ItemError(_message.Message):
     code: int
     message: str
     def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class FastIndexState(_message.Message):
+    __slots__ = ("gallery", "state", "progress", "listed", "delta", "lists", "nprobe", "bytes", "error", "built_at")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATE_UNSPECIFIED: _ClassVar[FastIndexState.State]
+        BUILDING: _ClassVar[FastIndexState.State]
+        READY: _ClassVar[FastIndexState.State]
+        FAILED: _ClassVar[FastIndexState.State]
+        DROPPED: _ClassVar[FastIndexState.State]
+    STATE_UNSPECIFIED: FastIndexState.State
+    BUILDING: FastIndexState.State
+    READY: FastIndexState.State
+    FAILED: FastIndexState.State
+    DROPPED: FastIndexState.State
+    GALLERY_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    LISTED_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    LISTS_FIELD_NUMBER: _ClassVar[int]
+    NPROBE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    BUILT_AT_FIELD_NUMBER: _ClassVar[int]
+    gallery: str
+    state: FastIndexState.State
+    progress: float
+    listed: int
+    delta: int
+    lists: int
+    nprobe: int
+    bytes: int
+    error: str
+    built_at: float
+    def __init__(self, gallery: _Optional[str] = ..., state: _Optional[_Union[FastIndexState.State, str]] = ..., progress: _Optional[float] = ..., listed: _Optional[int] = ..., delta: _Optional[int] = ..., lists: _Optional[int] = ..., nprobe: _Optional[int] = ..., bytes: _Optional[int] = ..., error: _Optional[str] = ..., built_at: _Optional[float] = ...) -> None: ...

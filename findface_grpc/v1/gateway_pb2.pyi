@@ -108,7 +108,7 @@ class VerifyResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[VerifyPair, _Mapping]]] = ..., verified: _Optional[bool] = ..., skipped1: _Optional[_Iterable[_Union[_common_pb2.SkippedFace, _Mapping]]] = ..., skipped2: _Optional[_Iterable[_Union[_common_pb2.SkippedFace, _Mapping]]] = ...) -> None: ...
 
 class IdentifyRequest(_message.Message):
-    __slots__ = ("image", "descriptor", "bboxes", "gallery", "n", "threshold", "mf_selector", "try_rotations", "sighting")
+    __slots__ = ("image", "descriptor", "bboxes", "gallery", "n", "threshold", "mf_selector", "try_rotations", "sighting", "full_scan")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTOR_FIELD_NUMBER: _ClassVar[int]
     BBOXES_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +118,7 @@ class IdentifyRequest(_message.Message):
     MF_SELECTOR_FIELD_NUMBER: _ClassVar[int]
     TRY_ROTATIONS_FIELD_NUMBER: _ClassVar[int]
     SIGHTING_FIELD_NUMBER: _ClassVar[int]
+    FULL_SCAN_FIELD_NUMBER: _ClassVar[int]
     image: _common_pb2.ImageSource
     descriptor: _common_pb2.Descriptor
     bboxes: _containers.RepeatedCompositeFieldContainer[_common_pb2.BoundingBox]
@@ -127,7 +128,8 @@ class IdentifyRequest(_message.Message):
     mf_selector: _common_pb2.MultiFaceSelector
     try_rotations: bool
     sighting: Sighting
-    def __init__(self, image: _Optional[_Union[_common_pb2.ImageSource, _Mapping]] = ..., descriptor: _Optional[_Union[_common_pb2.Descriptor, _Mapping]] = ..., bboxes: _Optional[_Iterable[_Union[_common_pb2.BoundingBox, _Mapping]]] = ..., gallery: _Optional[str] = ..., n: _Optional[int] = ..., threshold: _Optional[_Union[_common_pb2.Threshold, _Mapping]] = ..., mf_selector: _Optional[_Union[_common_pb2.MultiFaceSelector, str]] = ..., try_rotations: _Optional[bool] = ..., sighting: _Optional[_Union[Sighting, _Mapping]] = ...) -> None: ...
+    full_scan: bool
+    def __init__(self, image: _Optional[_Union[_common_pb2.ImageSource, _Mapping]] = ..., descriptor: _Optional[_Union[_common_pb2.Descriptor, _Mapping]] = ..., bboxes: _Optional[_Iterable[_Union[_common_pb2.BoundingBox, _Mapping]]] = ..., gallery: _Optional[str] = ..., n: _Optional[int] = ..., threshold: _Optional[_Union[_common_pb2.Threshold, _Mapping]] = ..., mf_selector: _Optional[_Union[_common_pb2.MultiFaceSelector, str]] = ..., try_rotations: _Optional[bool] = ..., sighting: _Optional[_Union[Sighting, _Mapping]] = ..., full_scan: _Optional[bool] = ...) -> None: ...
 
 class Sighting(_message.Message):
     __slots__ = ("camera_id", "frame_time", "track_id")
@@ -346,7 +348,7 @@ class ClusterStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ShardStatus(_message.Message):
-    __slots__ = ("index", "address", "live", "error", "shard_id", "face_count", "gallery_counts", "model_id", "dim", "index_bytes", "rss_bytes")
+    __slots__ = ("index", "address", "live", "error", "shard_id", "face_count", "gallery_counts", "model_id", "dim", "index_bytes", "rss_bytes", "fast_indexes")
     class GalleryCountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -365,6 +367,7 @@ class ShardStatus(_message.Message):
     DIM_FIELD_NUMBER: _ClassVar[int]
     INDEX_BYTES_FIELD_NUMBER: _ClassVar[int]
     RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FAST_INDEXES_FIELD_NUMBER: _ClassVar[int]
     index: int
     address: str
     live: bool
@@ -376,7 +379,8 @@ class ShardStatus(_message.Message):
     dim: int
     index_bytes: int
     rss_bytes: int
-    def __init__(self, index: _Optional[int] = ..., address: _Optional[str] = ..., live: _Optional[bool] = ..., error: _Optional[str] = ..., shard_id: _Optional[str] = ..., face_count: _Optional[int] = ..., gallery_counts: _Optional[_Mapping[str, int]] = ..., model_id: _Optional[str] = ..., dim: _Optional[int] = ..., index_bytes: _Optional[int] = ..., rss_bytes: _Optional[int] = ...) -> None: ...
+    fast_indexes: _containers.RepeatedCompositeFieldContainer[_common_pb2.FastIndexState]
+    def __init__(self, index: _Optional[int] = ..., address: _Optional[str] = ..., live: _Optional[bool] = ..., error: _Optional[str] = ..., shard_id: _Optional[str] = ..., face_count: _Optional[int] = ..., gallery_counts: _Optional[_Mapping[str, int]] = ..., model_id: _Optional[str] = ..., dim: _Optional[int] = ..., index_bytes: _Optional[int] = ..., rss_bytes: _Optional[int] = ..., fast_indexes: _Optional[_Iterable[_Union[_common_pb2.FastIndexState, _Mapping]]] = ...) -> None: ...
 
 class ExtractorStatus(_message.Message):
     __slots__ = ("address", "live", "error", "model_pack", "detector_model_id", "embedder_model_id", "descriptor_dim", "execution_providers", "version")
@@ -415,3 +419,29 @@ class ClusterStatusResponse(_message.Message):
     face_count: int
     gallery_count: int
     def __init__(self, shards: _Optional[_Iterable[_Union[ShardStatus, _Mapping]]] = ..., shards_live: _Optional[int] = ..., shards_total: _Optional[int] = ..., extractor: _Optional[_Union[ExtractorStatus, _Mapping]] = ..., face_count: _Optional[int] = ..., gallery_count: _Optional[int] = ...) -> None: ...
+
+class FastIndexRequest(_message.Message):
+    __slots__ = ("gallery", "nprobe")
+    GALLERY_FIELD_NUMBER: _ClassVar[int]
+    NPROBE_FIELD_NUMBER: _ClassVar[int]
+    gallery: str
+    nprobe: int
+    def __init__(self, gallery: _Optional[str] = ..., nprobe: _Optional[int] = ...) -> None: ...
+
+class ShardFastIndex(_message.Message):
+    __slots__ = ("index", "address", "error", "state")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    address: str
+    error: str
+    state: _common_pb2.FastIndexState
+    def __init__(self, index: _Optional[int] = ..., address: _Optional[str] = ..., error: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.FastIndexState, _Mapping]] = ...) -> None: ...
+
+class FastIndexResponse(_message.Message):
+    __slots__ = ("shards",)
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    shards: _containers.RepeatedCompositeFieldContainer[ShardFastIndex]
+    def __init__(self, shards: _Optional[_Iterable[_Union[ShardFastIndex, _Mapping]]] = ...) -> None: ...

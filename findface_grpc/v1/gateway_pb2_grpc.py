@@ -105,6 +105,16 @@ class FaceServiceStub:
                 request_serializer=findface__grpc_dot_v1_dot_gateway__pb2.ClusterStatusRequest.SerializeToString,
                 response_deserializer=findface__grpc_dot_v1_dot_gateway__pb2.ClusterStatusResponse.FromString,
                 _registered_method=True)
+        self.BuildFastIndex = channel.unary_unary(
+                '/findface_grpc.v1.FaceService/BuildFastIndex',
+                request_serializer=findface__grpc_dot_v1_dot_gateway__pb2.FastIndexRequest.SerializeToString,
+                response_deserializer=findface__grpc_dot_v1_dot_gateway__pb2.FastIndexResponse.FromString,
+                _registered_method=True)
+        self.DropFastIndex = channel.unary_unary(
+                '/findface_grpc.v1.FaceService/DropFastIndex',
+                request_serializer=findface__grpc_dot_v1_dot_gateway__pb2.FastIndexRequest.SerializeToString,
+                response_deserializer=findface__grpc_dot_v1_dot_gateway__pb2.FastIndexResponse.FromString,
+                _registered_method=True)
         self.Extract = channel.unary_unary(
                 '/findface_grpc.v1.FaceService/Extract',
                 request_serializer=findface__grpc_dot_v1_dot_gateway__pb2.FaceExtractRequest.SerializeToString,
@@ -212,6 +222,21 @@ class FaceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BuildFastIndex(self, request, context):
+        """Build (or rebuild) a gallery's fast index on every shard, in the background (admin tokens only): searches
+        scan the gallery exactly until each shard's index is ready (ClusterStatus shows the progress).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropFastIndex(self, request, context):
+        """Drop a gallery's fast index on every shard (admin tokens only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Extract(self, request, context):
         """The faces of a photo with their descriptors and, as asked, aligned crops and attributes; nothing is stored.
         What the original's findface-extraction-api answered (the HTTP gateway serves its API over this).
@@ -292,6 +317,16 @@ def add_FaceServiceServicer_to_server(servicer, server):
                     servicer.ClusterStatus,
                     request_deserializer=findface__grpc_dot_v1_dot_gateway__pb2.ClusterStatusRequest.FromString,
                     response_serializer=findface__grpc_dot_v1_dot_gateway__pb2.ClusterStatusResponse.SerializeToString,
+            ),
+            'BuildFastIndex': grpc.unary_unary_rpc_method_handler(
+                    servicer.BuildFastIndex,
+                    request_deserializer=findface__grpc_dot_v1_dot_gateway__pb2.FastIndexRequest.FromString,
+                    response_serializer=findface__grpc_dot_v1_dot_gateway__pb2.FastIndexResponse.SerializeToString,
+            ),
+            'DropFastIndex': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropFastIndex,
+                    request_deserializer=findface__grpc_dot_v1_dot_gateway__pb2.FastIndexRequest.FromString,
+                    response_serializer=findface__grpc_dot_v1_dot_gateway__pb2.FastIndexResponse.SerializeToString,
             ),
             'Extract': grpc.unary_unary_rpc_method_handler(
                     servicer.Extract,
@@ -677,6 +712,60 @@ class FaceService:
             '/findface_grpc.v1.FaceService/ClusterStatus',
             findface__grpc_dot_v1_dot_gateway__pb2.ClusterStatusRequest.SerializeToString,
             findface__grpc_dot_v1_dot_gateway__pb2.ClusterStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BuildFastIndex(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/findface_grpc.v1.FaceService/BuildFastIndex',
+            findface__grpc_dot_v1_dot_gateway__pb2.FastIndexRequest.SerializeToString,
+            findface__grpc_dot_v1_dot_gateway__pb2.FastIndexResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropFastIndex(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/findface_grpc.v1.FaceService/DropFastIndex',
+            findface__grpc_dot_v1_dot_gateway__pb2.FastIndexRequest.SerializeToString,
+            findface__grpc_dot_v1_dot_gateway__pb2.FastIndexResponse.FromString,
             options,
             channel_credentials,
             insecure,

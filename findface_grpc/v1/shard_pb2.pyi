@@ -1,6 +1,5 @@
 from findface_grpc.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
-from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -154,8 +153,8 @@ class StatsResponse(_message.Message):
     index_bytes: int
     rss_bytes: int
     tarantool_arena_bytes: int
-    fast_indexes: _containers.RepeatedCompositeFieldContainer[FastIndexState]
-    def __init__(self, shard_id: _Optional[str] = ..., face_count: _Optional[int] = ..., gallery_counts: _Optional[_Mapping[str, int]] = ..., model_id: _Optional[str] = ..., dim: _Optional[int] = ..., index_bytes: _Optional[int] = ..., rss_bytes: _Optional[int] = ..., tarantool_arena_bytes: _Optional[int] = ..., fast_indexes: _Optional[_Iterable[_Union[FastIndexState, _Mapping]]] = ...) -> None: ...
+    fast_indexes: _containers.RepeatedCompositeFieldContainer[_common_pb2.FastIndexState]
+    def __init__(self, shard_id: _Optional[str] = ..., face_count: _Optional[int] = ..., gallery_counts: _Optional[_Mapping[str, int]] = ..., model_id: _Optional[str] = ..., dim: _Optional[int] = ..., index_bytes: _Optional[int] = ..., rss_bytes: _Optional[int] = ..., tarantool_arena_bytes: _Optional[int] = ..., fast_indexes: _Optional[_Iterable[_Union[_common_pb2.FastIndexState, _Mapping]]] = ...) -> None: ...
 
 class BuildIndexRequest(_message.Message):
     __slots__ = ("gallery", "nprobe")
@@ -170,39 +169,3 @@ class DropIndexRequest(_message.Message):
     GALLERY_FIELD_NUMBER: _ClassVar[int]
     gallery: str
     def __init__(self, gallery: _Optional[str] = ...) -> None: ...
-
-class FastIndexState(_message.Message):
-    __slots__ = ("gallery", "state", "progress", "listed", "delta", "lists", "nprobe", "bytes", "error", "built_at")
-    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
-        __slots__ = ()
-        STATE_UNSPECIFIED: _ClassVar[FastIndexState.State]
-        BUILDING: _ClassVar[FastIndexState.State]
-        READY: _ClassVar[FastIndexState.State]
-        FAILED: _ClassVar[FastIndexState.State]
-        DROPPED: _ClassVar[FastIndexState.State]
-    STATE_UNSPECIFIED: FastIndexState.State
-    BUILDING: FastIndexState.State
-    READY: FastIndexState.State
-    FAILED: FastIndexState.State
-    DROPPED: FastIndexState.State
-    GALLERY_FIELD_NUMBER: _ClassVar[int]
-    STATE_FIELD_NUMBER: _ClassVar[int]
-    PROGRESS_FIELD_NUMBER: _ClassVar[int]
-    LISTED_FIELD_NUMBER: _ClassVar[int]
-    DELTA_FIELD_NUMBER: _ClassVar[int]
-    LISTS_FIELD_NUMBER: _ClassVar[int]
-    NPROBE_FIELD_NUMBER: _ClassVar[int]
-    BYTES_FIELD_NUMBER: _ClassVar[int]
-    ERROR_FIELD_NUMBER: _ClassVar[int]
-    BUILT_AT_FIELD_NUMBER: _ClassVar[int]
-    gallery: str
-    state: FastIndexState.State
-    progress: float
-    listed: int
-    delta: int
-    lists: int
-    nprobe: int
-    bytes: int
-    error: str
-    built_at: float
-    def __init__(self, gallery: _Optional[str] = ..., state: _Optional[_Union[FastIndexState.State, str]] = ..., progress: _Optional[float] = ..., listed: _Optional[int] = ..., delta: _Optional[int] = ..., lists: _Optional[int] = ..., nprobe: _Optional[int] = ..., bytes: _Optional[int] = ..., error: _Optional[str] = ..., built_at: _Optional[float] = ...) -> None: ...

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from findface_grpc.v1 import common_pb2 as findface__grpc_dot_v1_dot_common__pb2
 from findface_grpc.v1 import shard_pb2 as findface__grpc_dot_v1_dot_shard__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -72,12 +73,12 @@ class ShardStub:
         self.BuildIndex = channel.unary_unary(
                 '/findface_grpc.v1.Shard/BuildIndex',
                 request_serializer=findface__grpc_dot_v1_dot_shard__pb2.BuildIndexRequest.SerializeToString,
-                response_deserializer=findface__grpc_dot_v1_dot_shard__pb2.FastIndexState.FromString,
+                response_deserializer=findface__grpc_dot_v1_dot_common__pb2.FastIndexState.FromString,
                 _registered_method=True)
         self.DropIndex = channel.unary_unary(
                 '/findface_grpc.v1.Shard/DropIndex',
                 request_serializer=findface__grpc_dot_v1_dot_shard__pb2.DropIndexRequest.SerializeToString,
-                response_deserializer=findface__grpc_dot_v1_dot_shard__pb2.FastIndexState.FromString,
+                response_deserializer=findface__grpc_dot_v1_dot_common__pb2.FastIndexState.FromString,
                 _registered_method=True)
 
 
@@ -192,12 +193,12 @@ def add_ShardServicer_to_server(servicer, server):
             'BuildIndex': grpc.unary_unary_rpc_method_handler(
                     servicer.BuildIndex,
                     request_deserializer=findface__grpc_dot_v1_dot_shard__pb2.BuildIndexRequest.FromString,
-                    response_serializer=findface__grpc_dot_v1_dot_shard__pb2.FastIndexState.SerializeToString,
+                    response_serializer=findface__grpc_dot_v1_dot_common__pb2.FastIndexState.SerializeToString,
             ),
             'DropIndex': grpc.unary_unary_rpc_method_handler(
                     servicer.DropIndex,
                     request_deserializer=findface__grpc_dot_v1_dot_shard__pb2.DropIndexRequest.FromString,
-                    response_serializer=findface__grpc_dot_v1_dot_shard__pb2.FastIndexState.SerializeToString,
+                    response_serializer=findface__grpc_dot_v1_dot_common__pb2.FastIndexState.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -415,7 +416,7 @@ class Shard:
             target,
             '/findface_grpc.v1.Shard/BuildIndex',
             findface__grpc_dot_v1_dot_shard__pb2.BuildIndexRequest.SerializeToString,
-            findface__grpc_dot_v1_dot_shard__pb2.FastIndexState.FromString,
+            findface__grpc_dot_v1_dot_common__pb2.FastIndexState.FromString,
             options,
             channel_credentials,
             insecure,
@@ -442,7 +443,7 @@ class Shard:
             target,
             '/findface_grpc.v1.Shard/DropIndex',
             findface__grpc_dot_v1_dot_shard__pb2.DropIndexRequest.SerializeToString,
-            findface__grpc_dot_v1_dot_shard__pb2.FastIndexState.FromString,
+            findface__grpc_dot_v1_dot_common__pb2.FastIndexState.FromString,
             options,
             channel_credentials,
             insecure,

@@ -23,8 +23,8 @@ class StandIn:
         self.name, self.delay, self.hits, self.error = name, delay, hits, error
         self.calls = []
 
-    async def search(self, queries, gallery, k, threshold, timeout):
-        self.calls.append((len(queries), gallery, k, threshold, timeout))
+    async def search(self, queries, gallery, k, threshold, timeout, full_scan=False):
+        self.calls.append((len(queries), gallery, k, threshold, timeout, full_scan))
         await asyncio.sleep(self.delay)
         if self.error:
             raise self.error
@@ -38,7 +38,9 @@ def test_every_shard_is_asked_at_once_with_the_same_request():
     assert time.monotonic() - t0 < 1.2  # concurrent (0.5 s), not one after another (1.5 s); room for a busy CI
     assert [a.ok for a in answers] == [True, True, True]
     assert [a.shard for a in answers] == [0, 1, 2]
-    assert all(s.calls == [(1, "g", 7, 0.3, 2.0)] for s in shards)
+    assert all(s.calls == [(1, "g", 7, 0.3, 2.0, False)] for s in shards)
+    asyncio.run(search_all(shards, QUERY, "g", 7, 0.3, deadline_s=2.0, full_scan=True))
+    assert all(s.calls[-1] == (1, "g", 7, 0.3, 2.0, True) for s in shards)
 
 
 def test_a_slow_shard_costs_at_most_its_deadline():
