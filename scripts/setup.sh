@@ -2,7 +2,8 @@
 # Idempotent set-up on a Debian machine, run as root: system packages, the virtualenv in .venv and the model
 # packs and attribute models in models/ (or $FINDFACE_MODELS_DIR). Safe to run again; it only does what is missing.
 # --tests: also what only the tests need, Debian's Chromium and ChromeDriver for the console's browser tests and
-# nginx-light, a real web server for the photo-by-URL tests (they start their own; the package's is not used).
+# nginx-light, a real web server for the photo-by-URL tests (they start their own; the package's is not used), and
+# for the video tests ffmpeg (publishes the test videos) and rtsp-server-perl (a real RTSP server they start).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,8 @@ if [ "${1:-}" = "--tests" ]; then
   [ -x /usr/bin/chromium ] || apt_packages+=(chromium)
   [ -x /usr/bin/chromedriver ] || apt_packages+=(chromium-driver)
   [ -x /usr/sbin/nginx ] || apt_packages+=(nginx-light)
+  [ -x /usr/bin/ffmpeg ] || apt_packages+=(ffmpeg)
+  [ -x /usr/bin/rtsp-server-perl ] || apt_packages+=(rtsp-server-perl)
 fi
 python3 -c 'import ensurepip, venv' 2>/dev/null || apt_packages+=(python3-venv)
 if ((${#apt_packages[@]})); then

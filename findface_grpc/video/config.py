@@ -1,0 +1,111 @@
+"""Video detector configuration: `[video]` in the config file, or FINDFACE_VIDEO_* variables.
+
+Names follow the original fkvideo_detector's options where they mean the same thing (detector-name,
+detectors-max, reload-timeout, realtime, md-threshold, rt-score-step, rt-delay, min-face-size, max-persons,
+bbox-scale, req-timeout); its --camid/--source pair is `camera_id` and `source` here.
+"""
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+from findface_grpc.config import is_address
+from findface_grpc.errors import ConfigError
+
+REQUEST_IDENTIFY = "identify"
+REQUEST_CREATE = "create"
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    # gRPC health checking only: the launcher and systemd watch it; the detector serves no API of its own.
+    listen: str = "127.0.0.1:50090"
+    gateway: str = "127.0.0.1:50051"
+    extractor: str = "127.0.0.1:50052"
+    # The API token the detector calls the gateway with (FINDFACE_VIDEO_TOKEN: keep it out of config files).
+    token: str = ""
+    # The cameras it runs are those the gateway lists with this detector name; empty: the host name.
+    detector_name: str = ""
+    # Or one camera given here (both set): the camera must still exist in the gateway, whose Identify checks it.
+    camera_id: str = ""
+    source: str = ""
+    detectors_max: int = 5  # most cameras run at once; more are left out, with a warning
+    reload_timeout_s: float = 15.0
+    # FFmpeg options for every stream, "key=value" each, e.g. rtsp_transport=tcp.
+    source_params: tuple[str, ...] = ()
+    # Network streams: a read that hangs this long fails the stream, which is then reopened.
+    read_timeout_s: float = 10.0
+    # A stream that fails is reopened after this, doubling while it keeps failing, up to the maximum.
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 30.0
+    detect_fps: float = 5.0  # frames a second sent to detection, per camera
+    # Share of the frame's pixels (after scaling by md_scale) that must change for detection to run while no face
+    # is tracked; 0 turns the motion gate off (every sampled frame is detected).
+    md_threshold: float = 0.002
+    md_scale: float = 0.3
+    # Concurrent Detect calls for all cameras together; about the extractor's worker count keeps it busy.
+    detect_in_flight: int = 4
+    jpeg_quality: int = 90
+    # Real-time mode: post a face when its quality reaches the threshold, which then rises by rt_score_step;
+    # reset when the face leaves. Off (offline): one post per track, its best snapshot, when the track ends.
+    realtime: bool = False
+    min_quality: float = 0.3  # the original's min-score, on the extractor's quality scale [0, 1]
+    rt_score_step: float = 0.05
+    rt_delay_s: float = 0.2  # least time between two real-time posts of one track
+    min_face_size: int = 40  # px, the box's shorter side
+    max_face_size: int = 0  # px, the box's longer side; 0 = no limit
+    max_persons: int = 8  # faces tracked at once per camera; the smallest extra faces are ignored
+    # A track ends when its face has not been seen for this long (frame time).
+    track_timeout_s: float = 1.0
+    # The posted crop is the face box scaled by this about its centre (the gateway detects the face again in it).
+    bbox_scale: float = 2.0
+    # What a posted face does: "identify" against `identify_gallery`, or "create" (enroll) into `galleries`.
+    request: str = REQUEST_IDENTIFY
+    identify_gallery: str = "default"
+    galleries: tuple[str, ...] = ()
+    req_timeout_s: float = 3.0
+    # Posts waiting while the gateway is down; past this the oldest are dropped (and counted).
+    post_queue: int = 256
+    # Prometheus metrics at http://<metrics_listen>/metrics ("host:port"; empty: none). The endpoint takes no
+    # token: keep it on a private network.
+    metrics_listen: str = ""
+    log_format: str = "text"  # or "json"
+    log_level: str = "INFO"
+
+    def validate(self) -> None:
+        for name in ("listen", "gateway", "extractor"):
+            if not is_address(getattr(self, name), any_port=name == "listen"):
+                raise ConfigError(f"[video].{name} must be host:port, not {getattr(self, name)!r}")
+        if bool(self.camera_id) != bool(self.source):
+            raise ConfigError("[video].camera_id and source are set together (or neither)")
+        if self.request not in (REQUEST_IDENTIFY, REQUEST_CREATE):
+            raise ConfigError(f"[video].request must be {REQUEST_IDENTIFY!r} or {REQUEST_CREATE!r}, not {self.request!r}")
+        if not 0 < self.detect_fps <= 60:
+            raise ConfigError("[video].detect_fps must be in (0, 60]")
+        if not 0 <= self.md_threshold < 1 or not 0 < self.md_scale <= 1:
+            raise ConfigError("[video].md_threshold must be in [0, 1), md_scale in (0, 1]")
+        if not 0 <= self.min_quality <= 1 or self.rt_score_step < 0 or self.rt_delay_s < 0:
+            raise ConfigError("[video].min_quality must be in [0, 1], rt_score_step and rt_delay_s >= 0")
+        for name in ("detectors_max", "detect_in_flight", "max_persons", "post_queue", "min_face_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"[video].{name} must be >= 1")
+        if self.max_face_size and self.max_face_size < self.min_face_size:
+            raise ConfigError("[video].max_face_size must be 0 or >= min_face_size")
+        if not 1 <= self.jpeg_quality <= 100 or self.bbox_scale < 1:
+            raise ConfigError("[video].jpeg_quality must be in 1..100, bbox_scale >= 1")
+        for name in ("reload_timeout_s", "read_timeout_s", "reconnect_min_s", "track_timeout_s", "req_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"[video].{name} must be > 0")
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ConfigError("[video].reconnect_max_s must be >= reconnect_min_s")
+        for param in self.source_params:
+            if "=" not in param:
+                raise ConfigError(f"[video].source_params: {param!r} is not key=value")
+
+    @property
+    def name(self) -> str:
+        return self.detector_name or socket.gethostname()
+
+    @property
+    def ffmpeg_options(self) -> dict[str, str]:
+        return dict(p.split("=", 1) for p in self.source_params)

@@ -1,0 +1,69 @@
+"""Video detector server: `findface-video [--config FILE]` or `serve(config)`.
+
+Runs the cameras the gateway lists for this detector's name (or the one camera of its config), posting faces
+through the gateway with its token; serves gRPC health checking on `listen` for the launcher and systemd.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+
+from findface_grpc.rpc import GrpcServer, run_until_signalled, server_main
+from findface_grpc.video.clients import ExtractorDetector, GatewayClient
+from findface_grpc.video.config import REQUEST_CREATE, VideoConfig
+from findface_grpc.video.domain import Camera
+from findface_grpc.video.posting import Post
+from findface_grpc.video.service import VideoDetector
+
+log = logging.getLogger(__name__)
+
+
+def build(config: VideoConfig) -> tuple[VideoDetector, ExtractorDetector, GatewayClient]:
+    extractor = ExtractorDetector(config.extractor, config.req_timeout_s, config.min_face_size)
+    gateway = GatewayClient(config.gateway, config.token, config.req_timeout_s)
+
+    async def list_cameras() -> list[Camera]:
+        if config.camera_id:
+            return [Camera(config.camera_id, config.source)]
+        return await gateway.cameras(config.name)
+
+    async def send(post: Post) -> None:
+        await gateway.post(post.camera_id, post.snapshot, create=config.request == REQUEST_CREATE,
+                           gallery=config.identify_gallery, galleries=config.galleries)
+
+    return VideoDetector(config, extractor.detect, send, list_cameras), extractor, gateway
+
+
+async def serve(config: VideoConfig) -> None:
+    if not config.token:
+        log.warning("no [video].token (FINDFACE_VIDEO_TOKEN): a gateway that requires tokens will refuse every call")
+    detector, extractor, gateway = build(config)
+    server = GrpcServer(config.listen)
+    port = await server.start()
+    await detector.start()
+    log.info("video detector %r on port %d: %d cameras, posting to %s (%s), extractor %s", config.name, port,
+             len(detector.runners), config.gateway, config.request, config.extractor)
+
+    async def on_stop() -> None:
+        await detector.stop()
+        await extractor.close()
+        await gateway.close()
+
+    await run_until_signalled(server, on_stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="findface-grpc video face detector")
+    parser.add_argument("--config", help="TOML config file (its [video] table)")
+    parser.add_argument("--listen", help="host:port for health checks")
+    parser.add_argument("--gateway", help="the gateway's host:port")
+    parser.add_argument("--extractor", help="the extractor's host:port")
+    parser.add_argument("--detector-name", help="run the cameras the gateway lists under this name")
+    args = parser.parse_args(argv)
+    overrides = {"listen": args.listen, "gateway": args.gateway, "extractor": args.extractor,
+                 "detector_name": args.detector_name}
+    return server_main(VideoConfig, "video", args.config, overrides, serve)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
