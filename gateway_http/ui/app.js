@@ -1,6 +1,7 @@
 // findface-grpc operator console: a hash-routed page over the HTTP API (see api.js). No build step.
 import { api, ApiError, boxOfKey, onAuthLost, request, token } from "./api.js";
 import { boxedPhoto, clear, confirmDialog, dropZone, formatBytes, formatDate, h, progressBar } from "./dom.js";
+import { viewSightings } from "./sightings.js";
 
 const main = document.getElementById("main");
 const notice = document.getElementById("notice");
@@ -52,6 +53,7 @@ const routes = {
   search: viewSearch,
   compare: viewCompare,
   status: viewStatus,
+  sightings: (page, param, current) => viewSightings(page, param, current, sayError),
 };
 let loginReason = "";
 let renderCount = 0;
