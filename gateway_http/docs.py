@@ -63,6 +63,36 @@ PAGE = ("results (faces, newest first), next_page (path and query of the next pa
         "last page), prev_page (path and query of the page before, with newer faces: ?max_id=..., or no max_id when "
         "that is the first page; null on the first page)")
 
+CAM_ID = Param("cam_id", "string", "the camera the photo comes from: when it is the id of a camera (/camera), "
+                                   "each face becomes a sighting in the history (with its best match), as the "
+                                   "original's video detector posts them; any other value is only kept on the face")
+TIMESTAMP = Param("timestamp", "string", "with a camera's cam_id: the frame's time, ISO 8601 (UTC unless it says) "
+                                         "or unix seconds; default: when the server receives it")
+TRACK_ID = Param("track_id", "string", "with a camera's cam_id: the detector's track the face belongs to")
+REGION = "[width, height, x, y] in the frame's pixels, as the original's; absent or [] for none"
+CAMERA_PARAMS = (
+    Param("meta", "string", "free text"),
+    Param("url", "string", "the stream's address, at most 2048 characters; shown only to the token that created "
+                           "the camera and to admin tokens ([gateway] admin_tokens), never logged"),
+    Param("detector", "string", "the name of the findface-video that runs the camera"),
+    Param("rot", "object", "region of tracking: faces are detected and tracked only inside; " + REGION),
+    Param("roi", "object", "region of interest: only faces inside are posted; " + REGION),
+)
+CAMERA = ('a camera: {"id" (uuid), "meta", "url", "detector", "rot", "roi" (when set), "created_by" (the token\'s '
+          'name), "timestamp"}; to a token that did not create it (and is not an admin), "url" is "" and '
+          '"url_hidden" true')
+HISTORY_PARAMS = (
+    Param("cam_ids", "object", "only the sightings of these cameras: a list of camera ids"),
+    Param("start", "string", "only frames at or after this time: ISO 8601 (UTC unless it says) or unix seconds"),
+    Param("end", "string", "only frames before this time"),
+    Param("max_id", "integer", "only sightings with smaller ids (as next_page gives it)"),
+    Param("limit", "integer", "page size 1..1000, default 100"),
+)
+SIGHTINGS = ('{"results": [sighting...] newest first, "next_page", "prev_page" (as the face lists)}; a sighting: '
+             '{"id", "cam_id", "person_id", "face_id" (the face enrolled by /face; null for /identify), "meta" (the '
+             'best match\'s), "timestamp" (the frame\'s), "track_id", "x1", "y1", "x2", "y2", "galleries", '
+             '"screenshot" (path of its JPEG), "match": {"face", "confidence"} or null, "received"}')
+
 METHODS = (
     Method("POST", "/detect", "Find the faces in a photo.",
            (Param("photo", "photo", PHOTO, required=True), TRY_ROTATIONS, *FLAGS),
@@ -86,7 +116,7 @@ METHODS = (
             THRESHOLD, Param("n", "integer", "matches per face, 1..1000, default 1"), SELECTOR,
             Param("strict", "boolean", "true: fail with 503 when an index shard does not answer, instead of "
                                        "answering from the others"),
-            TRY_ROTATIONS, *FLAGS),
+            TRY_ROTATIONS, CAM_ID, TIMESTAMP, TRACK_ID, *FLAGS),
            '{"results": {"[x1, y1, x2, y2]": [{"confidence", "face"}...]}, "skipped"}; with v1\'s gender, age or '
            'emotions also "attributes": {"[x1, y1, x2, y2]": {"gender", "age", "emotions"}}, the query faces\' own; '
            'header X-Live-Servers: answered/total index shards; ' + SKIPPED,
@@ -95,7 +125,9 @@ METHODS = (
            (Param("photo", "photo", PHOTO, required=True), Param("meta", "string", "free text kept with the face"),
             Param("bbox", "bboxes", "the faces to enroll"), SELECTOR,
             Param("galleries", "galleries", "galleries to add the faces to; 'default' is always one"),
-            Param("cam_id", "string", "camera id"), Param("person_id", "string", "your grouping key"),
+            CAM_ID, TIMESTAMP, TRACK_ID,
+            Param("person_id", "string", "your grouping key; from a camera with [gateway] person_identify on, "
+                                         "left out to have the server pick it (dynamic person creation)"),
             MIN_QUALITY, TRY_ROTATIONS, *FLAGS),
            '{"results": [face...], "skipped"}; ' + SKIPPED),
     Method("GET", "/face/id/{id}", "One face.", (), FACE + " (/faces/id/{id} answers a one-face list, as the Go "
@@ -150,6 +182,35 @@ METHODS = (
            '"error", "model_pack", "detector_model_id", "embedder_model_id", "descriptor_dim", "version"}, '
            '"faces": active faces, "galleries": gallery count, "license": null without a license server, else '
            'the /license.json object, or {"error": ...} when the license server does not answer}'),
+    Method("POST", "/camera", "Create a camera for a video detector.", CAMERA_PARAMS, "201 " + CAMERA, status=201),
+    Method("GET", "/camera", "Every camera, in id order.",
+           (Param("detector", "string", "only the cameras of this detector"),), "[camera...]; " + CAMERA),
+    Method("GET", "/camera/{id}", "One camera.", (), CAMERA),
+    Method("PUT", "/camera/{id}", "Change a camera: meta, url and detector are kept when absent; rot and roi are "
+           "removed when absent (pass them on every PUT to keep them), as in the original.", CAMERA_PARAMS, CAMERA),
+    Method("DELETE", "/camera/{id}", "Delete a camera (its sightings stay in the history).", (), "204 No Content",
+           status=204),
+    Method("GET", "/persons", "Every person: the distinct person_id values of the faces, with their face counts.",
+           (Param("after_id", "string", "only person ids after this one (as next_page gives it)"),
+            Param("limit", "integer", "page size 1..1000, default 100")),
+           '{"results": [{"id", "meta" (of its newest face), "face_count", "face" (its newest)}...], "next_page"}'),
+    Method("GET", "/person/history/id/{id}", "The sightings of a person, newest first.", HISTORY_PARAMS, SIGHTINGS),
+    Method("POST", "/person/history/id/{id}", "As GET, with the parameters in a JSON body.", HISTORY_PARAMS,
+           SIGHTINGS),
+    Method("POST", "/history/search", "Search the sightings of the cameras.",
+           (Param("person_id", "string", "only this person's sightings"), *HISTORY_PARAMS), SIGHTINGS),
+    Method("GET", "/history/search", "As POST, with the parameters in the query string.",
+           (Param("person_id", "string", "only this person's sightings"), *HISTORY_PARAMS), SIGHTINGS),
+    Method("GET", "/history/id/{id}/screenshot", "A sighting's face as the camera saw it.", (), "image/jpeg"),
+    Method("GET", "/events", "New sightings by long poll (the web console's live page): answered as soon as there "
+           "is one after `after`, or empty when `wait` runs out.",
+           (Param("after", "integer", "the last sighting id the client has; without it the answer is at once, "
+                                      "with last_id the newest sighting's id to poll from"),
+            Param("wait", "integer", "seconds to wait, 1..25, default 20"),
+            Param("cam_ids", "object", "only these cameras' sightings"),
+            Param("galleries", "galleries", "only sightings searched in or enrolled into these galleries")),
+           '{"results": [sighting...] oldest first, each with "missed" (sightings lost just before it to a full '
+           'queue), "last_id"}; when too many polls wait already: at once, empty, with "retry_after" seconds'),
     Method("GET", "/docs", "This documentation: the versions (JSON), or an index page for browsers.", (),
            '{"results": ["v0", "v1"], "links": {...}}', open=True),
     Method("GET", "/docs/{version}", "OpenAPI 3.0 description of a version (JSON), or this page for browsers.", (),
