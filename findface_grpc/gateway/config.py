@@ -54,6 +54,10 @@ class GatewayConfig:
     require_tokens: bool = True
     # How long a gateway trusts its cached answer about a token: a revocation takes effect within this.
     token_cache_ttl_s: float = 5.0
+    # Faces whose metadata the gateway keeps for the searches that hit them again (gateway/hitcache.py: valid
+    # while their gallery's faces_version is unchanged, which every change to one of its faces replaces); about
+    # 1 kB each. 0: every search reads its hits' metadata.
+    hit_cache_faces: int = 20000
     # Photos given by URL (ImageSource.url) are fetched by the gateway: at most this large (as the extractor's
     # limit), within this time, redirects refused. Hosts resolving to addresses that are not public (loopback,
     # private, link-local, ...) are refused unless allow_private_urls, or the address is in url_allow_networks
@@ -83,7 +87,8 @@ class GatewayConfig:
     person_identify: bool = False
     person_identify_global: bool = False
     person_identify_threshold: float = 0.75
-    # Tokens (by name) that see every camera's url; other tokens see only the urls of cameras they created.
+    # Tokens (by name) that see every camera's url; other tokens see only the urls of cameras they created. A
+    # findface-video detector needs its cameras' urls: its token must be here, unless it created the cameras.
     admin_tokens: tuple[str, ...] = ("admin",)
     # WatchEvents: events waiting for one subscriber, at most; beyond, its oldest are dropped (and counted).
     watch_queue_size: int = 256
@@ -123,6 +128,8 @@ class GatewayConfig:
                 raise ConfigError(f"[gateway].{name} must be > 0")
         if self.token_cache_ttl_s < 0:
             raise ConfigError("[gateway].token_cache_ttl_s must be >= 0")
+        if self.hit_cache_faces < 0:
+            raise ConfigError("[gateway].hit_cache_faces must be >= 0")
         if self.pending_grace_s < 0:
             raise ConfigError("[gateway].pending_grace_s must be >= 0")
         if self.shard_max_in_flight < 1:
