@@ -3,7 +3,8 @@
 # packs and attribute models in models/ (or $FINDFACE_MODELS_DIR). Safe to run again; it only does what is missing.
 # --tests: also what only the tests need, Debian's Chromium and ChromeDriver for the console's browser tests and
 # nginx-light, a real web server for the photo-by-URL tests (they start their own; the package's is not used), and
-# for the video tests ffmpeg (publishes the test videos) and rtsp-server-perl (a real RTSP server they start).
+# for the video tests ffmpeg (publishes the test videos) and rtsp-server-perl (a real RTSP server they start), and
+# Prometheus (promtool checks deploy/prometheus/, and a real Prometheus scrapes a test cluster with its rules).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,7 @@ if [ "${1:-}" = "--tests" ]; then
   [ -x /usr/bin/chromium ] || apt_packages+=(chromium)
   [ -x /usr/bin/chromedriver ] || apt_packages+=(chromium-driver)
   [ -x /usr/sbin/nginx ] || apt_packages+=(nginx-light)
+  command -v promtool >/dev/null || apt_packages+=(prometheus)
   [ -x /usr/bin/ffmpeg ] || apt_packages+=(ffmpeg)
   [ -x /usr/bin/rtsp-server-perl ] || apt_packages+=(rtsp-server-perl)
 fi

@@ -98,6 +98,23 @@ LICENSE_GRACE = Gauge("findface_license_client_grace_period_seconds", "The grace
 DROPS = Counter("findface_dropbox_drops_total", "Photos dropped into the drop folder, by result", ["result"])
 DROP_RETRIES = Gauge("findface_dropbox_retries_pending", "Failed drops waiting to be tried again")
 
+
+def _threads() -> float:
+    """The process's threads, gRPC's and onnxruntime's native ones too (prometheus_client's process collector
+    has memory, CPU and file descriptors, not threads)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Threads:"):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return float(threading.active_count())
+
+
+PROCESS_THREADS = Gauge("findface_process_threads", "Threads of this process")
+PROCESS_THREADS.set_function(_threads)
+
 _recording = threading.Event()
 
 
