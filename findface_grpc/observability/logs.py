@@ -17,7 +17,7 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message
                                                                          "taskName"}
 
 
-class _RequestId(logging.Filter):
+class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = requestid.current.get()
         return True
@@ -71,6 +71,6 @@ def configure(level: str = "INFO", log_format: str = TEXT, server: str = "") -> 
     """Set up the root logger (as logging.basicConfig: not when it has handlers already): one stderr handler in
     the chosen format, with request ids."""
     handler = logging.StreamHandler()
-    handler.addFilter(_RequestId())
+    handler.addFilter(RequestIdFilter())
     handler.setFormatter(JsonFormatter(server) if log_format == JSON else TextFormatter())
     logging.basicConfig(level=level.upper(), handlers=[handler])
