@@ -84,7 +84,7 @@ class Bench:
             launch.ALLOCATOR_ENV,
         )
 
-    def start(self) -> str:
+    def start(self, token_name: str = "bench") -> str:
         mongo = self._start(launch.mongo_process(self.work / "mongo", self.mongo_port))
         tts = [
             self._start(launch.tarantool_process(self.work / f"tt-{i}", port, self.memtx_mb, name=f"tarantool-{i}"))
@@ -111,7 +111,7 @@ class Bench:
         import pymongo
 
         client = pymongo.MongoClient(mongo_uri)
-        token = TokenStore(client["findface"]).create("bench")
+        token = TokenStore(client["findface"]).create(token_name)
         client.close()
         return token
 
