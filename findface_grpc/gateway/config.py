@@ -92,6 +92,9 @@ class GatewayConfig:
     admin_tokens: tuple[str, ...] = ("admin",)
     # WatchEvents: events waiting for one subscriber, at most; beyond, its oldest are dropped (and counted).
     watch_queue_size: int = 256
+    # History events (sightings, with their screenshots: about 10 kB each) are deleted this many days after they
+    # were recorded; 0 keeps them all.
+    history_retention_days: float = 30.0
     # Prometheus metrics at http://<metrics_listen>/metrics ("host:port"; empty: none). The endpoint takes no
     # token: keep it on a private network.
     metrics_listen: str = ""
@@ -147,6 +150,8 @@ class GatewayConfig:
             raise ConfigError("[gateway].person_identify_threshold must be within [0, 1]")
         if not 1 <= self.watch_queue_size <= 100_000:
             raise ConfigError("[gateway].watch_queue_size must be within 1..100000")
+        if not 0 <= self.history_retention_days <= 36_500:  # NaN fails this too
+            raise ConfigError("[gateway].history_retention_days must be within 0..36500")
         if self.upload_timeout_s <= 0:
             raise ConfigError("[gateway].upload_timeout_s must be > 0")
         if not self.mongo_db or not self.mongo_uri:

@@ -8,10 +8,12 @@ the face was seen, even after the matched face was changed or deleted.
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pymongo
 from bson.binary import Binary
@@ -22,7 +24,11 @@ from findface_grpc.gateway.domain import Box, Face, Match
 from findface_grpc.gateway.limits import MAX_LABEL_CHARS, check_text
 from findface_grpc.gateway.metadata import MetadataStore, _in_thread, utcnow
 
+log = logging.getLogger(__name__)
+
 EVENT_ID_COUNTER = "event_id"
+# Events older than the retention are deleted this often.
+PRUNE_INTERVAL_S = 3600.0
 LIST_LIMIT_DEFAULT = 100
 LIST_LIMIT_MAX = 1000
 MAX_EVENT_ID = (1 << 63) - 1
@@ -150,6 +156,7 @@ class HistoryStore:
         self.collection.create_index([("person_id", pymongo.ASCENDING), ("_id", pymongo.DESCENDING)])
         self.collection.create_index([("camera", pymongo.ASCENDING), ("_id", pymongo.DESCENDING)])
         self.collection.create_index([("frame", pymongo.ASCENDING)])
+        self.collection.create_index([("created", pymongo.ASCENDING)])
         newest = self.collection.find_one({}, {"_id": 1}, sort=[("_id", pymongo.DESCENDING)])
         self.counters.update_one({"_id": EVENT_ID_COUNTER},
                                  {"$setOnInsert": {"value": newest["_id"] if newest else 0}}, upsert=True)
@@ -189,6 +196,10 @@ class HistoryStore:
         return [d["_id"] for d in cursor]
 
     @_in_thread
+    def prune(self, created_before: datetime) -> int:
+        return self.collection.delete_many({"created": {"$lt": created_before}}).deleted_count
+
+    @_in_thread
     def after(self, camera_ids: Sequence[str], after_id: int, limit: int) -> list[Event]:
         """Events with id > after_id (of these cameras, if any given), oldest first."""
         where = {**_filter(HistoryQuery(camera_ids=tuple(camera_ids))), "_id": {"$gt": after_id}}
@@ -196,8 +207,34 @@ class HistoryStore:
 
 
 class History:
-    def __init__(self, store: HistoryStore) -> None:
+    def __init__(self, store: HistoryStore, retention_days: float = 0.0) -> None:
+        """`retention_days`: events recorded longer ago are deleted (hourly); 0 keeps them all."""
         self.store = store
+        self.retention = timedelta(days=retention_days) if retention_days else None
+        self._pruner: asyncio.Task | None = None
+
+    def start(self) -> None:
+        if self.retention is not None:
+            self._pruner = asyncio.create_task(self._prune_forever())
+
+    async def stop(self) -> None:
+        if self._pruner is not None:
+            self._pruner.cancel()
+            await asyncio.gather(self._pruner, return_exceptions=True)
+
+    async def prune(self) -> int:
+        """Delete the events older than the retention; how many."""
+        return await self.store.prune(utcnow() - self.retention) if self.retention is not None else 0
+
+    async def _prune_forever(self) -> None:
+        while True:
+            try:
+                deleted = await self.prune()
+                if deleted:
+                    log.info("deleted %d history events older than %s", deleted, self.retention)
+            except Exception as exc:  # noqa: BLE001 - tried again next round; the history only grows meanwhile
+                log.warning("history pruning failed: %s", exc)
+            await asyncio.sleep(PRUNE_INTERVAL_S)
 
     async def record(self, events: Sequence[Event]) -> list[Event]:
         return await self.store.insert(events) if events else []

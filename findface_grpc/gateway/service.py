@@ -53,7 +53,7 @@ class GatewayService:
         self.repairer = Repairer(self.cluster, self.galleries)
         # VideoService (video_servicer.py) and the faces cameras post (sightings.py).
         self.cameras = Cameras(CameraStore(cluster.metadata), config.admin_tokens)
-        self.history = History(HistoryStore(cluster.metadata))
+        self.history = History(HistoryStore(cluster.metadata), config.history_retention_days)
         self.events = EventHub(config.watch_queue_size)
         self.persons = Persons(config, self.search, PersonStore(cluster.metadata))
         self.sightings = Sightings(self.cameras, self.search, self.enrollment, self.persons, self.history,
@@ -75,10 +75,12 @@ class GatewayService:
             log.warning("extractor not reachable yet (%s); will ask again when needed", exc.message)
         if run_repair_loop:
             self.repairer.start()
+            self.history.start()
         cluster.quota.start(cluster.metadata.count_holding_quota)
 
     async def stop(self) -> None:
         await self.repairer.stop()
+        await self.history.stop()
         await self.cluster.close()
 
     async def cluster_status(self) -> ClusterStatus:
