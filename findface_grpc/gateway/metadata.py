@@ -11,7 +11,10 @@ Collections:
 - `imports`: the import journal, one small document per enrollment under way (`_id` its quota key, "enroll-<first
   id>"): `state` "pending" or "aborted", `ids` (its ids as [first, last] runs, the ids of faces moved off a failed
   shard included), `faces` (how many faces), `galleries`, `created`. enrollment.py says why it is safe.
-- `galleries`: `_id` = the name; `state` "active" or "deleting".
+- `galleries`: `_id` = the name; `state` "active" or "deleting"; `faces_version`, a token replaced after every
+  change to what an active face of the gallery shows (its metadata, or its leaving "active"). A gateway caches the
+  metadata of search hits per gallery and version (hitcache.py) and each search reads the version, so a change
+  reaches every gateway sharing this database by the time the call that made it returns.
 - `counters`: the face id counter.
 """
 from __future__ import annotations
@@ -20,6 +23,7 @@ import asyncio
 import functools
 import logging
 import re
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -41,6 +45,7 @@ ACTIVE = "active"
 DELETING = "deleting"
 ABORTED = "aborted"  # an import journal entry whose enrollment is being (or was) rolled back
 FACE_ID_COUNTER = "face_id"
+FACES_VERSION = "faces_version"
 # Large `$in` lists are slow on some MongoDB-protocol servers (and bloat the query); ask in chunks instead.
 IN_CHUNK = 200
 
@@ -129,6 +134,10 @@ class IncompleteInsert(Unavailable):
         self.inserted = inserted
 
 
+def new_version() -> str:
+    return uuid.uuid4().hex
+
+
 def face_from_doc(doc: dict) -> Face:
     # Text is clipped to today's limits: a face stored before them must not make every page holding it too large.
     return Face(
@@ -195,6 +204,12 @@ class MetadataStore:
         self.client.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    def _touch(self, galleries: Iterable[str] | None) -> None:
+        """A new faces_version for these galleries (None: all), called after the change to their faces is written:
+        the other order would let a search read the new version, then the old face, and cache it under that."""
+        query = {} if galleries is None else {"_id": {"$in": sorted(set(galleries))}}
+        self.galleries.update_many(query, {"$set": {FACES_VERSION: new_version()}})
+
     # ---- schema ----
 
     @_in_thread
@@ -215,9 +230,10 @@ class MetadataStore:
         )
         self.galleries.update_one(
             {"_id": DEFAULT_GALLERY},
-            {"$setOnInsert": {"created": utcnow(), "state": ACTIVE}},
+            {"$setOnInsert": {"created": utcnow(), "state": ACTIVE, FACES_VERSION: new_version()}},
             upsert=True,
         )
+        self.galleries.update_many({FACES_VERSION: {"$exists": False}}, {"$set": {FACES_VERSION: new_version()}})
 
     # ---- ids ----
 
@@ -333,9 +349,11 @@ class MetadataStore:
 
     @_in_thread
     def mark_deleting(self, ids: Sequence[int], from_states: Iterable[str] = (PENDING, ACTIVE)) -> int:
-        return self._update_ids(
-            ids, {"state": {"$in": list(from_states)}}, {"$set": {"state": DELETING, "updated": utcnow()}}
-        )
+        from_states = list(from_states)
+        marked = self._update_ids(ids, {"state": {"$in": from_states}}, {"$set": {"state": DELETING, "updated": utcnow()}})
+        if marked and ACTIVE in from_states:
+            self._touch(None)  # a rollback, rare: which galleries its faces were in is not worth a read
+        return marked
 
     @_in_thread
     def claim_for_delete(self, face_id: int) -> Face | None:
@@ -347,7 +365,10 @@ class MetadataStore:
             {"$set": {"state": DELETING, "updated": utcnow()}},
             return_document=ReturnDocument.AFTER,
         )
-        return face_from_doc(doc) if doc else None
+        if doc is None:
+            return None
+        self._touch(doc.get("galleries", ()))
+        return face_from_doc(doc)
 
     @_in_thread
     def delete_deleting(self, ids: Sequence[int]) -> int:
@@ -357,7 +378,9 @@ class MetadataStore:
     @_in_thread
     def set_urls(self, face_id: int, urls: dict[str, str]) -> None:
         """Record where the photo store keeps a face's photo, thumbnail and normalized crop."""
-        self.faces.update_one({"_id": face_id, "state": ACTIVE}, {"$set": urls})
+        doc = self.faces.find_one_and_update({"_id": face_id, "state": ACTIVE}, {"$set": urls}, {"galleries": 1})
+        if doc is not None:
+            self._touch(doc.get("galleries", ()))
 
     # ---- reads ----
 
@@ -424,10 +447,11 @@ class MetadataStore:
         update: dict[str, Any] = {"$set": {**changes, "updated": utcnow()}, "$inc": {"rev": 1}}
         if sync_token is not None:
             update["$set"]["sync"] = sync_token
-        doc = self.faces.find_one_and_update(
-            {"_id": face_id, "state": ACTIVE, "rev": rev}, update, return_document=ReturnDocument.AFTER
-        )
-        return face_from_doc(doc) if doc else None
+        before = self.faces.find_one_and_update({"_id": face_id, "state": ACTIVE, "rev": rev}, update)
+        if before is None:
+            return None
+        self._touch([*before.get("galleries", ()), *changes.get("galleries", ())])
+        return face_from_doc({**before, **update["$set"], "rev": rev + 1})
 
     @_in_thread
     def clear_sync(self, face_id: int, token: str, galleries: Sequence[str]) -> bool:
@@ -469,7 +493,7 @@ class MetadataStore:
     def create_gallery(self, name: str) -> Gallery:
         now = utcnow()
         try:
-            self.galleries.insert_one({"_id": name, "created": now, "state": ACTIVE})
+            self.galleries.insert_one({"_id": name, "created": now, "state": ACTIVE, FACES_VERSION: new_version()})
         except DuplicateKeyError:
             raise AlreadyExists(f"gallery {name!r} already exists") from None
         return Gallery(name=name, face_count=0, created_at=now)
@@ -480,6 +504,13 @@ class MetadataStore:
         names = list(dict.fromkeys(names))
         found = {doc["_id"] for doc in self.galleries.find({"_id": {"$in": names}, "state": ACTIVE}, {"_id": 1})}
         return [n for n in names if n not in found]
+
+    @_in_thread
+    def gallery_version(self, name: str) -> str | None:
+        """The gallery's faces_version; None when there is no such active gallery, "" when it has none (made by a
+        gateway from before versions: nothing of it is cached until a change gives it one)."""
+        doc = self.galleries.find_one({"_id": name, "state": ACTIVE}, {FACES_VERSION: 1})
+        return None if doc is None else str(doc.get(FACES_VERSION, ""))
 
     @_in_thread
     def claim_gallery_for_delete(self, name: str) -> bool:
@@ -513,6 +544,8 @@ class MetadataStore:
         active = self.faces.update_many({"galleries": name, "state": ACTIVE}, update).modified_count
         # Enrollments into the gallery still under way fail when they find their faces gone from pending.
         self.faces.update_many({"galleries": name, "state": PENDING}, update)
+        if active:
+            self._touch(None)  # its faces were in other galleries too
         return active
 
     @_in_thread

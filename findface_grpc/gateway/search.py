@@ -1,5 +1,6 @@
 """Detect, Verify and Identify: the extractor for the query faces, every shard searched at once (fanout.py),
-their top-k lists merged (merge.py) and joined with the metadata of the active faces."""
+their top-k lists merged (merge.py) and joined with the metadata of the active faces (hitcache.py keeps what
+recent searches read of it)."""
 from __future__ import annotations
 
 import asyncio
@@ -29,7 +30,8 @@ from findface_grpc.gateway.domain import (
     VerifyResult,
     check_gallery_name,
 )
-from findface_grpc.gateway.merge import merge_batches
+from findface_grpc.gateway.hitcache import HitCache
+from findface_grpc.gateway.merge import Hit, merge_batches
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ class Searcher:
         self.cluster = cluster
         self.default_preset = scoring.Preset(cluster.config.default_threshold)
         self._failing_shards: set[int] = set()
+        self.hits = HitCache(cluster.config.hit_cache_faces)
 
     def _resolve_threshold(self, threshold: scoring.Threshold, model_id: str) -> float:
         return scoring.resolve(threshold, model_id, self.default_preset)
@@ -130,9 +133,10 @@ class Searcher:
             raise InvalidArgument(f"n must be within 1..{self.cluster.config.max_n}, got {n}")
         gallery = gallery or DEFAULT_GALLERY
         check_gallery_name(gallery, "gallery")
-        # The gallery's existence is checked while the search runs: a search in a missing gallery finds nothing
-        # and costs little, and an identify then needs one metadata round trip less before it can start.
-        gallery_check = asyncio.ensure_future(self.cluster.require_galleries([gallery], "gallery"))
+        # The gallery's existence and faces_version (hitcache.py) are read while the search runs: a search in a
+        # missing gallery finds nothing and costs little, and with the hits' metadata cached under that version
+        # this is the identify's one metadata round trip.
+        gallery_check = asyncio.ensure_future(self.cluster.metadata.gallery_version(gallery))
         try:
             return await self._identify(gallery, gallery_check, image, descriptor, bboxes, n, threshold, selector,
                                         try_rotations, thumbnails, full_scan)
@@ -162,7 +166,7 @@ class Searcher:
             raise InvalidArgument("image or descriptor is required")
         total = len(cluster.shards)
         if not vectors:
-            await gallery_check
+            await self._version(gallery, gallery_check)
             # Nothing to look for, so no shard's answer is missing.
             return IdentifyResult((), total, total, skipped)
 
@@ -184,24 +188,31 @@ class Searcher:
             answered = min(answered, total - len(failed))
             merged.extend(merge_batches([a.hits for a in answers if a.ok], len(chunk), k))
 
-        await gallery_check
-        faces = await cluster.metadata.active_faces(sorted({h.face_id for hits in merged for h in hits}))
+        version = await self._version(gallery, gallery_check)
+        faces: dict[int, Face | None] = dict(self.hits.get(gallery, version, {h.face_id for hits in merged for h in hits}))
+        while wanted := _unknown(merged, faces, gallery, limit, n):
+            # Faces not cached: at most n a query, most likely all that are needed; more only when some of them
+            # turn out not to be active (being enrolled or deleted) or not in the gallery.
+            found = await cluster.metadata.active_faces(sorted(wanted))
+            self.hits.put(gallery, version, found.values())
+            faces.update({i: found.get(i) for i in wanted})
         results = []
         for query, hits in zip(queries, merged):
             matches = []
-            for hit in hits:
-                face = faces.get(hit.face_id)
-                # Gallery membership is checked here too: a gallery change may not have reached the shard yet.
-                if face is None or gallery not in face.galleries:
-                    continue
-                conf = scoring.confidence(hit.score)
-                if conf < limit:
-                    continue
-                matches.append(Match(face, conf, scoring.to_original(conf, presets)))
+            for hit, face in _usable(hits, faces, gallery, limit):
                 if len(matches) == n:
                     break
+                conf = scoring.confidence(hit.score)
+                matches.append(Match(face, conf, scoring.to_original(conf, presets)))
             results.append(FaceMatches(query, tuple(matches)))
         return IdentifyResult(tuple(results), answered, total, skipped)
+
+    @staticmethod
+    async def _version(gallery: str, gallery_check: asyncio.Future) -> str:
+        version = await gallery_check
+        if version is None:
+            raise NotFound(f"gallery: gallery {gallery!r} not found")
+        return version
 
     def _note_search_health(self, answers: Sequence[fanout.ShardAnswer]) -> None:
         # Logged when a shard starts or stops failing, not on every search: under load that would be thousands.
@@ -212,3 +223,30 @@ class Searcher:
             elif answer.ok and answer.shard in self._failing_shards:
                 self._failing_shards.discard(answer.shard)
                 log.info("%s answers searches again", self.cluster.shards[answer.shard].name)
+
+
+def _usable(hits: Sequence[Hit], faces: dict[int, Face | None], gallery: str, limit: float):
+    """(hit, face) for each hit, best first, whose face is active, in the gallery (a gallery change may not have
+    reached the shard yet) and at least `limit`; up to the first hit whose face has not been looked up."""
+    for hit in hits:
+        if hit.face_id not in faces:
+            return
+        face = faces[hit.face_id]
+        if face is None or gallery not in face.galleries:
+            continue
+        if scoring.confidence(hit.score) < limit:
+            return  # hits come best first
+        yield hit, face
+
+
+def _unknown(merged: Sequence[Sequence[Hit]], faces: dict[int, Face | None], gallery: str, limit: float,
+             n: int) -> set[int]:
+    """The ids to look up next: per query, those of the hits after its usable ones, as many as it lacks of n."""
+    wanted: set[int] = set()
+    for hits in merged:
+        good = sum(1 for _ in _usable(hits, faces, gallery, limit))
+        if good >= n:
+            continue
+        rest = [h.face_id for h in hits if h.face_id not in faces and scoring.confidence(h.score) >= limit]
+        wanted.update(rest[:n - good])
+    return wanted
