@@ -8,7 +8,7 @@ import grpc
 from grpc_health.v1 import health_pb2
 from werkzeug.wrappers import Request
 
-from findface_grpc.v1 import gateway_pb2
+from findface_grpc.v1 import common_pb2, gateway_pb2
 from gateway_http import docs, license_page
 from gateway_http.calls import VERSIONS, Call, Reply, Upstream
 from gateway_http.errors import NOT_FOUND, SERVICE_UNAVAILABLE, LegacyError
@@ -35,7 +35,8 @@ def cluster_status(upstream: Upstream, call: Call) -> Reply:
             "items": [
                 {"index": s.index, "address": s.address, "live": s.live, "error": s.error, "shard_id": s.shard_id,
                  "face_count": s.face_count, "galleries": dict(sorted(s.gallery_counts.items())),
-                 "model_id": s.model_id, "dim": s.dim, "index_bytes": s.index_bytes}
+                 "model_id": s.model_id, "dim": s.dim, "index_bytes": s.index_bytes,
+                 "fast_indexes": [fast_index_json(f) for f in s.fast_indexes]}
                 for s in reply.shards
             ],
         },
@@ -112,3 +113,11 @@ def health(upstream: Upstream, call: Call) -> Reply:
 
 def _wants_html(request: Request) -> bool:
     return request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
+
+
+def fast_index_json(state: common_pb2.FastIndexState) -> dict:
+    return {
+        "gallery": state.gallery, "state": common_pb2.FastIndexState.State.Name(state.state),
+        "progress": round(state.progress, 3), "listed": state.listed, "delta": state.delta, "lists": state.lists,
+        "nprobe": state.nprobe, "bytes": state.bytes, "error": state.error,
+    }

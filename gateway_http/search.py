@@ -89,7 +89,7 @@ def identify(upstream: Upstream, call: Call) -> Reply:
     request = gateway_pb2.IdentifyRequest(
         image=image_pb(photo), bboxes=[box_pb(b) for b in boxes], gallery=gallery, n=n or 1,
         threshold=threshold_pb(threshold, scale), mf_selector=SELECTORS.get(selector, 0), try_rotations=try_rotations,
-        sighting=video.sighting(upstream, call, p.string("cam_id", 256) or ""),
+        sighting=video.sighting(upstream, call, p.string("cam_id", 256) or ""), full_scan=p.flag("full_scan"),
     )
     # The query faces' attributes come from a Detect of the same photo, asked at the same time.
     detected = upstream.start(call, "Detect", gateway_pb2.FaceDetectRequest(

@@ -32,9 +32,13 @@ K_MEANS_ITERATIONS = 12
 MIN_LISTS, MAX_LISTS = 64, 16384
 
 
+# k-means needs some descriptors per centroid to place it (faiss asks for 39).
+MIN_PER_LIST = 39
+
+
 def lists_for(faces: int) -> int:
-    wanted = 4.0 * math.sqrt(max(faces, 1))
-    return int(min(MAX_LISTS, max(MIN_LISTS, 2 ** round(math.log2(wanted)))))
+    wanted = min(4.0 * math.sqrt(max(faces, 1)), max(faces, 1) / MIN_PER_LIST)
+    return int(min(MAX_LISTS, max(MIN_LISTS, 2 ** math.floor(math.log2(max(wanted, 1))))))
 
 
 def train_centroids(sample: np.ndarray, lists: int, seed: int = 1) -> np.ndarray:

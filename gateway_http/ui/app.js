@@ -695,6 +695,30 @@ async function viewCompare(page) {
 
 // ---- cluster status ----
 
+// A gallery's fast index, per shard: building (with its progress), ready (faces in its lists and those searched
+// exactly beside them until merged) or failed.
+function fastIndexTable(shards) {
+  const rows = shards.flatMap((s) => (s.fast_indexes ?? []).map((f) => ({ shard: s.shard_id || `#${s.index}`, ...f })));
+  if (!rows.length) {
+    return h("p", { id: "fast-indexes" }, "None: every search scans its whole gallery. A gallery gets one when it reaches the shards' fast_index_min_faces, or with findface-index build.");
+  }
+  const state = (f) => (f.state === "BUILDING" ? `building ${Math.round(f.progress * 100)}%` : f.state === "FAILED" ? `failed: ${f.error}` : "ready");
+  return h(
+    "table",
+    { class: "list", id: "fast-indexes" },
+    h("thead", {}, h("tr", {}, h("th", {}, "Shard"), h("th", {}, "Gallery"), h("th", {}, "State"), h("th", { class: "num" }, "Listed"), h("th", { class: "num" }, "Delta"), h("th", { class: "num" }, "Lists / probed"), h("th", { class: "num" }, "Memory"))),
+    h("tbody", {}, rows.map((f) =>
+      h("tr", {},
+        h("td", {}, f.shard),
+        h("td", {}, f.gallery),
+        h("td", {}, state(f)),
+        h("td", { class: "num" }, String(f.listed)),
+        h("td", { class: "num" }, String(f.delta)),
+        h("td", { class: "num" }, f.lists ? `${f.lists} / ${f.nprobe}` : "–"),
+        h("td", { class: "num" }, f.bytes ? formatBytes(f.bytes) : "–")))),
+  );
+}
+
 async function viewStatus(page, _param, current) {
   const status = await api.status();
   if (!current()) return;
@@ -740,6 +764,8 @@ async function viewStatus(page, _param, current) {
           h("td", {}, s.model_id ? `${s.model_id} (${s.dim}-d)` : ""),
           h("td", { class: "num" }, s.live ? formatBytes(s.index_bytes) : "–")))),
     ),
+    h("h3", {}, "Fast indexes"),
+    fastIndexTable(shards.items),
     h("h3", {}, "Extractor"),
     h(
       "table",
