@@ -1,0 +1,190 @@
+"""The FaceIndex's side of its fast indexes (ann.py): what a build reads, installing, merging and dropping the
+lists, and searching through them. Kept apart from index.py, which owns the rows and their exact scan; the
+FaceIndex inherits these methods and holds the state they use (rows, ids, gallery bitmaps, locks, `_fast`).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from findface_grpc.shard.ann import GalleryIndex, Layout, has_bits
+from findface_grpc.shard.rows import decode
+
+# Every face is in this gallery, whatever else it is in; it is not stored as a bitmap.
+DEFAULT_GALLERY = "default"
+
+
+@dataclass(frozen=True)
+class FastIndexState:
+    """A gallery's fast index: faces in its lists, faces searched exactly beside them (the delta), its size."""
+
+    listed: int
+    delta: int
+    lists: int
+    nprobe: int
+    nbytes: int
+
+
+class FastIndexAccess:
+    def _fast_state(self, gallery: str, fast: GalleryIndex) -> FastIndexState:
+        members = self._n if gallery == DEFAULT_GALLERY else self._counts.get(gallery, 0)
+        return FastIndexState(fast.listed, members - fast.listed, fast.lists, fast.nprobe, fast.nbytes)
+
+    # Fast indexes (ann.py): built by the shard service from these reads, installed, merged, dropped.
+
+    def _member_rows(self, gallery: str, first: int, end: int) -> np.ndarray:
+        rows = np.arange(first, min(end, self._n))
+        if gallery == DEFAULT_GALLERY:
+            return rows
+        bits = self._bitmaps.get(gallery)
+        return rows[has_bits(bits, rows)] if bits is not None else rows[:0]
+
+    def member_count(self, gallery: str) -> int:
+        with self._lock.shared():
+            return self._n if gallery == DEFAULT_GALLERY else self._counts.get(gallery, 0)
+
+    def sample_vectors(self, gallery: str, count: int, seed: int) -> np.ndarray:
+        """Up to `count` of the gallery's descriptors, as their codes hold them, picked at random."""
+        with self._lock.shared():
+            rows = self._member_rows(gallery, 0, self._n)
+            if len(rows) > count:
+                rows = np.sort(np.random.default_rng(seed).choice(rows, count, replace=False))
+            return np.stack([self._rows.approximate(int(row)) for row in rows]) if len(rows) else np.empty((0, self.dim), np.float32)
+
+    def member_blocks(self, gallery: str, block: int = 16384) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The gallery's (ids, descriptors as coded), a block of rows at a time, each block read under the shared
+        lock and handed out after it: writes go on between blocks. A face moved by a removal meanwhile can be
+        missed (it stays in the delta) or seen twice (installing keeps one)."""
+        first = 0
+        while True:
+            with self._lock.shared():
+                if first >= self._n:
+                    return
+                rows = self._member_rows(gallery, first, first + block)
+                ids = self._ids[rows].copy()
+                codes = np.stack([self._rows.codes(int(row)) for row in rows]) if len(rows) else None
+            first += block
+            if codes is not None:
+                yield ids, decode(codes, self._rows.scale)
+
+    @contextmanager
+    def overwrites_watched(self) -> Iterator[set[int]]:
+        """The ids whose descriptors are overwritten while the context lasts (a build's assignment of those is
+        stale)."""
+        watcher: set[int] = set()
+        with self._writer:
+            self._overwrite_watchers.append(watcher)
+        try:
+            yield watcher
+        finally:
+            with self._writer:
+                self._overwrite_watchers.remove(watcher)
+
+    def install_fast(self, gallery: str, layout: Layout, nprobe: int, stale: Iterable[int] = ()) -> FastIndexState:
+        """Search `gallery` through these lists from now on. Ids of the layout that are gone, no longer in the
+        gallery, or `stale` (overwritten since it was computed) are left out: they are searched in the delta."""
+        with self._writer:
+            rows = self._row_of.rows_of(layout.ids)
+            _, first = np.unique(layout.ids, return_index=True)
+            unique = np.zeros(len(rows), bool)
+            unique[first] = True
+            rows[~unique] = -1
+            stale = np.fromiter(stale, np.uint64)
+            if len(stale):
+                rows[np.isin(layout.ids, stale)] = -1
+            if gallery != DEFAULT_GALLERY:
+                bits = self._bitmaps.get(gallery)
+                present = rows >= 0
+                if bits is None:
+                    rows[:] = -1
+                else:
+                    rows[present] = np.where(has_bits(bits, rows[present]), rows[present], -1)
+            fast = GalleryIndex.from_layout(layout, rows, len(self._ids), nprobe)
+            with self._lock.exclusive():
+                self._fast[gallery] = fast
+                return self._fast_state(gallery, fast)
+
+    def drop_fast(self, gallery: str) -> bool:
+        with self._writer, self._lock.exclusive():
+            return self._fast.pop(gallery, None) is not None
+
+    def fast_layout(self, gallery: str) -> Layout | None:
+        with self._lock.shared():
+            fast = self._fast.get(gallery)
+            return None if fast is None else fast.layout(self._ids)
+
+    def fast_galleries(self) -> list[str]:
+        with self._lock.shared():
+            return list(self._fast)
+
+    def delta_vectors(self, gallery: str, most: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Up to `most` faces of the gallery's delta: (ids, descriptors as coded, the lists' centroids)."""
+        with self._lock.shared():
+            fast = self._fast.get(gallery)
+            if fast is None:
+                return np.empty(0, np.uint64), np.empty((0, self.dim), np.float32), None
+            delta = self._delta_bits(gallery, fast)
+            rows = np.flatnonzero(np.unpackbits(delta, bitorder="little")[: self._n])[:most]
+            codes = np.stack([self._rows.codes(int(row)) for row in rows]) if len(rows) else np.empty((0, self.dim), np.uint8)
+            return self._ids[rows].copy(), decode(codes, self._rows.scale), fast.centroids
+
+    def merge_fast(self, gallery: str, ids: np.ndarray, lists: np.ndarray, centroids: np.ndarray,
+                   stale: Iterable[int] = ()) -> int:
+        """Put these delta faces into these lists (of the index with these centroids); returns how many went in.
+        Faces gone, out of the gallery, already listed or `stale` (overwritten since `lists` was computed) are
+        left in the delta, as are all of them when the index was rebuilt meanwhile.
+
+        The new lists are computed under the writer mutex (rows cannot move; searches go on with the old lists)
+        and swapped in under the exclusive lock.
+        """
+        with self._writer:
+            fast = self._fast.get(gallery)
+            if fast is None or fast.centroids is not centroids or not len(ids):
+                return 0
+            rows = self._row_of.rows_of(ids)
+            keep = rows >= 0
+            stale = np.fromiter(stale, np.uint64)
+            if len(stale):
+                keep &= ~np.isin(ids, stale)
+            keep[keep] = ~has_bits(fast.bits, rows[keep])
+            if gallery != DEFAULT_GALLERY:
+                keep[keep] = has_bits(self._bitmaps[gallery], rows[keep]) if gallery in self._bitmaps else False
+            if not keep.any():
+                return 0
+            merged = fast.merged(rows[keep], lists[keep])
+            with self._lock.exclusive():
+                self._fast[gallery] = merged
+            return int(keep.sum())
+
+    def _delta_bits(self, gallery: str, fast: GalleryIndex) -> np.ndarray:
+        if gallery == DEFAULT_GALLERY:
+            return ~fast.bits
+        return self._bitmaps[gallery] & ~fast.bits
+
+    def _fast_scan(self, fast: GalleryIndex, gallery: str, members: np.ndarray | None, queries: np.ndarray,
+                   pool: int) -> tuple[np.ndarray, np.ndarray]:
+        """Like CompactRows.scan, through the fast index: the rows of each query's nearest lists, and the delta."""
+        count = len(queries)
+        scores = np.full((count, pool), -np.inf, np.float32)
+        rows = np.full((count, pool), -1, np.int64)
+        delta = self._delta_bits(gallery, fast)
+        delta_scores = delta_rows = None
+        if delta[: (self._n + 7) // 8].any():
+            delta_scores, delta_rows = self._rows.scan(queries, self._n, pool, delta)
+        probes = fast.probe(queries)
+        for i in range(count):
+            listed = fast.rows_of_lists(probes[i])
+            if members is not None:
+                listed = listed[has_bits(members, listed)]
+            found_scores, found_rows = self._rows.score_rows(queries[i], listed, pool)
+            if delta_scores is not None:
+                found_scores = np.concatenate([found_scores, delta_scores[i]])
+                found_rows = np.concatenate([found_rows, delta_rows[i]])
+            order = np.argsort(-found_scores, kind="stable")[:pool]
+            scores[i, : len(order)] = found_scores[order]
+            rows[i, : len(order)] = found_rows[order]
+        scores[rows < 0] = -np.inf
+        return scores, rows
