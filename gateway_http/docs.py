@@ -116,7 +116,9 @@ METHODS = (
             THRESHOLD, Param("n", "integer", "matches per face, 1..1000, default 1"), SELECTOR,
             Param("strict", "boolean", "true: fail with 503 when an index shard does not answer, instead of "
                                        "answering from the others"),
-            TRY_ROTATIONS, CAM_ID, TIMESTAMP, TRACK_ID, *FLAGS),
+            TRY_ROTATIONS, CAM_ID, TIMESTAMP, TRACK_ID,
+            Param("full_scan", "boolean", "true: compare with every face of the gallery even where the shards "
+                                          "have a fast index (whose search is approximate), for audits"), *FLAGS),
            '{"results": {"[x1, y1, x2, y2]": [{"confidence", "face"}...]}, "skipped"}; with v1\'s gender, age or '
            'emotions also "attributes": {"[x1, y1, x2, y2]": {"gender", "age", "emotions"}}, the query faces\' own; '
            'header X-Live-Servers: answered/total index shards; ' + SKIPPED,
@@ -178,7 +180,9 @@ METHODS = (
            "extractor are asked at once, each for a few seconds at most; a part that is down is reported in the "
            "answer, which is still 200.", (),
            '{"shards": {"live", "total", "items": [{"index", "address", "live", "error", "shard_id", "face_count", '
-           '"galleries": {name: count}, "model_id", "dim", "index_bytes"}...]}, "extractor": {"address", "live", '
+           '"galleries": {name: count}, "model_id", "dim", "index_bytes", "fast_indexes": [{"gallery", "state" '
+           '(BUILDING, READY or FAILED), "progress", "listed", "delta", "lists", "nprobe", "bytes", "error"}...]}...]}, '
+           '"extractor": {"address", "live", '
            '"error", "model_pack", "detector_model_id", "embedder_model_id", "descriptor_dim", "version"}, '
            '"faces": active faces, "galleries": gallery count, "license": null without a license server, else '
            'the /license.json object, or {"error": ...} when the license server does not answer}'),
