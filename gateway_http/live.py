@@ -16,7 +16,7 @@ from findface_grpc.v1 import video_pb2
 from gateway_http.calls import Call, Reply, Upstream
 from gateway_http.errors import from_grpc
 from gateway_http.params import MAX_PAGE_ID
-from gateway_http.video import _cam_ids, event_json
+from gateway_http.video import cam_ids_param, event_json
 
 MAX_WAIT_S = 25
 DEFAULT_WAIT_S = 20
@@ -56,7 +56,7 @@ def _watch(upstream: Upstream, call: Call, request: video_pb2.WatchEventsRequest
 
 def poll_events(upstream: Upstream, call: Call) -> Reply:
     p = call.params
-    cam_ids = _cam_ids(p)
+    cam_ids = cam_ids_param(p)
     galleries = p.galleries("galleries")
     after = p.integer("after", 0, MAX_PAGE_ID)
     wait = p.integer("wait", 1, MAX_WAIT_S) or DEFAULT_WAIT_S

@@ -130,7 +130,7 @@ class Params:
             return None
         return value
 
-    def _structured(self, name: str) -> Any:
+    def structured(self, name: str) -> Any:
         """The value, JSON-decoded when it came as text and looks like JSON (query strings and forms)."""
         value = self.get(name)
         if name in self.textual and isinstance(value, str) and value.lstrip()[:1] in ("{", "["):
@@ -262,7 +262,7 @@ class Params:
 
     def boxes(self, name: str) -> list[tuple[float, float, float, float]]:
         """One box or a list of boxes, each {"x1", "y1", "x2", "y2"} or [x1, y1, x2, y2]; [] when absent."""
-        value = self._structured(name)
+        value = self.structured(name)
         if value is None:
             return []
         if isinstance(value, dict) or (isinstance(value, list) and len(value) == 4
@@ -283,7 +283,7 @@ class Params:
         return _box("bbox", {n: self.get(n) for n in ("x1", "y1", "x2", "y2")})
 
     def galleries(self, name: str = "galleries") -> list[str]:
-        value = self._structured(name)
+        value = self.structured(name)
         if value is None:
             return []
         items = value if isinstance(value, list) else [value]
@@ -295,7 +295,7 @@ class Params:
 
     def gallery_change(self, name: str = "galleries") -> tuple[str, list[str]] | None:
         """PUT /face/id: {"add": [...]}, {"del": [...]} or {"set": [...]}; None when absent."""
-        value = self._structured(name)
+        value = self.structured(name)
         if value is None:
             return None
         if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in ("add", "del", "set"):

@@ -27,7 +27,7 @@ LABEL_CHARS = 256
 
 def _region(p: Params, name: str) -> video_pb2.Region | None:
     """rot / roi as the original takes them: [W, H, X, Y]; absent, null or [] for none."""
-    value = p._structured(name)
+    value = p.structured(name)
     if value is None or value == []:
         return None
     if (not isinstance(value, list) or len(value) != 4
@@ -158,8 +158,8 @@ def _moment(p: Params, name: str) -> Timestamp | None:
     return out
 
 
-def _cam_ids(p: Params) -> list[str]:
-    value = p._structured("cam_ids")
+def cam_ids_param(p: Params) -> list[str]:
+    value = p.structured("cam_ids")
     if value is None:
         return []
     items = value if isinstance(value, list) else str(value).split(",") if isinstance(value, str) else [value]
@@ -192,8 +192,8 @@ def _history(upstream: Upstream, call: Call, person_id: str) -> Reply:
     p = call.params
     max_id = p.integer("max_id", 1, MAX_PAGE_ID)
     limit = p.integer("limit", 1, MAX_LIMIT)
-    request = video_pb2.SearchHistoryRequest(person_id=person_id, camera_ids=_cam_ids(p), max_id=max_id or 0,
-                                             limit=limit or 0, without_thumbnails=True)
+    request = video_pb2.SearchHistoryRequest(person_id=person_id, camera_ids=cam_ids_param(p),
+                                             max_id=max_id or 0, limit=limit or 0, without_thumbnails=True)
     for name in ("start", "end"):
         moment = _moment(p, name)
         if moment is not None:

@@ -13,8 +13,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-import pymongo
-
 from findface_grpc.errors import InvalidArgument
 from findface_grpc.gateway import scoring
 from findface_grpc.gateway.config import GatewayConfig
@@ -62,7 +60,8 @@ class PersonStore:
             {"$sort": {"_id": 1}},
             {"$limit": limit},
         ]
-        return [Person(row["_id"], int(row["count"]), face_from_doc(row["face"])) for row in self.faces.aggregate(pipeline)]
+        return [Person(row["_id"], int(row["count"]), face_from_doc(row["face"]))
+                for row in self.faces.aggregate(pipeline)]
 
 
 class Persons:

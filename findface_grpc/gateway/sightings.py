@@ -63,7 +63,8 @@ class Sightings:
             image, bboxes, meta, galleries, selector, person_id, sighting.camera_id, min_quality, try_rotations,
             thumbnails=True,
         )
-        choices = [await self.persons.choose(f.descriptor, sighting.camera_id) for f in detection.faces]  # type: ignore[arg-type]
+        choices = [await self.persons.choose(f.descriptor, sighting.camera_id)  # type: ignore[arg-type]
+                   for f in detection.faces]
         enrollment = await self.enrollment.enroll_detected(
             image, detection, names, meta, [person_id or c.person_id for c in choices], sighting.camera_id, photo,
         )
