@@ -459,7 +459,7 @@ def test_docs_without_a_token(api):
 
 STATUS_KEYS = {"shards", "extractor", "faces", "galleries", "license", "launcher"}
 SHARD_KEYS = {"index", "address", "live", "error", "shard_id", "face_count", "galleries", "model_id", "dim",
-              "index_bytes"}
+              "index_bytes", "fast_indexes"}
 EXTRACTOR_KEYS = {"address", "live", "error", "model_pack", "detector_model_id", "embedder_model_id",
                   "descriptor_dim", "version"}
 
@@ -489,6 +489,7 @@ def test_status_counts_each_shards_faces_per_gallery(api, cluster, photos, photo
             assert s["live"] and s["error"] == ""
             assert (s["model_id"], s["dim"]) == (extractor["embedder_model_id"], extractor["descriptor_dim"])
             assert s["index_bytes"] > 0 and s["galleries"]["default"] == s["face_count"]
+            assert s["fast_indexes"] == []  # far below fast_index_min_faces, and none built by hand
         # Each face lives on the shard its id's cell maps to: the new gallery's count on each shard is exact.
         owner = CellMap.from_config(CELLS, 2).shard_of
         placed = Counter(owner(face["id"]) for face in added)
