@@ -52,7 +52,7 @@ class FastIndexAccess:
             rows = self._member_rows(gallery, 0, self._n)
             if len(rows) > count:
                 rows = np.sort(np.random.default_rng(seed).choice(rows, count, replace=False))
-            return np.stack([self._rows.approximate(int(row)) for row in rows]) if len(rows) else np.empty((0, self.dim), np.float32)
+            return decode(self._rows.gather(rows), self._rows.scale)
 
     def member_blocks(self, gallery: str, block: int = 16384) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """The gallery's (ids, descriptors as coded), a block of rows at a time, each block read under the shared
@@ -65,7 +65,7 @@ class FastIndexAccess:
                     return
                 rows = self._member_rows(gallery, first, first + block)
                 ids = self._ids[rows].copy()
-                codes = np.stack([self._rows.codes(int(row)) for row in rows]) if len(rows) else None
+                codes = self._rows.gather(rows) if len(rows) else None
             first += block
             if codes is not None:
                 yield ids, decode(codes, self._rows.scale)
@@ -128,7 +128,7 @@ class FastIndexAccess:
                 return np.empty(0, np.uint64), np.empty((0, self.dim), np.float32), None
             delta = self._delta_bits(gallery, fast)
             rows = np.flatnonzero(np.unpackbits(delta, bitorder="little")[: self._n])[:most]
-            codes = np.stack([self._rows.codes(int(row)) for row in rows]) if len(rows) else np.empty((0, self.dim), np.uint8)
+            codes = self._rows.gather(rows)
             return self._ids[rows].copy(), decode(codes, self._rows.scale), fast.centroids
 
     def merge_fast(self, gallery: str, ids: np.ndarray, lists: np.ndarray, centroids: np.ndarray,

@@ -97,6 +97,16 @@ class CompactRows:
                 return
             yield codes[: min(SEGMENT_ROWS, count - first)]
 
+    def gather(self, rows: np.ndarray) -> np.ndarray:
+        """The codes of these rows (ascending), as one array."""
+        bounds = np.searchsorted(rows, np.arange(len(self._codes) + 1) * SEGMENT_ROWS)
+        parts = [
+            np.take(codes, rows[start:end] - number * SEGMENT_ROWS, axis=0)
+            for number, (codes, start, end) in enumerate(zip(self._codes, bounds[:-1], bounds[1:]))
+            if end > start
+        ]
+        return np.concatenate(parts) if parts else np.empty((0, self.dim), np.uint8)
+
     def move(self, source: int, target: int) -> None:
         self.write_codes(target, self.codes(source)[None])
 
@@ -156,12 +166,7 @@ class CompactRows:
         if not len(rows):
             return np.empty(0, np.float32), np.empty(0, np.int64)
         rows = np.sort(rows.astype(np.int64))
-        bounds = np.searchsorted(rows, np.arange(len(self._codes) + 1) * SEGMENT_ROWS)
-        gathered = np.concatenate([
-            np.take(codes, rows[start:end] - number * SEGMENT_ROWS, axis=0)
-            for number, (codes, start, end) in enumerate(zip(self._codes, bounds[:-1], bounds[1:]))
-            if end > start
-        ])
+        gathered = self.gather(rows)
         block = faiss.IndexScalarQuantizer(
             self.dim, faiss.ScalarQuantizer.QT_8bit_direct_signed, faiss.METRIC_INNER_PRODUCT
         )
