@@ -10,7 +10,7 @@ import pytest
 
 from findface_grpc.shard import snapshot
 from findface_grpc.shard.ann import Layout, lists_for, nearest_lists, train_centroids
-from findface_grpc.shard.fast_index import BUILDING, READY, FastIndexes
+from findface_grpc.shard.fast_index import FastIndexes
 from findface_grpc.shard.index import DEFAULT_GALLERY, FaceIndex
 from findface_grpc.v1 import common_pb2, shard_pb2
 from tests.shard.test_shard_service import connect, desc, face
