@@ -58,6 +58,10 @@ class GatewayConfig:
     # while their gallery's faces_version is unchanged, which every change to one of its faces replaces); about
     # 1 kB each. 0: every search reads its hits' metadata.
     hit_cache_faces: int = 20000
+    # How long a gateway takes a gallery's faces_version, once read, as current: a change made through another
+    # gateway sharing the MongoDB shows in this one's searches within this (one made through this one, at once).
+    # 0: every search reads it, and changes through any gateway show at once (one MongoDB round trip a search).
+    hit_cache_ttl_s: float = 1.0
     # Photos given by URL (ImageSource.url) are fetched by the gateway: at most this large (as the extractor's
     # limit), within this time, redirects refused. Hosts resolving to addresses that are not public (loopback,
     # private, link-local, ...) are refused unless allow_private_urls, or the address is in url_allow_networks
@@ -100,6 +104,9 @@ class GatewayConfig:
     metrics_listen: str = ""
     # "text" (the default, for people) or "json" (one object a line: time, level, server, request id, message).
     log_format: str = "text"
+    # OpenTelemetry: spans of every call served, to this OTLP/gRPC collector ("host:port"; empty: no tracing).
+    # Needs the tracing extra: pip install -e .[tracing].
+    otlp_endpoint: str = ""
     log_level: str = "INFO"
 
     def validate(self) -> None:
@@ -133,6 +140,8 @@ class GatewayConfig:
             raise ConfigError("[gateway].token_cache_ttl_s must be >= 0")
         if self.hit_cache_faces < 0:
             raise ConfigError("[gateway].hit_cache_faces must be >= 0")
+        if not 0 <= self.hit_cache_ttl_s <= 3600:  # NaN fails this too
+            raise ConfigError("[gateway].hit_cache_ttl_s must be within 0..3600")
         if self.pending_grace_s < 0:
             raise ConfigError("[gateway].pending_grace_s must be >= 0")
         if self.shard_max_in_flight < 1:

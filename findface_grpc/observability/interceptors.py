@@ -16,7 +16,7 @@ from collections import namedtuple
 
 import grpc
 
-from findface_grpc.observability import metrics, requestid
+from findface_grpc.observability import metrics, requestid, tracing
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +37,16 @@ def _code_name(context: grpc.aio.ServicerContext, fallback: str) -> str:
 
 
 class _Call:
-    """One served call: its request id, its labels and when it began."""
+    """One served call: its request id, its labels, when it began and its caller's metadata."""
 
-    __slots__ = ("rid", "service", "method", "started")
+    __slots__ = ("rid", "service", "method", "started", "metadata")
 
-    def __init__(self, rid: str, service: str, method: str, started: float) -> None:
-        self.rid, self.service, self.method, self.started = rid, service, method, started
+    def __init__(self, rid: str, service: str, method: str, started: float, metadata) -> None:
+        self.rid, self.service, self.method, self.started, self.metadata = rid, service, method, started, metadata
+
+    def traced(self):
+        carrier = {key: value for key, value in self.metadata or () if isinstance(value, str)}
+        return tracing.served(f"{self.service}/{self.method}", carrier, self.rid)
 
     def begin(self, context: grpc.aio.ServicerContext) -> None:
         requestid.current.set(self.rid)
@@ -60,22 +64,21 @@ class _Call:
 def _unary(behavior, call: _Call):
     async def wrapper(request_or_iterator, context):
         call.begin(context)
-        code = "OK"
-        try:
-            response = await behavior(request_or_iterator, context)
-            code = _code_name(context, "OK")
-            return response
-        except asyncio.CancelledError:
-            code = "CANCELLED"
-            raise
-        except grpc.aio.AbortError:
-            code = _code_name(context, "UNKNOWN")
-            raise
-        except Exception:
-            code = "UNKNOWN"
-            raise
-        finally:
-            call.end(code)
+        code = "UNKNOWN"
+        with call.traced() as span:
+            try:
+                response = await behavior(request_or_iterator, context)
+                code = _code_name(context, "OK")
+                return response
+            except asyncio.CancelledError:
+                code = "CANCELLED"
+                raise
+            except grpc.aio.AbortError:
+                code = _code_name(context, "UNKNOWN")
+                raise
+            finally:
+                tracing.finish(span, code)
+                call.end(code)
 
     return wrapper
 
@@ -83,22 +86,21 @@ def _unary(behavior, call: _Call):
 def _streaming(behavior, call: _Call):
     async def wrapper(request_or_iterator, context):
         call.begin(context)
-        code = "OK"
-        try:
-            async for item in behavior(request_or_iterator, context):
-                yield item
-            code = _code_name(context, "OK")
-        except (asyncio.CancelledError, GeneratorExit):
-            code = "CANCELLED"
-            raise
-        except grpc.aio.AbortError:
-            code = _code_name(context, "UNKNOWN")
-            raise
-        except Exception:
-            code = "UNKNOWN"
-            raise
-        finally:
-            call.end(code)
+        code = "UNKNOWN"
+        with call.traced() as span:
+            try:
+                async for item in behavior(request_or_iterator, context):
+                    yield item
+                code = _code_name(context, "OK")
+            except (asyncio.CancelledError, GeneratorExit):
+                code = "CANCELLED"
+                raise
+            except grpc.aio.AbortError:
+                code = _code_name(context, "UNKNOWN")
+                raise
+            finally:
+                tracing.finish(span, code)
+                call.end(code)
 
     return wrapper
 
@@ -115,7 +117,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             requestid.current.reset(token)
         if handler is None:  # an unknown method: not counted, its name is the caller's to choose
             return None
-        call = _Call(rid, *_names(handler_call_details.method), started)
+        call = _Call(rid, *_names(handler_call_details.method), started, handler_call_details.invocation_metadata)
         deserializer, serializer = handler.request_deserializer, handler.response_serializer
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(_unary(handler.unary_unary, call), deserializer, serializer)
@@ -129,11 +131,12 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
 
 def _with_request_id(metadata):
-    """The call's metadata plus the current request id (as given when there is none)."""
+    """The call's metadata plus the current request id and span, when there are."""
     rid = requestid.current.get()
-    if not rid:
+    if not rid and not tracing.enabled():
         return metadata
-    return (*(tuple(metadata) if metadata else ()), (requestid.METADATA_KEY, rid))
+    metadata = tuple(metadata) if metadata else ()
+    return tracing.outgoing((*metadata, (requestid.METADATA_KEY, rid)) if rid else metadata)
 
 
 class AioClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
-from findface_grpc.observability import metrics, requestid
+from findface_grpc.observability import metrics, requestid, tracing
 
 ROUTE_KEY = "findface.route"
 UNMATCHED = "unmatched"
@@ -62,21 +62,27 @@ class Observed:
             statuses.append(status)
             return start_response(status, [*headers, (requestid.HEADER, rid)], exc_info)
 
-        token = requestid.current.set(rid)
-        try:
-            return self.app(environ, start)
-        except Exception:
-            statuses.append("500")
-            raise
-        finally:
-            requestid.current.reset(token)
-            if metrics.recording():
-                self._record(environ, route.name or self.route_of(environ), statuses[-1] if statuses else "500",
-                             started)
-
-    @staticmethod
-    def _record(environ: dict, route: str, status: str, started: float) -> None:
         method = environ.get("REQUEST_METHOD", "")
         method = method if method in _METHODS else "other"
-        metrics.HTTP_REQUESTS.labels(route, method, status.split(" ", 1)[0]).inc()
+        carrier = {"traceparent": environ.get("HTTP_TRACEPARENT", ""), "tracestate": environ.get("HTTP_TRACESTATE", "")}
+        token = requestid.current.set(rid)
+        with tracing.served(f"HTTP {method}", carrier, rid) as span:
+            try:
+                return self.app(environ, start)
+            except Exception:
+                statuses.append("500")
+                raise
+            finally:
+                requestid.current.reset(token)
+                status = (statuses[-1] if statuses else "500").split(" ", 1)[0]
+                name = route.name or self.route_of(environ)
+                if span is not None:
+                    span.update_name(f"{method} {name}")
+                    tracing.finish(span, status)
+                if metrics.recording():
+                    self._record(name, method, status, started)
+
+    @staticmethod
+    def _record(route: str, method: str, status: str, started: float) -> None:
+        metrics.HTTP_REQUESTS.labels(route, method, status).inc()
         metrics.HTTP_SECONDS.labels(route, method).observe(time.perf_counter() - started)

@@ -59,6 +59,9 @@ class ShardConfig:
     metrics_listen: str = ""
     # "text" (the default, for people) or "json" (one object a line: time, level, server, request id, message).
     log_format: str = "text"
+    # OpenTelemetry: spans of every call served, to this OTLP/gRPC collector ("host:port"; empty: no tracing).
+    # Needs the tracing extra: pip install -e .[tracing].
+    otlp_endpoint: str = ""
     log_level: str = "INFO"
 
     def validate(self) -> None:

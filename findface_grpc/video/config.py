@@ -70,6 +70,8 @@ class VideoConfig:
     # token: keep it on a private network.
     metrics_listen: str = ""
     log_format: str = "text"  # or "json"
+    # OpenTelemetry: spans of every call served, to this OTLP/gRPC collector ("host:port"; empty: no tracing).
+    otlp_endpoint: str = ""
     log_level: str = "INFO"
 
     def validate(self) -> None:

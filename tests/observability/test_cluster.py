@@ -1,7 +1,8 @@
-"""Metrics, request ids and logs of a whole launched cluster, read after real traffic: every /metrics the launcher
-prints answers; counters and histograms move as the calls made say; one request is found in the logs of every
-server it reached; a stopped shard shows in the partial-result counters; and the dashboard and alert rules in
-deploy/ name only metrics the cluster serves (checked by a real Prometheus too, when installed)."""
+"""Metrics, request ids, traces and logs of a whole launched cluster, read after real traffic: every /metrics the
+launcher prints answers; counters and histograms move as the calls made say; one request is found in the logs of
+every server it reached, and as one trace in an OTLP receiver; a stopped shard shows in the partial-result
+counters; and the dashboard and alert rules in deploy/ name only metrics the cluster serves (checked by a real
+Prometheus too, when installed)."""
 from __future__ import annotations
 
 import base64
@@ -13,12 +14,15 @@ import shutil
 import signal
 import subprocess
 import urllib.request
+import threading
 import uuid
 from collections import Counter as Tally
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
 import yaml
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from findface_grpc import launch
@@ -30,24 +34,66 @@ from tests.http.harness import multipart
 
 SHARDS = 2
 # Followed requests are looked for in the logs of the servers they reached: those log each call at DEBUG; the
-# shards write JSON lines.
+# shards write JSON lines. Every server sends its spans to the test's OTLP receiver.
 EXTRA_CONFIG = """
 [gateway]
 log_level = "DEBUG"
+otlp_endpoint = "{otlp}"
 [extractor]
 log_level = "DEBUG"
+otlp_endpoint = "{otlp}"
 [shard]
 log_level = "DEBUG"
 log_format = "json"
+otlp_endpoint = "{otlp}"
+[http]
+otlp_endpoint = "{otlp}"
 """
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "findface-dashboard.json"
 SCRAPE_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 
 
+class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
+    """An OTLP/gRPC trace receiver, as a collector would run: keeps every span it is sent, with its service."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[str, object]] = []
+        self.lock = threading.Lock()
+
+    def Export(self, request, context):
+        with self.lock:
+            for resource_spans in request.resource_spans:
+                service = next(a.value.string_value for a in resource_spans.resource.attributes
+                               if a.key == "service.name")
+                for scope in resource_spans.scope_spans:
+                    self.spans.extend((service, span) for span in scope.spans)
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+    def of_request(self, rid: str) -> dict[str, list]:
+        with self.lock:
+            found: dict[str, list] = {}
+            for service, span in self.spans:
+                if any(a.key == "findface.request_id" and a.value.string_value == rid for a in span.attributes):
+                    found.setdefault(service, []).append(span)
+            return found
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    launched = launch_cluster(tmp_path_factory.mktemp("observed"), EXTRA_CONFIG)
+def receiver():
+    servicer = Receiver()
+    server = grpc.server(ThreadPoolExecutor(4))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    servicer.address = f"127.0.0.1:{port}"
+    yield servicer
+    server.stop(0)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, receiver):
+    launched = launch_cluster(tmp_path_factory.mktemp("observed"), EXTRA_CONFIG.format(otlp=receiver.address))
     yield launched
     launched.stop()
 
@@ -291,6 +337,30 @@ def test_one_request_is_followed_through_every_server(cluster, enrolled):
     assert any(f"[request {http_rid}]" in line and "-> 200" in line for line in lines_with(logs / "http.log", http_rid))
     for server in ("gateway", "extractor", "shard-1"):
         assert lines_with(logs / f"{server}.log", http_rid), server
+
+
+def test_one_request_is_one_trace_across_the_servers(cluster, enrolled, receiver):
+    rid = f"obs-trace-{uuid.uuid4().hex[:12]}"
+    body, content_type = multipart({}, {"photo": ("query.jpg", enrolled["query"])})
+    conn = http.client.HTTPConnection("127.0.0.1", cluster.ports["http_port"], timeout=60)
+    conn.request("POST", "/v1/faces/gallery/obs/identify", body,
+                 {"Authorization": f"Token {cluster.token}", "Content-Type": content_type, "X-Request-Id": rid})
+    reply = conn.getresponse()
+    reply.read()
+    conn.close()
+    assert reply.status == 200
+    services = {"findface-http", "findface-gateway", "findface-extractor", "findface-shard"}
+    # Spans are sent in batches every few seconds.
+    spans = wait_for(lambda: (found := receiver.of_request(rid)).keys() >= services
+                     and len(found["findface-shard"]) == SHARDS and found, 30, "spans from every server")
+    (http_span,) = spans["findface-http"]
+    gateway_span = next(s for s in spans["findface-gateway"] if s.name == "FaceService/Identify")
+    assert http_span.name == "POST /faces/gallery/<gallery>/identify"
+    assert {s.trace_id for ss in spans.values() for s in ss} == {http_span.trace_id}
+    assert gateway_span.parent_span_id == http_span.span_id
+    (extract_span,) = spans["findface-extractor"]
+    assert extract_span.name == "Extractor/Extract" and extract_span.parent_span_id == gateway_span.span_id
+    assert all(s.name == "Shard/Search" and s.parent_span_id == gateway_span.span_id for s in spans["findface-shard"])
 
 
 def test_a_stopped_shard_shows_as_partial_results(cluster, enrolled):
