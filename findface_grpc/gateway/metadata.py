@@ -23,6 +23,7 @@ import asyncio
 import functools
 import logging
 import re
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -199,6 +200,10 @@ class MetadataStore:
         self.imports = self.db["imports"]
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mongo")
         self.outage = OutageBreaker("metadata store (MongoDB)")
+        # How many times this process gave galleries a new faces_version: a search that remembers a version
+        # (hitcache.py) reads it again once this moves, so that this gateway's own changes show at once.
+        self.touches = 0
+        self._touches_lock = threading.Lock()
 
     def close(self) -> None:
         self.client.close()
@@ -209,6 +214,8 @@ class MetadataStore:
         the other order would let a search read the new version, then the old face, and cache it under that."""
         query = {} if galleries is None else {"_id": {"$in": sorted(set(galleries))}}
         self.galleries.update_many(query, {"$set": {FACES_VERSION: new_version()}})
+        with self._touches_lock:
+            self.touches += 1
 
     # ---- schema ----
 
@@ -516,7 +523,10 @@ class MetadataStore:
     def claim_gallery_for_delete(self, name: str) -> bool:
         """active -> deleting; False when no such active gallery (a deletion already under way counts)."""
         doc = self.galleries.find_one_and_update({"_id": name}, {"$set": {"state": DELETING}})
-        return doc is not None
+        if doc is None:
+            return False
+        self._touch([name])  # this gateway's searches must not go on taking it as there
+        return True
 
     @_in_thread
     def count_holding_quota(self) -> int:

@@ -47,7 +47,7 @@ class Searcher:
         self.cluster = cluster
         self.default_preset = scoring.Preset(cluster.config.default_threshold)
         self._failing_shards: set[int] = set()
-        self.hits = HitCache(cluster.config.hit_cache_faces)
+        self.hits = HitCache(cluster.config.hit_cache_faces, cluster.config.hit_cache_ttl_s)
 
     def _resolve_threshold(self, threshold: scoring.Threshold, model_id: str) -> float:
         return scoring.resolve(threshold, model_id, self.default_preset)
@@ -133,10 +133,10 @@ class Searcher:
             raise InvalidArgument(f"n must be within 1..{self.cluster.config.max_n}, got {n}")
         gallery = gallery or DEFAULT_GALLERY
         check_gallery_name(gallery, "gallery")
-        # The gallery's existence and faces_version (hitcache.py) are read while the search runs: a search in a
-        # missing gallery finds nothing and costs little, and with the hits' metadata cached under that version
-        # this is the identify's one metadata round trip.
-        gallery_check = asyncio.ensure_future(self.cluster.metadata.gallery_version(gallery))
+        # The gallery's existence and faces_version (hitcache.py), known from a recent search or read while the
+        # shards search (a search in a missing gallery finds nothing and costs little): with the hits' metadata
+        # cached under that version, an identify needs no other metadata round trip, often none at all.
+        gallery_check = asyncio.ensure_future(self._gallery_version(gallery))
         try:
             return await self._identify(gallery, gallery_check, image, descriptor, bboxes, n, threshold, selector,
                                         try_rotations, thumbnails, full_scan)
@@ -166,7 +166,7 @@ class Searcher:
             raise InvalidArgument("image or descriptor is required")
         total = len(cluster.shards)
         if not vectors:
-            await self._version(gallery, gallery_check)
+            await gallery_check
             # Nothing to look for, so no shard's answer is missing.
             return IdentifyResult((), total, total, skipped)
 
@@ -188,7 +188,7 @@ class Searcher:
             answered = min(answered, total - len(failed))
             merged.extend(merge_batches([a.hits for a in answers if a.ok], len(chunk), k))
 
-        version = await self._version(gallery, gallery_check)
+        version = await gallery_check
         faces: dict[int, Face | None] = dict(self.hits.get(gallery, version, {h.face_id for hits in merged for h in hits}))
         while wanted := _unknown(merged, faces, gallery, limit, n):
             # Faces not cached: at most n a query, most likely all that are needed; more only when some of them
@@ -207,11 +207,16 @@ class Searcher:
             results.append(FaceMatches(query, tuple(matches)))
         return IdentifyResult(tuple(results), answered, total, skipped)
 
-    @staticmethod
-    async def _version(gallery: str, gallery_check: asyncio.Future) -> str:
-        version = await gallery_check
+    async def _gallery_version(self, gallery: str) -> str:
+        metadata = self.cluster.metadata
+        touches = metadata.touches
+        version = self.hits.version(gallery, touches)
         if version is None:
-            raise NotFound(f"gallery: gallery {gallery!r} not found")
+            began = self.hits.read_began()
+            version = await metadata.gallery_version(gallery)
+            if version is None:
+                raise NotFound(f"gallery: gallery {gallery!r} not found")
+            self.hits.remember(gallery, version, began, touches)
         return version
 
     def _note_search_health(self, answers: Sequence[fanout.ShardAnswer]) -> None:

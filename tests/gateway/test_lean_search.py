@@ -2,8 +2,9 @@
 the HTTP gateway in front of one of them, the real extractor.
 
 Each gateway keeps the metadata of faces it has shown (hitcache.py) and the tokens it has checked (auth.py). What
-a call through one gateway changes must be what every later search through either one shows, and a revoked token
-must stop working within `token_cache_ttl_s`.
+a call through a gateway changes must be what every later search through it shows, and what every later search
+through the other shows: at once when it reads the gallery's version on every search (b: hit_cache_ttl_s 0),
+within hit_cache_ttl_s otherwise (a). A revoked token must stop working within token_cache_ttl_s.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from tests.gateway.harness import ShardSet, address, face_stub, gateway_process,
 DB = "lean_search"
 CELLS = 8
 TOKEN_TTL = 1.0
+HIT_TTL = 1.0
 MODEL, DIM = "w600k_mbf", 512
 NONE = common_pb2.Threshold(preset=common_pb2.Threshold.PRESET_NONE)
 FACES = 40
@@ -33,12 +35,14 @@ FACES = 40
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, extractor, mongo):
-    """Two gateways (a, b) over the same shards and database; the HTTP gateway in front of a."""
+    """Two gateways (a, b) over the same shards and database; the HTTP gateway in front of a. a takes a gallery's
+    version as current for HIT_TTL, b reads it on every search."""
     base = tmp_path_factory.mktemp("lean")
     shards = ShardSet(base, 2)
     listen = [address(launch.free_port()) for _ in range(2)]
     gateways = [gateway_process(f"gateway-{i}", base, listen[i], shards.addresses, extractor, mongo, DB,
-                                cells=CELLS, token_cache_ttl_s=TOKEN_TTL) for i in range(2)]
+                                cells=CELLS, token_cache_ttl_s=TOKEN_TTL, hit_cache_ttl_s=ttl)
+                for i, ttl in enumerate((HIT_TTL, 0))]
     http_listen = address(launch.free_port())
     http = launch.python_server("http", "gateway_http.server", ["--listen", http_listen, "--gateway", listen[0]],
                                 base / "http.log")
@@ -128,6 +132,18 @@ def test_an_update_through_one_gateway_is_shown_by_the_other_at_once(cluster, fa
     assert list(top(b, vector)[0].galleries) == ["default"]
 
 
+def test_a_change_through_the_other_gateway_shows_within_the_ttl(cluster, faces):
+    a, b = cluster["a"], cluster["b"]
+    face_id, vector = list(faces.items())[4]
+    for round_ in range(3):
+        assert top(a, vector)[0].id == face_id  # a knows the gallery's version now
+        b.UpdateFace(gateway_pb2.UpdateFaceRequest(id=face_id, meta=f"from-b-{round_}"), timeout=10)
+        changed = time.monotonic()
+        while top(a, vector)[0].meta != f"from-b-{round_}":
+            assert time.monotonic() - changed < HIT_TTL + 1.0, "a change through b not shown by a within the TTL"
+            time.sleep(0.02)
+
+
 def test_a_deleted_face_is_never_found_again(cluster, faces):
     a, b = cluster["a"], cluster["b"]
     face_id, vector = list(faces.items())[5]
@@ -143,11 +159,13 @@ def test_a_deleted_gallery_is_not_found_and_a_new_one_of_its_name_is_empty(clust
     a.CreateGallery(gateway_pb2.CreateGalleryRequest(name="lean-d"), timeout=10)
     a.UpdateFace(gateway_pb2.UpdateFaceRequest(id=face_id, galleries_add=["lean-d"]), timeout=10)
     assert top(b, vector, "lean-d")[0].id == face_id
+    assert top(a, vector, "lean-d")[0].id == face_id
     a.DeleteGallery(gateway_pb2.DeleteGalleryRequest(name="lean-d"), timeout=30)
-    with pytest.raises(grpc.RpcError) as info:
-        top(b, vector, "lean-d")
-    assert info.value.code() == grpc.StatusCode.NOT_FOUND
-    assert info.value.details() == "gallery: gallery 'lean-d' not found"
+    for stub in (a, b):
+        with pytest.raises(grpc.RpcError) as info:
+            top(stub, vector, "lean-d")
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        assert info.value.details() == "gallery: gallery 'lean-d' not found"
     a.CreateGallery(gateway_pb2.CreateGalleryRequest(name="lean-d"), timeout=10)
     assert top(b, vector, "lean-d") == []
     # The face itself went with its gallery, from every gallery.
