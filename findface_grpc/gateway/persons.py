@@ -6,7 +6,9 @@ faces that have a person_id and come from the same camera (or from any, with `pe
 that similar, a new person_id (a uuid). The search looks at the PERSON_CANDIDATES most similar faces of the
 cluster, so in a cluster where more faces than that of other cameras outscore the camera's own, per camera
 identification can miss and start a new person; as in the original, resembling people can also share one, which
-an operator corrects with UpdateFace (PUT /face/id/<id> with person_id).
+an operator corrects with UpdateFace (PUT /face/id/<id> with person_id). Two first sightings of one person
+enrolled at the same moment each see the other not yet enrolled, and start two persons; the next sighting joins
+the more similar one.
 """
 from __future__ import annotations
 
