@@ -55,8 +55,9 @@ class VideoConfig:
     min_face_size: int = 40  # px, the box's shorter side
     max_face_size: int = 0  # px, the box's longer side; 0 = no limit
     max_persons: int = 8  # faces tracked at once per camera; the smallest extra faces are ignored
-    # A track ends when its face has not been seen for this long (frame time).
-    track_timeout_s: float = 1.0
+    # A track ends when its face has not been seen for this long (frame time): longer than detection may fall
+    # behind, or a loaded detector splits one walk into several tracks.
+    track_timeout_s: float = 2.0
     # The posted crop is the face box scaled by this about its centre (the gateway detects the face again in it).
     bbox_scale: float = 2.0
     # What a posted face does: "identify" against `identify_gallery`, or "create" (enroll) into `galleries`.

@@ -4,9 +4,9 @@ motion, cut the region of tracking and encode it for detection, and hand frames 
 Sources, as the original's: network streams (rtsp://, http(s):// for MJPEG or HLS playlists, ...), files read as
 fast as detection takes them (a path or file://; nothing dropped, frame times from the file's own timestamps),
 and `file@FPS:PATH`, a recording (a path, or a URL such as an HLS playlist) played in real time at FPS frames a
-second like a live camera. A live stream that
-fails or ends is reopened with backoff; a file ends the camera when it ends. Damaged packets are skipped and
-counted; a stream that yields nothing usable for a while is reopened. No FFmpeg error reaches past this module.
+second like a live camera. A live stream that fails or ends is reopened with backoff; a recording ends the
+camera when it ends (and is reopened when it fails). Damaged packets are skipped and counted; a stream with too
+many in a row is reopened. No FFmpeg error reaches past this module.
 """
 from __future__ import annotations
 
@@ -52,7 +52,8 @@ def redact(url: str) -> str:
 @dataclass(frozen=True)
 class Source:
     url: str
-    live: bool  # drop frames detection has no time for; reopen when it ends
+    live: bool  # frame times from the clock; frames detection has no time for are dropped
+    recording: bool  # ends the camera when it ends (a live stream that ends is reopened)
     pace_fps: float = 0.0  # file@FPS: play in real time at this rate
 
 
@@ -65,12 +66,12 @@ def parse_source(url: str) -> Source:
             fps = 0.0
         if not sep or not path or fps <= 0:
             raise ValueError(f"file@FPS:PATH needs a positive FPS and a path, not {url!r}")
-        return Source(path, live=True, pace_fps=fps)
+        return Source(path, live=True, recording=True, pace_fps=fps)
     if url.startswith("file://"):
-        return Source(url[len("file://"):], live=False)
+        return Source(url[len("file://"):], live=False, recording=True)
     if "://" not in url:
-        return Source(url, live=False)
-    return Source(url, live=True)
+        return Source(url, live=False, recording=True)
+    return Source(url, live=True, recording=False)
 
 
 class FrameSlot:
@@ -162,7 +163,7 @@ class StreamReader:
                 started = time.monotonic()
                 ended = self._read_once()
                 self.slot.put(END, self._stop)
-                if self._stop.is_set() or (ended and not self.source.live):
+                if self._stop.is_set() or (ended and self.source.recording):
                     return
                 if time.monotonic() - started > HEALTHY_RUN_S:
                     self.backoff.reset()

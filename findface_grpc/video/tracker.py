@@ -17,8 +17,10 @@ import numpy as np
 from findface_grpc.video.domain import Box, Face, iou, long_side, shift
 
 MIN_IOU = 0.2
-# Landmarks of the same face in two frames: mean distance, in face widths, after the predicted motion.
+# Landmarks of the same face in two frames: mean distance, in face widths, after the predicted motion, plus what
+# a change of pace may add over the time between them (a detector that falls behind sees frames further apart).
 MAX_LANDMARK_SHIFT = 0.6
+MAX_SURPRISE_PER_S = 1.5
 MAX_SIZE_RATIO = 1.5
 # Velocity is smoothed over detections so that one jittery box does not throw the prediction off.
 VELOCITY_SMOOTHING = 0.5
@@ -70,7 +72,7 @@ def pair_cost(track: Track, face: Face, time: float) -> float | None:
     overlap = iou(box, face.box)
     points = _points(face)
     moved = float(np.linalg.norm(points - landmarks, axis=1).mean()) / max(long_side(face.box), 1e-6)
-    if overlap < MIN_IOU and moved > MAX_LANDMARK_SHIFT:
+    if overlap < MIN_IOU and moved > MAX_LANDMARK_SHIFT + MAX_SURPRISE_PER_S * (time - track.last_seen):
         return None
     return moved - overlap
 

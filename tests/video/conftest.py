@@ -97,9 +97,14 @@ STREET_FRAMES = 165
 
 
 @pytest.fixture(scope="package")
-def videos(people, tmp_path_factory) -> dict[str, Path]:
+def street_frames(people) -> list[np.ndarray]:
+    return scenes.render(street(people), STREET_FRAMES)
+
+
+@pytest.fixture(scope="package")
+def videos(street_frames, people, tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("videos")
-    frames = scenes.render(street(people), STREET_FRAMES)
+    frames = street_frames
     approach = scenes.render(
         [scenes.Walk("person01", people["person01"].sprite, 0, 44, (300, 200), (220, 100), 24, 120)], 60)
     return {
@@ -114,12 +119,13 @@ def video_config(**changes) -> VideoConfig:
     return replace(VideoConfig(reconnect_min_s=0.2, reconnect_max_s=1.0, read_timeout_s=3.0), **changes)
 
 
-async def run_cameras(address: str, cameras: list[Camera], cfg: VideoConfig, until=None,
-                      timeout: float = 90) -> tuple[list[Post], VideoDetector]:
-    """Run the detector on `cameras` with a real extractor, posts collected here, until every camera's file has
-    ended (or `until(detector)` is true); returns the posts in order and the stopped detector."""
+async def run_cameras(address: str, cameras: list[Camera], cfg: VideoConfig, until=None, timeout: float = 90,
+                      sink: list | None = None) -> tuple[list[Post], VideoDetector]:
+    """Run the detector on `cameras` with a real extractor, posts collected in `sink`, until every camera's
+    recording has ended (or the coroutine `until(detector)` returns); returns the posts in order and the stopped
+    detector."""
     client = ExtractorDetector(address, 30, cfg.min_face_size)
-    posts: list[Post] = []
+    posts: list[Post] = [] if sink is None else sink
 
     async def send(post: Post) -> None:
         posts.append(post)

@@ -30,3 +30,36 @@ def test_offline_posts_each_person_once_identified(video, videos, extractor, peo
         assert post.camera_id == "cam-1"
         assert post.snapshot.quality >= 0.3
         assert post.snapshot.photo[:2] == b"\xff\xd8"
+
+
+def test_realtime_posts_come_in_rising_quality(videos, extractor, people):
+    cfg = video_config(realtime=True, min_quality=0.2, rt_score_step=0.05, rt_delay_s=0.2, min_face_size=20)
+    posts, detector = asyncio.run(run_cameras(extractor.address, [Camera("cam-rt", str(videos["approach.mp4"]))],
+                                              cfg))
+    # One person coming nearer: one track, posted again each time the face is better by a step.
+    assert len({p.snapshot.track_id for p in posts}) == 1, posts
+    assert len(posts) >= 3, [p.snapshot.quality for p in posts]
+    for before, after in zip(posts, posts[1:]):
+        assert after.snapshot.quality >= before.snapshot.quality + cfg.rt_score_step
+        assert after.snapshot.frame_time - before.snapshot.frame_time >= cfg.rt_delay_s
+    assert posts[0].snapshot.quality >= cfg.min_quality
+    assert identify(extractor.address, posts[-1], people)[0] == "person01"
+    # Offline mode on the same video: the one post is the best of them.
+    offline, _ = asyncio.run(run_cameras(extractor.address, [Camera("cam-off", str(videos["approach.mp4"]))],
+                                         video_config(min_quality=0.2, min_face_size=20)))
+    assert len(offline) == 1
+    assert offline[0].snapshot.quality >= posts[-1].snapshot.quality
+
+
+def test_region_of_tracking_and_region_of_interest(videos, extractor, people):
+    top = Region(0, 0, 640, 160)  # only person02's lane
+    bottom = Region(0, 240, 640, 240)  # only person03's lane
+    cameras = [Camera("cam-rot", str(videos["street.mp4"]), rot=top),
+               Camera("cam-roi", str(videos["street.mp4"]), roi=bottom)]
+    posts, detector = asyncio.run(run_cameras(extractor.address, cameras, video_config()))
+    by_camera = {c.id: [p for p in posts if p.camera_id == c.id] for c in cameras}
+    assert [identify(extractor.address, p, people)[0] for p in by_camera["cam-rot"]] == ["person02"]
+    assert all(top.holds_centre(p.snapshot.box) for p in by_camera["cam-rot"])
+    assert detector.runners["cam-rot"].counters.tracks == 1  # the others were never looked for
+    assert [identify(extractor.address, p, people)[0] for p in by_camera["cam-roi"]] == ["person03"]
+    assert detector.runners["cam-roi"].counters.tracks == 3  # all tracked, one posted
