@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TypeVar
@@ -33,8 +34,13 @@ def _cached(read: Callable[[], T]) -> Callable[[], T]:
     return value
 
 
+# The states of a gallery's fast index that are counted (shard.fast_index's names).
+FAST_STATES = ("READY", "BUILDING", "FAILED")
+
+
 def watch_shard(service) -> None:
-    """A shard.service.ShardService: its index's faces, galleries (the default one aside) and memory."""
+    """A shard.service.ShardService: its index's faces, galleries (the default one aside), memory, and its
+    galleries' fast indexes by state."""
     def read():
         return service.index.stats() if service.index is not None else None
 
@@ -42,6 +48,9 @@ def watch_shard(service) -> None:
     metrics.SHARD_FACES.set_function(lambda: stats().face_count if stats() else 0)
     metrics.SHARD_GALLERIES.set_function(lambda: max(0, len(stats().gallery_counts) - 1) if stats() else 0)
     metrics.SHARD_INDEX_BYTES.set_function(lambda: stats().nbytes if stats() else 0)
+    states = _cached(lambda: Counter(state.state for state in service.fast.states(service.index)))
+    for name in FAST_STATES:
+        metrics.SHARD_FAST_INDEXES.labels(name.lower()).set_function(lambda name=name: states()[name])
 
 
 def watch_license(service) -> None:

@@ -130,7 +130,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         return factory(_streaming(behavior, call), deserializer, serializer)
 
 
-def _with_request_id(metadata):
+def _outgoing(metadata):
     """The call's metadata plus the current request id and span, when there are."""
     rid = requestid.current.get()
     if not rid and not tracing.enabled():
@@ -148,7 +148,7 @@ class AioClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryS
 
     @staticmethod
     def _details(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        return grpc.aio.ClientCallDetails(details.method, details.timeout, _with_request_id(details.metadata),
+        return grpc.aio.ClientCallDetails(details.method, details.timeout, _outgoing(details.metadata),
                                           details.credentials, details.wait_for_ready)
 
     async def intercept_unary_unary(self, continuation, client_call_details, request):
@@ -156,11 +156,14 @@ class AioClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryS
         if not metrics.recording():
             return await continuation(details, request)
         started = time.perf_counter()
-        code = "CANCELLED"
+        code = "UNKNOWN"
         try:
             call = await continuation(details, request)
             code = (await call.code()).name
             return call
+        except asyncio.CancelledError:  # the caller gave up waiting (the fan-out's deadline)
+            code = "CANCELLED"
+            raise
         finally:
             method = _names(client_call_details.method)[1]
             metrics.GRPC_CLIENT_REQUESTS.labels(self.peer, method, code).inc()
@@ -187,7 +190,7 @@ class SyncClientInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamCl
 
     @staticmethod
     def _details(details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
-        return _SyncDetails(details.method, details.timeout, _with_request_id(details.metadata), details.credentials,
+        return _SyncDetails(details.method, details.timeout, _outgoing(details.metadata), details.credentials,
                             getattr(details, "wait_for_ready", None), getattr(details, "compression", None))
 
     def intercept_unary_unary(self, continuation, client_call_details, request):

@@ -57,8 +57,11 @@ MODEL_QUEUE = Gauge("findface_extractor_queue_depth", "Requests waiting for a mo
 SHARD_FACES = Gauge("findface_shard_faces", "Faces in this shard's index")
 SHARD_GALLERIES = Gauge("findface_shard_galleries", "Galleries holding faces of this shard")
 SHARD_INDEX_BYTES = Gauge("findface_shard_index_bytes", "Memory held by this shard's index")
-SHARD_ROWS_SCANNED = Counter("findface_shard_search_rows_scanned_total", "Index rows scored by searches")
-SHARD_SEARCHES = Counter("findface_shard_search_queries_total", "Query descriptors searched")
+SHARD_FAST_INDEXES = Gauge("findface_shard_fast_indexes", "Galleries' fast indexes, by state", ["state"])
+SHARD_ROWS_SCANNED = Counter("findface_shard_search_rows_scanned_total",
+                             "Index rows scored by searches (through a fast index: the probed lists' expected rows)")
+SHARD_SEARCHES = Counter("findface_shard_search_queries_total",
+                         "Query descriptors searched, by full scan or fast index", ["path"])
 TARANTOOL_SECONDS = Histogram("findface_shard_tarantool_call_duration_seconds",
                               "Round trip of one Tarantool stored procedure call", ["procedure"],
                               buckets=LATENCY_BUCKETS)

@@ -424,9 +424,15 @@ class ShardService:
         index = self.index
         if index is None:
             return [[] for _ in range(len(queries))]
+        stats = index.stats()
         hits = index.search_many(queries, gallery, ks, thresholds, exact=self._stored_vectors, full_scan=full_scan)
-        metrics.SHARD_SEARCHES.inc(len(queries))
-        metrics.SHARD_ROWS_SCANNED.inc(index.stats().gallery_counts.get(gallery, 0))
+        fast = None if full_scan else stats.fast.get(gallery)
+        if fast is None:  # one pass over the gallery's rows for all the queries
+            metrics.SHARD_SEARCHES.labels("full").inc(len(queries))
+            metrics.SHARD_ROWS_SCANNED.inc(stats.gallery_counts.get(gallery, 0))
+        else:  # per query, the probed lists (of about equal size) and the delta
+            metrics.SHARD_SEARCHES.labels("fast").inc(len(queries))
+            metrics.SHARD_ROWS_SCANNED.inc(len(queries) * (fast.listed * fast.nprobe // max(1, fast.lists) + fast.delta))
         return hits
 
     def _stored_vectors(self, ids: list[int]) -> dict[int, np.ndarray]:
