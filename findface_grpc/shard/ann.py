@@ -167,6 +167,7 @@ class GalleryIndex:
 
     def probe(self, queries: np.ndarray) -> np.ndarray:
         """The `nprobe` nearest lists of each query (Q x nprobe)."""
+        faiss.omp_set_num_threads(1)  # as rows.scan: the shard's own search workers are the parallelism
         _, lists = self._quantizer.search(queries, min(self.nprobe, self.lists))
         return lists
 

@@ -160,8 +160,14 @@ class FastIndexAccess:
             return int(keep.sum())
 
     def _delta_bits(self, gallery: str, fast: GalleryIndex) -> np.ndarray:
+        """The bitmap of the gallery's rows that are not in the lists; no bit at or past the last row."""
         if gallery == DEFAULT_GALLERY:
-            return ~fast.bits
+            delta = ~fast.bits
+            used = self._n >> 3
+            delta[used + 1 :] = 0
+            if used < len(delta):
+                delta[used] &= np.uint8((1 << (self._n & 7)) - 1)
+            return delta
         return self._bitmaps[gallery] & ~fast.bits
 
     def _fast_scan(self, fast: GalleryIndex, gallery: str, members: np.ndarray | None, queries: np.ndarray,
@@ -172,7 +178,7 @@ class FastIndexAccess:
         rows = np.full((count, pool), -1, np.int64)
         delta = self._delta_bits(gallery, fast)
         delta_scores = delta_rows = None
-        if delta[: (self._n + 7) // 8].any():
+        if delta.any():
             delta_scores, delta_rows = self._rows.scan(queries, self._n, pool, delta)
         probes = fast.probe(queries)
         for i in range(count):
