@@ -3,7 +3,8 @@
 Starts, in order: the license server (in unlicensed mode unless license_file and license_public_key are set),
 SecantusDB (unless an external MongoDB URI is configured), one Tarantool per shard with its shard server, the
 extractor, then the gateway (the last three told the license server's address), the HTTP gateway and the photo
-store with its WebDAV drop folder (findface-upload); waits until each reports healthy; prints the addresses; then
+store with its WebDAV drop folder (findface-upload), and with [cluster].video_port set the video detector
+(findface-video); waits until each reports healthy; prints the addresses; then
 supervises them (a child that exits is restarted, see findface_grpc.supervise) until Ctrl-C or SIGTERM stops
 everything in reverse order. One launcher per data folder: a second one refuses to start. Every server can equally
 be started alone on another host with its own config (see README, "Scaling out", and deploy/systemd/): this
@@ -36,11 +37,13 @@ log = logging.getLogger(__name__)
 EXIT_ALREADY_RUNNING = 3
 # How often the launcher looks for children that exited: the first restart comes this much after at most.
 SUPERVISE_INTERVAL_S = 0.25
+# The video detector's token name.
+VIDEO_TOKEN = "video"
 # Each server's config table (which names its FINDFACE_<TABLE>_* variables), and its /metrics port's offset from
-# metrics_base_port; shard i's is METRICS_FIRST_SHARD + i.
+# metrics_base_port; shard i's is METRICS_FIRST_SHARD + i, the video detector's the one after the last shard's.
 TABLES = {"findface_grpc.license.server": "license", "findface_grpc.extractor.server": "extractor",
           "findface_grpc.gateway.server": "gateway", "gateway_http.server": "http", "gateway_http.upload": "upload",
-          "findface_grpc.shard.server": "shard"}
+          "findface_grpc.shard.server": "shard", "findface_grpc.video.server": "video"}
 METRICS_OFFSETS = {"license": 0, "extractor": 1, "gateway": 2, "http": 3, "upload": 4}
 METRICS_FIRST_SHARD = 5
 
@@ -56,6 +59,10 @@ class ClusterConfig:
     # The photo store and WebDAV drop folder (findface-upload, data in <data_dir>/upload), started after the
     # gateway, which keeps photos and crops there; 0 leaves it out (and faces then carry no stored URLs).
     upload_port: int = 3333
+    # The video face detector (findface-video, its settings in [video]), health checks on this port, started last
+    # with a token of its own ("video", made an admin token of the gateway's so that it sees its cameras' urls);
+    # 0 (the default) leaves it out.
+    video_port: int = 0
     extractor_port: int = 50052
     shard_base_port: int = 50061
     tarantool_base_port: int = 3301
@@ -68,7 +75,7 @@ class ClusterConfig:
     # An external MongoDB (replica set) instead of the bundled SecantusDB, e.g. mongodb://db1,db2/?replicaSet=rs
     mongo_uri: str = ""
     # Every server's Prometheus /metrics, on consecutive ports from this one: the license server, the extractor,
-    # the gateway, the HTTP gateway, the photo store, then shard 0, 1, ...; 0: no /metrics.
+    # the gateway, the HTTP gateway, the photo store, then shard 0, 1, ..., then the video detector; 0: no /metrics.
     metrics_base_port: int = 9150
     model_pack: str = "scrfd-mbf"
     tarantool_memtx_mb: int = 2048
@@ -84,6 +91,8 @@ class ClusterConfig:
             raise ConfigError("[cluster].http_port must be in 0..65535 (0: no HTTP gateway)")
         if not 0 <= self.upload_port < 65536:
             raise ConfigError("[cluster].upload_port must be in 0..65535 (0: no photo store)")
+        if not 0 <= self.video_port < 65536:
+            raise ConfigError("[cluster].video_port must be in 0..65535 (0: no video detector)")
         if self.metrics_base_port and not 0 < self.metrics_base_port <= 65535 - METRICS_FIRST_SHARD - self.shards:
             raise ConfigError("[cluster].metrics_base_port must leave room for every server's port below 65536 "
                               "(0: no /metrics)")
@@ -111,7 +120,12 @@ class Cluster:
         if not self.cfg.metrics_base_port:
             return {}
         table = TABLES[module]
-        offset = METRICS_FIRST_SHARD + int(name.removeprefix("shard-")) if table == "shard" else METRICS_OFFSETS[table]
+        if table == "shard":
+            offset = METRICS_FIRST_SHARD + int(name.removeprefix("shard-"))
+        elif table == "video":
+            offset = METRICS_FIRST_SHARD + self.cfg.shards
+        else:
+            offset = METRICS_OFFSETS[table]
         address = self._addr(self.cfg.metrics_base_port + offset)
         self.metrics[name] = f"http://{address}/metrics"
         return {f"FINDFACE_{table.upper()}_METRICS_LISTEN": address}
@@ -140,6 +154,7 @@ class Cluster:
         self._first_token(mongo_uri)
         upload = self._addr(cfg.upload_port) if cfg.upload_port else ""
         upload_token = self._service_token(mongo_uri, "upload") if upload else ""
+        video_token = self._service_token(mongo_uri, VIDEO_TOKEN) if cfg.video_port else ""
 
         # Tarantools first (each shard server needs its own), then the shard servers and the extractor, which
         # load independently and can start side by side.
@@ -174,8 +189,11 @@ class Cluster:
 
         gateway = self._addr(cfg.gateway_port)
         # Secrets go to the children in their environment, not on their command lines (ps shows those).
-        store_env = {"FINDFACE_GATEWAY_UPLOAD_URL": f"http://{upload}",
-                     "FINDFACE_GATEWAY_UPLOAD_PASSWORD": upload_token} if upload_token else {}
+        gateway_env = {"FINDFACE_GATEWAY_UPLOAD_URL": f"http://{upload}",
+                       "FINDFACE_GATEWAY_UPLOAD_PASSWORD": upload_token} if upload_token else {}
+        if video_token:
+            admins = auth.gateway_mongo(self.config_path, mongo_uri).admin_tokens
+            gateway_env["FINDFACE_GATEWAY_ADMIN_TOKENS"] = ",".join(dict.fromkeys((*admins, VIDEO_TOKEN)))
         self._start_healthy(
             [(
                 self._server(
@@ -183,7 +201,7 @@ class Cluster:
                     "findface_grpc.gateway.server",
                     ["--listen", gateway, "--extractor", extractor, "--shards", ",".join(shard_addresses),
                      "--mongo-uri", mongo_uri, *licensed],
-                    store_env,
+                    gateway_env,
                 ),
                 gateway,
             )],
@@ -212,6 +230,12 @@ class Cluster:
             self._run(proc)
             launch.wait_tcp(cfg.host, cfg.upload_port, timeout, proc)
             self.addresses["upload"] = f"http://{upload}"
+        if video_token:
+            video = self._addr(cfg.video_port)
+            self._start_healthy([(self._server("video", "findface_grpc.video.server",
+                                               ["--listen", video, "--gateway", gateway, "--extractor", extractor],
+                                               {"FINDFACE_VIDEO_TOKEN": video_token}), video)], timeout)
+            self.addresses["video"] = video
         return self.addresses
 
     def _service_token(self, mongo_uri: str, name: str) -> str:
@@ -228,7 +252,7 @@ class Cluster:
             finally:
                 client.close()
         except (FindFaceError, PyMongoError) as exc:
-            log.error("could not create the %r token (%s): the drop folder will not enroll",
+            log.error("could not create the %r token (%s): the server that uses it cannot call the gateway",
                       name, getattr(exc, "message", type(exc).__name__))
             return ""
 

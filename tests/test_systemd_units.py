@@ -15,20 +15,22 @@ from findface_grpc.extractor.config import ExtractorConfig
 from findface_grpc.gateway.config import GatewayConfig
 from findface_grpc.license.config import LicenseConfig
 from findface_grpc.shard.config import ShardConfig
+from findface_grpc.video.config import VideoConfig
 from gateway_http.config import HttpConfig, UploadConfig
 from tests.helpers import ROOT
 
 UNITS = ROOT / "deploy" / "systemd"
 INSTALL = "/opt/findface-grpc"
 TABLES = {"license": LicenseConfig, "extractor": ExtractorConfig, "shard": ShardConfig, "gateway": GatewayConfig,
-          "http": HttpConfig, "upload": UploadConfig}
+          "http": HttpConfig, "upload": UploadConfig, "video": VideoConfig}
 # Every server, by its console script: the unit that runs it, and the config table it reads.
 SERVERS = {"findface-license-server": ("findface-license.service", "license"),
            "findface-extractor": ("findface-extractor.service", "extractor"),
            "findface-shard": ("findface-shard@.service", "shard"),
            "findface-gateway": ("findface-gateway.service", "gateway"),
            "findface-http": ("findface-http.service", "http"),
-           "findface-upload": ("findface-upload.service", "upload")}
+           "findface-upload": ("findface-upload.service", "upload"),
+           "findface-video": ("findface-video.service", "video")}
 
 
 def parse_unit(path: Path) -> dict[str, list[tuple[str, str]]]:
