@@ -1,10 +1,10 @@
-"""gRPC interceptors: request ids in and out of every server, and the per-RPC metrics.
+"""gRPC interceptors: request ids in and out of every server, the per-RPC metrics, and spans when tracing is on.
 
 `ServerInterceptor` is the outermost interceptor of every server (rpc.GrpcServer puts it first): it takes the
 caller's `x-request-id` or makes one, keeps it in `requestid.current` for the call (so every log line about it
 carries it), returns it in the trailing metadata, and counts and times the call, token check included. The
-client interceptors send the current id on with every call a server makes to another, and the async one times
-those calls per peer (the gateway's per-shard fan-out latency).
+client interceptors send the current id (and span) on with every call a server makes to another, and the async
+one times those calls per peer (the gateway's per-shard fan-out latency).
 """
 from __future__ import annotations
 
@@ -45,6 +45,8 @@ class _Call:
         self.rid, self.service, self.method, self.started, self.metadata = rid, service, method, started, metadata
 
     def traced(self):
+        if not tracing.enabled():
+            return tracing.served("", {}, self.rid)
         carrier = {key: value for key, value in self.metadata or () if isinstance(value, str)}
         return tracing.served(f"{self.service}/{self.method}", carrier, self.rid)
 
@@ -126,7 +128,8 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         behavior = handler.unary_stream or handler.stream_stream
         if not inspect.isasyncgenfunction(behavior):
             return handler
-        factory = grpc.unary_stream_rpc_method_handler if handler.unary_stream else grpc.stream_stream_rpc_method_handler
+        factory = (grpc.unary_stream_rpc_method_handler if handler.unary_stream
+                   else grpc.stream_stream_rpc_method_handler)
         return factory(_streaming(behavior, call), deserializer, serializer)
 
 

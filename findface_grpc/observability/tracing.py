@@ -22,7 +22,8 @@ def enabled() -> bool:
 
 
 def start(endpoint: str, server: str) -> None:
-    """Export this process's spans to `endpoint` (host:port of an OTLP/gRPC collector) as service `findface-<server>`."""
+    """Export this process's spans to `endpoint` (host:port of an OTLP/gRPC collector), as the service
+    `findface-<server>`."""
     global _tracer, _provider
     try:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
