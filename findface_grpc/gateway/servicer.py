@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timezone
 
 from findface_grpc.convert import (
     attribute_names_from_pb, box_from_pb, box_to_pb, descriptor_to_pb, landmarks_to_pb, set_attributes_pb,
@@ -88,9 +89,16 @@ def boxes_of(request, name: str, more) -> list:
     return first + [box_from_pb(b) for b in more]
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+NAIVE_EPOCH = datetime(1970, 1, 1)
+
+
 def timestamp(msg, value) -> None:
+    # As Timestamp.FromDatetime (a naive time is UTC), in a seventh of its time: an identify sets two a face.
     if value is not None:
-        msg.FromDatetime(value)
+        since = value - (EPOCH if value.tzinfo is not None else NAIVE_EPOCH)
+        msg.seconds = since.days * 86400 + since.seconds
+        msg.nanos = since.microseconds * 1000
 
 
 def face_to_pb(face: Face) -> common_pb2.FaceRecord:
