@@ -32,6 +32,7 @@ class Cluster:
     admin_token: str
     mongo_uri: str
     data: Path
+    gateway: str
 
     def token_cli(self, *args: str) -> str:
         return subprocess.run(
@@ -56,7 +57,8 @@ def cluster(tmp_path_factory) -> Cluster:
         found = re.search(r'API token "admin" .*?: (\S+)\s*$', log.read_text(), re.M)
         assert found, log.read_text()
         yield Cluster(f"http://127.0.0.1:{ports['http_port']}", found.group(1),
-                      f"mongodb://127.0.0.1:{ports['mongo_port']}/?directConnection=true", base / "data")
+                      f"mongodb://127.0.0.1:{ports['mongo_port']}/?directConnection=true", base / "data",
+                      f"127.0.0.1:{ports['gateway_port']}")
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -7,7 +7,10 @@ the later pages show. Each step leaves a screenshot in test-artifacts/ui/.
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -330,7 +333,26 @@ def test_cluster_status(ui):
     assert sum(counts) == len(faces["results"])
     assert ui.text("#license-faces") == f"{len(faces['results'])} used of unlimited"
     assert ui.text("#license-expiry") == "never"
+    assert "None" in ui.text("#fast-indexes")
     ui.shot("12-status")
+
+    # A fast index built by the operator's command shows on the page, one row per shard.
+    built = subprocess.run(
+        [sys.executable, "-m", "findface_grpc.fast_index_cli", "build", "default", "--wait", "--gateway",
+         ui.cluster.gateway], env=dict(os.environ, FINDFACE_TOKEN=ui.cluster.admin_token),
+        capture_output=True, text=True, timeout=120)
+    assert built.returncode == 0, built.stdout + built.stderr
+    ui.one("main button.secondary").click()  # the page's Refresh
+    ui.wait(lambda: len(ui.all("#fast-indexes tbody tr")) == 2, 30, "a fast index row per shard")
+    rows = ui.all("#fast-indexes tbody tr")
+    assert len(rows) == 2 and all("ready" in row.text and "default" in row.text for row in rows)
+    listed = [int(row.find_elements(By.CSS_SELECTOR, "td")[3].text) for row in rows]
+    assert sum(listed) == len(faces["results"])
+    ui.shot("12b-status-fast-index")
+    dropped = subprocess.run(
+        [sys.executable, "-m", "findface_grpc.fast_index_cli", "drop", "default", "--gateway", ui.cluster.gateway],
+        env=dict(os.environ, FINDFACE_TOKEN=ui.cluster.admin_token), capture_output=True, text=True, timeout=60)
+    assert dropped.returncode == 0, dropped.stdout + dropped.stderr
 
 
 def test_gallery_deleted_after_confirmation(ui):
