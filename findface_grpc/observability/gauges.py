@@ -14,6 +14,9 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TypeVar
 
+from prometheus_client import REGISTRY
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
 from findface_grpc.observability import metrics
 
 T = TypeVar("T")
@@ -80,3 +83,43 @@ def watch_lease(keeper) -> None:
     metrics.LICENSE_STATE.set_function(lambda: float(keeper.may_serve))
     metrics.LICENSE_SILENT.set_function(keeper.unanswered_s)
     metrics.LICENSE_GRACE.set_function(lambda: keeper.grace_period_s)
+
+
+class _VideoCollector:
+    """A video.service.VideoDetector's cameras and post queue, read at each scrape."""
+
+    def __init__(self, detector) -> None:
+        self.detector = detector
+
+    def collect(self):
+        runners = list(self.detector.runners.values())
+        for key, text in metrics.VIDEO_CAMERA_COUNTERS.items():
+            family = CounterMetricFamily(f"findface_video_{key}", text, labels=["camera"])
+            for runner in runners:
+                family.add_metric([runner.camera.id], getattr(runner.counters, key))
+            yield family
+        lag = GaugeMetricFamily("findface_video_detection_lag_seconds",
+                                "Median time from a live frame to its faces, over the last few hundred",
+                                labels=["camera"])
+        for runner in runners:
+            recent = sorted(runner.counters.lag_s)
+            if recent:
+                lag.add_metric([runner.camera.id], recent[len(recent) // 2])
+        yield lag
+        yield GaugeMetricFamily("findface_video_cameras", "Cameras this detector runs", value=len(runners))
+        poster = self.detector.poster
+        for key, text in metrics.VIDEO_POST_COUNTERS.items():
+            yield CounterMetricFamily(f"findface_video_posts_{key}", text, value=getattr(poster.counters, key))
+        yield GaugeMetricFamily("findface_video_post_queue", "Faces waiting to be posted", value=poster.waiting)
+
+
+_video: list[_VideoCollector] = []
+
+
+def watch_video(detector) -> None:
+    """A video.service.VideoDetector: per camera, its frames, detections, drops, stream errors, tracks and posts,
+    and the post queue."""
+    while _video:
+        REGISTRY.unregister(_video.pop())
+    _video.append(_VideoCollector(detector))
+    REGISTRY.register(_video[0])

@@ -97,6 +97,28 @@ LICENSE_SILENT = Gauge("findface_license_client_unanswered_seconds",
                        "Seconds since the license server last answered this server")
 LICENSE_GRACE = Gauge("findface_license_client_grace_period_seconds", "The grace period the license server grants")
 
+# ---- video detector (read from its cameras at each scrape: gauges.watch_video) ----
+# Per camera (label "camera": ids, as many as [video].detectors_max), exported as findface_video_<key>_total.
+VIDEO_CAMERA_COUNTERS = {
+    "frames": "Frames decoded",
+    "sampled": "Frames taken at detect_fps",
+    "still": "Sampled frames skipped by the motion gate (nothing moved, no face followed)",
+    "detected": "Sampled frames whose faces came back from the extractor",
+    "dropped": "Sampled frames replaced by a newer one before detection could take them (detection behind)",
+    "detect_errors": "Detect calls that failed",
+    "stream_errors": "Stream opens, reads and packets that failed",
+    "reopens": "Times the stream was reopened",
+    "tracks": "Faces followed (tracks started)",
+    "posts": "Snapshots chosen for posting",
+}
+# The detector's post queue, as findface_video_posts_<key>_total.
+VIDEO_POST_COUNTERS = {
+    "sent": "Faces the gateway took",
+    "dropped": "Faces dropped, oldest first, while the queue was full (the gateway down or slow)",
+    "rejected": "Faces the gateway refused (camera deleted, no face in the crop, bad token)",
+    "retries": "Posts retried after the gateway did not answer",
+}
+
 # ---- photo store and drop folder ----
 DROPS = Counter("findface_dropbox_drops_total", "Photos dropped into the drop folder, by result", ["result"])
 DROP_RETRIES = Gauge("findface_dropbox_retries_pending", "Failed drops waiting to be tried again")

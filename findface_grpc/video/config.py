@@ -82,7 +82,8 @@ class VideoConfig:
         if bool(self.camera_id) != bool(self.source):
             raise ConfigError("[video].camera_id and source are set together (or neither)")
         if self.request not in (REQUEST_IDENTIFY, REQUEST_CREATE):
-            raise ConfigError(f"[video].request must be {REQUEST_IDENTIFY!r} or {REQUEST_CREATE!r}, not {self.request!r}")
+            raise ConfigError(f"[video].request must be {REQUEST_IDENTIFY!r} or {REQUEST_CREATE!r}, "
+                              f"not {self.request!r}")
         if not 0 < self.detect_fps <= 60:
             raise ConfigError("[video].detect_fps must be in (0, 60]")
         if not 0 <= self.md_threshold < 1 or not 0 < self.md_scale <= 1:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from findface_grpc.observability import gauges
 from findface_grpc.rpc import GrpcServer, run_until_signalled, server_main
 from findface_grpc.video.clients import ExtractorDetector, GatewayClient
 from findface_grpc.video.config import REQUEST_CREATE, VideoConfig
@@ -41,6 +42,7 @@ async def serve(config: VideoConfig) -> None:
     server = GrpcServer(config.listen)
     port = await server.start()
     await detector.start()
+    gauges.watch_video(detector)
     log.info("video detector %r on port %d: %d cameras, posting to %s (%s), extractor %s", config.name, port,
              len(detector.runners), config.gateway, config.request, config.extractor)
 

@@ -125,6 +125,30 @@ class Backoff:
         self.next = self.first
 
 
+class FrameClock:
+    """Each frame's time, in unix seconds: the wall clock for a live stream; for a recording played in real time,
+    when it is due (the reader waits for it); for a file read as fast as it goes, the time of opening plus the
+    frame's own timestamp (or, without one, its index at the stream's nominal rate)."""
+
+    def __init__(self, source: Source, nominal_rate: float) -> None:
+        self.source = source
+        self.nominal_rate = nominal_rate
+        self.opened = time.time()
+        self.index = 0
+        self.first_pts: float | None = None
+
+    def time_of(self, frame) -> float:
+        index, self.index = self.index, self.index + 1
+        if self.source.pace_fps:
+            return self.opened + index / self.source.pace_fps
+        if self.source.live:
+            return time.time()
+        pts = frame.time if frame.time is not None else index / self.nominal_rate
+        if self.first_pts is None:
+            self.first_pts = pts
+        return self.opened + pts - self.first_pts
+
+
 class StreamReader:
     """One camera's reader thread. `stop()` ends it within about read_timeout_s."""
 
@@ -200,11 +224,9 @@ class StreamReader:
             container.close()
 
     def _decode(self, container, stream) -> bool:
-        opened = time.time()
-        first_pts: float | None = None
+        clock = FrameClock(self.source, float(stream.guessed_rate or 25))
         next_due = float("-inf")
         bad = 0
-        index = 0
         for packet in container.demux(stream):
             if self._stop.is_set():
                 return False
@@ -220,23 +242,12 @@ class StreamReader:
             bad = 0
             for frame in frames:
                 self.counters.frames += 1
-                if self.source.pace_fps:
-                    due = opened + index / self.source.pace_fps
-                    index += 1
-                    ahead = due - time.time()
-                    if ahead > 0 and self._stop.wait(ahead):
-                        return False
-                    now = due
-                elif self.source.live:
-                    now = time.time()
-                else:
-                    pts = frame.time if frame.time is not None else self.counters.frames / 25.0
-                    first_pts = pts if first_pts is None else first_pts
-                    now = opened + pts - first_pts
-                if now < next_due:
-                    continue
-                next_due = max(next_due + self.interval, now) if next_due > float("-inf") else now + self.interval
-                self._sample(frame, now)
+                now = clock.time_of(frame)
+                if self.source.pace_fps and now > time.time() and self._stop.wait(now - time.time()):
+                    return False
+                if now >= next_due:
+                    next_due = now + self.interval if next_due == float("-inf") else max(next_due + self.interval, now)
+                    self._sample(frame, now)
         return True
 
     def _sample(self, frame, now: float) -> None:
@@ -247,10 +258,10 @@ class StreamReader:
             self.counters.still += 1
             return
         small_w, small_h = max(8, round(width * self.md_scale)), max(8, round(height * self.md_scale))
-        grey = frame.to_ndarray(format="gray", width=small_w, height=small_h)
         sx, sy = small_w / width, small_h / height
-        grey = grey[int(rot.y * sy): max(int(rot.y * sy) + 1, round((rot.y + rot.height) * sy)),
-                    int(rot.x * sx): max(int(rot.x * sx) + 1, round((rot.x + rot.width) * sx))]
+        x1, y1 = int(rot.x * sx), int(rot.y * sy)
+        x2, y2 = max(x1 + 1, round((rot.x + rot.width) * sx)), max(y1 + 1, round((rot.y + rot.height) * sy))
+        grey = frame.to_ndarray(format="gray", width=small_w, height=small_h)[y1:y2, x1:x2]
         if not self.gate.moved(grey) and not self.tracking():
             self.counters.still += 1
             return

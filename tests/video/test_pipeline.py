@@ -6,7 +6,9 @@ import asyncio
 from collections import Counter
 
 import pytest
+from prometheus_client import REGISTRY, generate_latest
 
+from findface_grpc.observability import gauges
 from findface_grpc.video.domain import Camera, Region
 from tests.video.conftest import identify, run_cameras, video_config
 
@@ -21,15 +23,22 @@ def test_offline_posts_each_person_once_identified(video, videos, extractor, peo
     # At least the gateway's medium threshold for this model pack (scoring.py), at which it would name them too.
     assert all(score >= 0.28 for _, score in who), who
     assert len({p.snapshot.track_id for p in posts}) == 3
-    # Times come from the file: person01 is seen 1-4 s in, the other two 5.5-9.5 s in.
-    start = min(p.snapshot.frame_time for p in posts) - 1
+    # Frame times come from the file: person01 walks 1-4 s in, the other two 5.5-9.5 s in.
+    times = {identity: p.snapshot.frame_time for p, (identity, _) in zip(posts, who)}
+    assert times["person01"] < min(times["person02"], times["person03"]) - 1.0
     assert counters.still > 0, counters  # the empty stretches cost no detection
     assert counters.detected < counters.sampled
     assert counters.dropped == 0  # a file waits for detection
-    for post, (identity, _) in zip(posts, who):
+    for post in posts:
         assert post.camera_id == "cam-1"
         assert post.snapshot.quality >= 0.3
         assert post.snapshot.photo[:2] == b"\xff\xd8"
+    # What /metrics shows of it: the camera's counters and the post queue.
+    gauges.watch_video(detector)
+    text = generate_latest(REGISTRY).decode()
+    assert f'findface_video_frames_total{{camera="cam-1"}} {float(counters.frames)}' in text
+    assert f'findface_video_still_total{{camera="cam-1"}} {float(counters.still)}' in text
+    assert "findface_video_posts_sent_total 3.0" in text and "findface_video_cameras 1.0" in text
 
 
 def test_realtime_posts_come_in_rising_quality(videos, extractor, people):

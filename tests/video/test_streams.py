@@ -39,7 +39,8 @@ def test_http_mjpeg_camera_and_hls_playlist(http_camera, extractor, people):
                                               until=until_both_played, timeout=60))
     for camera in (mjpeg, hls):
         counters = detector.runners[camera.id].counters
-        first_pass = [p for p in posts if p.camera_id == camera.id and p.snapshot.frame_time < ended.get(camera.id, 1e12)]
+        first_pass = [p for p in posts
+                      if p.camera_id == camera.id and p.snapshot.frame_time < ended.get(camera.id, float("inf"))]
         who = Counter(identify(extractor.address, p, people)[0] for p in first_pass)
         assert who == Counter(list(people)), (camera.id, who, counters)
         assert counters.still > 0 and counters.lag_s, counters
