@@ -10,6 +10,8 @@ import pytest
 from tests.http.harness import multipart
 from tests.ui.test_console import Console
 
+GALLERY = "ui-sightings"
+
 
 def call(cluster, path: str, fields: dict, photo: bytes | None = None) -> dict:
     if photo is None:
@@ -29,7 +31,10 @@ def ui(browser, cluster, faces):
 
 def test_a_sighting_appears_live_under_its_camera(ui, cluster, faces):
     camera = call(cluster, "/camera", {"meta": "ui-lobby"})["id"]
-    call(cluster, "/face", {"meta": "Ann Lobby"}, (faces / "deepface" / "img1.jpg").read_bytes())
+    # A gallery of its own: the other console tests enroll the same person in the session's cluster.
+    call(cluster, f"/galleries/{GALLERY}", {})
+    call(cluster, "/face", {"meta": "Ann Lobby", "galleries": json.dumps([GALLERY])},
+         (faces / "deepface" / "img1.jpg").read_bytes())
     ui.login(cluster.admin_token)
     ui.one("body.logged-in")
     ui.open("sightings")
@@ -39,7 +44,8 @@ def test_a_sighting_appears_live_under_its_camera(ui, cluster, faces):
     ui.d.execute_script("window.notReloaded = true;")
     assert not ui.all(f"{column} article.sighting")
 
-    call(cluster, "/identify", {"cam_id": camera}, (faces / "deepface" / "img2.jpg").read_bytes())
+    call(cluster, f"/faces/gallery/{GALLERY}/identify", {"cam_id": camera},
+         (faces / "deepface" / "img2.jpg").read_bytes())
 
     card = ui.one(f"{column} article.sighting", timeout=60)
     ui.wait(lambda: card.find_element("css selector", "img").get_attribute("src").startswith("blob:"), 30,
