@@ -172,3 +172,28 @@ def test_events_long_poll(alice, bob, sightings, people):
     again = alice.http.get("/v1/events", query={"cam_ids": camera, "after": start["last_id"], "wait": 5}).json
     assert [e["id"] for e in again["results"]] == [event["id"]]
     assert alice.http.get("/v1/events", query={"after": "soon"}).status == 400
+
+
+def test_events_polls_beyond_the_cap_are_answered_at_once(cluster, alice):
+    """With every long-poll slot taken (a quarter of the worker threads), a poll is answered at once, empty, with
+    retry_after: waiting polls never hold all the HTTP gateway's threads. The app runs in process over the
+    cluster's real gateway, so that the test can hold its slots."""
+    from werkzeug.test import Client
+
+    from gateway_http.app import LegacyApp
+    from gateway_http.config import HttpConfig
+
+    app = LegacyApp(HttpConfig(gateway=cluster.gateway_address, threads=8))
+    try:
+        client = Client(app)
+        headers = {"Authorization": f"Token {alice.token}"}
+        assert app.upstream.long_polls.acquire(blocking=False) and app.upstream.long_polls.acquire(blocking=False)
+        started = time.monotonic()
+        body = client.get("/v1/events?after=1&wait=20", headers=headers).json
+        assert body["results"] == [] and body["retry_after"] > 0 and time.monotonic() - started < 5
+        app.upstream.long_polls.release()
+        started = time.monotonic()
+        body = client.get("/v1/events?after=999999999&wait=1", headers=headers).json
+        assert body == {"results": [], "last_id": 999999999} and time.monotonic() - started >= 0.9
+    finally:
+        app.close()
