@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from findface_grpc.gateway.history import Event
+from findface_grpc.observability.metrics import WATCH_DROPPED, WATCH_SUBSCRIBERS
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class Subscription:
         if len(self.queue) >= self.size:
             _, lost = self.queue.popleft()
             self.dropped_total += 1
+            WATCH_DROPPED.inc()
             # The next event read now follows the dropped one and whatever was lost before it.
             if self.queue:
                 self.queue[0][1] += lost + 1
@@ -77,10 +79,12 @@ class EventHub:
     def subscribe(self, camera_ids: Iterable[str] = (), galleries: Iterable[str] = ()) -> Subscription:
         subscription = Subscription(EventFilter(frozenset(camera_ids), frozenset(galleries)), self.queue_size)
         self._subscribers.add(subscription)
+        WATCH_SUBSCRIBERS.set(len(self._subscribers))
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self._subscribers.discard(subscription)
+        WATCH_SUBSCRIBERS.set(len(self._subscribers))
         if subscription.dropped_total:
             log.info("a WatchEvents subscriber left having lost %d events to its full queue",
                      subscription.dropped_total)

@@ -20,6 +20,7 @@ from findface_grpc.gateway.limits import MAX_LABEL_CHARS, check_text
 from findface_grpc.gateway.metadata import utcnow
 from findface_grpc.gateway.persons import Persons
 from findface_grpc.gateway.search import Searcher
+from findface_grpc.observability.metrics import SIGHTINGS
 
 
 class Sightings:
@@ -54,6 +55,7 @@ class Sightings:
             events.append(new_event(sighting, found.query.bbox, found.query.thumbnail, best,
                                     best.face.person_id if best else "", galleries))
         await self._record(events)
+        SIGHTINGS.labels("identify").inc(len(events))
         return result
 
     async def create_face(self, sighting: Sighting, image: bytes, bboxes: Sequence[Box], meta: str,
@@ -74,6 +76,7 @@ class Sightings:
         ]
         # The faces are enrolled: their events are recorded even if the client gives up now.
         await asyncio.shield(self._record(events))
+        SIGHTINGS.labels("create_face").inc(len(events))
         return enrollment
 
     async def _record(self, events: list[Event]) -> None:

@@ -82,6 +82,10 @@ MONGO_SECONDS = Histogram("findface_mongo_command_duration_seconds", "MongoDB co
 MONGO_FAILURES = Counter("findface_mongo_command_failures_total", "MongoDB commands that failed", ["command"])
 TOKEN_CACHE = Counter("findface_gateway_token_cache_total", "Token checks answered from the cache or the store",
                       ["result"])
+SIGHTINGS = Counter("findface_gateway_sightings_total", "Faces from cameras recorded in the history", ["call"])
+WATCH_SUBSCRIBERS = Gauge("findface_gateway_watch_subscribers", "WatchEvents streams open")
+WATCH_DROPPED = Counter("findface_gateway_watch_events_dropped_total",
+                        "Events a WatchEvents subscriber lost to its full queue (it read too slowly)")
 
 # ---- license server (read at each scrape: gauges.watch_license) and its clients (gauges.watch_lease) ----
 LICENSE_VALID = Gauge("findface_license_valid", "1 while the license in force is valid (or in unlicensed mode)")

@@ -122,6 +122,10 @@ def event(i: int, camera: str = "c1", galleries: tuple[str, ...] = ("default",))
 
 
 def test_slow_subscriber_loses_oldest_counted_without_blocking():
+    from findface_grpc.observability.metrics import WATCH_DROPPED, WATCH_SUBSCRIBERS
+
+    dropped_before = WATCH_DROPPED._value.get()
+
     async def scenario():
         hub = EventHub(queue_size=3)
         slow = hub.subscribe()
@@ -138,6 +142,9 @@ def test_slow_subscriber_loses_oldest_counted_without_blocking():
         hub.unsubscribe(fast)
         hub.publish([event(12)])
         assert 12 not in [e.id for e, _ in fast.queue] and hub.subscribers == 2
+        assert WATCH_SUBSCRIBERS._value.get() == 2
         return elapsed
 
     assert asyncio.run(scenario()) < 0.1
+    # slow lost 7 of the first ten; fast (never read, queue of 3) those 7 and then 8 to make room for 11.
+    assert WATCH_DROPPED._value.get() - dropped_before == 15
