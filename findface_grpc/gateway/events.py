@@ -15,10 +15,24 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from findface_grpc.gateway.history import Event
+from findface_grpc.errors import InvalidArgument
+from findface_grpc.gateway.domain import check_gallery_name
+from findface_grpc.gateway.history import MAX_CAMERA_FILTER, Event, HistoryQuery, check_query
 from findface_grpc.observability.metrics import WATCH_DROPPED, WATCH_SUBSCRIBERS
 
 log = logging.getLogger(__name__)
+
+
+def event_filter(camera_ids: Iterable[str], galleries: Iterable[str]) -> "EventFilter":
+    """A WatchEvents request's filter, checked: as many cameras as a history search takes, valid gallery names."""
+    cameras = tuple(camera_ids)
+    names = tuple(galleries)
+    check_query(HistoryQuery(camera_ids=cameras))
+    if len(names) > MAX_CAMERA_FILTER:
+        raise InvalidArgument(f"galleries: at most {MAX_CAMERA_FILTER}, got {len(names)}")
+    for name in names:
+        check_gallery_name(name, "galleries")
+    return EventFilter(frozenset(cameras), frozenset(names))
 
 
 @dataclass(frozen=True)
@@ -77,7 +91,7 @@ class EventHub:
         return len(self._subscribers)
 
     def subscribe(self, camera_ids: Iterable[str] = (), galleries: Iterable[str] = ()) -> Subscription:
-        subscription = Subscription(EventFilter(frozenset(camera_ids), frozenset(galleries)), self.queue_size)
+        subscription = Subscription(event_filter(camera_ids, galleries), self.queue_size)
         self._subscribers.add(subscription)
         WATCH_SUBSCRIBERS.set(len(self._subscribers))
         return subscription

@@ -105,6 +105,17 @@ def test_watch_replays_after_id(alice, cameras, people):
         watcher.close()
 
 
+@pytest.mark.parametrize("request_", [
+    video_pb2.WatchEventsRequest(camera_ids=["c"] * 101),
+    video_pb2.WatchEventsRequest(camera_ids=["c" * 300]),
+    video_pb2.WatchEventsRequest(galleries=["no spaces"]),
+])
+def test_bad_watch_filters_refused(alice, request_):
+    with pytest.raises(grpc.RpcError) as err:
+        next(iter(alice.video.WatchEvents(request_, timeout=10)))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
 def test_watch_requires_a_token(cluster):
     from findface_grpc.rpc import CHANNEL_OPTIONS
     from findface_grpc.v1 import video_pb2_grpc
