@@ -36,19 +36,16 @@ from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError,
 
 from findface_grpc.errors import AlreadyExists, FailedPrecondition, Unavailable
 from findface_grpc.gateway.domain import DEFAULT_GALLERY, Face, Gallery, MetaCount, NewFace
-from findface_grpc.gateway.limits import MAX_LABEL_CHARS, MAX_META_CHARS, can_exist, clip
+from findface_grpc.gateway.face_docs import (
+    ABORTED, ACTIVE, DELETING, PENDING, face_from_doc, id_filters, id_runs, ids_of_runs, new_face_doc,
+)
+from findface_grpc.gateway.limits import MAX_META_CHARS, can_exist, clip
 from findface_grpc.outage import OutageBreaker
 
 log = logging.getLogger(__name__)
 
-PENDING = "pending"
-ACTIVE = "active"
-DELETING = "deleting"
-ABORTED = "aborted"  # an import journal entry whose enrollment is being (or was) rolled back
 FACE_ID_COUNTER = "face_id"
 FACES_VERSION = "faces_version"
-# Large `$in` lists are slow on some MongoDB-protocol servers (and bloat the query); ask in chunks instead.
-IN_CHUNK = 200
 
 
 def redact(uri: str) -> str:
@@ -88,44 +85,6 @@ def _in_thread(method: Callable) -> Callable:
     return wrapper
 
 
-def _id_ranges(ids: Sequence[int]) -> list[dict]:
-    """Filters on `_id` that together select exactly `ids`: a range for each contiguous run, `$in` for the rest.
-
-    Ids allocated as a block are contiguous, so a bulk enrollment is touched with one range query (with a shard
-    away, enrollment skips the ids of its cells, and the rest come in runs too short for ranges).
-    """
-    ordered = sorted(set(ids))
-    filters: list[dict] = []
-    singles: list[int] = []
-    start = 0
-    for i in range(1, len(ordered) + 1):
-        if i == len(ordered) or ordered[i] != ordered[i - 1] + 1:
-            run = ordered[start:i]
-            if len(run) >= 8:
-                filters.append({"_id": {"$gte": run[0], "$lte": run[-1]}})
-            else:
-                singles.extend(run)
-            start = i
-    for i in range(0, len(singles), IN_CHUNK):
-        filters.append({"_id": {"$in": singles[i:i + IN_CHUNK]}})
-    return filters
-
-
-def id_runs(ids: Iterable[int]) -> list[list[int]]:
-    """`ids` as [first, last] runs of consecutive ids, ascending: how the import journal keeps them."""
-    runs: list[list[int]] = []
-    for i in sorted(set(ids)):
-        if runs and runs[-1][1] == i - 1:
-            runs[-1][1] = i
-        else:
-            runs.append([i, i])
-    return runs
-
-
-def ids_of_runs(runs: Iterable[Sequence[int]]) -> list[int]:
-    return sorted({i for first, last in runs for i in range(int(first), int(last) + 1)})
-
-
 class IncompleteInsert(Unavailable):
     """Some of the faces' documents were not inserted (a duplicate id: the id counter was lost and rebuilt
     meanwhile). `inserted`: how many of the faces' documents were."""
@@ -137,51 +96,6 @@ class IncompleteInsert(Unavailable):
 
 def new_version() -> str:
     return uuid.uuid4().hex
-
-
-def face_from_doc(doc: dict) -> Face:
-    # Text is clipped to today's limits: a face stored before them must not make every page holding it too large.
-    return Face(
-        id=doc["_id"],
-        galleries=tuple(doc.get("galleries", ())),
-        meta=clip(doc.get("meta", ""), MAX_META_CHARS),
-        bbox=tuple(doc.get("bbox") or (0.0, 0.0, 0.0, 0.0)),
-        photo_hash=clip(doc.get("photo_hash", ""), MAX_LABEL_CHARS),
-        created_at=doc["created"],
-        updated_at=doc.get("updated", doc["created"]),
-        person_id=clip(doc.get("person_id", ""), MAX_LABEL_CHARS),
-        cam_id=clip(doc.get("cam_id", ""), MAX_LABEL_CHARS),
-        photo=doc.get("photo", ""),
-        thumbnail=doc.get("thumbnail", ""),
-        normalized=doc.get("normalized", ""),
-        model_id=doc.get("model_id", ""),
-        # Faces enrolled before quality was measured, and imported ones, have neither: 0 says "not known".
-        quality=doc.get("quality", 0.0),
-        orientation=doc.get("orientation", 0),
-    )
-
-
-def new_face_doc(face_id: int, face: NewFace, now: datetime, state: str = PENDING) -> dict:
-    return {
-        "_id": face_id,
-        "state": state,
-        "rev": 0,
-        "galleries": list(face.galleries),
-        "meta": face.meta,
-        "bbox": [float(v) for v in face.bbox],
-        "photo_hash": face.photo_hash,
-        "person_id": face.person_id,
-        "cam_id": face.cam_id,
-        # The photo's source URL when it came by URL; stored copies (thumbnail, normalized) need a photo store.
-        "photo": face.photo,
-        "thumbnail": "",
-        "normalized": "",
-        "model_id": face.descriptor.model_id,
-        "quality": float(face.quality),
-        "orientation": int(face.orientation),
-        "created": now,
-        "updated": now,
-    }
 
 
 class MetadataStore:
@@ -275,7 +189,7 @@ class MetadataStore:
             # write again after a lost connection while the first attempt still ran. The ids are this
             # enrollment's alone, so a document under one of them with this call's time can be no one else's.
             dups = [written[e["index"]]["_id"] for e in errors if e.get("code") == 11000]
-            ours = {d["_id"] for f in _id_ranges(dups) for d in self.faces.find({**f, "created": now}, {"_id": 1})}
+            ours = {d["_id"] for f in id_filters(dups) for d in self.faces.find({**f, "created": now}, {"_id": 1})}
             failed = {k for k in failed if written[k]["_id"] not in ours}
             if failed:
                 inserted = sum(1 for k in range(len(docs)) if k not in failed)
@@ -286,10 +200,10 @@ class MetadataStore:
         return [face_from_doc(doc) for doc in docs]
 
     def _update_ids(self, ids: Sequence[int], query: dict, update: dict) -> int:
-        return sum(self.faces.update_many({**f, **query}, update).modified_count for f in _id_ranges(ids))
+        return sum(self.faces.update_many({**f, **query}, update).modified_count for f in id_filters(ids))
 
     def _count_ids(self, ids: Sequence[int], query: dict) -> int:
-        return sum(self.faces.count_documents({**f, **query}) for f in _id_ranges(ids))
+        return sum(self.faces.count_documents({**f, **query}) for f in id_filters(ids))
 
     # ---- the import journal (see enrollment.py) ----
 
@@ -380,7 +294,7 @@ class MetadataStore:
     @_in_thread
     def delete_deleting(self, ids: Sequence[int]) -> int:
         """Drop the documents of faces in state deleting (whose descriptors are already gone)."""
-        return sum(self.faces.delete_many({**f, "state": DELETING}).deleted_count for f in _id_ranges(ids))
+        return sum(self.faces.delete_many({**f, "state": DELETING}).deleted_count for f in id_filters(ids))
 
     @_in_thread
     def set_urls(self, face_id: int, urls: dict[str, str]) -> None:
@@ -409,7 +323,7 @@ class MetadataStore:
     def active_faces(self, ids: Sequence[int]) -> dict[int, Face]:
         """The active faces among `ids` (one batched lookup, chunked), by id."""
         found: dict[int, Face] = {}
-        for f in _id_ranges(ids):
+        for f in id_filters(ids):
             for doc in self.faces.find({**f, "state": ACTIVE}):
                 found[doc["_id"]] = face_from_doc(doc)
         return found

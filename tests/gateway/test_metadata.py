@@ -15,7 +15,7 @@ from findface_grpc.gateway.metadata import (
     DELETING,
     IncompleteInsert,
     MetadataStore,
-    _id_ranges,
+    id_filters,
     id_runs,
     ids_of_runs,
     redact,
@@ -78,7 +78,7 @@ def test_concurrent_allocations_never_overlap(store, loop, mongo):
     ],
 )
 def test_id_filters_use_ranges_for_runs(ids, expected):
-    assert _id_ranges(ids) == expected
+    assert id_filters(ids) == expected
 
 
 def test_id_runs():
