@@ -142,11 +142,12 @@ class LegacyApp:
     def _confirm_token(self, call: Call) -> None:
         """Parameters are checked here, the token only by the gateway; a client without a valid token must hear
         401 first, as from the original, whatever else is wrong with its request. So a parameter error costs one
-        cheap authenticated call, and anything but a refused token leaves that error to stand."""
+        cheap authenticated call, and anything but a refused token leaves that error to stand: GetFace of id 0, which
+        the gateway answers NOT_FOUND without asking MongoDB (ids start at 1), once it has checked the token from
+        its cache; not ListGalleries, which counts every gallery's faces (57 ms at 1,000 faces on SecantusDB)."""
         try:
-            self.upstream.stub.ListGalleries(
-                gateway_pb2.ListGalleriesRequest(), timeout=self.config.call_timeout_s, metadata=call.metadata
-            )
+            self.upstream.stub.GetFace(gateway_pb2.GetFaceRequest(id=0), timeout=self.config.call_timeout_s,
+                                       metadata=call.metadata)
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
                 raise from_grpc(exc, {}) from None
