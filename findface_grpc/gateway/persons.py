@@ -4,11 +4,11 @@ With `[gateway].person_identify`, a face a camera posts through CreateFace takes
 enrolled face above `person_identify_threshold` (on the original product's scale, docs/thresholds.md) among the
 faces that have a person_id and come from the same camera (or from any, with `person_identify_global`); with none
 that similar, a new person_id (a uuid). The search looks at the PERSON_CANDIDATES most similar faces of the
-cluster, so in a cluster where more faces than that of other cameras outscore the camera's own, per camera
-identification can miss and start a new person; as in the original, resembling people can also share one, which
-an operator corrects with UpdateFace (PUT /face/id/<id> with person_id). Two first sightings of one person
-enrolled at the same moment each see the other not yet enrolled, and start two persons; the next sighting joins
-the more similar one.
+cluster and, when they are all above the threshold and none will do, at up to `[gateway].max_n`; only where more
+faces than that outscore the camera's own does per camera identification miss and start a new person. As in the
+original, resembling people can also share one, which an operator corrects with UpdateFace (PUT /face/id/<id>
+with person_id). Two first sightings of one person enrolled at the same moment each see the other not yet
+enrolled, and start two persons; the next sighting joins the more similar one.
 """
 from __future__ import annotations
 
@@ -71,6 +71,7 @@ class Persons:
         self.enabled = config.person_identify
         self.global_ = config.person_identify_global
         self.threshold = scoring.Threshold(original_value=config.person_identify_threshold)
+        self.max_n = config.max_n
         self.search = search
         self.store = store
 
@@ -80,13 +81,18 @@ class Persons:
             found = await self.search.identify(descriptor=descriptor, gallery=DEFAULT_GALLERY, n=1)
             matches = found.results[0].matches if found.results else ()
             return PersonChoice("", matches[0] if matches else None)
-        found = await self.search.identify(descriptor=descriptor, gallery=DEFAULT_GALLERY, n=PERSON_CANDIDATES,
-                                           threshold=self.threshold)
-        matches = found.results[0].matches if found.results else ()
-        for match in matches:
-            if match.face.person_id and (self.global_ or match.face.cam_id == camera_id):
-                return PersonChoice(match.face.person_id, match)
-        return PersonChoice(uuid.uuid4().hex, matches[0] if matches else None)
+        n = PERSON_CANDIDATES
+        while True:
+            found = await self.search.identify(descriptor=descriptor, gallery=DEFAULT_GALLERY, n=n,
+                                               threshold=self.threshold)
+            matches = found.results[0].matches if found.results else ()
+            for match in matches:
+                if match.face.person_id and (self.global_ or match.face.cam_id == camera_id):
+                    return PersonChoice(match.face.person_id, match)
+            # All n were above the threshold and none would do: more may follow, so look as far as a search goes.
+            if len(matches) < n or n >= self.max_n:
+                return PersonChoice(uuid.uuid4().hex, matches[0] if matches else None)
+            n = self.max_n
 
     async def list(self, after_id: str, limit: int) -> PersonPage:
         limit = limit or LIST_LIMIT_DEFAULT
