@@ -97,15 +97,15 @@ class CompactRows:
                 return
             yield codes[: min(SEGMENT_ROWS, count - first)]
 
-    def gather(self, rows: np.ndarray) -> np.ndarray:
-        """The codes of these rows (ascending), as one array."""
+    def gather(self, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The codes of these rows (ascending), as one array (`out`, when given)."""
+        if out is None:
+            out = np.empty((len(rows), self.dim), np.uint8)
         bounds = np.searchsorted(rows, np.arange(len(self._codes) + 1) * SEGMENT_ROWS)
-        parts = [
-            np.take(codes, rows[start:end] - number * SEGMENT_ROWS, axis=0)
-            for number, (codes, start, end) in enumerate(zip(self._codes, bounds[:-1], bounds[1:]))
-            if end > start
-        ]
-        return np.concatenate(parts) if parts else np.empty((0, self.dim), np.uint8)
+        for number, (codes, start, end) in enumerate(zip(self._codes, bounds[:-1], bounds[1:])):
+            if end > start:
+                np.take(codes, rows[start:end] - number * SEGMENT_ROWS, axis=0, out=out[start:end])
+        return out
 
     def move(self, source: int, target: int) -> None:
         self.write_codes(target, self.codes(source)[None])
@@ -166,11 +166,14 @@ class CompactRows:
         if not len(rows):
             return np.empty(0, np.float32), np.empty(0, np.int64)
         rows = np.sort(rows.astype(np.int64))
-        gathered = self.gather(rows)
         block = faiss.IndexScalarQuantizer(
             self.dim, faiss.ScalarQuantizer.QT_8bit_direct_signed, faiss.METRIC_INNER_PRODUCT
         )
-        block.add_sa_codes(gathered)
+        # The rows are copied once, straight into the block's own buffer (add_sa_codes would copy them again,
+        # and takes several times as long).
+        block.codes.resize(len(rows) * self.dim)
+        block.ntotal = len(rows)
+        self.gather(rows, out=faiss.rev_swig_ptr(block.codes.data(), len(rows) * self.dim).reshape(len(rows), self.dim))
         integral, query_scale = _integral(query[None])
         scores, found = block.search(integral, min(pool, len(rows)))
         keep = found[0] >= 0
