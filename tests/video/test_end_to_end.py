@@ -1,28 +1,51 @@
 """findface-video in a launched cluster: a camera created through VideoService is picked up by the detector the
-launcher started, its faces are identified by the gateway, and the sightings are found by camera and person."""
+launcher started, its faces are identified by the gateway, and the sightings are found by camera and person; and a
+second detector, started alone with the operator's token, enrolls the faces it sees with dynamic persons."""
 from __future__ import annotations
 
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
+import pytest
 
+from findface_grpc import launch
 from findface_grpc.extractor.models import packs
 from findface_grpc.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, video_pb2, video_pb2_grpc
 from tests.helpers import ROOT, cluster_config, free_port, labelled_photos, start_cluster, with_token
-from tests.video.conftest import PEOPLE, PACK
+from tests.video.conftest import PACK, PEOPLE
 
 
-def test_camera_sightings_found_by_camera_and_person(tmp_path, faces, videos):
-    packs.verify_pack(PACK, packs.default_models_dir())  # the videos fixture skipped already without it
-    config = tmp_path / "cluster.toml"
-    video_port = free_port()
-    ports = cluster_config(config, f'tarantool_memtx_mb = 256\nvideo_port = {video_port}\n\n'
+@dataclass
+class Cluster:
+    config: Path
+    data: Path
+    ports: dict[str, int]
+    token: str  # "operator": creates the cameras; not an admin token
+    faces: gateway_pb2_grpc.FaceServiceStub
+    video: video_pb2_grpc.VideoServiceStub
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, faces):
+    try:
+        packs.verify_pack(PACK, packs.default_models_dir())
+    except packs.ModelError as exc:
+        pytest.skip(f"model pack {PACK} not fetched ({exc})")
+    work = tmp_path_factory.mktemp("video-cluster")
+    config = work / "cluster.toml"
+    # Dynamic persons on, across cameras, at the original's medium threshold: a face a camera enrolls takes the
+    # person_id of the known face it matches.
+    ports = cluster_config(config, f"tarantool_memtx_mb = 256\nvideo_port = {free_port()}\n\n"
                                    '[video]\ndetector_name = "e2e"\nreload_timeout_s = 0.5\n'
-                                   'identify_gallery = "staff"\n')
-    log = tmp_path / "launcher.log"
-    proc = start_cluster(config, tmp_path / "data", log)
+                                   'identify_gallery = "staff"\n\n'
+                                   "[gateway]\nperson_identify = true\nperson_identify_global = true\n"
+                                   "person_identify_threshold = 0.6616\n")
+    proc = start_cluster(config, work / "data", work / "launcher.log")
+    channel = None
     try:
         mongo_uri = f"mongodb://127.0.0.1:{ports['mongo_port']}/?directConnection=true"
         token = subprocess.run(
@@ -30,7 +53,6 @@ def test_camera_sightings_found_by_camera_and_person(tmp_path, faces, videos):
             capture_output=True, text=True, check=True, cwd=ROOT).stdout.strip()
         channel = with_token(grpc.insecure_channel(f"127.0.0.1:{ports['gateway_port']}"), token)
         face_service = gateway_pb2_grpc.FaceServiceStub(channel)
-        video = video_pb2_grpc.VideoServiceStub(channel)
         # The known people: each one's photos but the one filmed, under their name as person_id.
         face_service.CreateGallery(gateway_pb2.CreateGalleryRequest(name="staff"), timeout=30)
         filmed = set()
@@ -43,34 +65,73 @@ def test_camera_sightings_found_by_camera_and_person(tmp_path, faces, videos):
             face_service.CreateFace(gateway_pb2.CreateFaceRequest(
                 image=common_pb2.ImageSource(content=(faces / file).read_bytes()), galleries=["staff"],
                 person_id=identity), timeout=60)
-        # A camera created by another token than the detector's: the launcher made the detector's an admin
-        # token, so it sees the url. It is picked up at the next reload.
-        camera = video.CreateCamera(video_pb2.CreateCameraRequest(
-            url=str(videos["street.mp4"]), detector="e2e", meta="street"), timeout=30)
-        events = []
-        deadline = time.monotonic() + 90
-        while len(events) < 3 and time.monotonic() < deadline:
-            time.sleep(0.5)
-            events = list(video.SearchHistory(video_pb2.SearchHistoryRequest(camera_ids=[camera.id]),
-                                              timeout=30).events)
-        assert len(events) == 3, ((tmp_path / "data" / "logs" / "video.log").read_text(), events)
-        time.sleep(2)  # nothing more comes: offline mode posts each walk once
-        again = video.SearchHistory(video_pb2.SearchHistoryRequest(camera_ids=[camera.id]), timeout=30).events
-        assert len(again) == 3
-        assert sorted(e.person_id for e in events) == sorted(PEOPLE), events
-        assert len({e.track_id for e in events}) == 3
-        for event in events:
-            assert event.match.face.person_id == event.person_id and event.match.confidence > 0
-            assert event.thumbnail[:2] == b"\xff\xd8"
-            assert event.galleries == ["staff"]
-            by_person = video.SearchHistory(video_pb2.SearchHistoryRequest(
-                person_id=event.person_id, camera_ids=[camera.id]), timeout=30).events
-            assert [e.id for e in by_person] == [event.id]
-        # Two people crossed at once after person01 had left the frame: the frame times say so.
-        times = {e.person_id: e.frame_time.ToDatetime().timestamp() for e in events}
-        assert abs(times["person02"] - times["person03"]) < 4
-        assert times["person01"] < min(times["person02"], times["person03"])
-        channel.close()
+        yield Cluster(config, work / "data", ports, token, face_service, video_pb2_grpc.VideoServiceStub(channel))
     finally:
+        if channel is not None:
+            channel.close()
         proc.terminate()
         proc.wait(60)
+
+
+def sightings(cluster: Cluster, camera_id: str, count: int, log: Path) -> list[video_pb2.Event]:
+    """The camera's events once there are `count`, and after 2 s more to show that no more come."""
+    events: list = []
+    deadline = time.monotonic() + 90
+    while len(events) < count and time.monotonic() < deadline:
+        time.sleep(0.5)
+        events = list(cluster.video.SearchHistory(video_pb2.SearchHistoryRequest(camera_ids=[camera_id]),
+                                                  timeout=30).events)
+    assert len(events) == count, (log.read_text(), events)
+    time.sleep(2)  # offline mode posts each walk once: nothing more comes
+    again = cluster.video.SearchHistory(video_pb2.SearchHistoryRequest(camera_ids=[camera_id]), timeout=30).events
+    assert len(again) == count
+    return events
+
+
+def test_launched_detector_identifies_and_sightings_are_found_by_camera_and_person(cluster, videos):
+    # Created by another token than the detector's: the launcher made the detector's an admin token, so it sees
+    # the url. It is picked up at the next reload.
+    camera = cluster.video.CreateCamera(video_pb2.CreateCameraRequest(
+        url=str(videos["street.mp4"]), detector="e2e", meta="street"), timeout=30)
+    events = sightings(cluster, camera.id, 3, cluster.data / "logs" / "video.log")
+    assert sorted(e.person_id for e in events) == sorted(PEOPLE), events
+    assert len({e.track_id for e in events}) == 3
+    for event in events:
+        assert event.match.face.person_id == event.person_id and event.match.confidence > 0
+        assert event.thumbnail[:2] == b"\xff\xd8"
+        assert list(event.galleries) == ["staff"] and event.face_id == 0
+        by_person = cluster.video.SearchHistory(video_pb2.SearchHistoryRequest(
+            person_id=event.person_id, camera_ids=[camera.id]), timeout=30).events
+        assert [e.id for e in by_person] == [event.id]
+    # Two people crossed at once after person01 had left the frame: the frame times say so.
+    times = {e.person_id: e.frame_time.ToDatetime().timestamp() for e in events}
+    assert abs(times["person02"] - times["person03"]) < 4
+    assert times["person01"] < min(times["person02"], times["person03"])
+
+
+def test_detector_started_alone_enrolls_with_dynamic_persons(cluster, videos, tmp_path):
+    cluster.faces.CreateGallery(gateway_pb2.CreateGalleryRequest(name="seen"), timeout=30)
+    camera = cluster.video.CreateCamera(video_pb2.CreateCameraRequest(
+        url=str(videos["street.mp4"]), detector="e2e-create"), timeout=30)
+    # As systemd would run it: the shared config file, its own settings in the environment, the token of the
+    # cameras' creator.
+    listen = f"127.0.0.1:{free_port()}"
+    detector = launch.python_server(
+        "video-create", "findface_grpc.video.server",
+        ["--config", str(cluster.config), "--listen", listen,
+         "--gateway", f"127.0.0.1:{cluster.ports['gateway_port']}",
+         "--extractor", f"127.0.0.1:{cluster.ports['extractor_port']}"],
+        tmp_path / "video.log",
+        {"FINDFACE_VIDEO_TOKEN": cluster.token, "FINDFACE_VIDEO_DETECTOR_NAME": "e2e-create",
+         "FINDFACE_VIDEO_REQUEST": "create", "FINDFACE_VIDEO_GALLERIES": "seen"})
+    detector.start()
+    try:
+        launch.wait_grpc_healthy(listen, 60, detector)
+        events = sightings(cluster, camera.id, 3, tmp_path / "video.log")
+    finally:
+        detector.stop()
+    assert sorted(e.person_id for e in events) == sorted(PEOPLE), events
+    for event in events:
+        face = cluster.faces.GetFace(gateway_pb2.GetFaceRequest(id=event.face_id), timeout=30)
+        assert face.person_id == event.person_id and face.cam_id == camera.id
+        assert "seen" in face.galleries
