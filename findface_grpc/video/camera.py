@@ -16,7 +16,7 @@ from findface_grpc.video.config import VideoConfig
 from findface_grpc.video.domain import Camera, Counters, Face, Frame, Snapshot, long_side, scaled, short_side
 from findface_grpc.video.posting import Post
 from findface_grpc.video.selection import OfflineSelector, RealtimeSelector
-from findface_grpc.video.source import DONE, END, Backoff, FrameSlot, StreamReader, parse_source, redact
+from findface_grpc.video.source import DONE, END, Backoff, FrameSlot, StreamReader, parse_source
 from findface_grpc.video.tracker import Track, Tracker
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class CameraRunner:
         try:
             source = parse_source(self.camera.url)
         except ValueError as exc:
-            log.error("camera %s: %s", self.camera.id, redact(str(exc)))
+            log.error("camera %s: %s", self.camera.id, exc)
             self.counters.stream_errors += 1
             self.done.set()
             return

@@ -5,6 +5,8 @@ pass), so that the rest of the package never sees grpc.
 """
 from __future__ import annotations
 
+import logging
+
 import grpc
 
 from findface_grpc import rpc
@@ -20,6 +22,8 @@ from findface_grpc.v1 import (
     video_pb2,
     video_pb2_grpc,
 )
+
+log = logging.getLogger(__name__)
 
 TRANSIENT = {
     grpc.StatusCode.UNAVAILABLE,
@@ -112,8 +116,9 @@ class GatewayClient:
                 raise _failure(exc, "gateway ListCameras") from None
             for c in reply.cameras:
                 if c.url_hidden:
-                    raise Rejected(f"camera {c.id}: the gateway hides its url from this detector's token; give the "
-                                   f"detector the token that created the camera, or an admin token")
+                    log.warning("camera %s left out: the gateway hides its url from this detector's token (give "
+                                "the detector an admin token, or the token that created the camera)", c.id)
+                    continue
                 found.append(Camera(c.id, c.url, region_from_pb(c, "rot"), region_from_pb(c, "roi")))
             if not reply.next_after_id:
                 return found

@@ -65,7 +65,8 @@ def parse_source(url: str) -> Source:
         except ValueError:
             fps = 0.0
         if not sep or not path or fps <= 0:
-            raise ValueError(f"file@FPS:PATH needs a positive FPS and a path, not {url!r}")
+            # Not the url itself in the message: it may hold credentials.
+            raise ValueError(f"file@FPS:PATH needs a positive FPS and a path (FPS given: {rate!r})")
         return Source(path, live=True, recording=True, pace_fps=fps)
     if url.startswith("file://"):
         return Source(url[len("file://"):], live=False, recording=True)

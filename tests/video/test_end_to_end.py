@@ -113,6 +113,15 @@ def test_detector_started_alone_enrolls_with_dynamic_persons(cluster, videos, tm
     cluster.faces.CreateGallery(gateway_pb2.CreateGalleryRequest(name="seen"), timeout=30)
     camera = cluster.video.CreateCamera(video_pb2.CreateCameraRequest(
         url=str(videos["street.mp4"]), detector="e2e-create"), timeout=30)
+    # Another token's camera for the same detector: its url is hidden from the operator's token, so the detector
+    # leaves it out (and says so) and runs the other.
+    mongo_uri = f"mongodb://127.0.0.1:{cluster.ports['mongo_port']}/?directConnection=true"
+    other_token = subprocess.run(
+        [sys.executable, "-m", "findface_grpc.auth", "create", "other", "--mongo-uri", mongo_uri],
+        capture_output=True, text=True, check=True, cwd=ROOT).stdout.strip()
+    with with_token(grpc.insecure_channel(f"127.0.0.1:{cluster.ports['gateway_port']}"), other_token) as channel:
+        hidden = video_pb2_grpc.VideoServiceStub(channel).CreateCamera(video_pb2.CreateCameraRequest(
+            url=f"rtsp://admin:s3cret@127.0.0.1:{free_port()}/ch1", detector="e2e-create"), timeout=30)
     # As systemd would run it: the shared config file, its own settings in the environment, the token of the
     # cameras' creator.
     listen = f"127.0.0.1:{free_port()}"
@@ -130,6 +139,9 @@ def test_detector_started_alone_enrolls_with_dynamic_persons(cluster, videos, tm
         events = sightings(cluster, camera.id, 3, tmp_path / "video.log")
     finally:
         detector.stop()
+    log = (tmp_path / "video.log").read_text()
+    assert f"camera {hidden.id} left out" in log and "s3cret" not in log
+    assert not cluster.video.SearchHistory(video_pb2.SearchHistoryRequest(camera_ids=[hidden.id]), timeout=30).events
     assert sorted(e.person_id for e in events) == sorted(PEOPLE), events
     for event in events:
         face = cluster.faces.GetFace(gateway_pb2.GetFaceRequest(id=event.face_id), timeout=30)

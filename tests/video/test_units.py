@@ -65,6 +65,9 @@ def test_bad_paced_sources(url):
 
 
 def test_credentials_never_reach_the_logs():
+    with pytest.raises(ValueError) as error:
+        parse_source("file@x:http://u:s3cret@host/a.m3u8")
+    assert "s3cret" not in str(error.value)
     assert redact("rtsp://admin:s3cret@10.0.0.5:554/ch1") == "rtsp://***@10.0.0.5:554/ch1"
     assert redact("rtsp://10.0.0.5/ch1") == "rtsp://10.0.0.5/ch1"
     assert "s3cret" not in redact("http://u:s3cret@host/x.mjpg")
