@@ -49,6 +49,12 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"***@{host}" + (f":{parts.port}" if parts.port else "")))
 
 
+def describe(exc: BaseException) -> str:
+    """What went wrong, without the exception's text: FFmpeg's errors carry the url, credentials and all."""
+    reason = getattr(exc, "strerror", None)
+    return f"{type(exc).__name__} ({reason})" if reason else type(exc).__name__
+
+
 @dataclass(frozen=True)
 class Source:
     url: str
@@ -206,8 +212,7 @@ class StreamReader:
                                 timeout=(self.read_timeout_s, self.read_timeout_s))
         except (av.FFmpegError, OSError, ValueError) as exc:
             self.counters.stream_errors += 1
-            log.warning("camera %s: cannot open %s: %s", self.camera.id, redact(self.source.url),
-                        type(exc).__name__)
+            log.warning("camera %s: cannot open %s: %s", self.camera.id, redact(self.source.url), describe(exc))
             return False
         try:
             if not container.streams.video:
@@ -219,7 +224,7 @@ class StreamReader:
             return self._decode(container, stream)
         except (av.FFmpegError, OSError, ValueError, EOFError) as exc:
             self.counters.stream_errors += 1
-            log.warning("camera %s: %s failed: %s", self.camera.id, redact(self.source.url), type(exc).__name__)
+            log.warning("camera %s: %s failed: %s", self.camera.id, redact(self.source.url), describe(exc))
             return False
         finally:
             container.close()

@@ -2,16 +2,18 @@
 and the config's checks."""
 from __future__ import annotations
 
+import av
 import numpy as np
 import pytest
 
 from findface_grpc import config as config_mod
+from findface_grpc import launch
 from findface_grpc.errors import ConfigError
 from findface_grpc.video.config import VideoConfig
 from findface_grpc.video.domain import Face, Region, Snapshot, iou, scaled
 from findface_grpc.video.motion import MotionGate, motion_intensity
 from findface_grpc.video.selection import OfflineSelector, RealtimeSelector
-from findface_grpc.video.source import parse_source, redact
+from findface_grpc.video.source import describe, parse_source, redact
 from findface_grpc.video.tracker import Tracker
 
 
@@ -71,6 +73,11 @@ def test_credentials_never_reach_the_logs():
     assert redact("rtsp://admin:s3cret@10.0.0.5:554/ch1") == "rtsp://***@10.0.0.5:554/ch1"
     assert redact("rtsp://10.0.0.5/ch1") == "rtsp://10.0.0.5/ch1"
     assert "s3cret" not in redact("http://u:s3cret@host/x.mjpg")
+    with pytest.raises(av.FFmpegError) as error:
+        av.open(f"rtsp://admin:s3cret@127.0.0.1:{launch.free_port()}/ch1", timeout=(2, 2))
+    # FFmpeg's error names the url; what the logs say of it does not.
+    assert "s3cret" in str(error.value) and "s3cret" not in describe(error.value)
+    assert describe(error.value) == "ConnectionRefusedError (Connection refused)"
 
 
 def test_motion_gate():
