@@ -97,7 +97,10 @@ class CameraRunner:
             if live:  # a file's frame times are its own timestamps, not when the frame came
                 self.counters.lag_s.append(time.time() - frame.time)
                 del self.counters.lag_s[:-LAG_SAMPLES]
-            self.track(frame, faces)
+            try:
+                self.track(frame, faces)
+            except Exception:  # one odd frame must not end the camera: its task is all that reads its frames
+                log.exception("camera %s: a frame's faces could not be tracked", self.camera.id)
 
     def track(self, frame: Frame, faces: list[Face]) -> None:
         update = self.tracker.update(frame.time, faces)

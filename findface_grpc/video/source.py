@@ -226,6 +226,10 @@ class StreamReader:
             self.counters.stream_errors += 1
             log.warning("camera %s: %s failed: %s", self.camera.id, redact(self.source.url), describe(exc))
             return False
+        except Exception:  # a stream no one foresaw must cost a reopen, never the camera's thread
+            self.counters.stream_errors += 1
+            log.exception("camera %s: reading %s failed unexpectedly", self.camera.id, redact(self.source.url))
+            return False
         finally:
             container.close()
 
