@@ -40,9 +40,10 @@ def cluster(tmp_path_factory, extractor, mongo):
     base = tmp_path_factory.mktemp("lean")
     shards = ShardSet(base, 2)
     listen = [address(launch.free_port()) for _ in range(2)]
+    metrics = address(launch.free_port())
     gateways = [gateway_process(f"gateway-{i}", base, listen[i], shards.addresses, extractor, mongo, DB,
-                                cells=CELLS, token_cache_ttl_s=TOKEN_TTL, hit_cache_ttl_s=ttl)
-                for i, ttl in enumerate((HIT_TTL, 0))]
+                                cells=CELLS, token_cache_ttl_s=TOKEN_TTL, hit_cache_ttl_s=ttl, **more)
+                for i, (ttl, more) in enumerate(((HIT_TTL, {"metrics_listen": metrics}), (0, {})))]
     http_listen = address(launch.free_port())
     http = launch.python_server("http", "gateway_http.server", ["--listen", http_listen, "--gateway", listen[0]],
                                 base / "http.log")
@@ -59,7 +60,8 @@ def cluster(tmp_path_factory, extractor, mongo):
             channel, stub = face_stub(addr, token)
             channels.append(channel)
             stubs.append(stub)
-        yield {"a": stubs[0], "b": stubs[1], "listen": listen, "http": http_listen, "shards": shards}
+        yield {"a": stubs[0], "b": stubs[1], "listen": listen, "http": http_listen, "shards": shards,
+               "metrics": metrics}
     finally:
         for channel in channels:
             channel.close()
@@ -111,6 +113,35 @@ def test_hits_from_both_shards_carry_their_own_metadata(cluster, faces):
     everything = top(cluster["b"], anyone, n=FACES)
     assert sorted(f.id for f in everything) == sorted(faces)
     assert all(f.meta == metas[f.id] for f in everything)
+
+
+def mongo_commands(metrics: str) -> int:
+    """How many MongoDB commands the gateway serving /metrics at `metrics` has sent (its command monitoring)."""
+    host, _, port = metrics.rpartition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
+               if line.startswith("findface_mongo_command_duration_seconds_count{"))
+
+
+def test_steady_searches_ask_mongodb_next_to_nothing(cluster, faces):
+    """Once a gateway has shown the faces and read the gallery's version, a search needs no MongoDB round trip
+    (before the hit cache, every identify made two: the gallery check and the hits' metadata)."""
+    a = cluster["a"]
+    some = list(faces.values())[20:25]
+    for vector in some * 2:
+        top(a, vector, n=3)
+    before = mongo_commands(cluster["metrics"])
+    calls = 60
+    for i in range(calls):
+        top(a, some[i % len(some)], n=3)
+    # The gallery's version once every HIT_TTL and the token once every TOKEN_TTL, whatever the calls take; a
+    # round trip a call would be 60.
+    assert mongo_commands(cluster["metrics"]) - before < calls / 4
 
 
 def test_an_update_through_one_gateway_is_shown_by_the_other_at_once(cluster, faces):
