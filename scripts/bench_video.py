@@ -10,6 +10,7 @@ part of this cost). Then, in the same run:
 - baseline: decoding alone (PyAV, every frame, as the detector must for H.264, one in five converted to RGB),
   frames/s; and the same with OpenCV's FFmpeg backend when cv2 can be imported (it is not a dependency: run with
   opencv-python-headless on PYTHONPATH to compare the two bindings);
+- a static scene (the same wall and noise, no one) as fast as it goes: what the motion gate leaves of the cost;
 - one camera as fast as it goes (the clip as a file: nothing dropped), frames/s of video processed, with
   detection on 5 of every 25 frames;
 - N cameras in real time (`file@25:` sources, N = 1, 2, ...): a camera keeps up when it decodes at least 95% of
@@ -51,7 +52,7 @@ from tests.helpers import faces_dir  # noqa: E402
 WIDTH, HEIGHT, FPS = 1280, 720, 25
 
 
-def make_clip(path: Path, photo: bytes, box, seconds: float) -> None:
+def make_clip(path: Path, photo: bytes, box, seconds: float, with_face: bool = True) -> None:
     image = Image.open(io.BytesIO(photo)).convert("RGB")
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     half = max(box[2] - box[0], box[3] - box[1])
@@ -70,7 +71,8 @@ def make_clip(path: Path, photo: bytes, box, seconds: float) -> None:
             t = i / FPS
             x = int(480 + 300 * np.sin(t / 3))
             y = int(200 + 100 * np.sin(t / 2))
-            frame[y:y + 320, x:x + 320] = sprite
+            if with_face:
+                frame[y:y + 320, x:x + 320] = sprite
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 out.mux(packet)
         for packet in stream.encode():
@@ -155,8 +157,11 @@ def start_extractor(work: Path, extra_passes: bool) -> tuple[launch.ManagedProce
     return proc, address
 
 
-def measure(address: str, clip: Path, decoding: float, seconds: float, max_cameras: int) -> None:
+def measure(address: str, clip: Path, static: Path, decoding: float, seconds: float, max_cameras: int) -> None:
     cfg = VideoConfig(detect_fps=5.0)
+    elapsed, counters, _ = asyncio.run(run(address, [Camera("static", str(static))], cfg, None))
+    print(f"  a static scene (the same wall and noise, no one) as fast as it goes: {counters[0].frames / elapsed:.0f} "
+          f"frames/s, {counters[0].detected} of {counters[0].sampled} sampled frames detected (the motion gate)")
     rates, counters = [], []
     for _ in range(3):
         elapsed, counters, _ = asyncio.run(run(address, [Camera("file", str(clip))], cfg, None))
@@ -194,7 +199,9 @@ def main() -> int:
                 with grpc.insecure_channel(address) as channel:
                     face = extractor_pb2_grpc.ExtractorStub(channel).Detect(
                         extractor_pb2.DetectRequest(image=photo)).faces[0]
-                make_clip(clip, photo, (face.bbox.x1, face.bbox.y1, face.bbox.x2, face.bbox.y2), args.seconds)
+                box = (face.bbox.x1, face.bbox.y1, face.bbox.x2, face.bbox.y2)
+                make_clip(clip, photo, box, args.seconds)
+                make_clip(work / "static.mp4", photo, box, args.seconds, with_face=False)
                 print(f"clip: {WIDTH}x{HEIGHT} H.264 at {FPS} fps, {args.seconds:g} s, "
                       f"{clip.stat().st_size * 8 / args.seconds / 1e6:.1f} Mbit/s; detection at 5 fps")
                 pyav, opencv = [], []
@@ -207,7 +214,7 @@ def main() -> int:
                     print(f"  OpenCV's FFmpeg backend, the same work: {statistics.median(opencv):.0f} frames/s "
                           f"(PyAV / OpenCV {decoding / statistics.median(opencv):.2f})")
             print(f"extractor with extra_detection_passes = {str(extra_passes).lower()}:", flush=True)
-            measure(address, clip, decoding, args.seconds, args.max_cameras)
+            measure(address, clip, work / "static.mp4", decoding, args.seconds, args.max_cameras)
         finally:
             extractor.stop()
     return 0

@@ -39,11 +39,11 @@ PEER_EXTRACTOR, PEER_GATEWAY = "extractor", "gateway"  # how the channels are na
 
 
 class Transient(Exception):
-    pass
+    """The server is down or busy: the same call may pass later."""
 
 
 class Rejected(Exception):
-    pass
+    """The server refused the call for what it is (a deleted camera, a bad token): it will not pass later."""
 
 
 def _failure(exc: grpc.aio.AioRpcError, what: str) -> Exception:
@@ -59,7 +59,7 @@ def region_from_pb(camera: video_pb2.Camera, name: str) -> Region | None:
 
 
 class ExtractorDetector:
-    """Faces of frames from every camera, through one channel; at most `in_flight` calls at once."""
+    """Faces of frames from every camera, through one channel (VideoDetector bounds the calls in flight)."""
 
     def __init__(self, address: str, timeout_s: float, min_face_size: int) -> None:
         self.channel = rpc.channel(address, PEER_EXTRACTOR)
