@@ -105,7 +105,10 @@ class FrameSlot:
                     dropped = len(kept) != len(self._items)
                     self._items = deque(kept)
             self._items.append(item)
-        self._loop.call_soon_threadsafe(self._ready.set)
+        try:
+            self._loop.call_soon_threadsafe(self._ready.set)
+        except RuntimeError:  # the loop has closed: the detector is gone and no one reads this slot
+            pass
         return dropped
 
     async def get(self):
@@ -120,6 +123,8 @@ class FrameSlot:
 
 
 class Backoff:
+    """Waits between tries: `first`, doubling on each failure up to `most`, back to `first` after a success."""
+
     def __init__(self, first: float, most: float) -> None:
         self.first, self.most = first, most
         self.next = first
