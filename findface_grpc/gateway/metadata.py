@@ -271,7 +271,8 @@ class MetadataStore:
     @_in_thread
     def mark_deleting(self, ids: Sequence[int], from_states: Iterable[str] = (PENDING, ACTIVE)) -> int:
         from_states = list(from_states)
-        marked = self._update_ids(ids, {"state": {"$in": from_states}}, {"$set": {"state": DELETING, "updated": utcnow()}})
+        marked = self._update_ids(ids, {"state": {"$in": from_states}},
+                                  {"$set": {"state": DELETING, "updated": utcnow()}})
         if marked and ACTIVE in from_states:
             self._touch(None)  # a rollback, rare: which galleries its faces were in is not worth a read
         return marked

@@ -189,7 +189,8 @@ class Searcher:
             merged.extend(merge_batches([a.hits for a in answers if a.ok], len(chunk), k))
 
         version = await gallery_check
-        faces: dict[int, Face | None] = dict(self.hits.get(gallery, version, {h.face_id for hits in merged for h in hits}))
+        hit_ids = {h.face_id for hits in merged for h in hits}
+        faces: dict[int, Face | None] = dict(self.hits.get(gallery, version, hit_ids))
         while wanted := _unknown(merged, faces, gallery, limit, n):
             # Faces not cached: at most n a query, most likely all that are needed; more only when some of them
             # turn out not to be active (being enrolled or deleted) or not in the gallery.
