@@ -13,8 +13,9 @@ Collections:
   shard included), `faces` (how many faces), `galleries`, `created`. enrollment.py says why it is safe.
 - `galleries`: `_id` = the name; `state` "active" or "deleting"; `faces_version`, a token replaced after every
   change to what an active face of the gallery shows (its metadata, or its leaving "active"). A gateway caches the
-  metadata of search hits per gallery and version (hitcache.py) and each search reads the version, so a change
-  reaches every gateway sharing this database by the time the call that made it returns.
+  metadata of search hits per gallery and version (hitcache.py) and takes a version as current for at most
+  hit_cache_ttl_s after reading it, and never past a change it made itself: a change shows in the searches of the
+  gateway that made it once the call returns, and in every other gateway's within hit_cache_ttl_s.
 - `counters`: the face id counter.
 """
 from __future__ import annotations
