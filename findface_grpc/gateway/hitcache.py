@@ -4,7 +4,7 @@ has shown before, and no round trip at all while it knows its gallery's version.
 Entries are kept per gallery under the gallery's `faces_version` (metadata.py), which every change to what one of
 its faces shows replaces after writing the change. A search uses entries only when they were stored under the
 version it takes as current: the one it reads from MongoDB while the shards search, or one read at most `ttl_s`
-ago and before any change this gateway made since. So a change made through this gateway shows in its next search,
+ago with no change made through this gateway since. So a change made through this gateway shows in its next search,
 and one made through another gateway within `ttl_s` (at once with `ttl_s` 0). An entry older than MAX_AGE_S is not
 used either: that bounds how long a change shows late whose new version could not be written (MongoDB lost
 between the two writes, the call that made it failed). No I/O here: the searcher reads and fetches.
