@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from findface_grpc.config import is_address
 from findface_grpc.errors import ConfigError
+from findface_grpc.video.domain import Region, parse_geometry
 
 REQUEST_IDENTIFY = "identify"
 REQUEST_CREATE = "create"
@@ -27,8 +28,11 @@ class VideoConfig:
     # The cameras it runs are those the gateway lists with this detector name; empty: the host name.
     detector_name: str = ""
     # Or one camera given here (both set): the camera must still exist in the gateway, whose Identify checks it.
+    # Its regions of tracking and of interest as the original's WxH+X+Y, e.g. "640x360+0+0"; empty: the frame.
     camera_id: str = ""
     source: str = ""
+    rot: str = ""
+    roi: str = ""
     detectors_max: int = 5  # most cameras run at once; more are left out, with a warning
     reload_timeout_s: float = 15.0
     # FFmpeg options for every stream, "key=value" each, e.g. rtsp_transport=tcp.
@@ -81,6 +85,14 @@ class VideoConfig:
                 raise ConfigError(f"[video].{name} must be host:port, not {getattr(self, name)!r}")
         if bool(self.camera_id) != bool(self.source):
             raise ConfigError("[video].camera_id and source are set together (or neither)")
+        for name in ("rot", "roi"):
+            if getattr(self, name) and not self.camera_id:
+                raise ConfigError(f"[video].{name} is for the one camera of camera_id and source; the gateway's "
+                                  f"cameras carry their own")
+            try:
+                self.region(name)
+            except ValueError as exc:
+                raise ConfigError(f"[video].{name}: {exc}") from None
         if self.request not in (REQUEST_IDENTIFY, REQUEST_CREATE):
             raise ConfigError(f"[video].request must be {REQUEST_IDENTIFY!r} or {REQUEST_CREATE!r}, "
                               f"not {self.request!r}")
@@ -105,6 +117,11 @@ class VideoConfig:
         for param in self.source_params:
             if "=" not in param:
                 raise ConfigError(f"[video].source_params: {param!r} is not key=value")
+
+    def region(self, name: str) -> Region | None:
+        """The configured camera's `rot` or `roi`."""
+        text = getattr(self, name)
+        return parse_geometry(text) if text else None
 
     @property
     def name(self) -> str:

@@ -28,6 +28,20 @@ class Region:
         return self.x <= cx < self.x + self.width and self.y <= cy < self.y + self.height
 
 
+def parse_geometry(text: str) -> Region:
+    """The original's WxH+X+Y (X geometry, as its --rot and --roi take), e.g. "150x123+300+155"."""
+    size, plus, rest = text.strip().partition("+")
+    width, x_sep, height = size.partition("x")
+    x, plus2, y = rest.partition("+")
+    try:
+        values = [int(v) for v in (width, height, x, y)]
+    except ValueError:
+        raise ValueError(f"{text!r} is not WxH+X+Y (e.g. 150x123+300+155)") from None
+    if not (plus and x_sep and plus2) or values[0] <= 0 or values[1] <= 0 or min(values[2:]) < 0:
+        raise ValueError(f"{text!r} is not WxH+X+Y with a positive size and a place inside the frame")
+    return Region(x=values[2], y=values[3], width=values[0], height=values[1])
+
+
 @dataclass(frozen=True)
 class Camera:
     """What the detector needs of a camera: where to read it and which parts of its frames count."""

@@ -25,7 +25,7 @@ def build(config: VideoConfig) -> tuple[VideoDetector, ExtractorDetector, Gatewa
 
     async def list_cameras() -> list[Camera]:
         if config.camera_id:
-            return [Camera(config.camera_id, config.source)]
+            return [Camera(config.camera_id, config.source, config.region("rot"), config.region("roi"))]
         return await gateway.cameras(config.name)
 
     async def send(post: Post) -> None:

@@ -10,7 +10,7 @@ from findface_grpc import config as config_mod
 from findface_grpc import launch
 from findface_grpc.errors import ConfigError
 from findface_grpc.video.config import VideoConfig
-from findface_grpc.video.domain import Face, Region, Snapshot, iou, scaled
+from findface_grpc.video.domain import Face, Region, Snapshot, iou, parse_geometry, scaled
 from findface_grpc.video.motion import MotionGate, motion_intensity
 from findface_grpc.video.selection import OfflineSelector, RealtimeSelector
 from findface_grpc.video.source import describe, parse_source, redact
@@ -31,6 +31,19 @@ def face(x: float, y: float, size: float = 100, quality: float = 0.5) -> Face:
 ])
 def test_region_clip(region, size, clipped):
     assert region.clip(*size) == clipped
+
+
+@pytest.mark.parametrize("text, region", [
+    ("150x123+300+155", Region(300, 155, 150, 123)),
+    (" 640x360+0+0 ", Region(0, 0, 640, 360)),
+    ("150x123", None), ("150x123+300", None), ("0x10+0+0", None), ("10x10+-5+0", None), ("axb+1+2", None),
+])
+def test_the_originals_geometry(text, region):
+    if region is None:
+        with pytest.raises(ValueError):
+            parse_geometry(text)
+    else:
+        assert parse_geometry(text) == region
 
 
 def test_region_holds_a_face_by_its_centre():
@@ -170,6 +183,8 @@ def test_realtime_posts_rise_by_the_step_and_reset_when_the_face_leaves():
     ({"source_params": ["rtsp_transport"]}, "key=value"),
     ({"gateway": "nohost"}, "gateway must be host:port"),
     ({"reconnect_min_s": 5, "reconnect_max_s": 1}, "reconnect_max_s"),
+    ({"rot": "640x360+0+0"}, "rot is for the one camera"),
+    ({"camera_id": "c", "source": "/a.mp4", "roi": "640x360"}, "roi: '640x360' is not WxH"),
 ])
 def test_config_refuses_bad_settings(tmp_path, table, message):
     path = tmp_path / "c.toml"
@@ -184,3 +199,6 @@ def test_config_from_the_environment():
         "FINDFACE_VIDEO_REALTIME": "true"})
     assert cfg.token == "t" and cfg.realtime
     assert cfg.ffmpeg_options == {"rtsp_transport": "tcp", "stimeout": "5000000"}
+    one = config_mod.load(VideoConfig, "video", None, environ={
+        "FINDFACE_VIDEO_CAMERA_ID": "c", "FINDFACE_VIDEO_SOURCE": "rtsp://cam/1", "FINDFACE_VIDEO_ROI": "100x50+10+20"})
+    assert one.region("roi") == Region(10, 20, 100, 50) and one.region("rot") is None
