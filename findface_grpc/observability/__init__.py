@@ -31,4 +31,4 @@ def start(config, table: str) -> metrics.Exposition | None:
     mongo.watch()
     if config.otlp_endpoint:
         tracing.start(config.otlp_endpoint, table)
-    return metrics.expose(config.metrics_listen) if config.metrics_listen else None
+    return metrics.expose(config.metrics_listen, table) if config.metrics_listen else None

@@ -80,6 +80,7 @@ def watch_license(service) -> None:
 def watch_lease(keeper) -> None:
     """A license.client.LeaseKeeper: whether the license lets this component serve, and how long the license
     server has been silent against the grace period it granted."""
+    metrics.expose_too(*metrics.LEASE_METRICS)
     metrics.LICENSE_STATE.set_function(lambda: float(keeper.may_serve))
     metrics.LICENSE_SILENT.set_function(keeper.unanswered_s)
     metrics.LICENSE_GRACE.set_function(lambda: keeper.grace_period_s)

@@ -4,7 +4,9 @@ Names follow Prometheus conventions (`findface_<part>_<what>_<unit>`, counters e
 bytes). Label values are bounded: RPC and route names come from the registered services and routes, peers from
 the configuration (`shard-<i>`), results from fixed sets; never a face id, token, gallery or path.
 
-Metrics are process-wide, as prometheus_client keeps them: one server per process. The per-request ones (the
+Metrics are process-wide, as prometheus_client keeps them: one server per process. Every server exposes the RPC,
+HTTP and process metrics; the others only the kind of server they belong to (`SERVER_METRICS`, `LEASE_METRICS`):
+an extractor has no license to report, and a gauge it never set would read 0 there. The per-request ones (the
 interceptors' and the WSGI middleware's) are recorded only while the process serves `/metrics` (`recording()`),
 so that a server without `metrics_listen` does none of that work; the rest cost a counter increment each and are
 always kept.
@@ -15,7 +17,7 @@ import threading
 from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 
 from findface_grpc.config import is_address
 from findface_grpc.errors import ConfigError
@@ -144,6 +146,33 @@ def _threads() -> float:
 PROCESS_THREADS = Gauge("findface_process_threads", "Threads of this process")
 PROCESS_THREADS.set_function(_threads)
 
+# The metrics only one kind of server exposes, by its config table. They leave the default registry here, and
+# `expose` puts back those of its server's table.
+SERVER_METRICS = {
+    "extractor": (EXTRACTOR_PHOTOS, EXTRACTOR_FACES, EXTRACTOR_IN_PROGRESS, EXTRACTOR_WORKERS, MODEL_BATCH,
+                  MODEL_SECONDS, MODEL_QUEUE),
+    "shard": (SHARD_FACES, SHARD_GALLERIES, SHARD_INDEX_BYTES, SHARD_FAST_INDEXES, SHARD_ROWS_SCANNED, SHARD_SEARCHES,
+              TARANTOOL_SECONDS, TARANTOOL_FAILURES),
+    "gateway": (PARTIAL_RESULTS, SHARDS_MISSING, REPAIR_ACTIONS, REPAIR_ERRORS, REPAIR_BACKLOG, MONGO_SECONDS,
+                MONGO_FAILURES, TOKEN_CACHE, SIGHTINGS, WATCH_SUBSCRIBERS, WATCH_DROPPED),
+    "license": (LICENSE_VALID, LICENSE_UNLICENSED, LICENSE_EXPIRY, LICENSE_LEASES, LICENSE_LEASE_LIMIT,
+                LICENSE_FACES_USED, LICENSE_FACES_LIMIT),
+    "upload": (DROPS, DROP_RETRIES, MONGO_SECONDS, MONGO_FAILURES),
+}
+# A server that holds a license lease (gauges.watch_lease puts them back).
+LEASE_METRICS = (LICENSE_STATE, LICENSE_SILENT, LICENSE_GRACE)
+_exposed: set[int] = set()
+for _metric in {id(m): m for group in (*SERVER_METRICS.values(), LEASE_METRICS) for m in group}.values():
+    REGISTRY.unregister(_metric)
+
+
+def expose_too(*metrics) -> None:
+    """Put `metrics` (of SERVER_METRICS or LEASE_METRICS) on this process's /metrics, once."""
+    for metric in metrics:
+        if id(metric) not in _exposed:
+            REGISTRY.register(metric)
+            _exposed.add(id(metric))
+
 _recording = threading.Event()
 
 
@@ -173,9 +202,11 @@ class Exposition:
         _recording.clear()
 
 
-def expose(listen: str) -> Exposition:
-    """Serve `/metrics` on `listen` (host:port; port 0 picks one) and start recording per-request metrics.
-    Raises OSError when the address is taken, as the servers' own ports do."""
+def expose(listen: str, table: str) -> Exposition:
+    """Serve `/metrics` on `listen` (host:port; port 0 picks one), with the metrics of the server of config table
+    `table`, and start recording per-request metrics. Raises OSError when the address is taken, as the servers'
+    own ports do."""
+    expose_too(*SERVER_METRICS.get(table, ()))
     host, _, port = listen.rpartition(":")
     server, thread = start_http_server(int(port), host.strip("[]"))
     _recording.set()
