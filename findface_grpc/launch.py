@@ -4,7 +4,6 @@ Used by the cluster launcher and by the tests, so that both run the parts exactl
 """
 from __future__ import annotations
 
-import ctypes
 import http.client
 import logging
 import os
@@ -25,25 +24,18 @@ log = logging.getLogger(__name__)
 
 STORAGE_LUA = Path(__file__).resolve().parent / "shard" / "storage.lua"
 
-# Loaded here, not in the child between fork and exec, where as little as possible should run.
-_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
-_PR_SET_PDEATHSIG = 1
+# util-linux's setpriv sets the parent-death signal and then execs the server. Doing it with preexec_fn instead
+# makes Python fork (not vfork) the child, and in a forked child of a process with live gRPC channels, grpcio's
+# fork handlers restart its poller on a descriptor that is being closed: the child aborts ("epoll_wait error: Bad
+# file descriptor", grpc/grpc#43055) before it can exec.
+_SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
 
 
-def _die_with_parent(parent: int):
-    """For preexec_fn: the child gets SIGTERM (and so stops gracefully) when its parent dies, even by kill -9,
-    so that a launcher's children never outlive it and hold its ports. Linux only; elsewhere the launcher's pid
-    file (findface_grpc.supervise) is what finds them again."""
-    if _LIBC is None:
-        return None
-
-    def set_signal() -> None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-        # The parent may have died between fork and prctl: then nothing would ever send the signal.
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return set_signal
+def _dying_with_parent(argv: list[str]) -> list[str]:
+    """`argv` such that the child gets SIGTERM (and so stops gracefully) when its parent dies, even by kill -9,
+    so that a launcher's children never outlive it and hold its ports. Linux with setpriv only; elsewhere the
+    launcher's pid file (findface_grpc.supervise) is what finds them again."""
+    return [_SETPRIV, "--pdeathsig", "TERM", "--", *argv] if _SETPRIV else argv
 
 
 def _ephemeral_range() -> tuple[int, int]:
@@ -123,7 +115,7 @@ class ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(
-                self.argv,
+                _dying_with_parent(self.argv),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **self.env},
@@ -131,7 +123,6 @@ class ManagedProcess:
                 # Own process group: a Ctrl-C in the launcher's terminal reaches the launcher only, which then
                 # stops the children in order.
                 start_new_session=True,
-                preexec_fn=_die_with_parent(os.getpid()),
             )
         self.started_at = time.monotonic()
         log.debug("started %s (pid %d): %s", self.name, self.proc.pid, " ".join(self.argv))
