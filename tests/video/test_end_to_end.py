@@ -3,8 +3,10 @@ launcher started, its faces are identified by the gateway, and the sightings are
 second detector, started alone with the operator's token, enrolls the faces it sees with dynamic persons."""
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,11 +91,20 @@ def sightings(cluster: Cluster, camera_id: str, count: int, log: Path) -> list[v
 
 
 def test_launched_detector_identifies_and_sightings_are_found_by_camera_and_person(cluster, videos):
+    # An operator watching live, from before the camera exists.
+    watch = cluster.video.WatchEvents(video_pb2.WatchEventsRequest(galleries=["staff"]), timeout=120)
+    watched: list = []
+    watcher = threading.Thread(target=lambda: watched.extend(itertools.islice(watch, 3)), daemon=True)
+    watcher.start()
     # Created by another token than the detector's: the launcher made the detector's an admin token, so it sees
     # the url. It is picked up at the next reload.
     camera = cluster.video.CreateCamera(video_pb2.CreateCameraRequest(
         url=str(videos["street.mp4"]), detector="e2e", meta="street"), timeout=30)
     events = sightings(cluster, camera.id, 3, cluster.data / "logs" / "video.log")
+    watcher.join(30)
+    watch.cancel()
+    assert sorted(e.id for e in watched) == sorted(e.id for e in events)
+    assert all(e.camera_id == camera.id and e.thumbnail[:2] == b"\xff\xd8" for e in watched)
     assert sorted(e.person_id for e in events) == sorted(PEOPLE), events
     assert len({e.track_id for e in events}) == 3
     for event in events:
