@@ -12,7 +12,6 @@ healthy again; memory per face as the growth of the shard servers' and Tarantool
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -60,7 +59,7 @@ def timed_calls(fn, queries: np.ndarray, concurrency: int, calls: int) -> tuple[
 
 
 class Bench:
-    def __init__(self, work: Path, shards: int, memtx_mb: int) -> None:
+    def __init__(self, work: Path, shards: int, memtx_mb: int, gateway_env: dict[str, str] | None = None) -> None:
         self.work = work
         self.procs: list[launch.ManagedProcess] = []
         self.mongo_port = launch.free_port()
@@ -70,6 +69,7 @@ class Bench:
         self.gateway = f"{HOST}:{launch.free_port()}"
         self.memtx_mb = memtx_mb
         self.shard_procs: list[launch.ManagedProcess] = []
+        self.gateway_env = {"FINDFACE_GATEWAY_CELLS": "1024", **(gateway_env or {})}
 
     def _start(self, proc: launch.ManagedProcess) -> launch.ManagedProcess:
         self.procs.append(proc)
@@ -105,7 +105,7 @@ class Bench:
             ["--listen", self.gateway, "--extractor", self.extractor, "--shards", ",".join(self.shards),
              "--mongo-uri", mongo_uri],
             self.work / "gateway.log",
-            env={"FINDFACE_GATEWAY_CELLS": "1024"},
+            env=self.gateway_env,
         ))
         launch.wait_grpc_healthy(self.gateway, 120, gw)
         import pymongo
