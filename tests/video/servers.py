@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import io
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -96,12 +97,32 @@ class RtspServer:
     def url(self, mount: str) -> str:
         return f"rtsp://127.0.0.1:{self.client_port}/{mount}"
 
-    def publish(self, video: Path, mount: str) -> None:
-        """ffmpeg sends `video` in real time (-re) to the server, over UDP as the server takes it."""
-        self.publisher = subprocess.Popen(
-            ["ffmpeg", "-nostdin", "-loglevel", "warning", "-re", "-i", str(video), "-c", "copy", "-f", "rtsp",
-             "-rtsp_transport", "udp", f"rtsp://127.0.0.1:{self.source_port}/{mount}"],
-            stdout=open(self.log_dir / "publisher.log", "ab"), stderr=subprocess.STDOUT)
+    def publish(self, video: Path, mount: str, attempts: int = 3) -> None:
+        """ffmpeg sends `video` in real time (-re) to the server, over UDP as the server takes it; returns once the
+        server describes the mount to players. A publisher that has not got its stream served within a few
+        seconds (its ANNOUNCE lost to a server just started) is started again."""
+        for _ in range(attempts):
+            self.publisher = subprocess.Popen(
+                ["ffmpeg", "-nostdin", "-loglevel", "warning", "-re", "-i", str(video), "-c", "copy", "-f", "rtsp",
+                 "-rtsp_transport", "udp", f"rtsp://127.0.0.1:{self.source_port}/{mount}"],
+                stdout=open(self.log_dir / "publisher.log", "ab"), stderr=subprocess.STDOUT)
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and self.publisher.poll() is None:
+                if self._describes(mount):
+                    return
+                time.sleep(0.05)
+            self.publisher.kill()
+            self.publisher.wait()
+        raise RuntimeError(f"the RTSP server did not serve {mount} after {attempts} publishers")
+
+    def _describes(self, mount: str) -> bool:
+        request = f"DESCRIBE {self.url(mount)} RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\n\r\n".encode()
+        try:
+            with socket.create_connection(("127.0.0.1", self.client_port), timeout=1) as conn:
+                conn.sendall(request)
+                return conn.recv(64).startswith(b"RTSP/1.0 200")
+        except OSError:
+            return False
 
     def down(self) -> None:
         """The camera goes away mid-stream (publisher and server), as a camera that reboots does. (A publisher
