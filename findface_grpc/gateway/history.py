@@ -22,7 +22,7 @@ from pymongo import ReturnDocument
 from findface_grpc.errors import FailedPrecondition, InvalidArgument, NotFound
 from findface_grpc.gateway.domain import Box, Face, Match
 from findface_grpc.gateway.limits import MAX_LABEL_CHARS, check_text
-from findface_grpc.gateway.metadata import MetadataStore, _in_thread, utcnow
+from findface_grpc.gateway.metadata import MetadataStore, _in_thread, ensure_counter, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -157,9 +157,7 @@ class HistoryStore:
         self.collection.create_index([("camera", pymongo.ASCENDING), ("_id", pymongo.DESCENDING)])
         self.collection.create_index([("frame", pymongo.ASCENDING)])
         self.collection.create_index([("created", pymongo.ASCENDING)])
-        newest = self.collection.find_one({}, {"_id": 1}, sort=[("_id", pymongo.DESCENDING)])
-        self.counters.update_one({"_id": EVENT_ID_COUNTER},
-                                 {"$setOnInsert": {"value": newest["_id"] if newest else 0}}, upsert=True)
+        ensure_counter(self.counters, EVENT_ID_COUNTER, self.collection)
 
     @_in_thread
     def insert(self, events: Sequence[Event]) -> list[Event]:

@@ -33,6 +33,7 @@ from typing import Any
 
 import pymongo
 from pymongo import ReturnDocument
+from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, ExecutionTimeout, WriteConcernError
 
 from findface_grpc.errors import AlreadyExists, FailedPrecondition, Unavailable
@@ -99,6 +100,17 @@ def new_version() -> str:
     return uuid.uuid4().hex
 
 
+def ensure_counter(counters: Collection, name: str, collection: Collection) -> None:
+    """Create the id counter `name` for `collection` unless it exists: once, rather than by an upserting $inc,
+    because concurrent first upserts can race. Should the counter ever be lost, it restarts above the largest id
+    in use, never reusing one. That largest id is looked up only then: with no filter some MongoDB-protocol
+    servers (SecantusDB) sort the whole collection for it, 30 s at a million faces, at every gateway start."""
+    if counters.find_one({"_id": name}, {"_id": 1}) is not None:
+        return
+    newest = collection.find_one({}, {"_id": 1}, sort=[("_id", pymongo.DESCENDING)])
+    counters.update_one({"_id": name}, {"$setOnInsert": {"value": newest["_id"] if newest else 0}}, upsert=True)
+
+
 class MetadataStore:
     def __init__(self, uri: str, db_name: str, timeout_s: float = 5.0, workers: int = 8) -> None:
         timeout_ms = int(timeout_s * 1000)
@@ -144,12 +156,7 @@ class MetadataStore:
         # much as the document itself): the one earlier versions made is dropped (issue 13).
         if "photo_hash_1" in self.faces.index_information():
             self.faces.drop_index("photo_hash_1")
-        # Created here, once, rather than by an upserting $inc: concurrent first upserts can race. Should the
-        # counter ever be lost, it restarts above the largest id in use, never reusing one.
-        newest = self.faces.find_one({}, {"_id": 1}, sort=[("_id", pymongo.DESCENDING)])
-        self.counters.update_one(
-            {"_id": FACE_ID_COUNTER}, {"$setOnInsert": {"value": newest["_id"] if newest else 0}}, upsert=True
-        )
+        ensure_counter(self.counters, FACE_ID_COUNTER, self.faces)
         self.galleries.update_one(
             {"_id": DEFAULT_GALLERY},
             {"$setOnInsert": {"created": utcnow(), "state": ACTIVE, FACES_VERSION: new_version()}},
