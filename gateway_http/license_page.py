@@ -9,6 +9,7 @@ KIND_NAMES = {
     license_pb2.COMPONENT_KIND_EXTRACTOR: "findface-extractor",
     license_pb2.COMPONENT_KIND_SHARD: "findface-shard",
     license_pb2.COMPONENT_KIND_GATEWAY: "findface-gateway",
+    license_pb2.COMPONENT_KIND_VIDEO: "findface-video",
 }
 
 
@@ -21,7 +22,7 @@ def license_json(status: license_pb2.LicenseStatusResponse, now: float | None = 
     limits: list[dict] = []
     if status.HasField("expires_at"):
         limits.append({"type": "time", "name": "end", "value": status.expires_at.seconds})
-    for name in ("faces", "shards", "extractors"):
+    for name in ("faces", "shards", "extractors", "cameras"):
         limits.append({
             "type": "number",
             "name": name,

@@ -30,7 +30,7 @@ from findface_grpc.gateway.faults import Faults
 from findface_grpc.gateway.limits import echo
 from findface_grpc.gateway.metadata import MetadataStore
 from findface_grpc.gateway.store import PhotoStore
-from findface_grpc.license.client import NO_QUOTA, FaceQuota
+from findface_grpc.license.quota import NO_QUOTA, FaceQuota
 
 log = logging.getLogger(__name__)
 

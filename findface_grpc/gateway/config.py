@@ -71,7 +71,7 @@ class GatewayConfig:
     allow_private_urls: bool = False
     url_allow_networks: tuple[str, ...] = ()
     # The license server (host:port) whose face quota enrollments must fit in; empty: no licensing. Face usage
-    # there is reconciled with the faces in the metadata this often (see license.client.FaceQuota).
+    # there is reconciled with the faces in the metadata this often (see license.quota.FaceQuota).
     license_server: str = ""
     license_reconcile_interval_s: float = 60.0
     # The photo store (findface-upload), its base URL, e.g. "http://127.0.0.1:3333"; empty: no store. With one,

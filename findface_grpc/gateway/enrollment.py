@@ -238,7 +238,7 @@ class Enroller:
         try:
             await metadata.open_journal(key, ids, len(new), {g for face in new for g in face.galleries})
             # After the journal entry, not before: a count of the faces holding quota for reconciling then
-            # includes every reservation made before it (see license.client.FaceQuota).
+            # includes every reservation made before it (see license.quota.FaceQuota).
             reservation = await cluster.quota.reserve(key, len(ids))
             cluster.faults.check("enroll.after_journal")
             placed, retired = await self._add_to_shards(new, ids, key, held)

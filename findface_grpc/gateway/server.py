@@ -13,7 +13,7 @@ from findface_grpc.gateway.metadata import MetadataStore, redact
 from findface_grpc.gateway.service import GatewayService
 from findface_grpc.gateway.servicer import FaceServicer
 from findface_grpc.gateway.video_servicer import VideoServicer
-from findface_grpc.license.client import face_quota
+from findface_grpc.license.quota import face_quota
 from findface_grpc.rpc import GrpcServer, run_until_signalled, server_main
 from findface_grpc.v1 import gateway_pb2, gateway_pb2_grpc, video_pb2, video_pb2_grpc
 

@@ -2,7 +2,7 @@
 
     findface-license keygen --out DIR
     findface-license sign --key DIR/license-signing.key --licensee "ACME" --expires 2027-01-01 \\
-        --faces 1000000 --shards 4 --extractors 2 [--feature NAME ...] --out acme.lic
+        --faces 1000000 --shards 4 --extractors 2 --cameras 16 [--feature NAME ...] --out acme.lic
     findface-license inspect acme.lic [--public-key DIR/license-signing.pub]
 
 Limits of 0 mean unlimited. `inspect` prints the terms; with the public key it also checks the signature and the
@@ -48,14 +48,14 @@ def sign(args: argparse.Namespace) -> int:
         return _fail(getattr(exc, "message", str(exc)), 2)
     if expires <= issued:
         return _fail("--expires must be after the issue time", 2)
-    for name in ("faces", "shards", "extractors"):
+    for name in ("faces", "shards", "extractors", "cameras"):
         if getattr(args, name) < 0:
             return _fail(f"--{name} must be >= 0 (0 = unlimited)", 2)
     lic = License(
         licensee=args.licensee,
         issued_at=issued,
         expires_at=expires,
-        limits=LicenseLimits(args.faces, args.shards, args.extractors),
+        limits=LicenseLimits(args.faces, args.shards, args.extractors, args.cameras),
         features=tuple(dict.fromkeys(args.feature)),
     )
     out = Path(args.out)
@@ -112,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--faces", type=int, default=0, help="most faces stored (0 = unlimited)")
     p.add_argument("--shards", type=int, default=0, help="most shard servers (0 = unlimited)")
     p.add_argument("--extractors", type=int, default=0, help="most extractor servers (0 = unlimited)")
+    p.add_argument("--cameras", type=int, default=0,
+                   help="most cameras run by all video detectors together (0 = unlimited)")
     p.add_argument("--feature", action="append", default=[], help="a licensed feature (repeatable)")
     p.add_argument("--out", required=True, help="the license file to write")
     p.set_defaults(run=sign)

@@ -1,5 +1,5 @@
-"""What the other servers use of the license server: a lease keeper for extractors and shards, face quota for
-gateways.
+"""What licensed components use of the license server: a lease keeper for extractors, shards and video detectors
+(face quota, for gateways, is in quota.py).
 
 LeaseKeeper: a licensed component acquires a lease at start (refused: the process does not start, and says
 why), then renews it in the background every renew interval the server names. It knows whether the component
@@ -12,10 +12,8 @@ may serve:
   no, at once, with FAILED_PRECONDITION and the server's reason; the keeper goes on asking and serves again
   when it gets a lease.
 LicenseInterceptor turns that into refusals of every call but health checks and reflection.
-
-FaceQuota: the gateway reserves quota before faces become visible and gives it back when they are deleted or an
-enrollment fails; it also reconciles the server's count with the real one now and then (see
-`FaceQuota.reconcile`). NO_QUOTA stands in when no license server is configured.
+A video detector's lease also holds cameras: it says how many it would run (`want`), and `cameras` is how many the
+license lets it run, as of the last grant or renewal.
 """
 from __future__ import annotations
 
@@ -26,7 +24,6 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health_pb2
@@ -45,8 +42,8 @@ from findface_grpc.rpc import channel, error_details
 from findface_grpc.tasks import cancel_and_wait
 from findface_grpc.v1 import license_pb2, license_pb2_grpc
 
-__all__ = ["Kind", "LeaseKeeper", "LicenseInterceptor", "FaceQuota", "NO_QUOTA", "start_keeper", "interceptors",
-           "follow_health", "stop_keeper", "face_quota", "instance_id"]
+__all__ = ["Kind", "LeaseKeeper", "LicenseInterceptor", "Connection", "start_keeper", "interceptors",
+           "follow_health", "stop_keeper", "instance_id"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +51,7 @@ KIND_PB = {
     Kind.EXTRACTOR: license_pb2.COMPONENT_KIND_EXTRACTOR,
     Kind.SHARD: license_pb2.COMPONENT_KIND_SHARD,
     Kind.GATEWAY: license_pb2.COMPONENT_KIND_GATEWAY,
+    Kind.VIDEO: license_pb2.COMPONENT_KIND_VIDEO,
 }
 EXEMPT_METHODS = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
@@ -72,7 +70,7 @@ def _error(address: str, exc: grpc.aio.AioRpcError) -> FindFaceError:
                        details={"cause": f"{code.name}: {text}"})
 
 
-class _Connection:
+class Connection:
     def __init__(self, address: str, timeout_s: float) -> None:
         self.address = address
         self.timeout_s = timeout_s
@@ -116,7 +114,7 @@ class LeaseKeeper:
         self.instance = instance
         self.connect_timeout_s = connect_timeout_s
         self.clock = clock
-        self._conn = _Connection(address, call_timeout_s)
+        self._conn = Connection(address, call_timeout_s)
         self._lease_id = ""
         self._interval = 10.0
         self._grace = 0.0
@@ -125,6 +123,8 @@ class LeaseKeeper:
         self._outage: str = ""
         self._serving = False
         self._features: frozenset[str] | None = frozenset()  # None: every feature (unlicensed mode)
+        self._cameras_wanted = 0
+        self._cameras = 0
         self._watchers: list[Callable[[bool], Awaitable[None] | None]] = []
         self._task: asyncio.Task | None = None
 
@@ -173,6 +173,19 @@ class LeaseKeeper:
                 details={"feature": feature},
             )
 
+    @property
+    def cameras(self) -> int:
+        """The cameras this (video detector's) lease holds, as of the last grant or renewal."""
+        return self._cameras
+
+    async def want(self, cameras: int) -> int:
+        """Ask for `cameras` now (a renewal, when the number changed) and return how many the lease holds; when
+        the server cannot be reached, what it last granted stands."""
+        if cameras != self._cameras_wanted:
+            self._cameras_wanted = cameras
+            await self.heartbeat()
+        return self._cameras
+
     def watch(self, callback: Callable[[bool], Awaitable[None] | None]) -> None:
         """callback(may_serve) whenever that changes."""
         self._watchers.append(callback)
@@ -213,7 +226,8 @@ class LeaseKeeper:
 
     async def _acquire(self) -> license_pb2.Lease:
         return await self._conn.call(
-            "AcquireLease", license_pb2.AcquireLeaseRequest(kind=KIND_PB[self.kind], instance_id=self.instance)
+            "AcquireLease", license_pb2.AcquireLeaseRequest(kind=KIND_PB[self.kind], instance_id=self.instance,
+                                                            cameras=self._cameras_wanted)
         )
 
     def _accept(self, lease: license_pb2.Lease) -> None:
@@ -221,6 +235,7 @@ class LeaseKeeper:
         self._interval = float(max(1, lease.renew_interval_s))
         self._grace = float(lease.grace_period_s)
         self._features = None if lease.all_features else frozenset(lease.features)
+        self._cameras = lease.cameras
         self._last_ok = self.clock()
         self._refusal = None
         self._outage = ""
@@ -230,7 +245,8 @@ class LeaseKeeper:
         try:
             if not self._lease_id:
                 raise NotFound("no lease")
-            self._accept(await self._conn.call("RenewLease", license_pb2.RenewLeaseRequest(lease_id=self._lease_id)))
+            self._accept(await self._conn.call(
+                "RenewLease", license_pb2.RenewLeaseRequest(lease_id=self._lease_id, cameras=self._cameras_wanted)))
         except NotFound:
             self._lease_id = ""
             try:
@@ -379,128 +395,3 @@ def stopping(stop: Callable[[], Awaitable[None]], keeper: LeaseKeeper | None) ->
 async def stop_keeper(keeper: LeaseKeeper | None) -> None:
     if keeper is not None:
         await keeper.stop()
-
-
-# ---- face quota, for gateways ----
-
-@dataclass(frozen=True)
-class Reservation:
-    key: str
-    count: int
-
-
-class FaceQuota:
-    """Face quota at the license server, for one gateway.
-
-    Usage drifts from the truth only when something fails between a reservation and its counterpart (a gateway
-    crash mid-enrollment, a release that could not be delivered, faces enrolled before licensing was turned on).
-    `reconcile` corrects it: read the server's revision of face usage, count the faces in the metadata that hold
-    quota (active, or pending: being enrolled), and send the count with that revision. The server applies it
-    only if no reservation or release happened in between. Every enrollment inserts its pending metadata before
-    it reserves, and every deletion hides its face before it releases, so a count taken after the revision was
-    read includes everything reserved before it; anything later changes the revision and the round is retried.
-    Any number of gateways of one cluster may reconcile; clusters must not share a license server.
-    """
-
-    def __init__(self, address: str, reconcile_interval_s: float = 60.0, call_timeout_s: float = 5.0) -> None:
-        self.address = address
-        self.reconcile_interval_s = reconcile_interval_s
-        self._conn = _Connection(address, call_timeout_s)
-        self._task: asyncio.Task | None = None
-
-    async def _call(self, method: str, request, retries: int = 1):
-        for attempt in range(retries + 1):
-            try:
-                return await self._conn.call(method, request)
-            except Unavailable:
-                if attempt == retries:
-                    raise
-                await asyncio.sleep(0.2)
-
-    async def reserve(self, key: str, count: int) -> Reservation:
-        """Raises ResourceExhausted past the face limit, FailedPrecondition with an invalid license and
-        Unavailable when the license server cannot be reached: in each case nothing may be stored."""
-        try:
-            await self._call("ReserveFaces", license_pb2.ReserveFacesRequest(count=count, idempotency_key=key))
-        except ResourceExhausted as exc:
-            raise ResourceExhausted(exc.message, details=exc.details) from None
-        except FailedPrecondition as exc:
-            raise FailedPrecondition(f"license: {exc.message}") from None
-        except Unavailable as exc:
-            raise Unavailable(f"{exc.message}: cannot reserve face quota, so faces cannot be enrolled now") from None
-        return Reservation(key, count)
-
-    async def cancel(self, reservation: Reservation | None) -> None:
-        """Give back the quota of an enrollment that failed after reserving."""
-        if reservation is not None:
-            await self.release(f"cancel-{reservation.key}", reservation.count)
-
-    async def release(self, key: str, count: int) -> None:
-        """Give quota back; never raises (what cannot be given back now, the next reconcile corrects)."""
-        if count <= 0:
-            return
-        try:
-            await self._call("ReleaseFaces", license_pb2.ReleaseFacesRequest(count=count, idempotency_key=key), 2)
-        except FindFaceError as exc:
-            log.warning("face quota of %d not given back (%s); the next reconcile corrects it", count, exc.message)
-
-    async def reconcile(self, count_faces: Callable[[], Awaitable[int]], attempts: int = 3) -> bool:
-        for attempt in range(attempts):
-            status = await self._conn.call("Status", license_pb2.LicenseStatusRequest())
-            count = await count_faces()
-            reply = await self._conn.call(
-                "ReconcileFaces",
-                license_pb2.ReconcileFacesRequest(count=count, revision=status.usage.faces_revision),
-            )
-            if reply.applied:
-                if status.usage.faces != count:
-                    log.info("face usage at the license server corrected from %d to %d", status.usage.faces, count)
-                return True
-            await asyncio.sleep(0.1 * (attempt + 1))
-        log.info("face usage not reconciled this round: enrollments or deletions kept changing it")
-        return False
-
-    def start(self, count_faces: Callable[[], Awaitable[int]]) -> None:
-        """Reconcile now and then every reconcile_interval_s, in the background."""
-        self._task = asyncio.create_task(self._reconcile_loop(count_faces), name="license-reconcile")
-
-    async def _reconcile_loop(self, count_faces: Callable[[], Awaitable[int]]) -> None:
-        while True:
-            try:
-                await self.reconcile(count_faces)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - retried next round
-                log.warning("face usage not reconciled: %s", getattr(exc, "message", exc))
-            await asyncio.sleep(self.reconcile_interval_s)
-
-    async def close(self) -> None:
-        await cancel_and_wait(self._task)
-        await self._conn.close()
-
-
-class _NoQuota:
-    """Stands in for FaceQuota when no license server is configured: everything is allowed."""
-
-    async def reserve(self, key: str, count: int) -> None:
-        return None
-
-    async def cancel(self, reservation: Reservation | None) -> None:
-        return None
-
-    async def release(self, key: str, count: int) -> None:
-        return None
-
-    def start(self, count_faces: Callable[[], Awaitable[int]]) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
-
-NO_QUOTA = _NoQuota()
-
-
-def face_quota(address: str, reconcile_interval_s: float = 60.0) -> FaceQuota | None:
-    """A FaceQuota when a license server is configured, else None (the gateway then uses NO_QUOTA)."""
-    return FaceQuota(address, reconcile_interval_s) if address else None

@@ -1,4 +1,5 @@
-"""What the license server counts: component leases and face usage, kept in a small state file.
+"""What the license server counts: component leases (a video detector's with the cameras it runs) and face
+usage, kept in a small state file.
 
 Every change is written to the state file before it is acknowledged (write to a temporary file, fsync, rename),
 so a restarted license server knows which components hold slots and how many faces are in use. Lease expiry is
@@ -34,6 +35,7 @@ class Kind(enum.Enum):
     EXTRACTOR = "extractor"
     SHARD = "shard"
     GATEWAY = "gateway"
+    VIDEO = "video"
 
 
 @dataclass(frozen=True)
@@ -43,14 +45,16 @@ class Lease:
     instance_id: str
     acquired_at: float  # seconds since the epoch
     expires_at: float
+    cameras: int = 0  # a video detector's: the cameras granted to it
 
     def to_json(self) -> dict:
         return {**asdict(self), "kind": self.kind.value}
 
     @classmethod
     def from_json(cls, value: dict) -> "Lease":
+        # State files written before cameras were counted lack the key: those leases held none.
         return cls(str(value["lease_id"]), Kind(value["kind"]), str(value["instance_id"]),
-                   float(value["acquired_at"]), float(value["expires_at"]))
+                   float(value["acquired_at"]), float(value["expires_at"]), int(value.get("cameras", 0)))
 
 
 @dataclass(frozen=True)
@@ -148,8 +152,19 @@ class Ledger:
     def count(self, kind: Kind) -> int:
         return sum(1 for lease in self.leases() if lease.kind is kind)
 
-    def acquire(self, kind: Kind, instance_id: str, ttl_s: float, limit: int) -> Lease:
-        """A lease for one component; limit 0 = unlimited.
+    def _cameras_granted(self, lease_id: str, instance_id: str, wanted: int, camera_limit: int) -> int:
+        """How many of the `wanted` cameras the camera limit (0 = unlimited) leaves to this lease: what the other
+        leases hold comes first, so a detector never takes cameras another one is running."""
+        if not camera_limit:
+            return wanted
+        others = sum(lease.cameras for lease in self._leases.values()
+                     if lease.lease_id != lease_id and lease.instance_id != instance_id)
+        return max(0, min(wanted, camera_limit - others))
+
+    def acquire(self, kind: Kind, instance_id: str, ttl_s: float, limit: int, cameras: int = 0,
+                camera_limit: int = 0) -> Lease:
+        """A lease for one component; limit 0 = unlimited. A video detector asks for `cameras` and gets as many
+        as `camera_limit` (0 = unlimited) leaves free, possibly none.
 
         A component that acquires again under the same instance id (it restarted before its old lease ran out)
         takes over its old slot instead of needing a second one.
@@ -174,13 +189,17 @@ class Ledger:
                 )
             for lease in previous:
                 del self._leases[lease.lease_id]
-            lease = Lease(uuid.uuid4().hex, kind, instance_id, now, now + ttl_s)
+            granted = self._cameras_granted("", instance_id, cameras, camera_limit) if kind is Kind.VIDEO else 0
+            lease = Lease(uuid.uuid4().hex, kind, instance_id, now, now + ttl_s, granted)
             self._leases[lease.lease_id] = lease
             self._save()
-        log.info("lease for %s %s (%d of %s)", kind.value, instance_id, len(others) + 1, limit or "unlimited")
+        log.info("lease for %s %s (%d of %s)%s", kind.value, instance_id, len(others) + 1, limit or "unlimited",
+                 f" with {granted} of the {cameras} camera(s) it asked for" if kind is Kind.VIDEO else "")
         return lease
 
-    def renew(self, lease_id: str, ttl_s: float) -> Lease:
+    def renew(self, lease_id: str, ttl_s: float, cameras: int = 0, camera_limit: int = 0) -> Lease:
+        """The lease extended; a video detector's holds the cameras it asks for now, as far as the limit allows
+        (fewer than before when the limit went down, or more once another detector freed some)."""
         with self._lock:
             now = self.clock()
             pruned = self._prune_leases(now)
@@ -189,7 +208,12 @@ class Ledger:
                 if pruned:
                     self._save()
                 raise NotFound(f"lease {lease_id!r} is unknown or expired; acquire a new one")
-            lease = Lease(lease.lease_id, lease.kind, lease.instance_id, lease.acquired_at, now + ttl_s)
+            granted = (self._cameras_granted(lease_id, lease.instance_id, cameras, camera_limit)
+                       if lease.kind is Kind.VIDEO else 0)
+            if granted != lease.cameras:
+                log.info("%s %s now holds %d camera(s) (asked for %d)", lease.kind.value, lease.instance_id, granted,
+                         cameras)
+            lease = Lease(lease.lease_id, lease.kind, lease.instance_id, lease.acquired_at, now + ttl_s, granted)
             self._leases[lease_id] = lease
             self._save()
             return lease

@@ -7,8 +7,10 @@ A license file is a small JSON document:
 The signature is Ed25519 over the payload bytes exactly as they were encoded, so verifying needs no canonical
 re-encoding: any changed byte of the payload (or of the signature) fails. The payload is written canonically
 anyway (sorted keys, no spaces) so that the same license always gives the same file. Its fields:
-`license_id`, `licensee`, `issued_at` and `expires_at` (ISO 8601, UTC), `limits` {faces, shards, extractors}
-(0 = unlimited) and `features` (names of optional features).
+`license_id`, `licensee`, `issued_at` and `expires_at` (ISO 8601, UTC), `limits` {faces, shards, extractors,
+cameras} (0 = unlimited) and `features` (names of optional features). A limit the payload lacks is 0, unlimited:
+licenses signed before `cameras` existed (it came with the video detector) left the cameras unrestricted, as the
+terms sold then did, and their signed bytes cannot gain the key; a vendor restricts cameras by issuing a new one.
 
 Keys are PEM files: the private key (PKCS#8) stays with the vendor, the public key (SubjectPublicKeyInfo) is
 given to the license server. No grpc here.
@@ -45,6 +47,7 @@ class LicenseLimits:
     faces: int = 0  # 0 = unlimited
     shards: int = 0
     extractors: int = 0
+    cameras: int = 0  # run by all video detectors together
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,8 @@ class License:
             "licensee": self.licensee,
             "issued_at": iso(self.issued_at),
             "expires_at": iso(self.expires_at),
-            "limits": {"faces": self.limits.faces, "shards": self.limits.shards, "extractors": self.limits.extractors},
+            "limits": {"faces": self.limits.faces, "shards": self.limits.shards, "extractors": self.limits.extractors,
+                       "cameras": self.limits.cameras},
             "features": list(self.features),
         }
 
@@ -204,7 +208,8 @@ def from_payload(payload: dict) -> License:
             licensee=str(payload["licensee"]),
             issued_at=parse_time(payload["issued_at"]),
             expires_at=parse_time(payload["expires_at"]),
-            limits=LicenseLimits(_limit(limits, "faces"), _limit(limits, "shards"), _limit(limits, "extractors")),
+            limits=LicenseLimits(_limit(limits, "faces"), _limit(limits, "shards"), _limit(limits, "extractors"),
+                                 _limit(limits, "cameras")),
             features=tuple(str(f) for f in features),
             license_id=str(payload.get("license_id", "")),
         )

@@ -34,6 +34,7 @@ class Usage:
     faces_revision: int
     shards: int
     extractors: int
+    cameras: int  # held by the video detectors' leases
 
 
 @dataclass(frozen=True)
@@ -126,9 +127,10 @@ class LicenseService:
         elif valid:
             lic = self._license
             log.info(
-                "license %s of %r valid until %s: faces %s, shards %s, extractors %s, features %s",
+                "license %s of %r valid until %s: faces %s, shards %s, extractors %s, cameras %s, features %s",
                 lic.license_id, lic.licensee, licensing.iso(lic.expires_at), lic.limits.faces or "unlimited",
-                lic.limits.shards or "unlimited", lic.limits.extractors or "unlimited", list(lic.features) or "none",
+                lic.limits.shards or "unlimited", lic.limits.extractors or "unlimited",
+                lic.limits.cameras or "unlimited", list(lic.features) or "none",
             )
         else:
             log.error("license invalid: %s; components will not be given leases nor faces enrolled", reason)
@@ -161,6 +163,7 @@ class LicenseService:
                 faces_revision=self.ledger.faces_revision,
                 shards=sum(1 for lease in leases if lease.kind is Kind.SHARD),
                 extractors=sum(1 for lease in leases if lease.kind is Kind.EXTRACTOR),
+                cameras=sum(lease.cameras for lease in leases),
             ),
             source=self.source,
             checked_at=self._checked_at,
@@ -178,14 +181,17 @@ class LicenseService:
         features = None if self.config.unlicensed or self._license is None else self._license.features
         return LeaseTerms(lease, self.config.renew_interval_s, int(self.config.grace_period_s), features)
 
-    async def acquire(self, kind: Kind, instance_id: str) -> LeaseTerms:
+    async def acquire(self, kind: Kind, instance_id: str, cameras: int = 0) -> LeaseTerms:
+        """`cameras`: what a video detector would run; its lease holds as many as the camera limit leaves."""
         self._require_valid()
-        lease = await self._run(self.ledger.acquire, kind, instance_id, self.config.lease_ttl_s, self._limit_of(kind))
+        lease = await self._run(self.ledger.acquire, kind, instance_id, self.config.lease_ttl_s, self._limit_of(kind),
+                                cameras, self._limits().cameras)
         return self._terms(lease)
 
-    async def renew(self, lease_id: str) -> LeaseTerms:
+    async def renew(self, lease_id: str, cameras: int = 0) -> LeaseTerms:
         self._require_valid()
-        return self._terms(await self._run(self.ledger.renew, lease_id, self.config.lease_ttl_s))
+        return self._terms(await self._run(self.ledger.renew, lease_id, self.config.lease_ttl_s, cameras,
+                                           self._limits().cameras))
 
     async def release_lease(self, lease_id: str) -> None:
         await self._run(self.ledger.release_lease, lease_id)

@@ -14,6 +14,7 @@ KIND_TO_PB = {
     Kind.EXTRACTOR: license_pb2.COMPONENT_KIND_EXTRACTOR,
     Kind.SHARD: license_pb2.COMPONENT_KIND_SHARD,
     Kind.GATEWAY: license_pb2.COMPONENT_KIND_GATEWAY,
+    Kind.VIDEO: license_pb2.COMPONENT_KIND_VIDEO,
 }
 KIND_FROM_PB = {v: k for k, v in KIND_TO_PB.items()}
 
@@ -38,6 +39,7 @@ def lease_pb(
         expires_at=timestamp(lease.expires_at),
         renew_interval_s=renew_interval_s,
         grace_period_s=grace_period_s,
+        cameras=lease.cameras,
     )
 
 
@@ -63,13 +65,15 @@ class LicenseServicer(license_pb2_grpc.LicenseServicer):
             issued_at=timestamp(lic.issued_at) if lic else None,
             expires_at=timestamp(lic.expires_at) if lic else None,
             limits=license_pb2.Limits(
-                faces=status.limits.faces, shards=status.limits.shards, extractors=status.limits.extractors
+                faces=status.limits.faces, shards=status.limits.shards, extractors=status.limits.extractors,
+                cameras=status.limits.cameras,
             ),
             usage=license_pb2.Usage(
                 faces=status.usage.faces,
                 shards=status.usage.shards,
                 extractors=status.usage.extractors,
                 faces_revision=status.usage.faces_revision,
+                cameras=status.usage.cameras,
             ),
             features=list(lic.features) if lic else [],
             license_id=lic.license_id if lic else "",
@@ -82,10 +86,10 @@ class LicenseServicer(license_pb2_grpc.LicenseServicer):
         kind = KIND_FROM_PB.get(request.kind)
         if kind is None:
             raise InvalidArgument("kind must be given")
-        return terms_pb(await self.service.acquire(kind, request.instance_id))
+        return terms_pb(await self.service.acquire(kind, request.instance_id, request.cameras))
 
     async def RenewLease(self, request, context):
-        return terms_pb(await self.service.renew(request.lease_id))
+        return terms_pb(await self.service.renew(request.lease_id, request.cameras))
 
     async def ReleaseLease(self, request, context):
         await self.service.release_lease(request.lease_id)

@@ -75,6 +75,9 @@ def watch_license(service) -> None:
     metrics.LICENSE_LEASES.labels("shard").set_function(lambda: status().usage.shards)
     metrics.LICENSE_LEASE_LIMIT.labels("extractor").set_function(lambda: status().limits.extractors)
     metrics.LICENSE_LEASE_LIMIT.labels("shard").set_function(lambda: status().limits.shards)
+    # A video detector's lease counts its cameras against the camera limit, so "camera" is a kind here.
+    metrics.LICENSE_LEASES.labels("camera").set_function(lambda: status().usage.cameras)
+    metrics.LICENSE_LEASE_LIMIT.labels("camera").set_function(lambda: status().limits.cameras)
 
 
 def watch_lease(keeper) -> None:

@@ -25,45 +25,45 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x66indface_grpc/v1/license.proto\x12\x10\x66indface_grpc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x16\n\x14LicenseStatusRequest\";\n\x06Limits\x12\r\n\x05\x66\x61\x63\x65s\x18\x01 \x01(\x04\x12\x0e\n\x06shards\x18\x02 \x01(\r\x12\x12\n\nextractors\x18\x03 \x01(\r\"R\n\x05Usage\x12\r\n\x05\x66\x61\x63\x65s\x18\x01 \x01(\x04\x12\x0e\n\x06shards\x18\x02 \x01(\r\x12\x12\n\nextractors\x18\x03 \x01(\r\x12\x16\n\x0e\x66\x61\x63\x65s_revision\x18\x04 \x01(\x04\"\xa1\x03\n\x15LicenseStatusResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x17\n\x0funlicensed_mode\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x10\n\x08licensee\x18\x04 \x01(\t\x12-\n\tissued_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x06limits\x18\x07 \x01(\x0b\x32\x18.findface_grpc.v1.Limits\x12&\n\x05usage\x18\x08 \x01(\x0b\x32\x17.findface_grpc.v1.Usage\x12\x10\n\x08\x66\x65\x61tures\x18\t \x03(\t\x12\x12\n\nlicense_id\x18\n \x01(\t\x12\x0e\n\x06source\x18\x0b \x01(\t\x12.\n\nchecked_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x06leases\x18\r \x03(\x0b\x32\x17.findface_grpc.v1.Lease\"Y\n\x13\x41\x63quireLeaseRequest\x12-\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.findface_grpc.v1.ComponentKind\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\"\xe7\x01\n\x05Lease\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12-\n\x04kind\x18\x02 \x01(\x0e\x32\x1f.findface_grpc.v1.ComponentKind\x12\x13\n\x0binstance_id\x18\x03 \x01(\t\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10renew_interval_s\x18\x05 \x01(\r\x12\x16\n\x0egrace_period_s\x18\x06 \x01(\r\x12\x10\n\x08\x66\x65\x61tures\x18\x07 \x03(\t\x12\x14\n\x0c\x61ll_features\x18\x08 \x01(\x08\"%\n\x11RenewLeaseRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\"\'\n\x13ReleaseLeaseRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\"\x16\n\x14ReleaseLeaseResponse\"=\n\x13ReserveFacesRequest\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"3\n\x14ReserveFacesResponse\x12\x0c\n\x04used\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\x04\"=\n\x13ReleaseFacesRequest\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"$\n\x14ReleaseFacesResponse\x12\x0c\n\x04used\x18\x01 \x01(\x04\"8\n\x15ReconcileFacesRequest\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\x12\x10\n\x08revision\x18\x02 \x01(\x04\"I\n\x16ReconcileFacesResponse\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x08\x12\x0c\n\x04used\x18\x02 \x01(\x04\x12\x10\n\x08revision\x18\x03 \x01(\x04*\x83\x01\n\rComponentKind\x12\x1e\n\x1a\x43OMPONENT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43OMPONENT_KIND_EXTRACTOR\x10\x01\x12\x18\n\x14\x43OMPONENT_KIND_SHARD\x10\x02\x12\x1a\n\x16\x43OMPONENT_KIND_GATEWAY\x10\x03\x32\x82\x05\n\x07License\x12Y\n\x06Status\x12&.findface_grpc.v1.LicenseStatusRequest\x1a\'.findface_grpc.v1.LicenseStatusResponse\x12N\n\x0c\x41\x63quireLease\x12%.findface_grpc.v1.AcquireLeaseRequest\x1a\x17.findface_grpc.v1.Lease\x12J\n\nRenewLease\x12#.findface_grpc.v1.RenewLeaseRequest\x1a\x17.findface_grpc.v1.Lease\x12]\n\x0cReleaseLease\x12%.findface_grpc.v1.ReleaseLeaseRequest\x1a&.findface_grpc.v1.ReleaseLeaseResponse\x12]\n\x0cReserveFaces\x12%.findface_grpc.v1.ReserveFacesRequest\x1a&.findface_grpc.v1.ReserveFacesResponse\x12]\n\x0cReleaseFaces\x12%.findface_grpc.v1.ReleaseFacesRequest\x1a&.findface_grpc.v1.ReleaseFacesResponse\x12\x63\n\x0eReconcileFaces\x12\'.findface_grpc.v1.ReconcileFacesRequest\x1a(.findface_grpc.v1.ReconcileFacesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x66indface_grpc/v1/license.proto\x12\x10\x66indface_grpc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x16\n\x14LicenseStatusRequest\"L\n\x06Limits\x12\r\n\x05\x66\x61\x63\x65s\x18\x01 \x01(\x04\x12\x0e\n\x06shards\x18\x02 \x01(\r\x12\x12\n\nextractors\x18\x03 \x01(\r\x12\x0f\n\x07\x63\x61meras\x18\x04 \x01(\r\"c\n\x05Usage\x12\r\n\x05\x66\x61\x63\x65s\x18\x01 \x01(\x04\x12\x0e\n\x06shards\x18\x02 \x01(\r\x12\x12\n\nextractors\x18\x03 \x01(\r\x12\x16\n\x0e\x66\x61\x63\x65s_revision\x18\x04 \x01(\x04\x12\x0f\n\x07\x63\x61meras\x18\x05 \x01(\r\"\xa1\x03\n\x15LicenseStatusResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x17\n\x0funlicensed_mode\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x10\n\x08licensee\x18\x04 \x01(\t\x12-\n\tissued_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x06limits\x18\x07 \x01(\x0b\x32\x18.findface_grpc.v1.Limits\x12&\n\x05usage\x18\x08 \x01(\x0b\x32\x17.findface_grpc.v1.Usage\x12\x10\n\x08\x66\x65\x61tures\x18\t \x03(\t\x12\x12\n\nlicense_id\x18\n \x01(\t\x12\x0e\n\x06source\x18\x0b \x01(\t\x12.\n\nchecked_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x06leases\x18\r \x03(\x0b\x32\x17.findface_grpc.v1.Lease\"j\n\x13\x41\x63quireLeaseRequest\x12-\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.findface_grpc.v1.ComponentKind\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61meras\x18\x03 \x01(\r\"\xf8\x01\n\x05Lease\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12-\n\x04kind\x18\x02 \x01(\x0e\x32\x1f.findface_grpc.v1.ComponentKind\x12\x13\n\x0binstance_id\x18\x03 \x01(\t\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10renew_interval_s\x18\x05 \x01(\r\x12\x16\n\x0egrace_period_s\x18\x06 \x01(\r\x12\x10\n\x08\x66\x65\x61tures\x18\x07 \x03(\t\x12\x14\n\x0c\x61ll_features\x18\x08 \x01(\x08\x12\x0f\n\x07\x63\x61meras\x18\t \x01(\r\"6\n\x11RenewLeaseRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61meras\x18\x02 \x01(\r\"\'\n\x13ReleaseLeaseRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\"\x16\n\x14ReleaseLeaseResponse\"=\n\x13ReserveFacesRequest\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"3\n\x14ReserveFacesResponse\x12\x0c\n\x04used\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\x04\"=\n\x13ReleaseFacesRequest\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"$\n\x14ReleaseFacesResponse\x12\x0c\n\x04used\x18\x01 \x01(\x04\"8\n\x15ReconcileFacesRequest\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\x12\x10\n\x08revision\x18\x02 \x01(\x04\"I\n\x16ReconcileFacesResponse\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x08\x12\x0c\n\x04used\x18\x02 \x01(\x04\x12\x10\n\x08revision\x18\x03 \x01(\x04*\x9d\x01\n\rComponentKind\x12\x1e\n\x1a\x43OMPONENT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43OMPONENT_KIND_EXTRACTOR\x10\x01\x12\x18\n\x14\x43OMPONENT_KIND_SHARD\x10\x02\x12\x1a\n\x16\x43OMPONENT_KIND_GATEWAY\x10\x03\x12\x18\n\x14\x43OMPONENT_KIND_VIDEO\x10\x04\x32\x82\x05\n\x07License\x12Y\n\x06Status\x12&.findface_grpc.v1.LicenseStatusRequest\x1a\'.findface_grpc.v1.LicenseStatusResponse\x12N\n\x0c\x41\x63quireLease\x12%.findface_grpc.v1.AcquireLeaseRequest\x1a\x17.findface_grpc.v1.Lease\x12J\n\nRenewLease\x12#.findface_grpc.v1.RenewLeaseRequest\x1a\x17.findface_grpc.v1.Lease\x12]\n\x0cReleaseLease\x12%.findface_grpc.v1.ReleaseLeaseRequest\x1a&.findface_grpc.v1.ReleaseLeaseResponse\x12]\n\x0cReserveFaces\x12%.findface_grpc.v1.ReserveFacesRequest\x1a&.findface_grpc.v1.ReserveFacesResponse\x12]\n\x0cReleaseFaces\x12%.findface_grpc.v1.ReleaseFacesRequest\x1a&.findface_grpc.v1.ReleaseFacesResponse\x12\x63\n\x0eReconcileFaces\x12\'.findface_grpc.v1.ReconcileFacesRequest\x1a(.findface_grpc.v1.ReconcileFacesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'findface_grpc.v1.license_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_COMPONENTKIND']._serialized_start=1454
-  _globals['_COMPONENTKIND']._serialized_end=1585
+  _globals['_COMPONENTKIND']._serialized_start=1539
+  _globals['_COMPONENTKIND']._serialized_end=1696
   _globals['_LICENSESTATUSREQUEST']._serialized_start=85
   _globals['_LICENSESTATUSREQUEST']._serialized_end=107
   _globals['_LIMITS']._serialized_start=109
-  _globals['_LIMITS']._serialized_end=168
-  _globals['_USAGE']._serialized_start=170
-  _globals['_USAGE']._serialized_end=252
-  _globals['_LICENSESTATUSRESPONSE']._serialized_start=255
-  _globals['_LICENSESTATUSRESPONSE']._serialized_end=672
-  _globals['_ACQUIRELEASEREQUEST']._serialized_start=674
-  _globals['_ACQUIRELEASEREQUEST']._serialized_end=763
-  _globals['_LEASE']._serialized_start=766
-  _globals['_LEASE']._serialized_end=997
-  _globals['_RENEWLEASEREQUEST']._serialized_start=999
-  _globals['_RENEWLEASEREQUEST']._serialized_end=1036
-  _globals['_RELEASELEASEREQUEST']._serialized_start=1038
-  _globals['_RELEASELEASEREQUEST']._serialized_end=1077
-  _globals['_RELEASELEASERESPONSE']._serialized_start=1079
-  _globals['_RELEASELEASERESPONSE']._serialized_end=1101
-  _globals['_RESERVEFACESREQUEST']._serialized_start=1103
-  _globals['_RESERVEFACESREQUEST']._serialized_end=1164
-  _globals['_RESERVEFACESRESPONSE']._serialized_start=1166
-  _globals['_RESERVEFACESRESPONSE']._serialized_end=1217
-  _globals['_RELEASEFACESREQUEST']._serialized_start=1219
-  _globals['_RELEASEFACESREQUEST']._serialized_end=1280
-  _globals['_RELEASEFACESRESPONSE']._serialized_start=1282
-  _globals['_RELEASEFACESRESPONSE']._serialized_end=1318
-  _globals['_RECONCILEFACESREQUEST']._serialized_start=1320
-  _globals['_RECONCILEFACESREQUEST']._serialized_end=1376
-  _globals['_RECONCILEFACESRESPONSE']._serialized_start=1378
-  _globals['_RECONCILEFACESRESPONSE']._serialized_end=1451
-  _globals['_LICENSE']._serialized_start=1588
-  _globals['_LICENSE']._serialized_end=2230
+  _globals['_LIMITS']._serialized_end=185
+  _globals['_USAGE']._serialized_start=187
+  _globals['_USAGE']._serialized_end=286
+  _globals['_LICENSESTATUSRESPONSE']._serialized_start=289
+  _globals['_LICENSESTATUSRESPONSE']._serialized_end=706
+  _globals['_ACQUIRELEASEREQUEST']._serialized_start=708
+  _globals['_ACQUIRELEASEREQUEST']._serialized_end=814
+  _globals['_LEASE']._serialized_start=817
+  _globals['_LEASE']._serialized_end=1065
+  _globals['_RENEWLEASEREQUEST']._serialized_start=1067
+  _globals['_RENEWLEASEREQUEST']._serialized_end=1121
+  _globals['_RELEASELEASEREQUEST']._serialized_start=1123
+  _globals['_RELEASELEASEREQUEST']._serialized_end=1162
+  _globals['_RELEASELEASERESPONSE']._serialized_start=1164
+  _globals['_RELEASELEASERESPONSE']._serialized_end=1186
+  _globals['_RESERVEFACESREQUEST']._serialized_start=1188
+  _globals['_RESERVEFACESREQUEST']._serialized_end=1249
+  _globals['_RESERVEFACESRESPONSE']._serialized_start=1251
+  _globals['_RESERVEFACESRESPONSE']._serialized_end=1302
+  _globals['_RELEASEFACESREQUEST']._serialized_start=1304
+  _globals['_RELEASEFACESREQUEST']._serialized_end=1365
+  _globals['_RELEASEFACESRESPONSE']._serialized_start=1367
+  _globals['_RELEASEFACESRESPONSE']._serialized_end=1403
+  _globals['_RECONCILEFACESREQUEST']._serialized_start=1405
+  _globals['_RECONCILEFACESREQUEST']._serialized_end=1461
+  _globals['_RECONCILEFACESRESPONSE']._serialized_start=1463
+  _globals['_RECONCILEFACESRESPONSE']._serialized_end=1536
+  _globals['_LICENSE']._serialized_start=1699
+  _globals['_LICENSE']._serialized_end=2341
 # @@protoc_insertion_point(module_scope)

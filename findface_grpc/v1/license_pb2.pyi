@@ -16,36 +16,42 @@ class ComponentKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     COMPONENT_KIND_EXTRACTOR: _ClassVar[ComponentKind]
     COMPONENT_KIND_SHARD: _ClassVar[ComponentKind]
     COMPONENT_KIND_GATEWAY: _ClassVar[ComponentKind]
+    COMPONENT_KIND_VIDEO: _ClassVar[ComponentKind]
 COMPONENT_KIND_UNSPECIFIED: ComponentKind
 COMPONENT_KIND_EXTRACTOR: ComponentKind
 COMPONENT_KIND_SHARD: ComponentKind
 COMPONENT_KIND_GATEWAY: ComponentKind
+COMPONENT_KIND_VIDEO: ComponentKind
 
 class LicenseStatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class Limits(_message.Message):
-    __slots__ = ("faces", "shards", "extractors")
+    __slots__ = ("faces", "shards", "extractors", "cameras")
     FACES_FIELD_NUMBER: _ClassVar[int]
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     EXTRACTORS_FIELD_NUMBER: _ClassVar[int]
+    CAMERAS_FIELD_NUMBER: _ClassVar[int]
     faces: int
     shards: int
     extractors: int
-    def __init__(self, faces: _Optional[int] = ..., shards: _Optional[int] = ..., extractors: _Optional[int] = ...) -> None: ...
+    cameras: int
+    def __init__(self, faces: _Optional[int] = ..., shards: _Optional[int] = ..., extractors: _Optional[int] = ..., cameras: _Optional[int] = ...) -> None: ...
 
 class Usage(_message.Message):
-    __slots__ = ("faces", "shards", "extractors", "faces_revision")
+    __slots__ = ("faces", "shards", "extractors", "faces_revision", "cameras")
     FACES_FIELD_NUMBER: _ClassVar[int]
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     EXTRACTORS_FIELD_NUMBER: _ClassVar[int]
     FACES_REVISION_FIELD_NUMBER: _ClassVar[int]
+    CAMERAS_FIELD_NUMBER: _ClassVar[int]
     faces: int
     shards: int
     extractors: int
     faces_revision: int
-    def __init__(self, faces: _Optional[int] = ..., shards: _Optional[int] = ..., extractors: _Optional[int] = ..., faces_revision: _Optional[int] = ...) -> None: ...
+    cameras: int
+    def __init__(self, faces: _Optional[int] = ..., shards: _Optional[int] = ..., extractors: _Optional[int] = ..., faces_revision: _Optional[int] = ..., cameras: _Optional[int] = ...) -> None: ...
 
 class LicenseStatusResponse(_message.Message):
     __slots__ = ("valid", "unlicensed_mode", "reason", "licensee", "issued_at", "expires_at", "limits", "usage", "features", "license_id", "source", "checked_at", "leases")
@@ -78,15 +84,17 @@ class LicenseStatusResponse(_message.Message):
     def __init__(self, valid: _Optional[bool] = ..., unlicensed_mode: _Optional[bool] = ..., reason: _Optional[str] = ..., licensee: _Optional[str] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., features: _Optional[_Iterable[str]] = ..., license_id: _Optional[str] = ..., source: _Optional[str] = ..., checked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., leases: _Optional[_Iterable[_Union[Lease, _Mapping]]] = ...) -> None: ...
 
 class AcquireLeaseRequest(_message.Message):
-    __slots__ = ("kind", "instance_id")
+    __slots__ = ("kind", "instance_id", "cameras")
     KIND_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    CAMERAS_FIELD_NUMBER: _ClassVar[int]
     kind: ComponentKind
     instance_id: str
-    def __init__(self, kind: _Optional[_Union[ComponentKind, str]] = ..., instance_id: _Optional[str] = ...) -> None: ...
+    cameras: int
+    def __init__(self, kind: _Optional[_Union[ComponentKind, str]] = ..., instance_id: _Optional[str] = ..., cameras: _Optional[int] = ...) -> None: ...
 
 class Lease(_message.Message):
-    __slots__ = ("lease_id", "kind", "instance_id", "expires_at", "renew_interval_s", "grace_period_s", "features", "all_features")
+    __slots__ = ("lease_id", "kind", "instance_id", "expires_at", "renew_interval_s", "grace_period_s", "features", "all_features", "cameras")
     LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +103,7 @@ class Lease(_message.Message):
     GRACE_PERIOD_S_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
     ALL_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    CAMERAS_FIELD_NUMBER: _ClassVar[int]
     lease_id: str
     kind: ComponentKind
     instance_id: str
@@ -103,13 +112,16 @@ class Lease(_message.Message):
     grace_period_s: int
     features: _containers.RepeatedScalarFieldContainer[str]
     all_features: bool
-    def __init__(self, lease_id: _Optional[str] = ..., kind: _Optional[_Union[ComponentKind, str]] = ..., instance_id: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., renew_interval_s: _Optional[int] = ..., grace_period_s: _Optional[int] = ..., features: _Optional[_Iterable[str]] = ..., all_features: _Optional[bool] = ...) -> None: ...
+    cameras: int
+    def __init__(self, lease_id: _Optional[str] = ..., kind: _Optional[_Union[ComponentKind, str]] = ..., instance_id: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., renew_interval_s: _Optional[int] = ..., grace_period_s: _Optional[int] = ..., features: _Optional[_Iterable[str]] = ..., all_features: _Optional[bool] = ..., cameras: _Optional[int] = ...) -> None: ...
 
 class RenewLeaseRequest(_message.Message):
-    __slots__ = ("lease_id",)
+    __slots__ = ("lease_id", "cameras")
     LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    CAMERAS_FIELD_NUMBER: _ClassVar[int]
     lease_id: str
-    def __init__(self, lease_id: _Optional[str] = ...) -> None: ...
+    cameras: int
+    def __init__(self, lease_id: _Optional[str] = ..., cameras: _Optional[int] = ...) -> None: ...
 
 class ReleaseLeaseRequest(_message.Message):
     __slots__ = ("lease_id",)

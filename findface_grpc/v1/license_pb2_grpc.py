@@ -83,14 +83,16 @@ class LicenseServicer:
 
     def AcquireLease(self, request, context):
         """A component asks for a slot at start. RESOURCE_EXHAUSTED when its kind is at the licensed count;
-        FAILED_PRECONDITION when the license is invalid or expired.
+        FAILED_PRECONDITION when the license is invalid or expired. A video detector's lease also holds cameras:
+        as many of those it asks for as the camera limit leaves free (Lease.cameras, possibly fewer, even 0).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RenewLease(self, request, context):
-        """Heartbeat: extends the lease. NOT_FOUND when it already expired (the component must acquire again).
+        """Heartbeat: extends the lease, and grants the cameras asked for anew. NOT_FOUND when it already expired (the
+        component must acquire again).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

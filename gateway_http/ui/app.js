@@ -738,7 +738,7 @@ async function viewStatus(page, _param, current) {
         h("tr", {}, h("th", {}, "Valid"), h("td", {}, lic.valid.value ? "yes" : `no: ${lic.valid.description}`)),
         lic.licensee ? h("tr", {}, h("th", {}, "Licensee"), h("td", {}, lic.licensee)) : null,
         h("tr", {}, h("th", {}, "Expires"), h("td", { id: "license-expiry" }, end ? formatDate(end.value) : "never")),
-        ["faces", "shards", "extractors"].map((name) => {
+        ["faces", "shards", "extractors", "cameras"].map((name) => {
           const l = limit(name);
           return h("tr", {}, h("th", {}, `${name[0].toUpperCase()}${name.slice(1)}`),
             h("td", { id: `license-${name}` }, `${l?.current ?? 0} used of ${l?.value ?? "unlimited"}`));

@@ -20,7 +20,7 @@ from findface_grpc.gateway.domain import Descriptor, GalleryChange, NewFace
 from findface_grpc.gateway.server import build_service
 from findface_grpc.gateway.faults import InjectedFault
 from findface_grpc.gateway.metadata import ids_of_runs
-from findface_grpc.license.client import Reservation
+from findface_grpc.license.quota import Reservation
 from findface_grpc.gateway.repair import RepairReport
 from tests.gateway.harness import EventLoop, ShardSet, start_healthy
 from tests.helpers import labelled_photos

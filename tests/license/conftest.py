@@ -33,10 +33,11 @@ def other_keys(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def write_license(path: Path, private_key: Path, *, faces: int = 0, shards: int = 0, extractors: int = 0,
-                  expires_in_s: float = 3600, features: tuple[str, ...] = (), licensee: str = "Tests Ltd") -> Path:
+                  cameras: int = 0, expires_in_s: float = 3600, features: tuple[str, ...] = (),
+                  licensee: str = "Tests Ltd") -> Path:
     now = licensing.utcnow()
-    lic = License(licensee, now, now + timedelta(seconds=expires_in_s), LicenseLimits(faces, shards, extractors),
-                  features)
+    lic = License(licensee, now, now + timedelta(seconds=expires_in_s),
+                  LicenseLimits(faces, shards, extractors, cameras), features)
     path.write_bytes(licensing.sign(lic, licensing.load_private_key(private_key)))
     return path
 

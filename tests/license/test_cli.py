@@ -19,12 +19,13 @@ def test_keygen_sign_inspect(tmp_path):
     assert cli("keygen", "--out", str(keys)).returncode == 1  # never overwrites a key
     lic = tmp_path / "acme.lic"
     signed = cli("sign", "--key", str(keys / "license-signing.key"), "--licensee", "ACME", "--expires", "2099-01-01",
-                 "--faces", "1000", "--shards", "4", "--extractors", "2", "--feature", "age", "--out", str(lic))
+                 "--faces", "1000", "--shards", "4", "--extractors", "2", "--cameras", "6", "--feature", "age",
+                 "--out", str(lic))
     assert signed.returncode == 0, signed.stderr
     shown = cli("inspect", str(lic), "--public-key", str(keys / "license-signing.pub"))
     assert shown.returncode == 0, shown.stderr
     payload = json.loads(shown.stdout[: shown.stdout.rindex("}") + 1])
-    assert payload["limits"] == {"faces": 1000, "shards": 4, "extractors": 2}
+    assert payload["limits"] == {"faces": 1000, "shards": 4, "extractors": 2, "cameras": 6}
     assert payload["features"] == ["age"] and payload["expires_at"] == "2099-01-01T00:00:00Z"
     assert "signature: good" in shown.stdout
 

@@ -137,3 +137,25 @@ def test_instance_ids():
         "shard-1", "0.0.0.0:50061").startswith("shard-1@0.0.0.0")
     # With the port picked at start, the pid tells processes apart.
     assert "#" in instance_id("extractor", "127.0.0.1:0")
+
+
+def test_video_detectors_share_the_camera_limit(tmp_path, keys, license_server):
+    server = license_server(write_license(tmp_path / "a.lic", keys[0], cameras=3), keys[1])
+
+    async def scenario():
+        first = LeaseKeeper(server.address, Kind.VIDEO, "video-1")
+        second = LeaseKeeper(server.address, Kind.VIDEO, "video-2")
+        await first.start()
+        await second.start()
+        assert (first.cameras, second.cameras) == (0, 0)
+        assert await first.want(2) == 2
+        assert await second.want(3) == 1
+        assert server.status().usage.cameras == 3 and server.status().limits.cameras == 3
+        await first.stop()  # its cameras are free at once
+        await second.heartbeat()
+        assert second.cameras == 3
+        second.check()  # fewer cameras than asked for is no refusal: the detector runs what it holds
+        await second.stop()
+
+    run(scenario())
+    assert server.status().usage.cameras == 0

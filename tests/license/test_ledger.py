@@ -74,6 +74,37 @@ def test_unlimited_and_unnamed(ledger):
         ledger.acquire(Kind.EXTRACTOR, "", TTL, 0)
 
 
+def test_cameras_are_granted_up_to_the_limit_the_holders_first(ledger, clock):
+    first = ledger.acquire(Kind.VIDEO, "v1", TTL, 0, cameras=3, camera_limit=5)
+    second = ledger.acquire(Kind.VIDEO, "v2", TTL, 0, cameras=4, camera_limit=5)
+    assert (first.cameras, second.cameras) == (3, 2)
+    # A detector that needs fewer frees them; the other gets them at its next renewal, not before.
+    assert ledger.renew(first.lease_id, TTL, cameras=1, camera_limit=5).cameras == 1
+    assert ledger.renew(second.lease_id, TTL, cameras=4, camera_limit=5).cameras == 4
+    assert ledger.renew(first.lease_id, TTL, cameras=3, camera_limit=5).cameras == 1
+    # A lower limit (a renewed license) takes cameras back from whoever renews first past it.
+    assert ledger.renew(second.lease_id, TTL, cameras=4, camera_limit=2).cameras == 1
+    # Unlimited: every camera asked for; other kinds hold none.
+    assert ledger.renew(first.lease_id, TTL, cameras=9, camera_limit=0).cameras == 9
+    assert ledger.acquire(Kind.EXTRACTOR, "e1", TTL, 0, cameras=3, camera_limit=5).cameras == 0
+    # A detector that stops sending heartbeats frees its cameras when its lease runs out.
+    clock.now += TTL + 1
+    assert ledger.acquire(Kind.VIDEO, "v3", TTL, 0, cameras=5, camera_limit=5).cameras == 5
+
+
+def test_cameras_survive_a_restart_and_old_state_files_load(tmp_path, clock, ledger):
+    lease = ledger.acquire(Kind.VIDEO, "v1", TTL, 0, cameras=2, camera_limit=3)
+    again = Ledger(tmp_path / "state.json", clock)
+    assert [(held.instance_id, held.cameras) for held in again.leases()] == [("v1", 2)]
+    assert again.acquire(Kind.VIDEO, "v2", TTL, 0, cameras=2, camera_limit=3).cameras == 1
+    state = json.loads((tmp_path / "state.json").read_text())
+    for held in state["leases"]:
+        del held["cameras"]  # as written before cameras were counted
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    assert {held.lease_id: held.cameras for held in Ledger(tmp_path / "state.json", clock).leases()}[
+        lease.lease_id] == 0
+
+
 def test_faces_up_to_the_limit_and_not_one_more(ledger):
     assert ledger.reserve_faces(2, "a", 3) == 2
     assert ledger.reserve_faces(1, "b", 3) == 3

@@ -65,6 +65,20 @@ def test_payload_without_a_field_is_refused_after_the_signature(tmp_path, keys):
         licensing.verify(json.dumps(document).encode(), licensing.load_public_key(keys[1]))
 
 
+def test_license_signed_before_the_camera_limit_leaves_cameras_unlimited(tmp_path, keys):
+    private = licensing.load_private_key(keys[0])
+    payload = licensing.canonical_json({"license_id": "old", "licensee": "x", "issued_at": "2026-01-01",
+                                        "expires_at": "2099-01-01", "limits": {"faces": 5, "shards": 1,
+                                                                               "extractors": 1}})
+    document = {"format": licensing.FORMAT, "payload": base64.b64encode(payload).decode(),
+                "signature": base64.b64encode(private.sign(payload)).decode()}
+    lic = licensing.verify(json.dumps(document).encode(), licensing.load_public_key(keys[1]))
+    assert (lic.limits.faces, lic.limits.cameras) == (5, 0)
+    new = licensing.verify(write_license(tmp_path / "a.lic", keys[0], cameras=4).read_bytes(),
+                           licensing.load_public_key(keys[1]))
+    assert new.limits.cameras == 4
+
+
 def test_expiry(tmp_path, keys):
     lic = licensing.verify(write_license(tmp_path / "a.lic", keys[0], expires_in_s=60).read_bytes(),
                            licensing.load_public_key(keys[1]))
