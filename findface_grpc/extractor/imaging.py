@@ -1,23 +1,45 @@
 """Photo decoding with limits, and the small image encodings the extractor returns.
 
 Every way a photo can be unusable ends in `InvalidImage` with a message that says what was wrong, checked in
-order of cost: byte size before parsing, header dimensions before decoding pixels.
+order of cost: byte size before parsing, the format by its first bytes, header dimensions before decoding pixels.
+Whatever the photo's mode, the result is 8-bit RGB, upright as EXIF (or HEIF's own rotation and mirroring) says.
 """
 from __future__ import annotations
 
 import io
+import re
+import struct
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
+from pillow_heif import register_heif_opener
 
+from findface_grpc import photo_formats
 from findface_grpc.errors import InvalidImage
 
-# MPO is what many cameras write for JPEG; it decodes as JPEG.
-ACCEPTED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP"}
+# Thumbnails, depth maps and auxiliary images of a HEIF file are never used: not parsing them is less work and
+# less attack surface. libheif applies the file's rotation and mirroring (irot, imir) itself while decoding, and
+# pillow-heif then sets the EXIF orientation to 1, so a HEIC photo is upright like any other.
+register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+
+# Pillow only tries these formats' parsers on the bytes: never TIFF's, PSD's or any other's.
+OPEN_FORMATS = tuple(photo_formats.ACCEPTED)
 ORIENTATION_TAG = 0x0112
+TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 QUARTER_TURNED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
+SIXTEEN_BIT_GREY = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+WHITE = (255, 255, 255, 255)
+_BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
 
 
 @dataclass(frozen=True)
@@ -29,7 +51,8 @@ class Decoded:
 
 
 def decode(data: bytes, max_bytes: int, max_pixels: int, draft_long_side: int = 0) -> Decoded:
-    """JPEG/PNG/WEBP bytes -> the RGB pixels with EXIF orientation applied, and the photo's true size.
+    """Photo bytes (see photo_formats.ACCEPTED) -> the RGB pixels, upright, and the photo's true size. Of an
+    animation (GIF, WEBP) or a multi-picture JPEG (MPO) the first picture.
 
     With `draft_long_side`, a large JPEG is decoded at 1/2, 1/4 or 1/8 size (libjpeg's DCT scaling, nearly free)
     as long as its long side stays at least that long. libjpeg rounds the reduced size up, so the scale is the
@@ -39,22 +62,7 @@ def decode(data: bytes, max_bytes: int, max_pixels: int, draft_long_side: int = 
         raise InvalidImage("image is empty")
     if len(data) > max_bytes:
         raise InvalidImage(f"image is {len(data) / 1e6:.1f} MB, over the limit of {max_bytes / 1e6:.1f} MB")
-    try:
-        with warnings.catch_warnings():
-            # Our own pixel limit below is the one that counts; PIL's warning would only add noise.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise InvalidImage("not a JPEG, PNG or WEBP image") from None
-    except Image.DecompressionBombError as exc:
-        raise InvalidImage(f"image has too many pixels: {exc}") from None
-    except OSError as exc:
-        raise InvalidImage(f"image header is corrupt: {exc}") from None
-    except ValueError as exc:
-        # PIL refuses compressed PNG text and colour-profile chunks that would inflate past its limit: a bomb.
-        raise InvalidImage(f"image metadata is too large or corrupt: {exc}") from None
-    if img.format not in ACCEPTED_FORMATS:
-        raise InvalidImage(f"unsupported image format {img.format}; use JPEG, PNG or WEBP")
+    img = _open(data, max_pixels)
     width, height = img.size
     if width == 0 or height == 0:
         raise InvalidImage(f"image has zero size ({width}x{height})")
@@ -67,15 +75,65 @@ def decode(data: bytes, max_bytes: int, max_pixels: int, draft_long_side: int = 
         factor = max(width, height) / draft_long_side
         img.draft("RGB", (int(width / factor) + 1, int(height / factor) + 1))
         scale = 1.0 / round(width / img.size[0])
+    orientation = exif_orientation(img)
     try:
         img.load()
-        turned = img.getexif().get(ORIENTATION_TAG, 1) in QUARTER_TURNED
-        img = ImageOps.exif_transpose(img)
-        rgb = img.convert("RGB")
-    except (OSError, ValueError, SyntaxError) as exc:
+        rgb = to_rgb(img)
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
         raise InvalidImage(f"image data is truncated or corrupt: {exc}") from None
-    true_width, true_height = (height, width) if turned else (width, height)
+    if orientation in TRANSPOSE:
+        rgb = rgb.transpose(TRANSPOSE[orientation])
+    true_width, true_height = (height, width) if orientation in QUARTER_TURNED else (width, height)
     return Decoded(np.asarray(rgb), scale, true_width, true_height)
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+    """The photo with its header read and no pixels decoded, or InvalidImage naming what the bytes are."""
+    try:
+        with warnings.catch_warnings():
+            # Our own pixel limit, checked next, is the one that counts; PIL's warning would only add noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data), formats=OPEN_FORMATS)
+    except UnidentifiedImageError:
+        sniffed = photo_formats.sniff(data)
+        if sniffed in photo_formats.ACCEPTED:
+            raise InvalidImage(f"image header is corrupt: not a readable {sniffed} image") from None
+        if sniffed:
+            raise InvalidImage(f"unsupported image format {sniffed}; use {photo_formats.NAMES}") from None
+        raise InvalidImage(f"not a {photo_formats.NAMES} image") from None
+    except Image.DecompressionBombError as exc:
+        # PIL's own ceiling (far above ours) refuses before the size is known to us; its message has the count.
+        found = _BOMB_PIXELS.search(str(exc))
+        pixels = found.group(1) if found else "too many"
+        raise InvalidImage(f"image has {pixels} pixels, over the limit of {max_pixels} pixels") from None
+    except (OSError, SyntaxError, EOFError, struct.error) as exc:
+        raise InvalidImage(f"image header is corrupt: {exc}") from None
+    except ValueError as exc:
+        # PIL refuses compressed PNG text and colour-profile chunks that would inflate past its limit: a bomb.
+        raise InvalidImage(f"image metadata is too large or corrupt: {exc}") from None
+
+
+def exif_orientation(img: Image.Image) -> int:
+    """The EXIF orientation, 1-8; 1 when there is none or it is unreadable or out of range: damaged metadata in
+    a photo whose pixels decode is no reason to refuse it."""
+    try:
+        value = img.getexif().get(ORIENTATION_TAG, 1)
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, TypeError, KeyError, IndexError):
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """8-bit RGB of any mode. Transparent parts are laid on white: what the photo looks like in a browser or on a
+    printed page, and never the arbitrary colour (often black) that fully transparent pixels happen to store.
+    16-bit grey keeps its top 8 bits (PIL's own conversion would clip nearly every value to white)."""
+    if img.mode in SIXTEEN_BIT_GREY:
+        grey = (np.asarray(img).astype(np.uint32) >> 8).clip(0, 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, WHITE), rgba).convert("RGB")
+    return img.convert("RGB")
 
 
 def encode_png(image: np.ndarray) -> bytes:
