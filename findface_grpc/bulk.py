@@ -3,13 +3,14 @@
     FINDFACE_TOKEN=<key> findface-enroll PHOTOS --gateway 127.0.0.1:50051 [--gallery NAME] [--concurrency 8]
         [--multi-face biggest|all] [--min-quality Q]
 
-Each photo (jpg, jpeg, png, webp, found recursively, in name order) is one CreateFace with meta = its file name
-without the extension. The gallery is --gallery, or else the photo's first folder under PHOTOS (photos directly in
-PHOTOS go to "default"); missing galleries are created unless --no-create-galleries. At most --concurrency calls
-are in flight. Progress goes to stderr; a summary of enrolled, skipped and failed files (with reasons) ends it,
-with how many faces the gateway found but left out (too small, under --min-quality) and why: with --multi-face
-all a photo is enrolled with its usable faces and the others are left out; a photo with no usable face (with
-biggest, the default: whose biggest face cannot be used) fails with the extractor's reason.
+Each photo (jpg, jpeg, png, webp, gif, heic, heif or avif, in any case: photo_formats.EXTENSIONS; found
+recursively, in name order) is one CreateFace with meta = its file name without the extension. The gallery is
+--gallery, or else the photo's first folder under PHOTOS (photos directly in PHOTOS go to "default"); missing
+galleries are created unless --no-create-galleries. At most --concurrency calls are in flight. Progress goes to
+stderr; a summary of enrolled, skipped and failed files (with reasons) ends it, with how many faces the gateway
+found but left out (too small, under --min-quality) and why: with --multi-face all a photo is enrolled with its
+usable faces and the others are left out; a photo with no usable face (with biggest, the default: whose
+biggest face cannot be used) fails with the extractor's reason.
 
 Resumable and idempotent: every outcome is appended to a state file (default PHOTOS/.findface-enroll.jsonl, one
 JSON object per line, written as each photo finishes); a later run skips the photos it lists as enrolled with the
@@ -34,6 +35,7 @@ from pathlib import Path
 
 import grpc
 
+from findface_grpc import photo_formats
 from findface_grpc.auth import token_metadata
 from findface_grpc.gateway.domain import DEFAULT_GALLERY, GALLERY_NAME
 from findface_grpc.rpc import CHANNEL_OPTIONS
@@ -41,7 +43,6 @@ from findface_grpc.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 STATE_NAME = ".findface-enroll.jsonl"
 SELECTORS = {"biggest": common_pb2.MULTI_FACE_SELECTOR_BIGGEST, "all": common_pb2.MULTI_FACE_SELECTOR_ALL}
 # Worth another try in the same run: the cluster, not the photo, was the problem.
@@ -91,7 +92,8 @@ def skip_reason(value: int) -> str:
 
 
 def find_photos(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    return sorted(p for p in root.rglob("*")
+                  if p.suffix.lower().lstrip(".") in photo_formats.EXTENSIONS and p.is_file()
                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 

@@ -51,6 +51,7 @@ from pathlib import Path
 
 import grpc
 
+from findface_grpc import photo_formats
 from findface_grpc.auth import token_metadata
 from findface_grpc.observability import metrics
 from findface_grpc.observability.interceptors import sync_channel
@@ -70,7 +71,7 @@ REJECTED_CODES = {
 }
 SELECTORS = {"all": common_pb2.MULTI_FACE_SELECTOR_ALL, "biggest": common_pb2.MULTI_FACE_SELECTOR_BIGGEST}
 # Names in the drop folder (gateway_http.upload checks them on the way in; the start-up scan checks them again).
-DROP_NAME = re.compile(r"[a-zA-Z0-9_-]{1,48}\.(?:jpg|jpeg|png|webp)")
+DROP_NAME = re.compile(rf"[a-zA-Z0-9_-]{{1,48}}\.(?i:{'|'.join(photo_formats.EXTENSIONS)})")
 GALLERY_NAME = re.compile(r"[a-zA-Z0-9_-]{1,48}")
 # How long close() waits for enrollments under way before cancelling them (they are retried at the next start).
 CLOSE_WAIT_S = 10.0

@@ -15,7 +15,8 @@ One folder served over WebDAV (wsgidav on waitress, gateway_http.serving), in th
   launcher gives the gateway that token). Anyone else gets 403: a listing would show every face's secret key, and
   a write could replace a face's thumbnail or any photo. A photo's name must be the sha256 of the bytes put
   there, checked on the bytes as they are written: a mismatch is refused and nothing is kept.
-- `dropbox/<gallery>/<name>.<jpg|jpeg|png|webp>`: a photo put here is enrolled into <gallery> (meta = <name>)
+- `dropbox/<gallery>/<name>.<ext>`, ext one of findface_grpc.photo_formats.EXTENSIONS in any case (jpg, heic,
+  JPG, ...): a photo put here is enrolled into <gallery> (meta = <name>)
   once it is whole on disk, and `<name>.result.json` appears beside it (gateway_http.dropbox: a "failed" drop is
   retried in the background, and at start the folder is scanned for photos left without a result).
 
@@ -54,6 +55,7 @@ from wsgidav.fs_dav_provider import FileResource, FilesystemProvider, FolderReso
 from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 
+from findface_grpc import photo_formats
 from findface_grpc.auth import TokenStore
 from findface_grpc.errors import FindFaceError
 from findface_grpc.observability.wsgi import Observed, top_folder
@@ -65,15 +67,17 @@ from gateway_http.serving import Limits, Server, make_server as make_waitress, s
 log = logging.getLogger(__name__)
 
 NAME = r"[a-zA-Z0-9_-]{1,48}"
-IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
+# A drop folder's photos in any case (phones name theirs IMG_0001.HEIC); stored originals as the store names them.
+DROP_EXTS = "|".join(photo_formats.EXTENSIONS)
+STORED_EXTS = "|".join(photo_formats.STORED_EXTENSIONS)
 PARTIAL_DIR = f"{STATE_DIR}/partial"
 REALM = "findface-upload"
 READS = {"GET", "HEAD", "OPTIONS", "PROPFIND"}
 # Paths of the layout, and which of them take writes (PUT) as a file and which may be created as folders.
 FILE_PATTERNS = {
-    "drop": re.compile(rf"dropbox/(?P<gallery>{NAME})/(?P<name>{NAME}\.(?:{'|'.join(IMAGE_EXTS)}))"),
+    "drop": re.compile(rf"dropbox/(?P<gallery>{NAME})/(?P<name>{NAME}\.(?i:{DROP_EXTS}))"),
     "result": re.compile(rf"dropbox/(?P<gallery>{NAME})/{NAME}\.result\.json"),
-    "photo": re.compile(r"photos/(?P<prefix>[0-9a-f]{2})/(?P<sha256>[0-9a-f]{64})\.(?:jpg|png|webp)"),
+    "photo": re.compile(rf"photos/(?P<prefix>[0-9a-f]{{2}})/(?P<sha256>[0-9a-f]{{64}})\.(?:{STORED_EXTS})"),
     "face": re.compile(r"faces/[0-9]{1,20}/[A-Za-z0-9_-]{16,64}-(?:thumbnail\.jpg|normalized\.png)"),
     # Written before the keys: read with credentials only, deleted by the service identity, never written again.
     "face_unkeyed": re.compile(r"faces/[0-9]{1,20}/(?:thumbnail\.jpg|normalized\.png)"),
@@ -120,7 +124,7 @@ def classify(raw: str) -> Target:
         if match and (kind != "photo" or match["sha256"].startswith(match["prefix"])):
             return Target(path, kind)
     if path.startswith("dropbox/"):
-        raise Refused("403 Forbidden", "drop folder: only dropbox/<gallery>/<name>.(jpg|jpeg|png|webp), with "
+        raise Refused("403 Forbidden", f"drop folder: only dropbox/<gallery>/<name>.({DROP_EXTS}), with "
                       "gallery and name of 1-48 of [a-zA-Z0-9_-]")
     raise Refused("403 Forbidden", f"{path!r} is outside the store's layout (photos/<aa>/<sha256>.<ext>, "
                   "faces/, dropbox/)")

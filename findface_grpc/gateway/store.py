@@ -17,18 +17,9 @@ import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from findface_grpc import photo_formats
+
 log = logging.getLogger(__name__)
-
-IMAGE_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
-
-
-def image_ext(data: bytes) -> str:
-    """The extension an encoded image's bytes call for (by their magic numbers); jpg when unsure."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "png"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return "jpg"
 
 
 def photo_path(sha256: str, ext: str) -> str:
@@ -85,11 +76,11 @@ class PhotoStore:
             raise OSError(f"PUT {path}: HTTP {status}")
 
     def _save(self, photo: bytes, sha256: str, faces: list[FaceArtifacts]) -> dict[int, dict[str, str]]:
-        ext = image_ext(photo)
+        ext = photo_formats.extension_for(photo)
         original = photo_path(sha256, ext)
         # Stored once: the same photo enrolled again (or holding several faces) is not sent again.
         if self._call("HEAD", original) != 200:
-            self._put(original, photo, IMAGE_TYPES[ext])
+            self._put(original, photo, photo_formats.MEDIA_TYPES[ext])
         urls: dict[int, dict[str, str]] = {}
         for face in faces:
             paths = face_paths(face.face_id, new_face_key())

@@ -8,7 +8,8 @@ import pytest
 
 from findface_grpc import config as config_mod
 from findface_grpc.errors import ConfigError
-from findface_grpc.gateway.store import face_paths, image_ext, new_face_key, photo_path
+from findface_grpc.gateway.store import face_paths, new_face_key, photo_path
+from findface_grpc.photo_formats import extension_for
 from gateway_http.config import UploadConfig
 from gateway_http.upload import Caller, Credentials, Refused, classify
 
@@ -39,9 +40,9 @@ def test_the_layout(path, kind):
 
 @pytest.mark.parametrize("path", [
     "dropbox/g/a.jpg", "/dropbox/../a.jpg", "/dropbox/./g/a.jpg", "/dropbox//g/a.jpg", "/dropbox/g/.a.jpg",
-    "/.upload-state", "/dropbox/g/a.gif", "/dropbox/g/a.jpg.exe", "/dropbox/g/a b.jpg", "/dropbox/g\\x/a.jpg",
+    "/.upload-state", "/dropbox/g/a.tiff", "/dropbox/g/a.jpg.exe", "/dropbox/g/a b.jpg", "/dropbox/g\\x/a.jpg",
     "/dropbox/g/a\0.jpg", "/dropbox/" + "g" * 49 + "/a.jpg", "/dropbox/g/" + "a" * 49 + ".jpg", "/dropbox/g/h/a.jpg",
-    "/dropbox/g/é.jpg", "/photos/ab/abc.jpg", f"/photos/cd/{SHA}.jpg", f"/photos/ab/{SHA}.gif",
+    "/dropbox/g/é.jpg", "/photos/ab/abc.jpg", f"/photos/cd/{SHA}.jpg", f"/photos/ab/{SHA}.tiff",
     "/faces/x/thumbnail.jpg",
     "/faces/1/other.jpg", "/etc/passwd", "/faces/1/short-thumbnail.jpg", "/faces/1/" + "k" * 65 + "-thumbnail.jpg",
     "/faces/1/aaaaaaaaaaaaaaaa.thumbnail.jpg", "/faces/1/aaaaaaaaaaaaaaa%-thumbnail.jpg",
@@ -88,9 +89,9 @@ def test_store_paths():
     assert photo_path(SHA, "jpg") == f"photos/ab/{SHA}.jpg"
     assert face_paths(5, "k" * 22) == {"thumbnail": f"faces/5/{'k' * 22}-thumbnail.jpg",
                                        "normalized": f"faces/5/{'k' * 22}-normalized.png"}
-    assert image_ext(b"\x89PNG\r\n\x1a\n....") == "png"
-    assert image_ext(b"RIFF\0\0\0\0WEBPVP8 ") == "webp"
-    assert image_ext(b"\xff\xd8\xff") == "jpg"
+    assert extension_for(b"\x89PNG\r\n\x1a\n....") == "png"
+    assert extension_for(b"RIFF\0\0\0\0WEBPVP8 ") == "webp"
+    assert extension_for(b"\xff\xd8\xff") == "jpg"
     keys = {new_face_key() for _ in range(1000)}
     assert len(keys) == 1000
     for key in keys:
