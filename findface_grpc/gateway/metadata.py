@@ -413,9 +413,9 @@ class MetadataStore:
         return list(self.faces.find(query, {"_id": 1, "sync": 1, "galleries": 1}).limit(limit))
 
     @_in_thread
-    def existing_ids(self, first: int, last: int) -> set[int]:
-        """Ids in [first, last] that have a document in any state."""
-        return {doc["_id"] for doc in self.faces.find({"_id": {"$gte": first, "$lte": last}}, {"_id": 1})}
+    def existing_ids(self, ids: Sequence[int]) -> set[int]:
+        """Those of `ids` that have a document in any state."""
+        return {doc["_id"] for f in id_filters(ids) for doc in self.faces.find(f, {"_id": 1})}
 
     # ---- galleries ----
 

@@ -195,7 +195,7 @@ class Repairer:
         for shard in self.cluster.shards:
             after = 0
             while ids := await shard.list_ids(after, REPAIR_PAGE):
-                known = await self.cluster.metadata.existing_ids(ids[0], ids[-1])
+                known = await self.cluster.metadata.existing_ids(ids)
                 orphans = [i for i in ids if i not in known]
                 if orphans:
                     await shard.remove(orphans)

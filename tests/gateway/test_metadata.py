@@ -10,6 +10,7 @@ import pytest
 
 from findface_grpc.errors import AlreadyExists, Unavailable
 from findface_grpc.gateway.domain import Descriptor, NewFace
+from findface_grpc.gateway.face_docs import IN_CHUNK
 from findface_grpc.gateway.metadata import (
     ACTIVE,
     DELETING,
@@ -72,12 +73,13 @@ def test_concurrent_allocations_never_overlap(store, loop, mongo):
     [
         ([], []),
         ([5], [{"_id": {"$in": [5]}}]),
-        (list(range(10, 30)), [{"_id": {"$gte": 10, "$lte": 29}}]),
-        ([3, 1, 2], [{"_id": {"$in": [1, 2, 3]}}]),
-        ([*range(100, 110), 7, 500], [{"_id": {"$gte": 100, "$lte": 109}}, {"_id": {"$in": [7, 500]}}]),
+        ([3, 1, 2, 3], [{"_id": {"$in": [1, 2, 3]}}]),
+        (list(range(10, 30)), [{"_id": {"$in": list(range(10, 30))}}]),
+        (list(range(1, IN_CHUNK + 3)), [{"_id": {"$in": list(range(1, IN_CHUNK + 1))}},
+                                       {"_id": {"$in": [IN_CHUNK + 1, IN_CHUNK + 2]}}]),
     ],
 )
-def test_id_filters_use_ranges_for_runs(ids, expected):
+def test_id_filters_are_point_lookups_in_chunks(ids, expected):
     assert id_filters(ids) == expected
 
 
