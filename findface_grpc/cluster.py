@@ -233,7 +233,8 @@ class Cluster:
         if video_token:
             video = self._addr(cfg.video_port)
             self._start_healthy([(self._server("video", "findface_grpc.video.server",
-                                               ["--listen", video, "--gateway", gateway, "--extractor", extractor],
+                                               ["--listen", video, "--gateway", gateway, "--extractor", extractor,
+                                                *licensed],
                                                {"FINDFACE_VIDEO_TOKEN": video_token}), video)], timeout)
             self.addresses["video"] = video
         return self.addresses

@@ -21,6 +21,7 @@ from gateway_http.replies import box_of, face_json, timestamp
 CAMERA_PAGE = 1000
 MAX_CAM_IDS = 100
 LABEL_CHARS = 256
+STATE_NAMES = {video_pb2.CAMERA_STATE_RUNNING: "running", video_pb2.CAMERA_STATE_NOT_RUNNING: "not_running"}
 
 
 # ---- cameras ----
@@ -49,6 +50,9 @@ def camera_json(camera: video_pb2.Camera) -> dict:
     for name in ("rot", "roi"):
         if camera.HasField(name):
             out[name] = _region_json(getattr(camera, name))
+    if camera.HasField("status"):
+        out["status"] = {"state": STATE_NAMES.get(camera.status.state, "unknown"), "reason": camera.status.reason,
+                         "detector": camera.status.detector, "reported_at": timestamp(camera.status.reported_at)}
     return out
 
 

@@ -1,6 +1,7 @@
 """Cameras (VideoService, the original's /camera): what a video detector runs, kept in MongoDB, collection
 `cameras`: `_id` the camera's uuid, meta, url, detector, rot and roi ([x, y, width, height] or absent),
-created_by (the token's name), created, updated.
+created_by (the token's name), created, updated, and status (what a video detector last reported of it: state,
+reason, detector, at).
 
 A camera's url may hold the stream's credentials, so it is shown only to the token that created the camera and
 to admin tokens (`[gateway].admin_tokens`); it is never logged.
@@ -8,6 +9,7 @@ to admin tokens (`[gateway].admin_tokens`); it is never logged.
 from __future__ import annotations
 
 import uuid
+import enum
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -23,6 +25,7 @@ MAX_URL_CHARS = 2048
 MAX_REGION_PX = 1 << 16
 LIST_LIMIT_DEFAULT = 100
 LIST_LIMIT_MAX = 1000
+MAX_REASON_CHARS = 1024
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,28 @@ class CameraSpec:
     roi: Region | None = None
 
 
+class CameraState(enum.Enum):
+    RUNNING = "running"
+    NOT_RUNNING = "not_running"
+
+
+@dataclass(frozen=True)
+class CameraStatus:
+    """What a video detector last reported of a camera."""
+
+    state: CameraState
+    reason: str
+    detector: str
+    reported_at: datetime
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    camera_id: str
+    state: CameraState
+    reason: str = ""
+
+
 @dataclass(frozen=True)
 class Camera:
     id: str
@@ -56,6 +81,7 @@ class Camera:
     created_at: datetime
     updated_at: datetime
     url_hidden: bool = False
+    status: CameraStatus | None = None
 
 
 def check_region(field: str, region: Region | None) -> Region | None:
@@ -97,10 +123,17 @@ def _region(value) -> Region | None:
     return Region(*(int(v) for v in value)) if value else None
 
 
+def _status(value: dict | None) -> CameraStatus | None:
+    if not value:
+        return None
+    return CameraStatus(CameraState(value["state"]), value.get("reason", ""), value.get("detector", ""), value["at"])
+
+
 def _camera(doc: dict) -> Camera:
     return Camera(id=doc["_id"], meta=doc.get("meta", ""), url=doc.get("url", ""), detector=doc.get("detector", ""),
                   rot=_region(doc.get("rot")), roi=_region(doc.get("roi")), created_by=doc.get("created_by", ""),
-                  created_at=doc["created"], updated_at=doc.get("updated", doc["created"]))
+                  created_at=doc["created"], updated_at=doc.get("updated", doc["created"]),
+                  status=_status(doc.get("status")))
 
 
 class CameraStore:
@@ -142,6 +175,19 @@ class CameraStore:
     @_in_thread
     def delete(self, camera_id: str) -> bool:
         return self.collection.delete_one({"_id": camera_id}).deleted_count == 1
+
+    @_in_thread
+    def set_status(self, detector: str, reports: list[StatusReport], created_by: str | None) -> int:
+        """Each report's camera gets its status, if it exists (and, with `created_by`, was created by it)."""
+        at = utcnow()
+        updated = 0
+        for report in reports:
+            query: dict = {"_id": report.camera_id}
+            if created_by is not None:
+                query["created_by"] = created_by
+            status = {"state": report.state.value, "reason": report.reason, "detector": detector, "at": at}
+            updated += self.collection.update_one(query, {"$set": {"status": status}}).matched_count
+        return updated
 
     @_in_thread
     def page(self, detector: str, after_id: str, limit: int) -> list[Camera]:
@@ -201,6 +247,21 @@ class Cameras:
         canonical = camera_id_or_none(camera_id)
         if not canonical or not await self.store.delete(canonical):
             raise NotFound(f"id: camera {echo(camera_id)!r} not found")
+
+    async def report(self, detector: str, reports: list[StatusReport], caller: str | None) -> int:
+        """A video detector's report of its cameras; returns how many were updated. A caller that is not an admin
+        token reports on the cameras it created only: the same cameras whose urls it may see."""
+        if len(reports) > LIST_LIMIT_MAX:
+            raise InvalidArgument(f"cameras: at most {LIST_LIMIT_MAX} a report, got {len(reports)}")
+        check_text("detector", detector, MAX_LABEL_CHARS)
+        known = []
+        for report in reports:
+            check_text("reason", report.reason, MAX_REASON_CHARS)
+            canonical = camera_id_or_none(report.camera_id)
+            if canonical:
+                known.append(replace(report, camera_id=canonical))
+        owner = None if caller is None or caller in self.admin_tokens else caller
+        return await self.store.set_status(detector, known, owner) if known else 0
 
     async def list(self, detector: str, after_id: str, limit: int, caller: str | None) -> CameraPage:
         limit = limit or LIST_LIMIT_DEFAULT

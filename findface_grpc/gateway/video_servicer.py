@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from findface_grpc.auth import TokenStore, authenticate
 from findface_grpc.convert import box_to_pb
 from findface_grpc.errors import InvalidArgument
-from findface_grpc.gateway.cameras import Camera, CameraSpec, Region
+from findface_grpc.gateway.cameras import Camera, CameraSpec, CameraState, Region, StatusReport
 from findface_grpc.gateway.history import Event, HistoryQuery
 from findface_grpc.gateway.service import GatewayService
 from findface_grpc.gateway.servicer import face_to_pb, timestamp
@@ -14,6 +14,9 @@ from findface_grpc.v1 import gateway_pb2, video_pb2, video_pb2_grpc
 
 # WatchEvents with after_id: how many stored events are replayed, at most, before the live ones.
 REPLAY_MAX = 1000
+STATE_TO_PB = {CameraState.RUNNING: video_pb2.CAMERA_STATE_RUNNING,
+               CameraState.NOT_RUNNING: video_pb2.CAMERA_STATE_NOT_RUNNING}
+STATE_FROM_PB = {v: k for k, v in STATE_TO_PB.items()}
 
 
 def region_from_pb(request, name: str) -> Region | None:
@@ -38,7 +41,19 @@ def camera_to_pb(camera: Camera) -> video_pb2.Camera:
                                                          height=region.height))
     timestamp(msg.created_at, camera.created_at)
     timestamp(msg.updated_at, camera.updated_at)
+    if camera.status is not None:
+        msg.status.state = STATE_TO_PB[camera.status.state]
+        msg.status.reason = camera.status.reason
+        msg.status.detector = camera.status.detector
+        timestamp(msg.status.reported_at, camera.status.reported_at)
     return msg
+
+
+def report_from_pb(msg: video_pb2.CameraStatusReport) -> StatusReport:
+    state = STATE_FROM_PB.get(msg.state)
+    if state is None:
+        raise InvalidArgument(f"cameras: camera {msg.camera_id[:64]!r} needs a state, RUNNING or NOT_RUNNING")
+    return StatusReport(msg.camera_id, state, msg.reason)
 
 
 def event_to_pb(event: Event, missed: int = 0) -> video_pb2.Event:
@@ -100,6 +115,11 @@ class VideoServicer(video_pb2_grpc.VideoServiceServicer):
     async def DeleteCamera(self, request, context):
         await self.service.cameras.delete(request.id)
         return video_pb2.DeleteCameraResponse()
+
+    async def ReportCameraStatus(self, request, context):
+        updated = await self.service.cameras.report(request.detector, [report_from_pb(r) for r in request.cameras],
+                                                    await self._caller(context))
+        return video_pb2.ReportCameraStatusResponse(updated=updated)
 
     async def ListPersons(self, request, context):
         page = await self.service.persons.list(request.after_id, request.limit)

@@ -111,6 +111,9 @@ class _VideoCollector:
                 lag.add_metric([runner.camera.id], recent[len(recent) // 2])
         yield lag
         yield GaugeMetricFamily("findface_video_cameras", "Cameras this detector runs", value=len(runners))
+        yield GaugeMetricFamily("findface_video_cameras_not_running",
+                                "Cameras listed for this detector that it does not run (license, detectors_max)",
+                                value=len(self.detector.not_running))
         poster = self.detector.poster
         for key, text in metrics.VIDEO_POST_COUNTERS.items():
             yield CounterMetricFamily(f"findface_video_posts_{key}", text, value=getattr(poster.counters, key))

@@ -123,6 +123,7 @@ VIDEO_POST_COUNTERS = {
     "dropped": "Faces dropped, oldest first, while the queue was full (the gateway down or slow)",
     "rejected": "Faces the gateway refused (camera deleted, no face in the crop, bad token)",
     "retries": "Posts retried after the gateway did not answer",
+    "duplicates": "Faces left out by post-uniq: the same person posted often enough already",
 }
 
 # ---- photo store and drop folder ----

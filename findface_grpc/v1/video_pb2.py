@@ -27,47 +27,57 @@ from findface_grpc.v1 import common_pb2 as findface__grpc_dot_v1_dot_common__pb2
 from findface_grpc.v1 import gateway_pb2 as findface__grpc_dot_v1_dot_gateway__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x66indface_grpc/v1/video.proto\x12\x10\x66indface_grpc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1d\x66indface_grpc/v1/common.proto\x1a\x1e\x66indface_grpc/v1/gateway.proto\"=\n\x06Region\x12\t\n\x01x\x18\x01 \x01(\r\x12\t\n\x01y\x18\x02 \x01(\r\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\"\x97\x02\n\x06\x43\x61mera\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04meta\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x12\n\nurl_hidden\x18\x04 \x01(\x08\x12\x10\n\x08\x64\x65tector\x18\x05 \x01(\t\x12%\n\x03rot\x18\x06 \x01(\x0b\x32\x18.findface_grpc.v1.Region\x12%\n\x03roi\x18\x07 \x01(\x0b\x32\x18.findface_grpc.v1.Region\x12\x12\n\ncreated_by\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x90\x01\n\x13\x43reateCameraRequest\x12\x0c\n\x04meta\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x10\n\x08\x64\x65tector\x18\x03 \x01(\t\x12%\n\x03rot\x18\x04 \x01(\x0b\x32\x18.findface_grpc.v1.Region\x12%\n\x03roi\x18\x05 \x01(\x0b\x32\x18.findface_grpc.v1.Region\"G\n\x12ListCamerasRequest\x12\x10\n\x08\x64\x65tector\x18\x01 \x01(\t\x12\x10\n\x08\x61\x66ter_id\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\r\"W\n\x13ListCamerasResponse\x12)\n\x07\x63\x61meras\x18\x01 \x03(\x0b\x32\x18.findface_grpc.v1.Camera\x12\x15\n\rnext_after_id\x18\x02 \x01(\t\"\x1e\n\x10GetCameraRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xc9\x01\n\x13UpdateCameraRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\x04meta\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x10\n\x03url\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x15\n\x08\x64\x65tector\x18\x04 \x01(\tH\x02\x88\x01\x01\x12%\n\x03rot\x18\x05 \x01(\x0b\x32\x18.findface_grpc.v1.Region\x12%\n\x03roi\x18\x06 \x01(\x0b\x32\x18.findface_grpc.v1.RegionB\x07\n\x05_metaB\x06\n\x04_urlB\x0b\n\t_detector\"!\n\x13\x44\x65leteCameraRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteCameraResponse\"b\n\x06Person\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04meta\x18\x02 \x01(\t\x12\x12\n\nface_count\x18\x03 \x01(\x04\x12*\n\x04\x66\x61\x63\x65\x18\x04 \x01(\x0b\x32\x1c.findface_grpc.v1.FaceRecord\"5\n\x12ListPersonsRequest\x12\x10\n\x08\x61\x66ter_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\"W\n\x13ListPersonsResponse\x12)\n\x07persons\x18\x01 \x03(\x0b\x32\x18.findface_grpc.v1.Person\x12\x15\n\rnext_after_id\x18\x02 \x01(\t\"\xc7\x02\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x11\n\tcamera_id\x18\x02 \x01(\t\x12.\n\nframe_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08track_id\x18\x04 \x01(\t\x12+\n\x04\x62\x62ox\x18\x05 \x01(\x0b\x32\x1d.findface_grpc.v1.BoundingBox\x12\x11\n\tthumbnail\x18\x06 \x01(\x0c\x12&\n\x05match\x18\x07 \x01(\x0b\x32\x17.findface_grpc.v1.Match\x12\x11\n\tperson_id\x18\x08 \x01(\t\x12\x0f\n\x07\x66\x61\x63\x65_id\x18\t \x01(\x04\x12\x11\n\tgalleries\x18\n \x03(\t\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06missed\x18\x0c \x01(\x04\"\xcc\x01\n\x14SearchHistoryRequest\x12\x11\n\tperson_id\x18\x01 \x01(\t\x12\x12\n\ncamera_ids\x18\x02 \x03(\t\x12)\n\x05start\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06max_id\x18\x05 \x01(\x04\x12\r\n\x05limit\x18\x06 \x01(\r\x12\x1a\n\x12without_thumbnails\x18\x07 \x01(\x08\"|\n\x15SearchHistoryResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.findface_grpc.v1.Event\x12\x13\n\x0bnext_max_id\x18\x02 \x01(\x04\x12\x13\n\x0bprev_max_id\x18\x03 \x01(\x04\x12\x10\n\x08has_prev\x18\x04 \x01(\x08\"\x1d\n\x0fGetEventRequest\x12\n\n\x02id\x18\x01 \x01(\x04\"M\n\x12WatchEventsRequest\x12\x12\n\ncamera_ids\x18\x01 \x03(\t\x12\x11\n\tgalleries\x18\x02 \x03(\t\x12\x10\n\x08\x61\x66ter_id\x18\x03 \x01(\x04\x32\x8c\x06\n\x0cVideoService\x12O\n\x0c\x43reateCamera\x12%.findface_grpc.v1.CreateCameraRequest\x1a\x18.findface_grpc.v1.Camera\x12Z\n\x0bListCameras\x12$.findface_grpc.v1.ListCamerasRequest\x1a%.findface_grpc.v1.ListCamerasResponse\x12I\n\tGetCamera\x12\".findface_grpc.v1.GetCameraRequest\x1a\x18.findface_grpc.v1.Camera\x12O\n\x0cUpdateCamera\x12%.findface_grpc.v1.UpdateCameraRequest\x1a\x18.findface_grpc.v1.Camera\x12]\n\x0c\x44\x65leteCamera\x12%.findface_grpc.v1.DeleteCameraRequest\x1a&.findface_grpc.v1.DeleteCameraResponse\x12Z\n\x0bListPersons\x12$.findface_grpc.v1.ListPersonsRequest\x1a%.findface_grpc.v1.ListPersonsResponse\x12`\n\rSearchHistory\x12&.findface_grpc.v1.SearchHistoryRequest\x1a\'.findface_grpc.v1.SearchHistoryResponse\x12\x46\n\x08GetEvent\x12!.findface_grpc.v1.GetEventRequest\x1a\x17.findface_grpc.v1.Event\x12N\n\x0bWatchEvents\x12$.findface_grpc.v1.WatchEventsRequest\x1a\x17.findface_grpc.v1.Event0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x66indface_grpc/v1/video.proto\x12\x10\x66indface_grpc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1d\x66indface_grpc/v1/common.proto\x1a\x1e\x66indface_grpc/v1/gateway.proto\"=\n\x06Region\x12\t\n\x01x\x18\x01 \x01(\r\x12\t\n\x01y\x18\x02 \x01(\r\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\"\xc7\x02\n\x06\x43\x61mera\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04meta\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x12\n\nurl_hidden\x18\x04 \x01(\x08\x12\x10\n\x08\x64\x65tector\x18\x05 \x01(\t\x12%\n\x03rot\x18\x06 \x01(\x0b\x32\x18.findface_grpc.v1.Region\x12%\n\x03roi\x18\x07 \x01(\x0b\x32\x18.findface_grpc.v1.Region\x12\x12\n\ncreated_by\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x06status\x18\x0b \x01(\x0b\x32\x1e.findface_grpc.v1.CameraStatus\"\x8f\x01\n\x0c\x43\x61meraStatus\x12,\n\x05state\x18\x01 \x01(\x0e\x32\x1d.findface_grpc.v1.CameraState\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x10\n\x08\x64\x65tector\x18\x03 \x01(\t\x12/\n\x0breported_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"e\n\x12\x43\x61meraStatusReport\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12,\n\x05state\x18\x02 \x01(\x0e\x32\x1d.findface_grpc.v1.CameraState\x12\x0e\n\x06reason\x18\x03 \x01(\t\"d\n\x19ReportCameraStatusRequest\x12\x10\n\x08\x64\x65tector\x18\x01 \x01(\t\x12\x35\n\x07\x63\x61meras\x18\x02 \x03(\x0b\x32$.findface_grpc.v1.CameraStatusReport\"-\n\x1aReportCameraStatusResponse\x12\x0f\n\x07updated\x18\x01 \x01(\r\"\x90\x01\n\x13\x43reateCameraRequest\x12\x0c\n\x04meta\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x10\n\x08\x64\x65tector\x18\x03 \x01(\t\x12%\n\x03rot\x18\x04 \x01(\x0b\x32\x18.findface_grpc.v1.Region\x12%\n\x03roi\x18\x05 \x01(\x0b\x32\x18.findface_grpc.v1.Region\"G\n\x12ListCamerasRequest\x12\x10\n\x08\x64\x65tector\x18\x01 \x01(\t\x12\x10\n\x08\x61\x66ter_id\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\r\"W\n\x13ListCamerasResponse\x12)\n\x07\x63\x61meras\x18\x01 \x03(\x0b\x32\x18.findface_grpc.v1.Camera\x12\x15\n\rnext_after_id\x18\x02 \x01(\t\"\x1e\n\x10GetCameraRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xc9\x01\n\x13UpdateCameraRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\x04meta\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x10\n\x03url\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x15\n\x08\x64\x65tector\x18\x04 \x01(\tH\x02\x88\x01\x01\x12%\n\x03rot\x18\x05 \x01(\x0b\x32\x18.findface_grpc.v1.Region\x12%\n\x03roi\x18\x06 \x01(\x0b\x32\x18.findface_grpc.v1.RegionB\x07\n\x05_metaB\x06\n\x04_urlB\x0b\n\t_detector\"!\n\x13\x44\x65leteCameraRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteCameraResponse\"b\n\x06Person\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04meta\x18\x02 \x01(\t\x12\x12\n\nface_count\x18\x03 \x01(\x04\x12*\n\x04\x66\x61\x63\x65\x18\x04 \x01(\x0b\x32\x1c.findface_grpc.v1.FaceRecord\"5\n\x12ListPersonsRequest\x12\x10\n\x08\x61\x66ter_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\"W\n\x13ListPersonsResponse\x12)\n\x07persons\x18\x01 \x03(\x0b\x32\x18.findface_grpc.v1.Person\x12\x15\n\rnext_after_id\x18\x02 \x01(\t\"\xc7\x02\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x11\n\tcamera_id\x18\x02 \x01(\t\x12.\n\nframe_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08track_id\x18\x04 \x01(\t\x12+\n\x04\x62\x62ox\x18\x05 \x01(\x0b\x32\x1d.findface_grpc.v1.BoundingBox\x12\x11\n\tthumbnail\x18\x06 \x01(\x0c\x12&\n\x05match\x18\x07 \x01(\x0b\x32\x17.findface_grpc.v1.Match\x12\x11\n\tperson_id\x18\x08 \x01(\t\x12\x0f\n\x07\x66\x61\x63\x65_id\x18\t \x01(\x04\x12\x11\n\tgalleries\x18\n \x03(\t\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06missed\x18\x0c \x01(\x04\"\xcc\x01\n\x14SearchHistoryRequest\x12\x11\n\tperson_id\x18\x01 \x01(\t\x12\x12\n\ncamera_ids\x18\x02 \x03(\t\x12)\n\x05start\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06max_id\x18\x05 \x01(\x04\x12\r\n\x05limit\x18\x06 \x01(\r\x12\x1a\n\x12without_thumbnails\x18\x07 \x01(\x08\"|\n\x15SearchHistoryResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.findface_grpc.v1.Event\x12\x13\n\x0bnext_max_id\x18\x02 \x01(\x04\x12\x13\n\x0bprev_max_id\x18\x03 \x01(\x04\x12\x10\n\x08has_prev\x18\x04 \x01(\x08\"\x1d\n\x0fGetEventRequest\x12\n\n\x02id\x18\x01 \x01(\x04\"M\n\x12WatchEventsRequest\x12\x12\n\ncamera_ids\x18\x01 \x03(\t\x12\x11\n\tgalleries\x18\x02 \x03(\t\x12\x10\n\x08\x61\x66ter_id\x18\x03 \x01(\x04*c\n\x0b\x43\x61meraState\x12\x1c\n\x18\x43\x41MERA_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43\x41MERA_STATE_RUNNING\x10\x01\x12\x1c\n\x18\x43\x41MERA_STATE_NOT_RUNNING\x10\x02\x32\xfd\x06\n\x0cVideoService\x12O\n\x0c\x43reateCamera\x12%.findface_grpc.v1.CreateCameraRequest\x1a\x18.findface_grpc.v1.Camera\x12Z\n\x0bListCameras\x12$.findface_grpc.v1.ListCamerasRequest\x1a%.findface_grpc.v1.ListCamerasResponse\x12I\n\tGetCamera\x12\".findface_grpc.v1.GetCameraRequest\x1a\x18.findface_grpc.v1.Camera\x12O\n\x0cUpdateCamera\x12%.findface_grpc.v1.UpdateCameraRequest\x1a\x18.findface_grpc.v1.Camera\x12]\n\x0c\x44\x65leteCamera\x12%.findface_grpc.v1.DeleteCameraRequest\x1a&.findface_grpc.v1.DeleteCameraResponse\x12o\n\x12ReportCameraStatus\x12+.findface_grpc.v1.ReportCameraStatusRequest\x1a,.findface_grpc.v1.ReportCameraStatusResponse\x12Z\n\x0bListPersons\x12$.findface_grpc.v1.ListPersonsRequest\x1a%.findface_grpc.v1.ListPersonsResponse\x12`\n\rSearchHistory\x12&.findface_grpc.v1.SearchHistoryRequest\x1a\'.findface_grpc.v1.SearchHistoryResponse\x12\x46\n\x08GetEvent\x12!.findface_grpc.v1.GetEventRequest\x1a\x17.findface_grpc.v1.Event\x12N\n\x0bWatchEvents\x12$.findface_grpc.v1.WatchEventsRequest\x1a\x17.findface_grpc.v1.Event0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'findface_grpc.v1.video_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_CAMERASTATE']._serialized_start=2558
+  _globals['_CAMERASTATE']._serialized_end=2657
   _globals['_REGION']._serialized_start=146
   _globals['_REGION']._serialized_end=207
   _globals['_CAMERA']._serialized_start=210
-  _globals['_CAMERA']._serialized_end=489
-  _globals['_CREATECAMERAREQUEST']._serialized_start=492
-  _globals['_CREATECAMERAREQUEST']._serialized_end=636
-  _globals['_LISTCAMERASREQUEST']._serialized_start=638
-  _globals['_LISTCAMERASREQUEST']._serialized_end=709
-  _globals['_LISTCAMERASRESPONSE']._serialized_start=711
-  _globals['_LISTCAMERASRESPONSE']._serialized_end=798
-  _globals['_GETCAMERAREQUEST']._serialized_start=800
-  _globals['_GETCAMERAREQUEST']._serialized_end=830
-  _globals['_UPDATECAMERAREQUEST']._serialized_start=833
-  _globals['_UPDATECAMERAREQUEST']._serialized_end=1034
-  _globals['_DELETECAMERAREQUEST']._serialized_start=1036
-  _globals['_DELETECAMERAREQUEST']._serialized_end=1069
-  _globals['_DELETECAMERARESPONSE']._serialized_start=1071
-  _globals['_DELETECAMERARESPONSE']._serialized_end=1093
-  _globals['_PERSON']._serialized_start=1095
-  _globals['_PERSON']._serialized_end=1193
-  _globals['_LISTPERSONSREQUEST']._serialized_start=1195
-  _globals['_LISTPERSONSREQUEST']._serialized_end=1248
-  _globals['_LISTPERSONSRESPONSE']._serialized_start=1250
-  _globals['_LISTPERSONSRESPONSE']._serialized_end=1337
-  _globals['_EVENT']._serialized_start=1340
-  _globals['_EVENT']._serialized_end=1667
-  _globals['_SEARCHHISTORYREQUEST']._serialized_start=1670
-  _globals['_SEARCHHISTORYREQUEST']._serialized_end=1874
-  _globals['_SEARCHHISTORYRESPONSE']._serialized_start=1876
-  _globals['_SEARCHHISTORYRESPONSE']._serialized_end=2000
-  _globals['_GETEVENTREQUEST']._serialized_start=2002
-  _globals['_GETEVENTREQUEST']._serialized_end=2031
-  _globals['_WATCHEVENTSREQUEST']._serialized_start=2033
-  _globals['_WATCHEVENTSREQUEST']._serialized_end=2110
-  _globals['_VIDEOSERVICE']._serialized_start=2113
-  _globals['_VIDEOSERVICE']._serialized_end=2893
+  _globals['_CAMERA']._serialized_end=537
+  _globals['_CAMERASTATUS']._serialized_start=540
+  _globals['_CAMERASTATUS']._serialized_end=683
+  _globals['_CAMERASTATUSREPORT']._serialized_start=685
+  _globals['_CAMERASTATUSREPORT']._serialized_end=786
+  _globals['_REPORTCAMERASTATUSREQUEST']._serialized_start=788
+  _globals['_REPORTCAMERASTATUSREQUEST']._serialized_end=888
+  _globals['_REPORTCAMERASTATUSRESPONSE']._serialized_start=890
+  _globals['_REPORTCAMERASTATUSRESPONSE']._serialized_end=935
+  _globals['_CREATECAMERAREQUEST']._serialized_start=938
+  _globals['_CREATECAMERAREQUEST']._serialized_end=1082
+  _globals['_LISTCAMERASREQUEST']._serialized_start=1084
+  _globals['_LISTCAMERASREQUEST']._serialized_end=1155
+  _globals['_LISTCAMERASRESPONSE']._serialized_start=1157
+  _globals['_LISTCAMERASRESPONSE']._serialized_end=1244
+  _globals['_GETCAMERAREQUEST']._serialized_start=1246
+  _globals['_GETCAMERAREQUEST']._serialized_end=1276
+  _globals['_UPDATECAMERAREQUEST']._serialized_start=1279
+  _globals['_UPDATECAMERAREQUEST']._serialized_end=1480
+  _globals['_DELETECAMERAREQUEST']._serialized_start=1482
+  _globals['_DELETECAMERAREQUEST']._serialized_end=1515
+  _globals['_DELETECAMERARESPONSE']._serialized_start=1517
+  _globals['_DELETECAMERARESPONSE']._serialized_end=1539
+  _globals['_PERSON']._serialized_start=1541
+  _globals['_PERSON']._serialized_end=1639
+  _globals['_LISTPERSONSREQUEST']._serialized_start=1641
+  _globals['_LISTPERSONSREQUEST']._serialized_end=1694
+  _globals['_LISTPERSONSRESPONSE']._serialized_start=1696
+  _globals['_LISTPERSONSRESPONSE']._serialized_end=1783
+  _globals['_EVENT']._serialized_start=1786
+  _globals['_EVENT']._serialized_end=2113
+  _globals['_SEARCHHISTORYREQUEST']._serialized_start=2116
+  _globals['_SEARCHHISTORYREQUEST']._serialized_end=2320
+  _globals['_SEARCHHISTORYRESPONSE']._serialized_start=2322
+  _globals['_SEARCHHISTORYRESPONSE']._serialized_end=2446
+  _globals['_GETEVENTREQUEST']._serialized_start=2448
+  _globals['_GETEVENTREQUEST']._serialized_end=2477
+  _globals['_WATCHEVENTSREQUEST']._serialized_start=2479
+  _globals['_WATCHEVENTSREQUEST']._serialized_end=2556
+  _globals['_VIDEOSERVICE']._serialized_start=2660
+  _globals['_VIDEOSERVICE']._serialized_end=3553
 # @@protoc_insertion_point(module_scope)

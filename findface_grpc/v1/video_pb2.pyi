@@ -4,12 +4,22 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from findface_grpc.v1 import common_pb2 as _common_pb2
 from findface_grpc.v1 import gateway_pb2 as _gateway_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class CameraState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CAMERA_STATE_UNSPECIFIED: _ClassVar[CameraState]
+    CAMERA_STATE_RUNNING: _ClassVar[CameraState]
+    CAMERA_STATE_NOT_RUNNING: _ClassVar[CameraState]
+CAMERA_STATE_UNSPECIFIED: CameraState
+CAMERA_STATE_RUNNING: CameraState
+CAMERA_STATE_NOT_RUNNING: CameraState
 
 class Region(_message.Message):
     __slots__ = ("x", "y", "width", "height")
@@ -24,7 +34,7 @@ class Region(_message.Message):
     def __init__(self, x: _Optional[int] = ..., y: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
 
 class Camera(_message.Message):
-    __slots__ = ("id", "meta", "url", "url_hidden", "detector", "rot", "roi", "created_by", "created_at", "updated_at")
+    __slots__ = ("id", "meta", "url", "url_hidden", "detector", "rot", "roi", "created_by", "created_at", "updated_at", "status")
     ID_FIELD_NUMBER: _ClassVar[int]
     META_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
@@ -35,6 +45,7 @@ class Camera(_message.Message):
     CREATED_BY_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
     id: str
     meta: str
     url: str
@@ -45,7 +56,44 @@ class Camera(_message.Message):
     created_by: str
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., meta: _Optional[str] = ..., url: _Optional[str] = ..., url_hidden: _Optional[bool] = ..., detector: _Optional[str] = ..., rot: _Optional[_Union[Region, _Mapping]] = ..., roi: _Optional[_Union[Region, _Mapping]] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    status: CameraStatus
+    def __init__(self, id: _Optional[str] = ..., meta: _Optional[str] = ..., url: _Optional[str] = ..., url_hidden: _Optional[bool] = ..., detector: _Optional[str] = ..., rot: _Optional[_Union[Region, _Mapping]] = ..., roi: _Optional[_Union[Region, _Mapping]] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[CameraStatus, _Mapping]] = ...) -> None: ...
+
+class CameraStatus(_message.Message):
+    __slots__ = ("state", "reason", "detector", "reported_at")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DETECTOR_FIELD_NUMBER: _ClassVar[int]
+    REPORTED_AT_FIELD_NUMBER: _ClassVar[int]
+    state: CameraState
+    reason: str
+    detector: str
+    reported_at: _timestamp_pb2.Timestamp
+    def __init__(self, state: _Optional[_Union[CameraState, str]] = ..., reason: _Optional[str] = ..., detector: _Optional[str] = ..., reported_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CameraStatusReport(_message.Message):
+    __slots__ = ("camera_id", "state", "reason")
+    CAMERA_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    camera_id: str
+    state: CameraState
+    reason: str
+    def __init__(self, camera_id: _Optional[str] = ..., state: _Optional[_Union[CameraState, str]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ReportCameraStatusRequest(_message.Message):
+    __slots__ = ("detector", "cameras")
+    DETECTOR_FIELD_NUMBER: _ClassVar[int]
+    CAMERAS_FIELD_NUMBER: _ClassVar[int]
+    detector: str
+    cameras: _containers.RepeatedCompositeFieldContainer[CameraStatusReport]
+    def __init__(self, detector: _Optional[str] = ..., cameras: _Optional[_Iterable[_Union[CameraStatusReport, _Mapping]]] = ...) -> None: ...
+
+class ReportCameraStatusResponse(_message.Message):
+    __slots__ = ("updated",)
+    UPDATED_FIELD_NUMBER: _ClassVar[int]
+    updated: int
+    def __init__(self, updated: _Optional[int] = ...) -> None: ...
 
 class CreateCameraRequest(_message.Message):
     __slots__ = ("meta", "url", "detector", "rot", "roi")

@@ -59,6 +59,11 @@ class VideoServiceStub:
                 request_serializer=findface__grpc_dot_v1_dot_video__pb2.DeleteCameraRequest.SerializeToString,
                 response_deserializer=findface__grpc_dot_v1_dot_video__pb2.DeleteCameraResponse.FromString,
                 _registered_method=True)
+        self.ReportCameraStatus = channel.unary_unary(
+                '/findface_grpc.v1.VideoService/ReportCameraStatus',
+                request_serializer=findface__grpc_dot_v1_dot_video__pb2.ReportCameraStatusRequest.SerializeToString,
+                response_deserializer=findface__grpc_dot_v1_dot_video__pb2.ReportCameraStatusResponse.FromString,
+                _registered_method=True)
         self.ListPersons = channel.unary_unary(
                 '/findface_grpc.v1.VideoService/ListPersons',
                 request_serializer=findface__grpc_dot_v1_dot_video__pb2.ListPersonsRequest.SerializeToString,
@@ -112,6 +117,16 @@ class VideoServiceServicer:
 
     def DeleteCamera(self, request, context):
         """Its history stays (events keep the camera id).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportCameraStatus(self, request, context):
+        """A video detector says which of its cameras it runs and why it runs none of the others (over the license's
+        camera limit or its detectors_max, the license refused or its server unreachable past the grace period); each
+        becomes that camera's Camera.status. Only cameras whose url the caller may see (their creator's token and
+        admin tokens, as a detector's token is) are updated; other ids, and cameras since deleted, are passed over.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -173,6 +188,11 @@ def add_VideoServiceServicer_to_server(servicer, server):
                     servicer.DeleteCamera,
                     request_deserializer=findface__grpc_dot_v1_dot_video__pb2.DeleteCameraRequest.FromString,
                     response_serializer=findface__grpc_dot_v1_dot_video__pb2.DeleteCameraResponse.SerializeToString,
+            ),
+            'ReportCameraStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportCameraStatus,
+                    request_deserializer=findface__grpc_dot_v1_dot_video__pb2.ReportCameraStatusRequest.FromString,
+                    response_serializer=findface__grpc_dot_v1_dot_video__pb2.ReportCameraStatusResponse.SerializeToString,
             ),
             'ListPersons': grpc.unary_unary_rpc_method_handler(
                     servicer.ListPersons,
@@ -330,6 +350,33 @@ class VideoService:
             '/findface_grpc.v1.VideoService/DeleteCamera',
             findface__grpc_dot_v1_dot_video__pb2.DeleteCameraRequest.SerializeToString,
             findface__grpc_dot_v1_dot_video__pb2.DeleteCameraResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportCameraStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/findface_grpc.v1.VideoService/ReportCameraStatus',
+            findface__grpc_dot_v1_dot_video__pb2.ReportCameraStatusRequest.SerializeToString,
+            findface__grpc_dot_v1_dot_video__pb2.ReportCameraStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

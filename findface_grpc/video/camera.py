@@ -36,8 +36,8 @@ class CameraRunner:
         self._post = post
         self.counters = Counters()
         self.tracker = Tracker(cfg.track_timeout_s, cfg.max_persons)
-        self.selector = (RealtimeSelector(cfg.min_quality, cfg.rt_score_step, cfg.rt_delay_s) if cfg.realtime
-                         else OfflineSelector(cfg.min_quality))
+        self.selector = (RealtimeSelector(cfg.min_quality, cfg.rt_score_step, cfg.rt_delay_s, cfg.rt_refresh_s)
+                         if cfg.realtime else OfflineSelector(cfg.min_quality))
         self.reader: StreamReader | None = None
         self.task: asyncio.Task | None = None
         self.done = asyncio.Event()  # a file that was read to its end, every post of it handed to the poster

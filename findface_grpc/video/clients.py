@@ -1,5 +1,6 @@
-"""The detector's gRPC calls: Detect on the extractor, ListCameras on the gateway's VideoService, and posting faces
-through FaceService.Identify / CreateFace with a Sighting. Each turns protobuf into the detector's values and a
+"""The detector's gRPC calls: Detect (and, for post-uniq, Extract and Info) on the extractor, ListCameras and
+ReportCameraStatus on the gateway's VideoService, and posting faces through FaceService.Identify / CreateFace
+with a Sighting. Each turns protobuf into the detector's values and a
 failed call into Transient (worth retrying: the server is down or busy) or Rejected (this request will never
 pass), so that the rest of the package never sees grpc.
 """
@@ -8,11 +9,13 @@ from __future__ import annotations
 import logging
 
 import grpc
+import numpy as np
 
 from findface_grpc import rpc
 from findface_grpc.auth import token_metadata
 from findface_grpc.convert import box_from_pb, box_to_pb
-from findface_grpc.video.domain import Camera, Face, Frame, Region, Snapshot, shift
+from findface_grpc.gateway.scoring import Preset, presets_for
+from findface_grpc.video.domain import Box, Camera, CameraReport, Face, Frame, Region, Snapshot, shift
 from findface_grpc.v1 import (
     common_pb2,
     extractor_pb2,
@@ -68,6 +71,7 @@ class ExtractorDetector:
         # Smaller faces are not posted, but are still tracked down to the detector's own minimum: a face growing
         # as it comes nearer keeps its track.
         self.min_face_size = max(1, min_face_size // 2)
+        self._presets: dict[str, float] | None = None
 
     async def detect(self, frame: Frame) -> list[Face]:
         try:
@@ -87,6 +91,30 @@ class ExtractorDetector:
             )
             for f in reply.faces
         ]
+
+    async def describe(self, photo: bytes, box: Box) -> np.ndarray:
+        """The descriptor of the face in `box` of `photo`."""
+        try:
+            reply = await self.stub.Extract(
+                extractor_pb2.ExtractRequest(image=photo, boxes=[box_to_pb(box)], min_face_size=1),
+                timeout=self.timeout_s,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _failure(exc, "extractor Extract") from None
+        if not reply.faces:
+            raise Rejected("extractor Extract: no face in the box")
+        return np.frombuffer(reply.faces[0].descriptor.vector, dtype="<f4")
+
+    async def similarity_presets(self) -> dict[str, float]:
+        """The cosine similarity of each threshold preset for the extractor's model (asked once)."""
+        if self._presets is None:
+            try:
+                info = await self.stub.Info(extractor_pb2.InfoRequest(), timeout=self.timeout_s)
+            except grpc.aio.AioRpcError as exc:
+                raise _failure(exc, "extractor Info") from None
+            presets = presets_for(info.embedder_model_id)
+            self._presets = {p.value: presets.value(p) for p in (Preset.STRICT, Preset.MEDIUM, Preset.LOW)}
+        return self._presets
 
     async def close(self) -> None:
         await self.channel.close()
@@ -123,6 +151,18 @@ class GatewayClient:
             if not reply.next_after_id:
                 return found
             after = reply.next_after_id
+
+    async def report(self, detector: str, reports: list[CameraReport]) -> int:
+        """Tell the gateway which cameras run and why the others do not; returns how many it updated."""
+        states = {True: video_pb2.CAMERA_STATE_RUNNING, False: video_pb2.CAMERA_STATE_NOT_RUNNING}
+        request = video_pb2.ReportCameraStatusRequest(detector=detector, cameras=[
+            video_pb2.CameraStatusReport(camera_id=r.camera_id, state=states[r.running], reason=r.reason)
+            for r in reports])
+        try:
+            reply = await self.video.ReportCameraStatus(request, timeout=self.timeout_s, metadata=self.metadata)
+        except grpc.aio.AioRpcError as exc:
+            raise _failure(exc, "gateway ReportCameraStatus") from None
+        return reply.updated
 
     async def post(self, camera_id: str, snapshot: Snapshot, *, create: bool, gallery: str,
                    galleries: tuple[str, ...]) -> None:

@@ -1,8 +1,9 @@
 """Video detector configuration: `[video]` in the config file, or FINDFACE_VIDEO_* variables.
 
 Names follow the original fkvideo_detector's options where they mean the same thing (detector-name,
-detectors-max, reload-timeout, realtime, md-threshold, rt-score-step, rt-delay, min-face-size, max-persons,
-bbox-scale, req-timeout); its --camid/--source pair is `camera_id` and `source` here.
+detectors-max, reload-timeout, single-pass, realtime, md-threshold, rt-score-step, rt-delay, rt-refresh,
+post-uniq, uc-max-time-diff, uc-max-dup, uc-max-avg-shift, min-face-size, max-persons, bbox-scale, req-timeout);
+its --camid/--source pair is `camera_id` and `source` here, its --license-ntls-server `license_server`.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from findface_grpc.video.domain import Region, parse_geometry
 
 REQUEST_IDENTIFY = "identify"
 REQUEST_CREATE = "create"
+SIMILARITY_PRESETS = ("strict", "medium", "low")
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,9 @@ class VideoConfig:
     extractor: str = "127.0.0.1:50052"
     # The API token the detector calls the gateway with (FINDFACE_VIDEO_TOKEN: keep it out of config files).
     token: str = ""
+    # The license server (host:port) the detector holds a lease from, for the cameras it runs; empty: none (an
+    # unlicensed cluster). Cameras past the license's camera limit are not run, and say so in their status.
+    license_server: str = ""
     # The cameras it runs are those the gateway lists with this detector name; empty: the host name.
     detector_name: str = ""
     # Or one camera given here (both set): the camera must still exist in the gateway, whose Identify checks it.
@@ -35,6 +40,8 @@ class VideoConfig:
     roi: str = ""
     detectors_max: int = 5  # most cameras run at once; more are left out, with a warning
     reload_timeout_s: float = 15.0
+    # Ask the gateway for the camera list once, at start (the original's single-pass: for recordings).
+    single_pass: bool = False
     # FFmpeg options for every stream, "key=value" each, e.g. rtsp_transport=tcp.
     source_params: tuple[str, ...] = ()
     # Network streams: a read that hangs this long fails the stream, which is then reopened.
@@ -56,6 +63,18 @@ class VideoConfig:
     min_quality: float = 0.3  # the original's min-score, on the extractor's quality scale [0, 1]
     rt_score_step: float = 0.05
     rt_delay_s: float = 0.2  # least time between two real-time posts of one track
+    # Real-time mode: a track's threshold falls back to min_quality this long after its last post, so a face that
+    # stays in view is posted again now and then even when no better snapshot comes; 0: never.
+    rt_refresh_s: float = 0.0
+    # post-uniq: at most uc_max_dup posts of one person per camera within uc_max_time_diff_s. A face whose box
+    # centre lies within uc_max_avg_shift px of a recent post's is compared with it (descriptors from the
+    # extractor); at or above uc_threshold it is the same person. The threshold is a preset of the extractor's
+    # model ("strict", "medium", "low") or a cosine similarity in (0, 1].
+    post_uniq: bool = False
+    uc_max_time_diff_s: float = 30.0
+    uc_max_dup: int = 3
+    uc_max_avg_shift: float = 10.0
+    uc_threshold: str = "medium"
     min_face_size: int = 40  # px, the box's shorter side
     max_face_size: int = 0  # px, the box's longer side; 0 = no limit
     max_persons: int = 8  # faces tracked at once per camera; the smallest extra faces are ignored
@@ -83,6 +102,8 @@ class VideoConfig:
         for name in ("listen", "gateway", "extractor"):
             if not is_address(getattr(self, name), any_port=name == "listen"):
                 raise ConfigError(f"[video].{name} must be host:port, not {getattr(self, name)!r}")
+        if self.license_server and not is_address(self.license_server):
+            raise ConfigError(f"[video].license_server must be host:port or empty, not {self.license_server!r}")
         if bool(self.camera_id) != bool(self.source):
             raise ConfigError("[video].camera_id and source are set together (or neither)")
         for name in ("rot", "roi"):
@@ -102,7 +123,13 @@ class VideoConfig:
             raise ConfigError("[video].md_threshold must be in [0, 1), md_scale in (0, 1]")
         if not 0 <= self.min_quality <= 1 or self.rt_score_step < 0 or self.rt_delay_s < 0:
             raise ConfigError("[video].min_quality must be in [0, 1], rt_score_step and rt_delay_s >= 0")
-        for name in ("detectors_max", "detect_in_flight", "max_persons", "post_queue", "min_face_size"):
+        if self.rt_refresh_s < 0 or self.uc_max_time_diff_s <= 0 or self.uc_max_avg_shift < 0:
+            raise ConfigError("[video].rt_refresh_s and uc_max_avg_shift must be >= 0, uc_max_time_diff_s > 0")
+        try:
+            self.similarity_threshold(None)
+        except ValueError as exc:
+            raise ConfigError(f"[video].uc_threshold: {exc}") from None
+        for name in ("detectors_max", "detect_in_flight", "max_persons", "post_queue", "min_face_size", "uc_max_dup"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"[video].{name} must be >= 1")
         if self.max_face_size and self.max_face_size < self.min_face_size:
@@ -117,6 +144,20 @@ class VideoConfig:
         for param in self.source_params:
             if "=" not in param:
                 raise ConfigError(f"[video].source_params: {param!r} is not key=value")
+
+    def similarity_threshold(self, presets: dict[str, float] | None) -> float:
+        """uc_threshold as a cosine similarity: a number as given, a preset from `presets` (the extractor model's,
+        name -> value); with None only checked."""
+        text = self.uc_threshold.strip().lower()
+        if text in SIMILARITY_PRESETS:
+            return presets[text] if presets is not None else 0.0
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{self.uc_threshold!r} is neither {', '.join(SIMILARITY_PRESETS)} nor a number") from None
+        if not 0 < value <= 1:
+            raise ValueError(f"{value} is not a cosine similarity in (0, 1]")
+        return value
 
     def region(self, name: str) -> Region | None:
         """The configured camera's `rot` or `roi`."""

@@ -53,6 +53,15 @@ class Camera:
 
 
 @dataclass(frozen=True)
+class CameraReport:
+    """Whether the detector runs a camera, and why not: what the gateway shows as the camera's status."""
+
+    camera_id: str
+    running: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class Face:
     """A face the extractor found in a frame, in frame pixels."""
 

@@ -4,7 +4,9 @@
   min_quality).
 - Real-time: a snapshot is posted as soon as its quality reaches the track's threshold (min_quality at first);
   each post raises the threshold to that quality plus rt_score_step, so later posts only come for better faces,
-  at least rt_delay_s apart. A new track (the face left and came back) starts from min_quality again.
+  at least rt_delay_s apart. A new track (the face left and came back) starts from min_quality again, and so
+  does a track rt_refresh_s after its last post (the original's rt-refresh; 0: never), so that a face that stays
+  in view without getting better is still posted now and then.
 
 `offer` takes the snapshot as a function, so that a crop is only cut and encoded when it may be posted.
 """
@@ -39,14 +41,17 @@ class _Rising:
 
 
 class RealtimeSelector:
-    def __init__(self, min_quality: float, step: float, delay_s: float) -> None:
+    def __init__(self, min_quality: float, step: float, delay_s: float, refresh_s: float = 0.0) -> None:
         self.min_quality = min_quality
         self.step = step
         self.delay_s = delay_s
+        self.refresh_s = refresh_s
         self._tracks: dict[str, _Rising] = {}
 
     def offer(self, track_id: str, quality: float, time: float, snapshot: Callable[[], Snapshot]) -> list[Snapshot]:
         state = self._tracks.setdefault(track_id, _Rising(self.min_quality))
+        if self.refresh_s and time - state.last_post >= self.refresh_s:
+            state.threshold = self.min_quality
         if quality < state.threshold or time - state.last_post < self.delay_s:
             return []
         # Strictly above what was posted: with a step of 0 an equal snapshot is not posted again.

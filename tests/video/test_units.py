@@ -175,6 +175,15 @@ def test_realtime_posts_rise_by_the_step_and_reset_when_the_face_leaves():
     assert offer(selector, "a", 2.0, 0.35) == [0.35]  # a new walk starts from the minimum again
 
 
+def test_realtime_refresh_posts_a_face_that_stays_again_after_the_interval():
+    without = RealtimeSelector(min_quality=0.3, step=0.1, delay_s=0.2)
+    refreshed = RealtimeSelector(min_quality=0.3, step=0.1, delay_s=0.2, refresh_s=1.0)
+    steady = [(t / 10, 0.5) for t in range(0, 35, 2)]  # 3.4 s of one face at one quality
+    assert [t for t, q in steady for _ in offer(without, "a", t, q)] == [0.0]
+    # The threshold falls back to the minimum a second after each post: a post every second, no sooner.
+    assert [t for t, q in steady for _ in offer(refreshed, "a", t, q)] == [0.0, 1.0, 2.0, 3.0]
+
+
 @pytest.mark.parametrize("table, message", [
     ({"camera_id": "x"}, "camera_id and source"),
     ({"request": "enroll"}, "request must be"),
@@ -185,6 +194,11 @@ def test_realtime_posts_rise_by_the_step_and_reset_when_the_face_leaves():
     ({"reconnect_min_s": 5, "reconnect_max_s": 1}, "reconnect_max_s"),
     ({"rot": "640x360+0+0"}, "rot is for the one camera"),
     ({"camera_id": "c", "source": "/a.mp4", "roi": "640x360"}, "roi: '640x360' is not WxH"),
+    ({"license_server": "nohost"}, "license_server must be host:port"),
+    ({"uc_threshold": "loose"}, "uc_threshold: 'loose' is neither"),
+    ({"uc_threshold": "1.5"}, "not a cosine similarity"),
+    ({"uc_max_dup": 0}, "uc_max_dup must be >= 1"),
+    ({"rt_refresh_s": -1}, "rt_refresh_s"),
 ])
 def test_config_refuses_bad_settings(tmp_path, table, message):
     path = tmp_path / "c.toml"

@@ -122,3 +122,45 @@ def test_token_required(cluster):
         with pytest.raises(grpc.RpcError) as err:
             video_pb2_grpc.VideoServiceStub(channel).ListCameras(video_pb2.ListCamerasRequest())
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_detector_reports_which_cameras_run_and_why_not(alice, bob, admin):
+    """What a video detector reports of its cameras is their status, in gRPC and in the HTTP API; only tokens that
+    may see a camera's url (its creator, admins) can report on it."""
+    running, left_out = (alice.video.CreateCamera(video_pb2.CreateCameraRequest(meta=m, url=URL, detector="det-st"))
+                         for m in ("running", "left out"))
+    why = "over the license's camera limit: this detector's lease holds 1 of the 2 camera(s) it would run"
+    try:
+        assert not alice.video.GetCamera(video_pb2.GetCameraRequest(id=running.id)).HasField("status")
+        report = video_pb2.ReportCameraStatusRequest(detector="det-st", cameras=[
+            video_pb2.CameraStatusReport(camera_id=running.id, state=video_pb2.CAMERA_STATE_RUNNING),
+            video_pb2.CameraStatusReport(camera_id=left_out.id, state=video_pb2.CAMERA_STATE_NOT_RUNNING,
+                                         reason=why),
+            video_pb2.CameraStatusReport(camera_id=str(uuid.uuid4()), state=video_pb2.CAMERA_STATE_RUNNING),
+            video_pb2.CameraStatusReport(camera_id="not-a-camera", state=video_pb2.CAMERA_STATE_RUNNING),
+        ])
+        assert bob.video.ReportCameraStatus(report).updated == 0  # not bob's cameras
+        assert not alice.video.GetCamera(video_pb2.GetCameraRequest(id=running.id)).HasField("status")
+        assert alice.video.ReportCameraStatus(report).updated == 2
+        got = alice.video.GetCamera(video_pb2.GetCameraRequest(id=left_out.id)).status
+        assert (got.state, got.reason, got.detector) == (video_pb2.CAMERA_STATE_NOT_RUNNING, why, "det-st")
+        assert got.reported_at.ToDatetime() >= left_out.created_at.ToDatetime()
+        assert bob.video.GetCamera(video_pb2.GetCameraRequest(id=running.id)).status.state == \
+            video_pb2.CAMERA_STATE_RUNNING  # anyone may read it
+        # An admin token (a detector's) may report on any camera; a PUT keeps the status.
+        admin.video.ReportCameraStatus(video_pb2.ReportCameraStatusRequest(detector="det-st", cameras=[
+            video_pb2.CameraStatusReport(camera_id=running.id, state=video_pb2.CAMERA_STATE_NOT_RUNNING,
+                                         reason="the detector stopped")]))
+        alice.video.UpdateCamera(video_pb2.UpdateCameraRequest(id=running.id, meta="renamed"))
+        body = alice.http.get(f"/v1/camera/{running.id}").json
+        assert body["status"]["state"] == "not_running" and body["status"]["reason"] == "the detector stopped"
+        assert body["status"]["detector"] == "det-st" and body["status"]["reported_at"]
+        for bad in (video_pb2.CameraStatusReport(camera_id=running.id),  # no state
+                    video_pb2.CameraStatusReport(camera_id=running.id, state=video_pb2.CAMERA_STATE_NOT_RUNNING,
+                                                 reason="x" * 1025)):
+            with pytest.raises(grpc.RpcError) as err:
+                alice.video.ReportCameraStatus(video_pb2.ReportCameraStatusRequest(detector="det-st", cameras=[bad]))
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        for camera in (running, left_out):
+            alice.video.DeleteCamera(video_pb2.DeleteCameraRequest(id=camera.id))
