@@ -11,6 +11,7 @@ import grpc
 import numpy as np
 import pytest
 from PIL import Image
+from pillow_heif import register_heif_opener
 
 from findface_grpc.rpc import CHANNEL_OPTIONS, error_details
 from findface_grpc.v1 import common_pb2, extractor_pb2, extractor_pb2_grpc
@@ -20,6 +21,9 @@ DIMS = {"scrfd-mbf": 512, "yunet-sface": 128}
 # Photos with several people, and how many faces of at least 50 px each holds. (img11_reflection.jpg is a
 # mirrored photo of one person: one face, a check that mirroring does not confuse the detector.)
 MULTI_FACE = {"deepface/couple.jpg": 2, "deepface/img11_reflection.jpg": 1}
+
+# Pillow writes HEIC only with pillow-heif's plugin, as a client making them would.
+register_heif_opener()
 
 
 @pytest.fixture(scope="module")
@@ -213,15 +217,24 @@ def test_exif_orientation_is_applied(stub, faces):
     assert float(vec(rotated.faces[0]) @ vec(upright.faces[0])) > 0.95
 
 
-def test_png_and_webp_are_accepted(stub, faces):
+@pytest.mark.parametrize("fmt, orientation", [("PNG", 1), ("WEBP", 1), ("GIF", 1), ("HEIF", 6), ("AVIF", 8)])
+def test_png_webp_gif_and_phone_formats_are_accepted(stub, faces, fmt, orientation):
+    """HEIC (iPhones) and AVIF (Androids, browsers) stored turned, with the orientation a phone gives them: the
+    face is found upright and gives the JPEG's descriptor; the size reported is the upright photo's."""
     original = Image.open(faces / "deepface/img1.jpg").convert("RGB")
     jpeg_face = stub.Extract(extractor_pb2.ExtractRequest(image=read(faces, "deepface/img1.jpg"))).faces[0]
-    for fmt in ("PNG", "WEBP"):
-        buf = io.BytesIO()
-        original.save(buf, format=fmt, **({"quality": 95} if fmt == "WEBP" else {}))
-        reply = stub.Extract(extractor_pb2.ExtractRequest(image=buf.getvalue()))
-        assert len(reply.faces) == 1, fmt
-        assert float(vec(reply.faces[0]) @ vec(jpeg_face)) > 0.95, fmt
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored = original.transpose({1: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90,
+                                 8: Image.Transpose.ROTATE_270}[orientation]) if orientation != 1 else original
+    buf = io.BytesIO()
+    stored.save(buf, format=fmt, exif=exif.tobytes(), **({} if fmt in ("PNG", "GIF") else {"quality": 90}))
+    reply = stub.Extract(extractor_pb2.ExtractRequest(image=buf.getvalue()))
+    assert (reply.image_width, reply.image_height) == original.size
+    assert len(reply.faces) == 1
+    assert float(vec(reply.faces[0]) @ vec(jpeg_face)) > 0.9
+    detected = stub.Detect(extractor_pb2.DetectRequest(image=buf.getvalue()))
+    assert len(detected.faces) == 1 and detected.orientation == 1
 
 
 def test_photo_without_a_face_is_an_empty_result(stub):
@@ -244,9 +257,10 @@ def bad_inputs(faces) -> dict[str, tuple[bytes, str]]:
     photo = read(faces, "deepface/img1.jpg")
     return {
         "empty": (b"", "image is empty"),
-        "text": (b"hello, this is not a photo" * 10, "not a JPEG, PNG or WEBP image"),
+        "text": (b"hello, this is not a photo" * 10, "not a JPEG, PNG, WEBP, GIF, HEIC or AVIF image"),
         "truncated": (photo[: len(photo) // 3], "truncated or corrupt"),
-        "gif": (jpeg_to(photo, "GIF"), "unsupported image format GIF"),
+        "tiff": (jpeg_to(photo, "TIFF"), "unsupported image format TIFF"),
+        "svg": (b'<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"/>', "unsupported image format SVG"),
         "zero size": (png_header_only(0, 10), ""),
         "pixel bomb": (png_header_only(60000, 60000), "pixels"),
         "over 10 MB": (photo + b"\0" * (11 * 1024 * 1024), "over the limit of"),
@@ -259,7 +273,8 @@ def jpeg_to(data: bytes, fmt: str) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("case", ["empty", "text", "truncated", "gif", "zero size", "pixel bomb", "over 10 MB"])
+@pytest.mark.parametrize("case", ["empty", "text", "truncated", "tiff", "svg", "zero size", "pixel bomb",
+                                  "over 10 MB"])
 @pytest.mark.parametrize("method", ["Detect", "Extract"])
 def test_bad_input_is_invalid_argument_and_the_server_keeps_serving(stub, faces, case, method):
     data, message = bad_inputs(faces)[case]
