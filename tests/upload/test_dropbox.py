@@ -1,12 +1,15 @@
 """findface-upload against a real cluster: the drop folder, the photo store's artifacts, and the fences."""
 from __future__ import annotations
 
+import io
 import re
 import time
 from urllib.parse import urlsplit
 
 import grpc
 import pytest
+from PIL import Image
+from pillow_heif import register_heif_opener
 
 from findface_grpc.v1 import common_pb2, gateway_pb2
 from tests.gateway.harness import STRICT_MIN_FACE_SIZE
@@ -85,6 +88,30 @@ def test_artifacts_reachable_at_face_urls_and_deleted_with_face(cluster, photos,
     assert cluster.service_dav().get(f"/faces/{face['id']}/").status == 404
     # The original is kept (other faces may come from the same photo).
     assert dav.get(face["photo"]).status == 200
+
+
+def test_an_iphone_photo_dropped_as_the_phone_names_it_is_enrolled_upright_and_kept_as_heic(cluster, photos):
+    """IMG_0001.HEIC, stored turned with the phone's orientation: enrolled upright, and the original is kept as
+    it came, under .heic, with its media type."""
+    register_heif_opener()
+    identity, names = list(identities(photos).items())[6]
+    upright = Image.open(io.BytesIO(photos[names[0]][1])).convert("RGB")
+    orientation = Image.Exif()
+    orientation[0x0112] = 6
+    out = io.BytesIO()
+    upright.transpose(Image.Transpose.ROTATE_90).save(out, "HEIF", quality=90, exif=orientation.tobytes())
+    heic = out.getvalue()
+    dav = cluster.dav()
+    assert dav.put("/dropbox/phone/IMG_0001.HEIC", heic).status == 201
+    res = result(dav, "phone", "IMG_0001")
+    assert res["status"] == "enrolled" and res["meta"] == "IMG_0001", res
+    (face,) = res["faces"]
+    assert face["orientation"] == 1
+    assert re.fullmatch(rf"{cluster.store_url}/photos/[0-9a-f]{{2}}/[0-9a-f]{{64}}\.heic", face["photo"])
+    stored = dav.get(face["photo"], auth=False)
+    assert stored.raw == heic and stored.headers["content-type"] == "image/heic"
+    matches = identify(cluster, photos[names[1]][1], "phone").results[0].matches
+    assert matches and matches[0].face.meta == "IMG_0001", (identity, names[1], matches)
 
 
 def test_same_photo_twice_is_skipped_and_says_so(cluster, photos, dropped):
