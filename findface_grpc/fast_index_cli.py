@@ -6,8 +6,9 @@ findface-tarantool-build-index), through the gateway with an admin token.
     FINDFACE_TOKEN=<key> findface-index status [GALLERY]
 
 A build runs in the background on each shard; searches scan the gallery exactly until it is ready. --wait
-follows the build until every shard's index is ready (or one failed). Exit status: 0 done, 1 a shard refused or
-failed, 2 bad usage or the gateway refused the call.
+follows the build until every shard's index is ready (or one failed). A shard that holds no face of the gallery
+(build) or no fast index of it (drop) has nothing to do and is no failure. Exit status: 0 done, 1 a shard refused
+or failed, or no shard had anything to do, 2 bad usage or the gateway refused the call.
 """
 from __future__ import annotations
 
@@ -52,6 +53,20 @@ def show(stub, metadata, gallery: str | None, timeout: float) -> list[common_pb2
     return found
 
 
+def idle_shards(status: gateway_pb2.ClusterStatusResponse, command: str, gallery: str) -> set[int]:
+    """The live shards with nothing to do for `command`: a shard refuses to index a gallery it holds no face of,
+    or to drop a fast index it does not have (NOT_FOUND), which is no failure of the command."""
+    idle = set()
+    for shard in status.shards:
+        if not shard.live:
+            continue
+        if command == "build" and not shard.gallery_counts.get(gallery, 0):
+            idle.add(shard.index)
+        if command == "drop" and all(state.gallery != gallery for state in shard.fast_indexes):
+            idle.add(shard.index)
+    return idle
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="findface-index", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -72,24 +87,33 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "status":
                 show(stub, metadata, args.gallery, args.timeout)
                 return 0
+            before = stub.ClusterStatus(gateway_pb2.ClusterStatusRequest(), metadata=metadata, timeout=args.timeout)
+            idle = idle_shards(before, args.command, args.gallery)
             request = gateway_pb2.FastIndexRequest(gallery=args.gallery, nprobe=args.nprobe)
             call = stub.BuildFastIndex if args.command == "build" else stub.DropFastIndex
             reply = call(request, metadata=metadata, timeout=args.timeout)
-            failed = False
+            failed, done = False, 0
             for shard in reply.shards:
                 name = f"shard #{shard.index} ({shard.address})"
-                if shard.error:
+                if shard.error and shard.index in idle:
+                    nothing = "no face of the gallery" if args.command == "build" else "no fast index of it"
+                    print(f"{name}: {args.gallery}: {nothing} here, nothing to {args.command}")
+                elif shard.error:
                     print(f"{name}: {shard.error}")
                     failed = True
                 else:
                     print(describe(name, shard.state))
+                    done += 1
+            if not done and not failed:
+                print(f"findface-index: no shard had anything to {args.command} for {args.gallery!r}", file=sys.stderr)
+                return 1
             if args.command == "build" and args.wait and not failed:
                 while True:
                     time.sleep(2)
                     states = show(stub, metadata, args.gallery, args.timeout)
                     if any(s.state == State.FAILED for s in states):
                         return 1
-                    if states and all(s.state == State.READY for s in states) and len(states) == len(reply.shards):
+                    if len(states) == done and all(s.state == State.READY for s in states):
                         return 0
             return 1 if failed else 0
         except grpc.RpcError as exc:

@@ -116,3 +116,28 @@ def test_the_operator_command_builds_and_reports(cluster, imported, admin_token)
     refused = subprocess.run([*command, "drop", "big", "--gateway", cluster.address], env=env,
                              capture_output=True, text=True, timeout=30)
     assert refused.returncode == 2 and "PERMISSION_DENIED" in refused.stderr
+
+
+def test_the_operator_command_passes_over_shards_without_the_gallery(cluster, admin_token):
+    """A small gallery lives on some shards only: the others have nothing to index or drop, which is no failure
+    (the command used to exit 1 naming the shard's NOT_FOUND, and --wait waited for it for ever)."""
+    vector = np.random.default_rng(10).normal(size=512)
+    vector = (vector / np.linalg.norm(vector)).astype("<f4")
+    cluster.stub.CreateGallery(gateway_pb2.CreateGalleryRequest(name="few"), timeout=10)
+    request = gateway_pb2.ImportFacesRequest(faces=[gateway_pb2.ImportFace(
+        descriptor=common_pb2.Descriptor(model_id="w600k_mbf", dim=512, vector=vector.tobytes()), galleries=["few"])])
+    list(cluster.stub.ImportFaces(iter([request]), timeout=60))
+
+    env = dict(os.environ, FINDFACE_TOKEN=admin_token)
+    command = [sys.executable, "-m", "findface_grpc.fast_index_cli"]
+    run = lambda *args: subprocess.run([*command, *args, "--gateway", cluster.address], env=env,  # noqa: E731
+                                       capture_output=True, text=True, timeout=120)
+    built = run("build", "few", "--wait")
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert "few: no face of the gallery here, nothing to build" in built.stdout, built.stdout
+    assert [f.state for f in fast_states(cluster.stub, "few")] == [READY]
+    dropped = run("drop", "few")
+    assert dropped.returncode == 0, dropped.stdout + dropped.stderr
+    assert fast_states(cluster.stub, "few") == []
+    again = run("drop", "few")
+    assert again.returncode == 1 and "no shard had anything to drop" in again.stderr, again.stdout + again.stderr
