@@ -15,6 +15,7 @@ from findface_grpc.video.clients import ExtractorDetector
 from findface_grpc.video.config import VideoConfig
 from findface_grpc.video.domain import Camera
 from findface_grpc.video.posting import Post
+from findface_grpc.video.server import unique_posts
 from findface_grpc.video.service import VideoDetector
 from findface_grpc.v1 import common_pb2, extractor_pb2, extractor_pb2_grpc
 from tests.helpers import free_port, labelled_photos, start_server
@@ -133,7 +134,7 @@ async def run_cameras(address: str, cameras: list[Camera], cfg: VideoConfig, unt
     async def listed() -> list[Camera]:
         return cameras
 
-    detector = VideoDetector(cfg, client.detect, send, listed)
+    detector = VideoDetector(cfg, client.detect, send, listed, unique=unique_posts(cfg, client))
     await detector.start(reload_every=False)
     try:
         if until is None:

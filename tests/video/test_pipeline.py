@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 from prometheus_client import REGISTRY, generate_latest
@@ -58,6 +59,37 @@ def test_realtime_posts_come_in_rising_quality(videos, extractor, people):
                                          video_config(min_quality=0.2, min_face_size=20)))
     assert len(offline) == 1
     assert offline[0].snapshot.quality >= posts[-1].snapshot.quality
+
+
+def test_realtime_refresh_posts_a_face_again_that_gets_no_better(videos, extractor, people):
+    # A step no quality can climb: without rt_refresh_s one post per track, with it one at least every second.
+    cfg = video_config(realtime=True, min_quality=0.2, rt_score_step=1.0, rt_delay_s=0.2, min_face_size=20)
+    once, _ = asyncio.run(run_cameras(extractor.address, [Camera("cam-rt", str(videos["approach.mp4"]))], cfg))
+    assert len(once) == 1, [(p.snapshot.frame_time, p.snapshot.quality) for p in once]
+    refreshed, _ = asyncio.run(run_cameras(extractor.address, [Camera("cam-rt", str(videos["approach.mp4"]))],
+                                           replace(cfg, rt_refresh_s=1.0)))
+    times = [p.snapshot.frame_time for p in refreshed]
+    assert len(times) >= 3 and len({p.snapshot.track_id for p in refreshed}) == 1, times
+    assert all(later - earlier >= 1.0 for earlier, later in zip(times, times[1:])), times
+    assert {identify(extractor.address, p, people)[0] for p in refreshed} == {"person01"}
+
+
+def test_post_uniq_posts_one_person_at_most_uc_max_dup_times(videos, extractor, people):
+    # Real-time mode posts each person several times as their face gets better.
+    cfg = video_config(realtime=True, min_quality=0.2, rt_score_step=0.02, rt_delay_s=0.2)
+    every, _ = asyncio.run(run_cameras(extractor.address, [Camera("cam-u", str(videos["street.mp4"]))], cfg))
+    per_person = Counter(identify(extractor.address, p, people)[0] for p in every)
+    assert set(per_person) == set(people) and max(per_person.values()) >= 2, per_person
+    # post-uniq with a shift as large as the frame: only the faces' likeness tells the three people apart.
+    unique_cfg = replace(cfg, post_uniq=True, uc_max_dup=1, uc_max_time_diff_s=60, uc_max_avg_shift=2000)
+    unique, detector = asyncio.run(run_cameras(extractor.address, [Camera("cam-u", str(videos["street.mp4"]))],
+                                               unique_cfg))
+    assert Counter(identify(extractor.address, p, people)[0] for p in unique) == Counter(list(people)), unique
+    assert detector.poster.counters.duplicates == detector.runners["cam-u"].counters.posts - 3
+    # Faces further apart than uc_max_avg_shift are never compared: each is posted.
+    near_only, _ = asyncio.run(run_cameras(extractor.address, [Camera("cam-u", str(videos["street.mp4"]))],
+                                           replace(unique_cfg, uc_max_avg_shift=1)))
+    assert len(near_only) > len(unique)
 
 
 def test_region_of_tracking_and_region_of_interest(videos, extractor, people):
