@@ -77,9 +77,14 @@ export function boxedPhoto(src, boxes, { onBox, caption, className = "" } = {}) 
   return figure;
 }
 
+// The photo formats the server takes (findface_grpc/photo_formats.py). The extensions too: browsers on Linux and
+// Windows give HEIC and HEIF files no media type.
+const PHOTO_TYPES = "image/jpeg,image/png,image/webp,image/gif,image/heic,image/heif,image/avif,.heic,.heif,.avif";
+const PHOTO_EXTENSION = /\.(jpe?g|png|webp|gif|heic|heif|avif)$/i;
+
 /** A drop zone with a file picker: onFiles(File[]) for images dropped or picked. */
 export function dropZone(label, onFiles, { multiple = false, id } = {}) {
-  const input = h("input", { type: "file", accept: "image/jpeg,image/png,image/webp", multiple, id });
+  const input = h("input", { type: "file", accept: PHOTO_TYPES, multiple, id });
   const zone = h("label", { class: "drop" }, input, h("span", {}, label));
   input.addEventListener("change", () => {
     if (input.files.length) onFiles([...input.files]);
@@ -93,7 +98,8 @@ export function dropZone(label, onFiles, { multiple = false, id } = {}) {
   zone.addEventListener("drop", (event) => {
     event.preventDefault();
     zone.classList.remove("over");
-    const files = [...event.dataTransfer.files].filter((f) => f.type.startsWith("image/"));
+    const files = [...event.dataTransfer.files]
+      .filter((f) => f.type.startsWith("image/") || PHOTO_EXTENSION.test(f.name));
     if (files.length) onFiles(multiple ? files : files.slice(0, 1));
   });
   return zone;

@@ -287,7 +287,8 @@ def test_a_corrupt_photo_shows_the_reason(ui, tmp_path):
     ui.one("#add-files").send_keys(str(broken))
     ui.wait(lambda: ui.all(".upload[data-state='failed']"), 60, "the failure")
     status = ui.text(".upload[data-state='failed'] .status")
-    assert "not a JPEG, PNG or WEBP image" in status and "EXTRACTION_ERROR" in status and "HTTP 400" in status
+    assert "not a JPEG, PNG, WEBP, GIF, HEIC or AVIF image" in status
+    assert "EXTRACTION_ERROR" in status and "HTTP 400" in status
     assert ui.text("#enroll") == "Enroll selected faces" and not ui.one("#enroll").is_enabled()
     ui.shot("11-corrupt-photo")
 
