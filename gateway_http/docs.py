@@ -79,8 +79,9 @@ CAMERA_PARAMS = (
     Param("roi", "object", "region of interest: only faces inside are posted; " + REGION),
 )
 CAMERA = ('a camera: {"id" (uuid), "meta", "url", "detector", "rot", "roi" (when set), "created_by" (the token\'s '
-          'name), "timestamp"}; to a token that did not create it (and is not an admin), "url" is "" and '
-          '"url_hidden" true')
+          'name), "timestamp", "status" (once its video detector reported it: {"state": "running" or "not_running", '
+          '"reason" (why not), "detector", "reported_at"})}; to a token that did not create it (and is not an admin), '
+          '"url" is "" and "url_hidden" true')
 HISTORY_PARAMS = (
     Param("cam_ids", "object", "only the sightings of these cameras: a list of camera ids"),
     Param("start", "string", "only frames at or after this time: ISO 8601 (UTC unless it says) or unix seconds"),
