@@ -125,7 +125,7 @@ def from_grpc(error: grpc.RpcError, fields: Mapping[str, tuple[str, Any]]) -> Le
             return bad_param(param or "photo", value, f"cannot use the photo URL: {rest}")
         if rest.startswith(_IMAGE_PROBLEMS):
             return LegacyError(400, EXTRACTION_ERROR, rest, param=param, value=value)
-        if rest.startswith(("bad box", "no face found in box")):
+        if rest.startswith(("bad box", "no face found in box", "too many boxes")):
             box_param = {"photo": "bbox", "photo1": "bbox1", "photo2": "bbox2"}.get(param or "", "bbox")
             return bad_param(box_param, fields.get(box_param, (None, None))[1], rest)
         return bad_param(param or head, value, message)

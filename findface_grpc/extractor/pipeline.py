@@ -22,6 +22,11 @@ from findface_grpc.extractor.quality import face_quality
 
 Box = tuple[float, float, float, float]
 
+# Each caller-given box costs an alignment and an embedding (and a detector pass when it matches no face of the
+# whole photo), so their number is bounded like the answers' (n, limit): uncapped, one request of copies of a box
+# could hold an extractor for hours.
+MAX_BOXES = 1000
+
 
 class SkipReason(enum.Enum):
     TOO_SMALL = "too_small"
@@ -278,6 +283,8 @@ class Pipeline:
         and the faces found but left out. `min_face_size` 0: the configured minimum for recognition.
         `chip_sizes`: the dlib chips to cut of each face (see `_prepare_faces`)."""
         min_size = min_face_size or self.limits.min_face_size
+        if boxes and len(boxes) > MAX_BOXES:
+            raise InvalidArgument(f"too many boxes: {len(boxes)}; at most {MAX_BOXES} faces are taken from one photo")
         if boxes:
             draft = self.decode(data, self.DRAFT_LONG_SIDE)
             image, scale, width, height = draft.image, draft.scale, draft.width, draft.height

@@ -168,6 +168,14 @@ def test_unusable_photos(api, photo_server, faces):
     check_error(api.post("/v1/identify", files={"photo": ("blank.png", blank_png())},
                          form={"bbox": "[10, 10, 120, 120]"}), 400, "BAD_PARAM", "bbox")
 
+    # Boxes are bounded: each costs an embedding, and copies of one box once held the extractor for as long as
+    # the body had room for them (10 MB: about 400,000 boxes, hours of work).
+    box = [588, 153, 968, 702]
+    for path in ("/v1/identify", "/v1/face"):
+        body = check_error(api.post(path, files={"photo": ("img2.jpg", (faces / "deepface/img2.jpg").read_bytes())},
+                                    form={"bbox": json.dumps([box] * 1001)}), 400, "BAD_PARAM", "bbox")
+        assert "too many boxes: 1001; at most 1000" in body["reason"]
+
 
 # A URL refused as given is the client's bad parameter; one that gives no photo is, as in the original, a photo
 # that could not be processed.
