@@ -133,7 +133,8 @@ def to_rgb(img: Image.Image) -> Image.Image:
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
         rgba = img.convert("RGBA")
         return Image.alpha_composite(Image.new("RGBA", rgba.size, WHITE), rgba).convert("RGB")
-    return img.convert("RGB")
+    # Already RGB (nearly every photo): no copy; the array made of it is the one copy of the pixels.
+    return img if img.mode == "RGB" else img.convert("RGB")
 
 
 def encode_png(image: np.ndarray) -> bytes:
