@@ -41,11 +41,13 @@ class CameraRunner:
         self.reader: StreamReader | None = None
         self.task: asyncio.Task | None = None
         self.done = asyncio.Event()  # a file that was read to its end, every post of it handed to the poster
+        self.error = ""  # why it never started: a url that is no source it reads
 
     def start(self) -> None:
         try:
             source = parse_source(self.camera.url)
         except ValueError as exc:
+            self.error = str(exc)
             log.error("camera %s: %s", self.camera.id, exc)
             self.counters.stream_errors += 1
             self.done.set()

@@ -27,6 +27,13 @@ log = logging.getLogger(__name__)
 ListCameras = Callable[[], Awaitable[list[Camera]]]
 Report = Callable[[list[CameraReport]], Awaitable[int]]
 STOPPED = "the detector stopped"
+ENDED = "its recording was read to the end"
+
+
+def _runner_report(runner: CameraRunner) -> CameraReport:
+    if runner.done.is_set():  # a recording read to its end, or a url it cannot read: it will not run again
+        return CameraReport(runner.camera.id, False, runner.error or ENDED)
+    return CameraReport(runner.camera.id, True)
 
 
 class CameraLicense(Protocol):
@@ -133,7 +140,7 @@ class VideoDetector:
                 if self.not_running.get(camera_id) != reason:
                     log.warning("camera %s: not running: %s", camera_id, reason)
             self.not_running = reasons
-            await self._send_report([CameraReport(c, True) for c in self.runners]
+            await self._send_report([_runner_report(r) for r in self.runners.values()]
                                     + [CameraReport(c, False, r) for c, r in reasons.items()])
 
     async def _send_report(self, reports: list[CameraReport]) -> None:

@@ -118,6 +118,15 @@ def test_launched_detector_identifies_and_sightings_are_found_by_camera_and_pers
     times = {e.person_id: e.frame_time.ToDatetime().timestamp() for e in events}
     assert abs(times["person02"] - times["person03"]) < 4
     assert times["person01"] < min(times["person02"], times["person03"])
+    # The detector (holding its lease from the launcher's license server) reports the camera: its file was read
+    # to the end.
+    deadline = time.monotonic() + 10
+    status = cluster.video.GetCamera(video_pb2.GetCameraRequest(id=camera.id), timeout=30).status
+    while status.state != video_pb2.CAMERA_STATE_NOT_RUNNING and time.monotonic() < deadline:
+        time.sleep(0.2)
+        status = cluster.video.GetCamera(video_pb2.GetCameraRequest(id=camera.id), timeout=30).status
+    assert (status.state, status.reason, status.detector) == (
+        video_pb2.CAMERA_STATE_NOT_RUNNING, "its recording was read to the end", "e2e"), status
 
 
 def test_detector_started_alone_enrolls_with_dynamic_persons(cluster, videos, tmp_path):

@@ -2,6 +2,8 @@
 and the config's checks."""
 from __future__ import annotations
 
+import asyncio
+
 import av
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from findface_grpc.video.config import VideoConfig
 from findface_grpc.video.domain import Face, Region, Snapshot, iou, parse_geometry, scaled
 from findface_grpc.video.motion import MotionGate, motion_intensity
 from findface_grpc.video.selection import OfflineSelector, RealtimeSelector
+from findface_grpc.video.service import VideoDetector
 from findface_grpc.video.source import describe, parse_source, redact
 from findface_grpc.video.tracker import Tracker
 
@@ -216,3 +219,24 @@ def test_config_from_the_environment():
     one = config_mod.load(VideoConfig, "video", None, environ={
         "FINDFACE_VIDEO_CAMERA_ID": "c", "FINDFACE_VIDEO_SOURCE": "rtsp://cam/1", "FINDFACE_VIDEO_ROI": "100x50+10+20"})
     assert one.region("roi") == Region(10, 20, 100, 50) and one.region("rot") is None
+
+
+@pytest.mark.parametrize("single_pass", [True, False])
+def test_single_pass_lists_the_cameras_once(single_pass):
+    calls = []
+
+    async def listed() -> list:
+        calls.append(1)
+        return []
+
+    async def never(*args) -> None:
+        raise AssertionError("nothing to detect or post")
+
+    async def scenario() -> None:
+        detector = VideoDetector(VideoConfig(reload_timeout_s=0.2, single_pass=single_pass), never, never, listed)
+        await detector.start()
+        await asyncio.sleep(0.7)
+        await detector.stop(drain_s=0.1)
+
+    asyncio.run(scenario())
+    assert len(calls) == 1 if single_pass else len(calls) >= 2
