@@ -52,7 +52,8 @@ class CameraRunner:
             self.counters.stream_errors += 1
             self.done.set()
             return
-        slot = FrameSlot(asyncio.get_running_loop(), blocking=not source.live)
+        slot = FrameSlot(asyncio.get_running_loop(), blocking=not source.live,
+                         waiting=self.cfg.waiting_frames if self.cfg.disable_drops else 1)
         self.reader = StreamReader(
             self.camera, source, slot, self.counters, detect_fps=self.cfg.detect_fps,
             md_threshold=self.cfg.md_threshold, md_scale=self.cfg.md_scale, jpeg_quality=self.cfg.jpeg_quality,

@@ -1,8 +1,9 @@
 """Video detector configuration: `[video]` in the config file, or FINDFACE_VIDEO_* variables.
 
 Names follow the original fkvideo_detector's options where they mean the same thing (detector-name,
-detectors-max, reload-timeout, single-pass, realtime, md-threshold, rt-score-step, rt-delay, rt-refresh,
-post-uniq, uc-max-time-diff, uc-max-dup, uc-max-avg-shift, min-face-size, max-persons, bbox-scale, req-timeout);
+detectors-max, reload-timeout, single-pass, disable-drops, realtime, md-threshold, rt-score-step, rt-delay,
+rt-refresh, post-uniq, uc-max-time-diff, uc-max-dup, uc-max-avg-shift, min-face-size, max-persons, bbox-scale,
+req-timeout);
 its --camid/--source pair is `camera_id` and `source` here, its --license-ntls-server `license_server`.
 """
 from __future__ import annotations
@@ -50,6 +51,11 @@ class VideoConfig:
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
     detect_fps: float = 5.0  # frames a second sent to detection, per camera
+    # The original's disable-drops: a live stream's sampled frames wait for detection, up to waiting_frames of
+    # them (a bound on memory: each holds its decoded region of tracking), instead of only the newest one; so a
+    # burst of faces is detected late rather than partly skipped. Past the bound the oldest is dropped, counted.
+    disable_drops: bool = False
+    waiting_frames: int = 25
     # Share of the frame's pixels (after scaling by md_scale) that must change for detection to run while no face
     # is tracked; 0 turns the motion gate off (every sampled frame is detected).
     md_threshold: float = 0.002
@@ -129,7 +135,8 @@ class VideoConfig:
             self.similarity_threshold(None)
         except ValueError as exc:
             raise ConfigError(f"[video].uc_threshold: {exc}") from None
-        for name in ("detectors_max", "detect_in_flight", "max_persons", "post_queue", "min_face_size", "uc_max_dup"):
+        for name in ("detectors_max", "detect_in_flight", "max_persons", "post_queue", "min_face_size", "uc_max_dup",
+                     "waiting_frames"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"[video].{name} must be >= 1")
         if self.max_face_size and self.max_face_size < self.min_face_size:

@@ -82,12 +82,14 @@ def parse_source(url: str) -> Source:
 
 
 class FrameSlot:
-    """Hands frames from a reader thread to the camera's task on the event loop. A live source's frame replaces
-    the one still waiting (detection is behind: the older one is dropped); a file's reader waits instead."""
+    """Hands frames from a reader thread to the camera's task on the event loop. A live source's frames wait up
+    to `waiting` at a time (1 by default: a new frame replaces the one still waiting, detection being behind);
+    past that the oldest is dropped. A file's reader waits instead."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, blocking: bool) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, blocking: bool, waiting: int = 1) -> None:
         self._loop = loop
         self._blocking = blocking
+        self._waiting = waiting
         self._cond = threading.Condition()
         self._items: deque = deque()
         self._ready = asyncio.Event()
@@ -100,10 +102,10 @@ class FrameSlot:
                 if self._blocking:
                     while any(isinstance(i, Frame) for i in self._items) and not stop.is_set():
                         self._cond.wait(0.2)
-                else:
-                    kept = [i for i in self._items if not isinstance(i, Frame)]
-                    dropped = len(kept) != len(self._items)
-                    self._items = deque(kept)
+                elif sum(isinstance(i, Frame) for i in self._items) >= self._waiting:
+                    oldest = next(i for i in self._items if isinstance(i, Frame))
+                    self._items.remove(oldest)
+                    dropped = True
             self._items.append(item)
         try:
             self._loop.call_soon_threadsafe(self._ready.set)

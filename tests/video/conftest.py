@@ -121,12 +121,16 @@ def video_config(**changes) -> VideoConfig:
 
 
 async def run_cameras(address: str, cameras: list[Camera], cfg: VideoConfig, until=None, timeout: float = 90,
-                      sink: list | None = None) -> tuple[list[Post], VideoDetector]:
+                      sink: list | None = None, detect_delay_s: float = 0.0) -> tuple[list[Post], VideoDetector]:
     """Run the detector on `cameras` with a real extractor, posts collected in `sink`, until every camera's
     recording has ended (or the coroutine `until(detector)` returns); returns the posts in order and the stopped
-    detector."""
+    detector. `detect_delay_s` makes each detection that much slower, as on a loaded machine."""
     client = ExtractorDetector(address, 30, cfg.min_face_size)
     posts: list[Post] = [] if sink is None else sink
+
+    async def detect(frame):
+        await asyncio.sleep(detect_delay_s)
+        return await client.detect(frame)
 
     async def send(post: Post) -> None:
         posts.append(post)
@@ -134,7 +138,7 @@ async def run_cameras(address: str, cameras: list[Camera], cfg: VideoConfig, unt
     async def listed() -> list[Camera]:
         return cameras
 
-    detector = VideoDetector(cfg, client.detect, send, listed, unique=unique_posts(cfg, client))
+    detector = VideoDetector(cfg, detect, send, listed, unique=unique_posts(cfg, client))
     await detector.start(reload_every=False)
     try:
         if until is None:

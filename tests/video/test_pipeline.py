@@ -92,6 +92,19 @@ def test_post_uniq_posts_one_person_at_most_uc_max_dup_times(videos, extractor, 
     assert len(near_only) > len(unique)
 
 
+def test_disable_drops_detects_every_sampled_frame_of_a_live_stream_late(videos, extractor, people):
+    # The video played in real time, detection slowed to fewer frames a second than are sampled.
+    camera = Camera("cam-live", f"file@15:{videos['street.mp4']}")
+    _, dropping = asyncio.run(run_cameras(extractor.address, [camera], video_config(), detect_delay_s=0.4))
+    assert dropping.runners["cam-live"].counters.dropped > 0
+    posts, keeping = asyncio.run(run_cameras(extractor.address, [camera],
+                                             video_config(disable_drops=True, waiting_frames=100),
+                                             detect_delay_s=0.4))
+    counters = keeping.runners["cam-live"].counters
+    assert counters.dropped == 0 and counters.detected == counters.sampled - counters.still, counters
+    assert Counter(identify(extractor.address, p, people)[0] for p in posts) == Counter(list(people))
+
+
 def test_region_of_tracking_and_region_of_interest(videos, extractor, people):
     top = Region(0, 0, 640, 160)  # only person02's lane
     bottom = Region(0, 240, 640, 240)  # only person03's lane
