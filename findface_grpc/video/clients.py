@@ -165,7 +165,7 @@ class GatewayClient:
         return reply.updated
 
     async def post(self, camera_id: str, snapshot: Snapshot, *, create: bool, gallery: str,
-                   galleries: tuple[str, ...]) -> None:
+                   galleries: tuple[str, ...], meta: str = "") -> None:
         image = common_pb2.ImageSource(content=snapshot.photo)
         sighting = gateway_pb2.Sighting(camera_id=camera_id, frame_time=snapshot.frame_time,
                                         track_id=snapshot.track_id)
@@ -174,7 +174,7 @@ class GatewayClient:
             if create:
                 await self.faces.CreateFace(
                     gateway_pb2.CreateFaceRequest(image=image, bboxes=boxes, galleries=list(galleries),
-                                                  sighting=sighting),
+                                                  meta=meta, sighting=sighting),
                     timeout=self.timeout_s, metadata=self.metadata,
                 )
             else:

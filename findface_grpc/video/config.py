@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from findface_grpc.config import is_address
 from findface_grpc.errors import ConfigError
+from findface_grpc.gateway.limits import MAX_META_CHARS
 from findface_grpc.video.domain import Region, parse_geometry
 
 REQUEST_IDENTIFY = "identify"
@@ -93,6 +94,8 @@ class VideoConfig:
     request: str = REQUEST_IDENTIFY
     identify_gallery: str = "default"
     galleries: tuple[str, ...] = ()
+    # The meta of the faces it enrolls ("create"), as the original's --body meta=...
+    meta: str = ""
     req_timeout_s: float = 3.0
     # Posts waiting while the gateway is down; past this the oldest are dropped (and counted).
     post_queue: int = 256
@@ -120,6 +123,8 @@ class VideoConfig:
                 self.region(name)
             except ValueError as exc:
                 raise ConfigError(f"[video].{name}: {exc}") from None
+        if len(self.meta) > MAX_META_CHARS:
+            raise ConfigError(f"[video].meta must be at most {MAX_META_CHARS} characters (the gateway's limit)")
         if self.request not in (REQUEST_IDENTIFY, REQUEST_CREATE):
             raise ConfigError(f"[video].request must be {REQUEST_IDENTIFY!r} or {REQUEST_CREATE!r}, "
                               f"not {self.request!r}")

@@ -49,7 +49,7 @@ def build(config: VideoConfig, license: CameraLicense | None = None
 
     async def send(post: Post) -> None:
         await gateway.post(post.camera_id, post.snapshot, create=config.request == REQUEST_CREATE,
-                           gallery=config.identify_gallery, galleries=config.galleries)
+                           gallery=config.identify_gallery, galleries=config.galleries, meta=config.meta)
 
     async def report(reports) -> int:
         return await gateway.report(config.name, reports)

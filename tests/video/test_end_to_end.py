@@ -152,7 +152,7 @@ def test_detector_started_alone_enrolls_with_dynamic_persons(cluster, videos, tm
          "--extractor", f"127.0.0.1:{cluster.ports['extractor_port']}"],
         tmp_path / "video.log",
         {"FINDFACE_VIDEO_TOKEN": cluster.token, "FINDFACE_VIDEO_DETECTOR_NAME": "e2e-create",
-         "FINDFACE_VIDEO_REQUEST": "create", "FINDFACE_VIDEO_GALLERIES": "seen"})
+         "FINDFACE_VIDEO_REQUEST": "create", "FINDFACE_VIDEO_GALLERIES": "seen", "FINDFACE_VIDEO_META": "lobby"})
     detector.start()
     try:
         launch.wait_grpc_healthy(listen, 60, detector)
@@ -166,4 +166,4 @@ def test_detector_started_alone_enrolls_with_dynamic_persons(cluster, videos, tm
     for event in events:
         face = cluster.faces.GetFace(gateway_pb2.GetFaceRequest(id=event.face_id), timeout=30)
         assert face.person_id == event.person_id and face.cam_id == camera.id
-        assert "seen" in face.galleries
+        assert "seen" in face.galleries and face.meta == "lobby"
