@@ -17,10 +17,11 @@ Write order (so that a crash at any point leaves nothing visible half done, and 
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from findface_grpc.errors import Unavailable
-from findface_grpc.gateway import status
+from findface_grpc.gateway import layout, status
 from findface_grpc.gateway.cameras import Cameras, CameraStore
 from findface_grpc.gateway.cluster import Cluster
 from findface_grpc.gateway.domain import ClusterStatus
@@ -67,6 +68,7 @@ class GatewayService:
         """
         cluster = self.cluster
         await cluster.metadata.ensure_schema()
+        await asyncio.to_thread(layout.check, cluster.metadata.db["cluster"], cluster.cells)
         await self.cameras.store.ensure_schema()
         await self.history.store.ensure_schema()
         try:
