@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from PIL import Image
 
+from findface_grpc.extractor.quality import pose_error
 from findface_grpc.video.clients import Rejected, Transient
 from findface_grpc.video.config import VideoConfig
 from findface_grpc.video.domain import Camera, Counters, Face, Frame, Snapshot, long_side, scaled, short_side
@@ -129,6 +130,8 @@ class CameraRunner:
         if short_side(face.box) < cfg.min_face_size:
             return False
         if cfg.max_face_size and long_side(face.box) > cfg.max_face_size:
+            return False
+        if cfg.max_pose_error and pose_error(face.landmarks) > cfg.max_pose_error:
             return False
         return self.camera.roi is None or self.camera.roi.holds_centre(face.box)
 

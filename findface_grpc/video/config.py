@@ -3,7 +3,7 @@
 Names follow the original fkvideo_detector's options where they mean the same thing (detector-name,
 detectors-max, reload-timeout, single-pass, disable-drops, realtime, md-threshold, rt-score-step, rt-delay,
 rt-refresh, post-uniq, uc-max-time-diff, uc-max-dup, uc-max-avg-shift, min-face-size, max-persons, bbox-scale,
-req-timeout);
+req-timeout); its min-dir-score is `max_pose_error`, on the extractor's pose scale;
 its --camid/--source pair is `camera_id` and `source` here, its --license-ntls-server `license_server`.
 """
 from __future__ import annotations
@@ -84,6 +84,10 @@ class VideoConfig:
     uc_threshold: str = "medium"
     min_face_size: int = 40  # px, the box's shorter side
     max_face_size: int = 0  # px, the box's longer side; 0 = no limit
+    # The original's min-dir-score on the extractor's pose scale: faces turned further than this from frontal are
+    # not posted. The landmarks' distance from a frontal face's, in eye distances (extractor/quality.py): frontal
+    # faces about 0.05, three-quarter views 0.15, profiles beyond 0.3. 0 = no limit.
+    max_pose_error: float = 0.0
     max_persons: int = 8  # faces tracked at once per camera; the smallest extra faces are ignored
     # A track ends when its face has not been seen for this long (frame time): longer than detection may fall
     # behind, or a loaded detector splits one walk into several tracks.
@@ -134,6 +138,8 @@ class VideoConfig:
             raise ConfigError("[video].md_threshold must be in [0, 1), md_scale in (0, 1]")
         if not 0 <= self.min_quality <= 1 or self.rt_score_step < 0 or self.rt_delay_s < 0:
             raise ConfigError("[video].min_quality must be in [0, 1], rt_score_step and rt_delay_s >= 0")
+        if self.max_pose_error < 0:
+            raise ConfigError("[video].max_pose_error must be >= 0 (0: no limit)")
         if self.rt_refresh_s < 0 or self.uc_max_time_diff_s <= 0 or self.uc_max_avg_shift < 0:
             raise ConfigError("[video].rt_refresh_s and uc_max_avg_shift must be >= 0, uc_max_time_diff_s > 0")
         try:

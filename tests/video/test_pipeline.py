@@ -105,6 +105,15 @@ def test_disable_drops_detects_every_sampled_frame_of_a_live_stream_late(videos,
     assert Counter(identify(extractor.address, p, people)[0] for p in posts) == Counter(list(people))
 
 
+def test_max_pose_error_posts_only_faces_near_frontal(videos, extractor, people):
+    camera = [Camera("cam-pose", str(videos["street.mp4"]))]
+    lenient, _ = asyncio.run(run_cameras(extractor.address, camera, video_config(max_pose_error=0.3)))
+    assert Counter(identify(extractor.address, p, people)[0] for p in lenient) == Counter(list(people))
+    # No real face is this close to the frontal template: all are tracked, none posted.
+    strict, detector = asyncio.run(run_cameras(extractor.address, camera, video_config(max_pose_error=0.001)))
+    assert strict == [] and detector.runners["cam-pose"].counters.tracks == 3
+
+
 def test_region_of_tracking_and_region_of_interest(videos, extractor, people):
     top = Region(0, 0, 640, 160)  # only person02's lane
     bottom = Region(0, 240, 640, 240)  # only person03's lane
