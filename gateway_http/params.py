@@ -86,6 +86,10 @@ class Params:
                 for name in files:
                     params.files[name] = files[name]
                     params.values.pop(name, None)
+            elif mimetype.startswith("image/"):
+                # The body is the photo itself, which the API never took: said so, not "not valid JSON".
+                raise bad_param("photo", f"<{mimetype} body>", f"the body is {mimetype}: send the photo as a multipart "
+                                "file named photo, or its URL as photo in a JSON or form body")
             else:
                 body = request.get_data(cache=False)
                 if body.strip():

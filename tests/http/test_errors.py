@@ -43,6 +43,13 @@ def test_tokens(api, cluster, url):
     assert api.get("/v1/docs", token=False).status == 200
 
 
+def test_a_raw_photo_body_is_told_how_to_send_a_photo(api, faces):
+    jpeg = (faces / "deepface/img2.jpg").read_bytes()
+    body = check_error(api.post("/v1/detect", body=jpeg, headers={"Content-Type": "image/jpeg"}), 400, "BAD_PARAM",
+                       "photo")
+    assert "multipart" in body["reason"] and "image/jpeg" in body["reason"]
+
+
 @pytest.mark.parametrize("body", [b"{bad json", b'{"photo": "http://x/a.jpg",}', b"\xff\xfe", b"[1, 2]", b'"photo"'])
 def test_malformed_json(api, body):
     reply = api.post("/v1/detect", body=body, headers={"Content-Type": "application/json"})
