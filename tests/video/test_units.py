@@ -202,6 +202,9 @@ def test_realtime_refresh_posts_a_face_that_stays_again_after_the_interval():
     ({"uc_threshold": "1.5"}, "not a cosine similarity"),
     ({"uc_max_dup": 0}, "uc_max_dup must be >= 1"),
     ({"rt_refresh_s": -1}, "rt_refresh_s"),
+    ({"max_pose_error": -0.1}, "max_pose_error"),
+    ({"waiting_frames": 0}, "waiting_frames must be >= 1"),
+    ({"meta": "m" * 4097}, "meta must be at most 4096"),
 ])
 def test_config_refuses_bad_settings(tmp_path, table, message):
     path = tmp_path / "c.toml"
