@@ -5,6 +5,7 @@ import os
 from dataclasses import dataclass
 
 from findface_grpc.errors import ConfigError
+from findface_grpc.extractor.imaging import MAX_PIXELS_CEILING
 from findface_grpc.extractor.models.attribute_packs import ATTRIBUTES
 
 PACK_CUSTOM = "custom"
@@ -74,6 +75,9 @@ class ExtractorConfig:
             raise ConfigError("[extractor].workers must be >= 0, min_face_size and detect_min_face_size >= 1")
         if self.max_image_mb <= 0 or self.max_image_megapixels <= 0:
             raise ConfigError("[extractor] image limits must be > 0")
+        if self.max_image_megapixels * 1e6 > MAX_PIXELS_CEILING:
+            raise ConfigError(f"[extractor].max_image_megapixels must be at most {MAX_PIXELS_CEILING / 1e6:.0f}: "
+                              "the image library refuses bigger images as decompression bombs")
         unknown = [a for a in self.attributes if a not in ATTRIBUTES]
         if unknown:
             raise ConfigError(f"[extractor].attributes: unknown {unknown}; known: {list(ATTRIBUTES)}")

@@ -37,6 +37,9 @@ TRANSPOSE = {
     8: Image.Transpose.ROTATE_90,
 }
 QUARTER_TURNED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
+# Pillow refuses images of more pixels as decompression bombs before our own limit is checked: the most that a
+# configured limit can allow.
+MAX_PIXELS_CEILING = 2 * Image.MAX_IMAGE_PIXELS
 SIXTEEN_BIT_GREY = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 WHITE = (255, 255, 255, 255)
 _BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")

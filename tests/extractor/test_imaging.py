@@ -15,11 +15,13 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from findface_grpc import photo_formats
-from findface_grpc.errors import InvalidImage
+from findface_grpc.errors import ConfigError, InvalidImage
 from findface_grpc.extractor import imaging
+from findface_grpc.extractor.config import ExtractorConfig
 
 MB = 10**7
 LIMIT = 50_000_000
+MAX_PIXELS_CEILING_MP = imaging.MAX_PIXELS_CEILING // 10**6
 
 
 def encode(image: Image.Image, fmt: str, **kw) -> bytes:
@@ -261,6 +263,14 @@ def test_a_decompression_bomb_is_refused_by_its_pixel_count_before_decoding(widt
         imaging.decode(data, MB, 60_000)
     assert time.perf_counter() - started < 1.0
     assert f"{width * height} pixels, over the limit of 60000 pixels" in str(err.value)
+
+
+def test_the_pixel_limit_is_configurable_up_to_the_image_librarys_own_ceiling():
+    """Past Pillow's ceiling a photo under the configured limit would still be refused, and the reason would be
+    a contradiction: such a limit is refused at start."""
+    ExtractorConfig(max_image_megapixels=MAX_PIXELS_CEILING_MP).validate()
+    with pytest.raises(ConfigError, match="max_image_megapixels must be at most 179"):
+        ExtractorConfig(max_image_megapixels=MAX_PIXELS_CEILING_MP + 1).validate()
 
 
 def test_a_huge_jpeg_header_is_refused_before_decoding(photo):
