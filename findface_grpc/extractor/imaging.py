@@ -57,8 +57,8 @@ def decode(data: bytes, max_bytes: int, max_pixels: int, draft_long_side: int = 
     """Photo bytes (see photo_formats.ACCEPTED) -> the RGB pixels, upright, and the photo's true size. Of an
     animation (GIF, WEBP) or a multi-picture JPEG (MPO) the first picture.
 
-    With `draft_long_side`, a large JPEG is decoded at 1/2, 1/4 or 1/8 size (libjpeg's DCT scaling, nearly free)
-    as long as its long side stays at least that long. libjpeg rounds the reduced size up, so the scale is the
+    With `draft_long_side`, a large JPEG is decoded at 1/2, 1/4 or 1/8 size (libjpeg's DCT scaling, a fraction of
+    the cost) as long as its long side stays at least that long. libjpeg rounds the reduced size up, so the scale is the
     factor itself, not the ratio of the sizes, and the true size is kept rather than derived from it.
     """
     if not data:
@@ -78,12 +78,13 @@ def decode(data: bytes, max_bytes: int, max_pixels: int, draft_long_side: int = 
         factor = max(width, height) / draft_long_side
         img.draft("RGB", (int(width / factor) + 1, int(height / factor) + 1))
         scale = 1.0 / round(width / img.size[0])
-    orientation = exif_orientation(img)
     try:
         img.load()
         rgb = to_rgb(img)
     except (OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
         raise InvalidImage(f"image data is truncated or corrupt: {exc}") from None
+    # After loading: a PNG may keep its EXIF after the pixels.
+    orientation = exif_orientation(img)
     if orientation in TRANSPOSE:
         rgb = rgb.transpose(TRANSPOSE[orientation])
     true_width, true_height = (height, width) if orientation in QUARTER_TURNED else (width, height)

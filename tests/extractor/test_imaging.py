@@ -186,6 +186,28 @@ def test_every_exif_orientation_mirrored_or_turned_shows_the_photo_upright(photo
     assert np.array_equal(decoded.image, np.asarray(photo))
 
 
+def png_chunks(data: bytes) -> list[bytes]:
+    chunks, at = [], 8
+    while at < len(data):
+        length = struct.unpack(">I", data[at:at + 4])[0]
+        chunks.append(data[at:at + 12 + length])
+        at += 12 + length
+    return chunks
+
+
+def test_a_png_with_its_exif_after_the_pixels_is_turned_too(photo):
+    """PNG allows the eXIf chunk after the image data, where some tools write it: it is read after decoding."""
+    data = encode(photo.transpose(Image.Transpose.ROTATE_90), "PNG", exif=exif(6))
+    chunks = png_chunks(data)
+    exif_chunk = next(c for c in chunks if c[4:8] == b"eXIf")
+    rest = [c for c in chunks if c is not exif_chunk]
+    moved = data[:8] + b"".join(rest[:-1]) + exif_chunk + rest[-1]
+    assert moved.index(b"eXIf") > moved.index(b"IDAT")
+    decoded = decode(moved)
+    assert (decoded.width, decoded.height) == photo.size
+    assert np.array_equal(decoded.image, np.asarray(photo))
+
+
 @pytest.mark.parametrize("fmt", ["JPEG", "HEIF", "AVIF"])
 @pytest.mark.parametrize("orientation", [2, 5, 6, 7, 8])
 def test_phone_formats_apply_their_orientation(photo, fmt, orientation):
