@@ -83,10 +83,15 @@ class VideoDetector:
             except asyncio.TimeoutError:
                 woken = False
             self._wake.clear()
-            if woken or self.cfg.single_pass:
-                await self.apply()
-            else:
-                await self.reload()
+            try:
+                if woken or self.cfg.single_pass:
+                    await self.apply()
+                else:
+                    await self.reload()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the cameras must outlive one failed reload; the next one retries
+                log.exception("camera reload failed")
 
     async def reload(self) -> None:
         """List the cameras again and apply the list. A failed listing keeps the cameras as they are."""
