@@ -7,6 +7,7 @@ import re
 import pytest
 
 from findface_grpc import config as config_mod
+from findface_grpc.bulk import find_photos
 from findface_grpc.errors import ConfigError
 from findface_grpc.gateway.store import face_paths, new_face_key, photo_path
 from findface_grpc.photo_formats import extension_for
@@ -83,6 +84,15 @@ def test_service_users_are_config_users_named_in_service_users():
 def test_bad_settings_stop_the_server(setting):
     with pytest.raises(ConfigError):
         config_mod.load(UploadConfig, "upload", environ={}, overrides=setting)
+
+
+def test_enroll_and_the_drop_folder_take_phone_photos_named_as_phones_name_them(tmp_path):
+    for name in ("a.jpg", "B.HEIC", "c.avif", "d.Webp", "e.gif", "f.tiff", "g.txt", ".hidden/x.jpg"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.name for p in find_photos(tmp_path)] == ["B.HEIC", "a.jpg", "c.avif", "d.Webp", "e.gif"]
+    assert classify("/dropbox/phone/IMG_0001.HEIC").kind == "drop"
+    assert classify(f"/photos/ab/{SHA}.heic").kind == classify(f"/photos/ab/{SHA}.avif").kind == "photo"
 
 
 def test_store_paths():
