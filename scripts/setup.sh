@@ -3,7 +3,8 @@
 # packs and attribute models in models/ (or $FINDFACE_MODELS_DIR). Safe to run again; it only does what is missing.
 # --tests: also what only the tests need, Debian's Chromium and ChromeDriver for the console's browser tests and
 # nginx-light, a real web server for the photo-by-URL tests (they start their own; the package's is not used), and
-# for the video tests ffmpeg (publishes the test videos) and rtsp-server-perl (a real RTSP server they start), and
+# for the video tests ffmpeg (publishes the test videos) and rtsp-server-perl (a real RTSP server they start), Go,
+# protoc and Debian's gRPC sources for the Go client test, and
 # Prometheus (promtool checks deploy/prometheus/, and a real Prometheus scrapes a test cluster with its rules).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,13 @@ if [ "${1:-}" = "--tests" ]; then
   command -v promtool >/dev/null || apt_packages+=(prometheus)
   [ -x /usr/bin/ffmpeg ] || apt_packages+=(ffmpeg)
   [ -x /usr/bin/rtsp-server-perl ] || apt_packages+=(rtsp-server-perl)
+  # The Go client test: Go, protoc with its Go plugins, and the client's dependencies as Debian's sources
+  # (protobuf's 1.5 compatibility layer is what lets Debian's grpc-go carry the messages protoc-gen-go writes).
+  command -v go >/dev/null || apt_packages+=(golang-go)
+  for package in protobuf-compiler protoc-gen-go protoc-gen-go-grpc golang-google-grpc-dev golang-google-protobuf-dev \
+                 golang-google-genproto-dev golang-github-golang-protobuf-1-5-dev; do
+    dpkg -s "$package" >/dev/null 2>&1 || apt_packages+=("$package")
+  done
 fi
 python3 -c 'import ensurepip, venv' 2>/dev/null || apt_packages+=(python3-venv)
 if ((${#apt_packages[@]})); then
