@@ -81,7 +81,8 @@ def decode(data: bytes, max_bytes: int, max_pixels: int, draft_long_side: int = 
     try:
         img.load()
         rgb = to_rgb(img)
-    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, RuntimeError) as exc:
+        # RuntimeError: what the AVIF decoder raises for damaged data.
         raise InvalidImage(f"image data is truncated or corrupt: {exc}") from None
     # After loading: a PNG may keep its EXIF after the pixels.
     orientation = exif_orientation(img)
@@ -110,7 +111,7 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
         found = _BOMB_PIXELS.search(str(exc))
         pixels = found.group(1) if found else "too many"
         raise InvalidImage(f"image has {pixels} pixels, over the limit of {max_pixels} pixels") from None
-    except (OSError, SyntaxError, EOFError, struct.error) as exc:
+    except (OSError, SyntaxError, EOFError, struct.error, RuntimeError) as exc:
         raise InvalidImage(f"image header is corrupt: {exc}") from None
     except ValueError as exc:
         # PIL refuses compressed PNG text and colour-profile chunks that would inflate past its limit: a bomb.

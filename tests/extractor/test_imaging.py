@@ -6,6 +6,7 @@ Photos are made here from a labelled photo (shared/faces), each encoded the way 
 from __future__ import annotations
 
 import io
+import random
 import struct
 import time
 import zlib
@@ -272,6 +273,33 @@ def test_what_is_not_a_usable_photo_is_refused_saying_why(photo, case, message):
     with pytest.raises(InvalidImage) as err:
         decode(data)
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "MPO", "PNG", "WEBP", "GIF", "HEIF", "AVIF"])
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_damaged_photos_decode_or_are_refused_never_anything_else(photo, fmt):
+    """Bit flips and cuts, as a bad link or a broken writer leaves them (seeded): each decodes, or is InvalidImage;
+    no other exception (the AVIF decoder's RuntimeError once escaped), and quickly."""
+    rng = random.Random(fmt)
+    small = photo.resize((90, 120))
+    extra = {"save_all": True, "append_images": [small]} if fmt == "MPO" else {}
+    whole = encode(small, fmt, **extra)
+    outcomes = set()
+    for _ in range(150):
+        data = bytearray(whole)
+        for _ in range(rng.randrange(1, 8)):
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        if rng.random() < 0.3:
+            data = data[: rng.randrange(len(data))]
+        started = time.perf_counter()
+        try:
+            decoded = decode(bytes(data))
+            assert decoded.image.dtype == np.uint8 and decoded.image.shape[2] == 3
+            outcomes.add("decoded")
+        except InvalidImage:
+            outcomes.add("refused")
+        assert time.perf_counter() - started < 2.0
+    assert "refused" in outcomes  # the damage was real
 
 
 @pytest.mark.parametrize("width, height", [(40000, 40000), (12000, 12000), (65535, 1)])
