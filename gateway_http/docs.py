@@ -159,9 +159,11 @@ METHODS = (
            '{"results": [{"meta", "count", "face"}...]}', aliases=("/meta/gallery/{gallery}",)),
     Method("GET", "/galleries", "All galleries, by name.",
            (Param("counts", "boolean", "true: objects with face counts instead of names (not in the original; "
-                                       "the web console uses it)"),),
+                                       "the web console uses it): the faces the index shards that answered "
+                                       "hold, asked for a few seconds at most"),),
            '{"results": ["default", ...]}, the documented list of names; with counts=true '
-           '{"results": [{"name", "face_count", "timestamp"}...]}'),
+           '{"results": [{"name", "face_count", "timestamp"}...], "shards_answered", "shards_total", "partial" '
+           '(true when some shard did not answer: its faces are not counted)}'),
     Method("POST", "/galleries/{gallery}", "Create a gallery: 1 to 48 of a-z A-Z 0-9 _ -.", (),
            '201 {"name": ...}', aliases=("/galleries (body {\"name\": ...})",), status=201),
     Method("DELETE", "/galleries/{gallery}", "Delete a gallery and every face in it ('default' cannot be).", (),
@@ -177,7 +179,7 @@ METHODS = (
            '{"faces": [], "error": {"code", "desc"}}...]}, one per request; 403 LICENSE_FEATURE without the '
            'license\'s extraction-api feature', aliases=("/",)),
     Method("GET", "/status", "The cluster's state, for operators: every index shard and the extractor, live or "
-           "not (with the reason), the metadata's face and gallery counts, and the license status. Shards and the "
+           "not (with the reason), the faces the shards hold, the gallery count, and the license status. Shards and the "
            "extractor are asked at once, each for a few seconds at most; a part that is down is reported in the "
            "answer, which is still 200.", (),
            '{"shards": {"live", "total", "items": [{"index", "address", "live", "error", "shard_id", "face_count", '
@@ -185,7 +187,8 @@ METHODS = (
            '(BUILDING, READY or FAILED), "progress", "listed", "delta", "lists", "nprobe", "bytes", "error"}...]}...]}, '
            '"extractor": {"address", "live", '
            '"error", "model_pack", "detector_model_id", "embedder_model_id", "descriptor_dim", "version"}, '
-           '"faces": active faces, "galleries": gallery count, "license": null without a license server, else '
+           '"faces": the faces the live shards hold (with shards live < total, not those of the others), '
+           '"galleries": gallery count, "license": null without a license server, else '
            'the /license.json object, or {"error": ...} when the license server does not answer}'),
     Method("POST", "/camera", "Create a camera for a video detector.", CAMERA_PARAMS, "201 " + CAMERA, status=201),
     Method("GET", "/camera", "Every camera, in id order.",

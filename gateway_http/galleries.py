@@ -11,15 +11,19 @@ from gateway_http.replies import timestamp
 def list_galleries(upstream: Upstream, call: Call) -> Reply:
     """The documented list of names; `counts=true` gives objects with face counts instead.
 
-    Legacy clients decode the results as strings, so the counts the web console needs are opt-in.
+    Legacy clients decode the results as strings, so the counts the web console needs are opt-in; without them
+    the gateway does not ask the shards. The counts are the faces the shards that answered hold: `partial` says
+    some did not (`shards_answered` of `shards_total`).
     """
     counts = call.params.flag("counts")
-    reply = upstream.rpc(call, "ListGalleries", gateway_pb2.ListGalleriesRequest())
+    reply = upstream.rpc(call, "ListGalleries", gateway_pb2.ListGalleriesRequest(names_only=not counts))
     if not counts:
         return Reply(body={"results": [g.name for g in reply.galleries]})
-    return Reply(body={"results": [
-        {"name": g.name, "face_count": g.face_count, "timestamp": timestamp(g.created_at)} for g in reply.galleries
-    ]})
+    return Reply(body={
+        "results": [{"name": g.name, "face_count": g.face_count, "timestamp": timestamp(g.created_at)}
+                    for g in reply.galleries],
+        "shards_answered": reply.shards_answered, "shards_total": reply.shards_total, "partial": reply.partial,
+    })
 
 
 def create_gallery(upstream: Upstream, call: Call) -> Reply:

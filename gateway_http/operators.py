@@ -15,7 +15,8 @@ from gateway_http.errors import NOT_FOUND, SERVICE_UNAVAILABLE, LegacyError
 
 
 def cluster_status(upstream: Upstream, call: Call) -> Reply:
-    """Every shard and the extractor, live or not (with why), the metadata's counts and the license status.
+    """Every shard and the extractor, live or not (with why), the faces the live shards hold, the gallery count
+    and the license status.
 
     Answers 200 whenever the gateway does: a part that is down is reported, not raised. The license server is
     asked only after the gateway has accepted the token."""

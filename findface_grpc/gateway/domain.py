@@ -191,6 +191,20 @@ class Gallery:
 
 
 @dataclass(frozen=True)
+class GalleryList:
+    """ListGalleries's answer: each gallery's face_count is what the shards that answered hold in it."""
+
+    galleries: tuple[Gallery, ...]
+    shards_answered: int
+    shards_total: int
+    counted: bool = True  # False: names only, no shard asked
+
+    @property
+    def partial(self) -> bool:
+        return self.counted and self.shards_answered < self.shards_total
+
+
+@dataclass(frozen=True)
 class MetaCount:
     meta: str
     count: int
@@ -289,8 +303,8 @@ class ExtractorStatus:
 class ClusterStatus:
     shards: tuple[ShardStatus, ...]
     extractor: ExtractorStatus
-    face_count: int  # active faces in the metadata
-    gallery_count: int
+    face_count: int  # faces the live shards hold
+    gallery_count: int  # active galleries in the metadata
 
     @property
     def shards_live(self) -> int:

@@ -18,6 +18,7 @@ from findface_grpc.gateway.domain import (
     check_gallery_name,
     with_default_gallery,
 )
+from findface_grpc.gateway.face_pages import FacePageStore
 from findface_grpc.gateway.limits import MAX_FACE_ID, MAX_LABEL_CHARS, MAX_META_CHARS, check_text
 from findface_grpc.gateway.metadata import ACTIVE
 
@@ -31,6 +32,7 @@ UPDATE_ATTEMPTS = 5
 class Faces:
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
+        self.pages = FacePageStore(cluster.metadata)
 
     async def get_face(self, face_id: int) -> Face:
         face = await self.cluster.metadata.get_active(face_id)
@@ -132,7 +134,7 @@ class Faces:
         if meta is not None:
             check_text("meta", meta, MAX_META_CHARS)
         gallery = await self.cluster.gallery(gallery)
-        faces = await self.cluster.metadata.list_faces(gallery, max_id, limit + 1, meta)
+        faces = await self.pages.list_faces(gallery, max_id, limit + 1, meta)
         next_max_id = faces[limit - 1].id if len(faces) > limit else 0
         prev_max_id, has_prev = await self._prev_page(gallery, max_id, limit, meta)
         return FacePage(tuple(faces[:limit]), next_max_id, prev_max_id, has_prev)
@@ -147,11 +149,11 @@ class Faces:
         """
         if not max_id:
             return 0, False
-        newer = await self.cluster.metadata.newer_ids(gallery, max_id, limit + 1, meta)
+        newer = await self.pages.newer_ids(gallery, max_id, limit + 1, meta)
         if not newer:
             return 0, False
         return (newer[limit] if len(newer) > limit else 0), True
 
     async def list_meta(self, gallery: str) -> list[MetaCount]:
         gallery = await self.cluster.gallery(gallery)
-        return await self.cluster.metadata.list_meta(gallery)
+        return await self.pages.list_meta(gallery)

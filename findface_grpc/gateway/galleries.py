@@ -1,13 +1,16 @@
-"""Galleries: create, list, and delete one with all its faces (finished by repair if it fails half way)."""
+"""Galleries: create, list (with the faces the shards hold in each), and delete one with all its faces
+(finished by repair if it fails half way)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import uuid
 
 from findface_grpc.errors import InvalidArgument, NotFound
 from findface_grpc.gateway.cluster import REPAIR_PAGE, Cluster
-from findface_grpc.gateway.domain import DEFAULT_GALLERY, Gallery, check_gallery_name
+from findface_grpc.gateway.domain import DEFAULT_GALLERY, Gallery, GalleryList, check_gallery_name
+from findface_grpc.gateway.status import shard_statuses
 
 log = logging.getLogger(__name__)
 
@@ -20,8 +23,18 @@ class Galleries:
         check_gallery_name(name, "name")
         return await self.cluster.metadata.create_gallery(name)
 
-    async def list_galleries(self) -> list[Gallery]:
-        return await self.cluster.metadata.list_galleries()
+    async def list_galleries(self, counts: bool = True) -> GalleryList:
+        """The active galleries by name; with `counts`, each with the faces the shards that answered hold in it
+        (each shard's Stats, asked at once with status.py's deadline): counting the metadata's documents instead
+        reads every face on some MongoDB-protocol servers."""
+        total = len(self.cluster.shards)
+        if not counts:
+            return GalleryList(tuple(await self.cluster.metadata.list_galleries()), 0, total, counted=False)
+        galleries, shards = await asyncio.gather(self.cluster.metadata.list_galleries(), shard_statuses(self.cluster))
+        live = [s.stats for s in shards if s.stats is not None]
+        counted = tuple(dataclasses.replace(g, face_count=sum(st.gallery_counts.get(g.name, 0) for st in live))
+                        for g in galleries)
+        return GalleryList(counted, len(live), total)
 
     async def delete_gallery(self, name: str) -> int:
         check_gallery_name(name, "name")

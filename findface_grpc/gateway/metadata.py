@@ -37,11 +37,11 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, ExecutionTimeout, WriteConcernError
 
 from findface_grpc.errors import AlreadyExists, FailedPrecondition, Unavailable
-from findface_grpc.gateway.domain import DEFAULT_GALLERY, Face, Gallery, MetaCount, NewFace
+from findface_grpc.gateway.domain import DEFAULT_GALLERY, Face, Gallery, NewFace
 from findface_grpc.gateway.face_docs import (
     ABORTED, ACTIVE, DELETING, PENDING, face_from_doc, id_filters, id_runs, ids_of_runs, new_face_doc,
 )
-from findface_grpc.gateway.limits import MAX_META_CHARS, can_exist, clip
+from findface_grpc.gateway.limits import can_exist
 from findface_grpc.outage import OutageBreaker
 
 log = logging.getLogger(__name__)
@@ -149,13 +149,16 @@ class MetadataStore:
     @_in_thread
     def ensure_schema(self) -> None:
         self.faces.create_index([("galleries", pymongo.ASCENDING), ("_id", pymongo.DESCENDING)])
-        self.faces.create_index([("meta", pymongo.ASCENDING)])
+        # (meta, _id), not meta alone: a page of the faces with a meta is read by windows of ids (face_pages.py).
+        self.faces.create_index([("meta", pymongo.ASCENDING), ("_id", pymongo.DESCENDING)])
         self.faces.create_index([("state", pymongo.ASCENDING), ("created", pymongo.ASCENDING)])
         self.faces.create_index([("sync", pymongo.ASCENDING)], sparse=True)
         # No query reads faces by photo_hash, and every index costs each inserted face (on SecantusDB about as
         # much as the document itself): the one earlier versions made is dropped (issue 13).
-        if "photo_hash_1" in self.faces.index_information():
-            self.faces.drop_index("photo_hash_1")
+        indexes = self.faces.index_information()
+        for gone in ("photo_hash_1", "meta_1"):
+            if gone in indexes:
+                self.faces.drop_index(gone)
         ensure_counter(self.counters, FACE_ID_COUNTER, self.faces)
         self.galleries.update_one(
             {"_id": DEFAULT_GALLERY},
@@ -337,38 +340,6 @@ class MetadataStore:
                 found[doc["_id"]] = face_from_doc(doc)
         return found
 
-    @_in_thread
-    def list_faces(self, gallery: str, max_id: int, limit: int, meta: str | None) -> list[Face]:
-        query: dict[str, Any] = {"galleries": gallery, "state": ACTIVE}
-        if max_id:
-            query["_id"] = {"$lt": max_id}
-        if meta is not None:
-            query["meta"] = meta
-        cursor = self.faces.find(query).sort("_id", pymongo.DESCENDING).limit(limit)
-        return [face_from_doc(doc) for doc in cursor]
-
-    @_in_thread
-    def newer_ids(self, gallery: str, min_id: int, limit: int, meta: str | None) -> list[int]:
-        """Ids of the active faces with id >= min_id (same filters as list_faces), oldest first, at most `limit`."""
-        query: dict[str, Any] = {"galleries": gallery, "state": ACTIVE, "_id": {"$gte": min_id}}
-        if meta is not None:
-            query["meta"] = meta
-        cursor = self.faces.find(query, {"_id": 1}).sort("_id", pymongo.ASCENDING).limit(limit)
-        return [doc["_id"] for doc in cursor]
-
-    @_in_thread
-    def list_meta(self, gallery: str) -> list[MetaCount]:
-        pipeline = [
-            {"$match": {"galleries": gallery, "state": ACTIVE}},
-            {"$sort": {"_id": -1}},
-            {"$group": {"_id": "$meta", "count": {"$sum": 1}, "face": {"$first": "$$ROOT"}}},
-            {"$sort": {"_id": 1}},
-        ]
-        return [
-            MetaCount(meta=clip(row["_id"], MAX_META_CHARS), count=int(row["count"]), face=face_from_doc(row["face"]))
-            for row in self.faces.aggregate(pipeline)
-        ]
-
     # ---- updates ----
 
     @_in_thread
@@ -491,23 +462,14 @@ class MetadataStore:
 
     @_in_thread
     def list_galleries(self) -> list[Gallery]:
-        counts = {
-            row["_id"]: int(row["count"])
-            for row in self.faces.aggregate([
-                {"$match": {"state": ACTIVE}},
-                {"$unwind": "$galleries"},
-                {"$group": {"_id": "$galleries", "count": {"$sum": 1}}},
-            ])
-        }
-        return [
-            Gallery(name=doc["_id"], face_count=counts.get(doc["_id"], 0), created_at=doc.get("created"))
-            for doc in self.galleries.find({"state": ACTIVE}).sort("_id", pymongo.ASCENDING)
-        ]
+        """The active galleries by name, without face counts (the shards hold those: galleries.py)."""
+        return [Gallery(name=doc["_id"], face_count=0, created_at=doc.get("created"))
+                for doc in self.galleries.find({"state": ACTIVE}, {"created": 1}).sort("_id", pymongo.ASCENDING)]
 
     @_in_thread
-    def counts(self) -> tuple[int, int]:
-        """Visible (active) faces and active galleries, for the cluster status."""
-        return self.faces.count_documents({"state": ACTIVE}), self.galleries.count_documents({"state": ACTIVE})
+    def gallery_count(self) -> int:
+        """Active galleries, for the cluster status: a small collection, unlike the faces."""
+        return self.galleries.count_documents({"state": ACTIVE})
 
     @_in_thread
     def ping(self) -> None:

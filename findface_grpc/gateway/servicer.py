@@ -422,8 +422,11 @@ class FaceServicer(gateway_pb2_grpc.FaceServiceServicer):
         return gateway_pb2.DeleteGalleryResponse(deleted_faces=deleted)
 
     async def ListGalleries(self, request, context):
-        galleries = await self.service.galleries.list_galleries()
-        return gateway_pb2.ListGalleriesResponse(galleries=[gallery_to_pb(g) for g in galleries])
+        found = await self.service.galleries.list_galleries(counts=not request.names_only)
+        return gateway_pb2.ListGalleriesResponse(
+            galleries=[gallery_to_pb(g) for g in found.galleries], shards_answered=found.shards_answered,
+            shards_total=found.shards_total, partial=found.partial,
+        )
 
     async def ClusterStatus(self, request, context):
         return status_to_pb(await self.service.cluster_status())

@@ -334,14 +334,22 @@ class DeleteGalleryResponse(_message.Message):
     def __init__(self, deleted_faces: _Optional[int] = ...) -> None: ...
 
 class ListGalleriesRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("names_only",)
+    NAMES_ONLY_FIELD_NUMBER: _ClassVar[int]
+    names_only: bool
+    def __init__(self, names_only: _Optional[bool] = ...) -> None: ...
 
 class ListGalleriesResponse(_message.Message):
-    __slots__ = ("galleries",)
+    __slots__ = ("galleries", "shards_answered", "shards_total", "partial")
     GALLERIES_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_ANSWERED_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
     galleries: _containers.RepeatedCompositeFieldContainer[_common_pb2.Gallery]
-    def __init__(self, galleries: _Optional[_Iterable[_Union[_common_pb2.Gallery, _Mapping]]] = ...) -> None: ...
+    shards_answered: int
+    shards_total: int
+    partial: bool
+    def __init__(self, galleries: _Optional[_Iterable[_Union[_common_pb2.Gallery, _Mapping]]] = ..., shards_answered: _Optional[int] = ..., shards_total: _Optional[int] = ..., partial: _Optional[bool] = ...) -> None: ...
 
 class ClusterStatusRequest(_message.Message):
     __slots__ = ()

@@ -207,16 +207,19 @@ class FaceServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListGalleries(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The active galleries, by name, with the faces the shards hold in each: every shard is asked at once with a
+        short deadline, and one that does not answer leaves its faces out of the counts (partial), never failing
+        the call. names_only skips the shards. Fails (UNAVAILABLE) only when the metadata database cannot be reached.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ClusterStatus(self, request, context):
         """The state of the cluster for operators: every shard's Stats and the extractor's Info, asked all at once
-        with a short deadline, plus counts from the metadata. A shard or extractor that does not answer is reported
-        with live = false and the reason, never as a failure of the call; the call fails (UNAVAILABLE) only when
-        the metadata database cannot be reached.
+        with a short deadline, the faces the shards that answered hold, and the metadata's gallery count. A shard or
+        extractor that does not answer is reported with live = false and the reason, never as a failure of the call;
+        the call fails (UNAVAILABLE) only when the metadata database cannot be reached.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -778,7 +778,9 @@ async function viewStatus(page, _param, current) {
         h("tr", {}, h("th", {}, "Version"), h("td", {}, ex.version))),
     ),
     h("h3", {}, "Faces"),
-    h("p", { id: "face-total" }, `${status.faces} face(s) in ${status.galleries} galleries`),
+    h("p", { id: "face-total" }, `${status.faces} face(s) in ${status.galleries} galleries` +
+      (status.shards.live < status.shards.total
+        ? ` (on the ${status.shards.live} of ${status.shards.total} shards that answered)` : "")),
     h("h3", {}, "License"),
     licenseBlock(),
   );

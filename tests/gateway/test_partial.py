@@ -140,6 +140,9 @@ def test_cluster_status_reports_a_stopped_shard_and_still_answers(cluster, impor
     assert [dict(s.gallery_counts) for s in up.shards] == [{"default": placed[0]}, {"default": placed[1]}]
     assert all((s.model_id, s.dim) == ("w600k_mbf", 512) and s.index_bytes > 0 and s.rss_bytes > 0 for s in up.shards)
     assert (up.face_count, up.gallery_count) == (FACES, 1)
+    listed = lenient.ListGalleries(gateway_pb2.ListGalleriesRequest(), timeout=10)
+    assert (listed.shards_answered, listed.shards_total, listed.partial) == (2, 2, False)
+    assert [(g.name, g.face_count) for g in listed.galleries] == [("default", FACES)]
     extractor = up.extractor
     assert extractor.live and extractor.error == "" and extractor.model_pack == "scrfd-mbf"
     assert (extractor.embedder_model_id, extractor.descriptor_dim) == ("w600k_mbf", 512)
@@ -156,8 +159,13 @@ def test_cluster_status_reports_a_stopped_shard_and_still_answers(cluster, impor
         assert gone.error.startswith(f"shard 0 ({shards.addresses[0]}): UNAVAILABLE"), gone.error
         assert (gone.shard_id, gone.face_count, dict(gone.gallery_counts)) == ("", 0, {})
         assert alive.live and alive.face_count == placed[1]
-        # The metadata does not depend on the shards; the extractor is unaffected.
-        assert (down.face_count, down.extractor.live) == (FACES, True)
+        # The faces counted are those of the shards that answered; the galleries come from the metadata.
+        assert (down.face_count, down.gallery_count, down.extractor.live) == (placed[1], 1, True)
+        listed = lenient.ListGalleries(gateway_pb2.ListGalleriesRequest(), timeout=10)
+        assert (listed.shards_answered, listed.shards_total, listed.partial) == (1, 2, True)
+        assert [(g.name, g.face_count) for g in listed.galleries] == [("default", placed[1])]
+        names = lenient.ListGalleries(gateway_pb2.ListGalleriesRequest(names_only=True), timeout=10)
+        assert [(g.name, g.face_count) for g in names.galleries] == [("default", 0)] and not names.partial
     finally:
         start_healthy(shards.server_items([0]))
 

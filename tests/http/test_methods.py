@@ -494,7 +494,7 @@ def test_status_counts_each_shards_faces_per_gallery(api, cluster, photos, photo
         owner = CellMap.from_config(CELLS, 2).shard_of
         placed = Counter(owner(face["id"]) for face in added)
         assert [s["galleries"].get("status_gal", 0) for s in items] == [placed[0], placed[1]]
-        # And every gallery's faces, summed over the shards, are the metadata's.
+        # And each gallery's count is its faces summed over the shards that answered (all of them here).
         listed = {g["name"]: g["face_count"] for g in api.get("/v1/galleries?counts=true").json["results"]}
         assert listed["status_gal"] == len(added) and listed["default"] >= len(enrolled) + len(added)
         for name, count in listed.items():

@@ -81,7 +81,11 @@ def test_a_shard_down_gives_partial_answers_or_503_when_strict(outage, enrolled,
         assert not down["live"] and down["address"] == outage.shards.addresses[1]
         assert down["error"].startswith(f"shard 1 ({outage.shards.addresses[1]}): UNAVAILABLE"), down["error"]
         assert (down["face_count"], down["galleries"], down["shard_id"]) == (0, {}, "")
-        assert status.json["faces"] == len(enrolled) and status.json["extractor"]["live"]
+        # The faces counted are those the shard that answered holds.
+        assert 0 < status.json["faces"] == up["face_count"] < len(enrolled) and status.json["extractor"]["live"]
+        counted = api.get("/v1/galleries?counts=true").json
+        assert (counted["shards_answered"], counted["shards_total"], counted["partial"]) == (1, 2, True)
+        assert {g["name"]: g["face_count"] for g in counted["results"]}["default"] == up["face_count"]
     finally:
         start_healthy(outage.shards.server_items([1]))
     deadline = time.monotonic() + 30
