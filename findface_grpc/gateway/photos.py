@@ -5,7 +5,8 @@ A URL comes from a client and makes the gateway open a connection, so the fetch 
 - the host name is resolved once, every address it resolves to is checked, and the connection goes to a checked
   address (a second lookup could answer differently: DNS rebinding). Addresses that are not public (loopback,
   private, link-local, shared, multicast, reserved, unspecified) are refused unless `allow_private` is set or
-  they fall in one of `allowed_networks`;
+  they fall in one of `allowed_networks`, or the URL is on one of `own_origins` (the cluster's own photo store,
+  whose URLs the face objects carry: a client may send one back, e.g. to enroll a face's photo in another gallery);
 - no redirects: a 3xx answer is refused, as in the original product ("public and direct");
 - at most `max_bytes` are read, and the whole fetch must finish within `timeout_s`.
 Every refusal is an InvalidArgument naming the field, so the caller learns what to fix: a URL refused as given is a
@@ -74,6 +75,19 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self.sock = self.pinned_sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
+def url_origin(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an http(s) URL, the port filled in; None for anything else."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return scheme, parts.hostname.lower(), port or (443 if scheme == "https" else 80)
+
+
 class PhotoFetcher:
     def __init__(
         self,
@@ -81,6 +95,7 @@ class PhotoFetcher:
         timeout_s: float,
         allow_private: bool = False,
         allowed_networks: Sequence[str] = (),
+        own_origins: Sequence[str] = (),
         resolver: Resolver = resolve,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
@@ -88,6 +103,7 @@ class PhotoFetcher:
         self.timeout_s = timeout_s
         self.allow_private = allow_private
         self.allowed_networks: tuple[Network, ...] = tuple(ipaddress.ip_network(n, strict=False) for n in allowed_networks)
+        self.own_origins = frozenset(origin for url in own_origins if (origin := url_origin(url)) is not None)
         self.resolver = resolver
         self.ssl_context = ssl_context or ssl.create_default_context()
         self.user_agent = f"findface-grpc/{__version__} (photo fetch)"
@@ -133,10 +149,11 @@ class PhotoFetcher:
             raise unavailable(f"cannot resolve {host!r}: {exc}") from None
         if not addresses:
             raise unavailable(f"{host!r} resolves to no address")
+        own = (scheme, host.lower(), port) in self.own_origins
         parsed = []
         for text in addresses:
             address = ipaddress.ip_address(text.split("%", 1)[0])
-            if not self.allowed(address):
+            if not own and not self.allowed(address):
                 raise refuse(f"{host!r} resolves to {address}, which is not a public address; fetching from it is "
                              "not allowed (gateway settings allow_private_urls, url_allow_networks)")
             parsed.append(str(address))

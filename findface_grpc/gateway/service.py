@@ -45,7 +45,7 @@ class GatewayService:
         config = cluster.config
         self.photos = PhotoFetcher(
             int(config.max_image_mb * 1_000_000), config.url_fetch_timeout_s, config.allow_private_urls,
-            config.url_allow_networks,
+            config.url_allow_networks, own_origins=[config.upload_url] if config.upload_url else [],
         )
         self.search = Searcher(self.cluster)
         self.enrollment = Enroller(self.cluster)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from urllib.parse import urlsplit
 
+import grpc
 import pytest
 
 from findface_grpc.v1 import common_pb2, gateway_pb2
@@ -143,3 +144,18 @@ def test_the_drop_folder_stays_open_to_ordinary_tokens(cluster, photos):
     assert dav.delete("/dropbox/open/two.jpg").status == 204
     # The service identity may delete a face's artifacts, as the gateway does with the face.
     assert cluster.service_dav().delete(f"/faces/{face['id']}/").status == 204
+
+
+def test_a_face_photo_url_from_the_store_can_be_sent_back(cluster, enrolled):
+    """The store is on a private address (here loopback) like any local cluster's; the URLs the face objects carry
+    are still taken back as photos (they used to be refused as not public), while other private URLs stay refused."""
+    _, face = enrolled
+    assert face.photo.startswith(cluster.store_url + "/photos/")
+    found = cluster.stub.Identify(gateway_pb2.IdentifyRequest(image=common_pb2.ImageSource(url=face.photo),
+                                                              n=1), timeout=60)
+    assert found.results[0].matches[0].face.id == face.id
+    with pytest.raises(grpc.RpcError) as refused:
+        other_port = cluster.upload_address.rpartition(":")[0] + ":9"
+        cluster.stub.Detect(gateway_pb2.FaceDetectRequest(
+            image=common_pb2.ImageSource(url=f"http://{other_port}/photos/a.jpg")), timeout=60)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "not a public address" in refused.value.details()
