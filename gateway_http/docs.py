@@ -34,7 +34,8 @@ class Method:
     path_params: tuple[str, ...] = field(default=())
 
 
-PHOTO = "a JPEG, PNG or WEBP photo: an uploaded file (multipart) or an http(s) URL the server fetches"
+PHOTO = ("a JPEG, PNG, WEBP, GIF, HEIC or AVIF photo: an uploaded file (multipart) or an http(s) URL the server "
+         "fetches")
 THRESHOLD = Param("threshold", "threshold",
                   "strict (FAR 1e-5), medium (1e-3, the default), low (1e-1), none, or a number in [0, 1] on the "
                   "scale of the returned confidence: by default the original FindFace's, where strict, medium and "
@@ -243,8 +244,9 @@ CONVENTIONS = (
     "that cannot be decoded, or a photo URL that gives none: unreachable, an error answer, empty or too large; "
     "param and value name it), NOT_FOUND (404), METHOD_NOT_ALLOWED (405), BODY_TOO_LARGE (413, bodies over 10 MB), "
     "SERVICE_UNAVAILABLE (503: a part of the cluster is down), INTERNAL_ERROR (500).",
-    "Photos: JPEG, PNG or WEBP, at most 10 MB. Photo URLs must be public (the server refuses private addresses "
-    "unless configured) and direct: redirects are not followed.",
+    "Photos: JPEG, PNG, WEBP, GIF (its first frame), HEIC or AVIF, at most 10 MB and (by default) 50 "
+    "megapixels, turned upright as their EXIF orientation says. Photo URLs must be public (the server refuses "
+    "private addresses unless configured) and direct: redirects are not followed.",
     "Face size: /detect reports faces from 20x20 px (the extractor's detect_min_face_size); enrolling, identifying "
     "and verifying use faces of at least its min_face_size (also 20 px unless the operator raised it). Smaller "
     "faces, and with min_quality those under it, are left out and listed under skipped (skipped1 and skipped2 in /verify; [] when none) as "

@@ -536,7 +536,8 @@ async function viewAdd(page) {
       field("Meta", meta),
       h("label", { class: "check" }, metaFromName, " file name as meta when empty"),
     ),
-    dropZone("Drop photos here, or click to pick several (JPEG, PNG, WEBP)", addFiles, { multiple: true, id: "add-files" }),
+    dropZone("Drop photos here, or click to pick several (JPEG, PNG, WEBP, GIF, HEIC, AVIF)", addFiles,
+      { multiple: true, id: "add-files" }),
     h("div", { class: "overall-row" }, overall, overallText, enrollButton),
     list,
   );
