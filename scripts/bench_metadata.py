@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             "prev page: newer_ids default at N/2, 101": lambda: pages.newer_ids("default", n // 2, 101, None),
             "ListMeta 'sparse'": lambda: pages.list_meta("sparse"),
             "ListGalleries (names; counts from the shards)": lambda: store.list_galleries(),
-            "ClusterStatus's gallery count": lambda: store.gallery_count(),
+            "ClusterStatus's counts (faces: the shards')": lambda: store.gallery_count(),
         }
         old = {
             "ListFaces default, first page of 100": lambda: old_list(store, "default", 0, 101, None),
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             "prev page: newer_ids default at N/2, 101": lambda: old_newer(store, "default", n // 2, 101),
             "ListMeta 'sparse'": lambda: old_meta(store, "sparse"),
             "ListGalleries (names; counts from the shards)": lambda: old_gallery_counts(store),
-            "ClusterStatus's gallery count": lambda: store.faces.count_documents({"state": ACTIVE}),
+            "ClusterStatus's counts (faces: the shards')": lambda: store.faces.count_documents({"state": ACTIVE}),
         }
         print(f"{n} faces on SecantusDB, median of {args.reps} (ms):")
         print(f"{'read':52} {'before':>10} {'after':>9} {'ratio':>7}")
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                 if ids != expected:
                     print(f"MISMATCH in {name}: {ids[:5]}... vs {expected[:5]}...")
                     return 1
-            print(f"{name:52} {before:10.1f} {after:9.1f} {before / after:6.0f}x", flush=True)
+            print(f"{name:52} {before:10.1f} {after:9.1f} {before / after:7.1f}x", flush=True)
         store.close()
     finally:
         proc.stop()
