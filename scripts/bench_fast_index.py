@@ -107,8 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             exact_times1, exact_qps1 = timed_calls(lambda q: identify(q, True), planted, 1, max(30, args.calls // 10))
 
             def states() -> list:
-                # From the shards: ClusterStatus also counts the metadata's faces, which SecantusDB does by reading
-                # every document (seconds at a million).
+                # Straight from each shard's Stats, the same states ClusterStatus gathers.
                 found = []
                 for address in bench.shards:
                     with grpc.insecure_channel(address) as shard_channel:
