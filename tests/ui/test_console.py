@@ -334,6 +334,7 @@ def test_cluster_status(ui):
     assert sum(counts) == len(faces["results"])
     assert ui.text("#license-faces") == f"{len(faces['results'])} used of unlimited"
     assert ui.text("#license-expiry") == "never"
+    assert ui.text("#license-cameras") == "0 used of unlimited"  # no video detector in this cluster
     assert "None" in ui.text("#fast-indexes")
     ui.shot("12-status")
 
