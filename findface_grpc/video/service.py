@@ -3,7 +3,7 @@ they share (the extractor, with a bound on concurrent Detect calls across all ca
 
 Which listed cameras run: those already running first (a camera added later never displaces one), then in the
 gateway's order, at most detectors_max; and with a license server, only as many as the detector's lease holds
-(the license's camera limit is shared by every detector). A refused license, or a license server unreachable
+(the license's camera limit is shared by every detector; a recording read to its end holds no slot). A refused license, or a license server unreachable
 past the grace period, stops every camera until the lease is good again. Each camera's state, and why it does
 not run, is reported to the gateway (its status in the camera API) at every reload and whenever it changes.
 """
@@ -101,13 +101,20 @@ class VideoDetector:
             log.warning("camera list not reloaded: %s", exc)
         await self.apply()
 
+    def _ended(self, camera: Camera) -> bool:
+        runner = self.runners.get(camera.id)
+        return runner is not None and runner.camera == camera and runner.done.is_set()
+
     def _choose(self, licensed: int | None, license_reason: str) -> tuple[list[Camera], dict[str, str]]:
+        """The cameras to run and why the others do not. A camera whose recording ended stays as it is (it is not
+        read again) and holds no license slot: `licensed` counts the others."""
         ordered = sorted(self._listed, key=lambda c: c.id not in self.runners)
         chosen, left_out = ordered[: self.cfg.detectors_max], ordered[self.cfg.detectors_max:]
         reasons = {c.id: f"over this detector's detectors_max ({self.cfg.detectors_max} cameras)" for c in left_out}
         if licensed is not None:
-            reasons.update((c.id, license_reason) for c in chosen[licensed:])
-            chosen = chosen[:licensed]
+            active = [c for c in chosen if not self._ended(c)]
+            reasons.update((c.id, license_reason) for c in active[licensed:])
+            chosen = [c for c in chosen if c.id not in reasons]
         return chosen, reasons
 
     async def _licensed(self, wanted: int) -> tuple[int | None, str]:
@@ -125,7 +132,7 @@ class VideoDetector:
         """Start and stop cameras so that the chosen ones run (a changed url, rot or roi restarts one), then report
         every listed camera's state to the gateway."""
         async with self._lock:
-            wanted_count = len(self._choose(None, "")[0])
+            wanted_count = sum(not self._ended(c) for c in self._choose(None, "")[0])
             licensed, why = await self._licensed(wanted_count)
             chosen, reasons = self._choose(licensed, why)
             wanted = {c.id: c for c in chosen}

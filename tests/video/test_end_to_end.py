@@ -1,13 +1,16 @@
 """findface-video in a launched cluster: a camera created through VideoService is picked up by the detector the
-launcher started, its faces are identified by the gateway, and the sightings are found by camera and person; and a
-second detector, started alone with the operator's token, enrolls the faces it sees with dynamic persons."""
+launcher started, its faces are identified by the gateway, and the sightings are found by camera and person; a
+second detector, started alone with the operator's token, enrolls the faces it sees with dynamic persons; and the
+cluster's license (2 cameras) keeps a third camera waiting, with the reason in its status, until a slot frees."""
 from __future__ import annotations
 
 import itertools
+import json
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +19,14 @@ import pytest
 
 from findface_grpc import launch
 from findface_grpc.extractor.models import packs
+from findface_grpc.license import licensing
 from findface_grpc.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, video_pb2, video_pb2_grpc
 from tests.helpers import ROOT, cluster_config, free_port, labelled_photos, start_cluster, with_token
+from tests.license.conftest import write_license
 from tests.video.conftest import PACK, PEOPLE
+
+
+LICENSED_CAMERAS = 2
 
 
 @dataclass
@@ -39,9 +47,12 @@ def cluster(tmp_path_factory, faces):
         pytest.skip(f"model pack {PACK} not fetched ({exc})")
     work = tmp_path_factory.mktemp("video-cluster")
     config = work / "cluster.toml"
+    private, public = licensing.generate_keys(work / "keys")
+    lic = write_license(work / "video.lic", private, cameras=LICENSED_CAMERAS)
     # Dynamic persons on, across cameras, at the original's medium threshold: a face a camera enrolls takes the
     # person_id of the known face it matches.
-    ports = cluster_config(config, f"tarantool_memtx_mb = 256\nvideo_port = {free_port()}\n\n"
+    ports = cluster_config(config, f"tarantool_memtx_mb = 256\nvideo_port = {free_port()}\n"
+                                   f'license_file = "{lic}"\nlicense_public_key = "{public}"\n\n'
                                    '[video]\ndetector_name = "e2e"\nreload_timeout_s = 0.5\n'
                                    'identify_gallery = "staff"\n\n'
                                    "[gateway]\nperson_identify = true\nperson_identify_global = true\n"
@@ -167,3 +178,40 @@ def test_detector_started_alone_enrolls_with_dynamic_persons(cluster, videos, tm
         face = cluster.faces.GetFace(gateway_pb2.GetFaceRequest(id=event.face_id), timeout=30)
         assert face.person_id == event.person_id and face.cam_id == camera.id
         assert "seen" in face.galleries and face.meta == "lobby"
+
+
+def camera_status(cluster: Cluster, camera_id: str) -> video_pb2.CameraStatus:
+    return cluster.video.GetCamera(video_pb2.GetCameraRequest(id=camera_id), timeout=30).status
+
+
+def test_cameras_past_the_license_limit_wait_with_the_reason_until_a_slot_frees(cluster, videos):
+    # Paced like live cameras (11 s each): the launched detector would run all three, the license allows two.
+    made = [cluster.video.CreateCamera(video_pb2.CreateCameraRequest(
+        url=f"file@15:{videos['street.mp4']}", detector="e2e", meta=f"door {i}"), timeout=30) for i in range(3)]
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            states = {c.id: camera_status(cluster, c.id) for c in made}
+            waiting = [c for c, s in states.items() if s.state == video_pb2.CAMERA_STATE_NOT_RUNNING]
+            running = [c for c, s in states.items() if s.state == video_pb2.CAMERA_STATE_RUNNING]
+            if len(running) == LICENSED_CAMERAS and len(waiting) == 1:
+                break
+            time.sleep(0.3)
+        assert (len(running), len(waiting)) == (LICENSED_CAMERAS, 1), states
+        assert states[waiting[0]].reason.startswith("over the license's camera limit: this detector's lease holds 2 "
+                                                     "of the 3 camera(s)"), states[waiting[0]]
+        # The HTTP API shows the same (the console and legacy clients read it there).
+        request = urllib.request.Request(f"http://127.0.0.1:{cluster.ports['http_port']}/v1/camera/{waiting[0]}",
+                                         headers={"Authorization": f"Token {cluster.token}"})
+        body = json.loads(urllib.request.urlopen(request, timeout=30).read())
+        assert body["status"]["state"] == "not_running" and body["status"]["detector"] == "e2e", body
+        # The two running ones end after 11 s; their slots go to the one that waited.
+        deadline = time.monotonic() + 60
+        status = camera_status(cluster, waiting[0])
+        while status.state != video_pb2.CAMERA_STATE_RUNNING and time.monotonic() < deadline:
+            time.sleep(0.3)
+            status = camera_status(cluster, waiting[0])
+        assert status.state == video_pb2.CAMERA_STATE_RUNNING, status
+    finally:
+        for camera in made:
+            cluster.video.DeleteCamera(video_pb2.DeleteCameraRequest(id=camera.id), timeout=30)
