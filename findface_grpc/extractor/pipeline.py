@@ -23,9 +23,9 @@ from findface_grpc.extractor.quality import face_quality
 Box = tuple[float, float, float, float]
 
 # Each caller-given box costs an alignment and an embedding (and a detector pass when it matches no face of the
-# whole photo), so their number is bounded like the answers' (n, limit): uncapped, one request of copies of a box
-# could hold an extractor for hours.
-MAX_BOXES = 1000
+# whole photo): uncapped, one request of copies of a box held an extractor for hours. 256 take a few seconds on
+# two cores, well within the gateway's extractor_timeout_s, and a verify of two such lists answers 65,536 pairs.
+MAX_BOXES = 256
 
 
 class SkipReason(enum.Enum):
