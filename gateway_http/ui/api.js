@@ -95,6 +95,8 @@ const ATTRIBUTES = { gender: "true", age: "true", emotions: "true" };
 export const api = {
   // counts=true: objects with face counts; the plain call answers the names only, as legacy clients expect.
   galleries: async () => (await request("GET", "/galleries?counts=true")).body.results,
+  // The same with how many index shards answered: a shard that did not leaves its faces out of the counts.
+  galleryCounts: async () => (await request("GET", "/galleries?counts=true")).body,
   createGallery: (name) => request("POST", `/galleries/${encodeURIComponent(name)}`),
   deleteGallery: (name) => request("DELETE", `/galleries/${encodeURIComponent(name)}`),
   faces: async (gallery, maxId, limit) => {

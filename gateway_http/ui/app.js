@@ -231,7 +231,8 @@ async function viewLogin(page) {
 // ---- galleries ----
 
 async function viewGalleries(page) {
-  const galleries = await api.galleries();
+  const listed = await api.galleryCounts();
+  const galleries = listed.results;
   const nameInput = h("input", {
     id: "new-gallery", placeholder: "new gallery name", pattern: "[A-Za-z0-9_\\-]{1,48}", required: true,
     title: "1 to 48 of a-z A-Z 0-9 _ -",
@@ -283,6 +284,8 @@ async function viewGalleries(page) {
   page.append(
     h("h2", {}, "Galleries"),
     create,
+    h("p", { class: "skipped", id: "galleries-partial", hidden: !listed.partial },
+      `Face counts from ${listed.shards_answered} of ${listed.shards_total} index shards: the others did not answer.`),
     h(
       "table",
       { class: "list", id: "galleries" },
