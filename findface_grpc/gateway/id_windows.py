@@ -1,10 +1,11 @@
 """Paging through face documents by windows of ids, so that a page costs the documents of the windows read.
 
 Some MongoDB-protocol servers (SecantusDB) serve a filter from an index only in its plainest shapes, equality on
-an index's first field with a range on its second, and otherwise load every candidate and sort it themselves:
-`find({"galleries": g, "state": "active"}).sort("_id", -1).limit(20)` reads every face of the collection (34 s
-at a million). `{"galleries": g, "_id": {"$gte": lo, "$lt": hi}}` reads only the gallery's documents in the
-window, and is a plain index range on MongoDB as well. So a page is read window by window, the other conditions
+an index's first field with a range on its second, and otherwise load every candidate and sort it themselves, a
+limit or not: `find({"galleries": g, "state": "active"}).sort("_id", -1).limit(20)` reads and sorts every face
+of the gallery (34 s for "default" at a million), and with an `_id` bound beside those every active face.
+`{"galleries": g, "_id": {"$gte": lo, "$lt": hi}}` reads only the gallery's documents in the window, and is a
+plain index range on MongoDB as well. So a page is read window by window, the other conditions
 checked on the documents that come back, each window wider than the last (by how many matches the ids read so
 far held) until the page is full or the ids run out: a page costs about the documents of its windows.
 
