@@ -139,6 +139,15 @@ def fine_scale(width: int, height: int, min_face: int, tile: int) -> float:
     return scale
 
 
+def _resized(image: np.ndarray, scale: float) -> np.ndarray:
+    """`image` scaled by `scale` (<= 1), each side at least 1 px: a photo many times longer than wide stays one."""
+    if scale >= 1.0:
+        return image
+    h, w = image.shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+
+
 def _pad_square(image: np.ndarray, side: int, at: tuple[int, int] = (0, 0)) -> np.ndarray:
     canvas = np.zeros((side, side, 3), dtype=np.uint8)
     h, w = image.shape[:2]
@@ -180,11 +189,16 @@ class FaceFinder:
             return add_new(found, [d for d in large if d.bbox[2] - d.bbox[0] >= LARGE_FACE_SHARE * short_side])
         if found:
             return found
+        # The detector sees the padded square at its input size, so the photo is shrunk to half that first: the
+        # same picture for it, and the square never outgrows the input (a 1x65535 strip would ask for 48 GiB).
         h, w = image.shape[:2]
-        side = 2 * max(h, w)
-        at = ((side - w) // 2, (side - h) // 2)
-        padded = self.detector.detect(_pad_square(image, side, at))
-        return [shift(d, -at[0], -at[1]) for d in padded]
+        scale = min(1.0, self.detector.input_size / (2 * max(h, w)))
+        small = _resized(image, scale)
+        sh, sw = small.shape[:2]
+        side = 2 * max(sh, sw)
+        at = ((side - sw) // 2, (side - sh) // 2)
+        padded = self.detector.detect(_pad_square(small, side, at))
+        return [shift(d, -at[0] / scale, -at[1] / scale, 1.0 / scale) for d in padded]
 
     def wants_fine_pass(self, found: list[Detection], image_shape: tuple[int, int], min_face: int) -> bool:
         """Whether faces of `min_face` px (in `image` pixels) could be missed by the main pass and exist here: none
@@ -203,11 +217,7 @@ class FaceFinder:
         h, w = image.shape[:2]
         tile = self.detector.input_size
         scale = fine_scale(w, h, min_face, tile)
-        scaled = image
-        if scale < 1.0:
-            scaled = np.asarray(
-                Image.fromarray(image).resize((round(w * scale), round(h * scale)), Image.Resampling.BILINEAR)
-            )
+        scaled = _resized(image, scale)
         sh, sw = scaled.shape[:2]
         found = []
         for y0 in tile_origins(sh, tile, TILE_OVERLAP):

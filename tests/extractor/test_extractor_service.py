@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import math
 import struct
+import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
@@ -283,6 +284,21 @@ def test_bad_input_is_invalid_argument_and_the_server_keeps_serving(stub, faces,
         getattr(stub, method)(request)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert message in err.value.details()
+    assert len(stub.Detect(extractor_pb2.DetectRequest(image=read(faces, "deepface/img1.jpg"))).faces) == 1
+
+
+@pytest.mark.parametrize("size", [(1, 1), (65535, 1), (1, 65535), (30000, 3)])
+def test_a_photo_of_one_pixel_or_a_strip_has_no_face_and_costs_little(stub, faces, size):
+    """Every detector pass sizes its buffers by the detector's input, not by the photo's long side: a 1x65535
+    strip once asked for a 48 GiB padded square (YuNet) or failed on a zero-pixel resize (SCRFD)."""
+    buf = io.BytesIO()
+    Image.new("RGB", size, (120, 120, 120)).save(buf, format="PNG")
+    started = time.perf_counter()
+    detected = stub.Detect(extractor_pb2.DetectRequest(image=buf.getvalue()), timeout=30)
+    extracted = stub.Extract(extractor_pb2.ExtractRequest(image=buf.getvalue()), timeout=30)
+    assert time.perf_counter() - started < 10
+    assert list(detected.faces) == list(extracted.faces) == []
+    assert (extracted.image_width, extracted.image_height) == size
     assert len(stub.Detect(extractor_pb2.DetectRequest(image=read(faces, "deepface/img1.jpg"))).faces) == 1
 
 
