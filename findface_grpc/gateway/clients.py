@@ -107,6 +107,11 @@ class ExtractorClient:
             return TooManyFaces(f"{field}: {message}", details=details)
         if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
             return ResourceExhausted(f"extractor busy: {message}")
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            # The extractor is up but this call outlasted the gateway's wait: "unavailable" would send the
+            # operator looking for a dead server.
+            return Unavailable(f"extractor {self.address} gave no answer within {self.timeout_s:g} s "
+                               "(extractor_timeout_s): it is overloaded, or the photo asks for too much work")
         if code in TRANSIENT:
             return Unavailable(f"extractor {self.address} unavailable: {code.name}: {message}")
         return FindFaceError(f"extractor {self.address} failed: {code.name}: {message}")
