@@ -85,6 +85,9 @@ class ClusterConfig:
     def validate(self) -> None:
         if not 1 <= self.shards <= 64:
             raise ConfigError("[cluster].shards must be in 1..64")
+        if self.tarantool_memtx_mb < 64:
+            # Tarantool's own floor (shard/storage.lua): refused here, before anything is started.
+            raise ConfigError("[cluster].tarantool_memtx_mb must be at least 64")
         if bool(self.license_file) != bool(self.license_public_key):
             raise ConfigError("[cluster].license_file and license_public_key are set together (or neither)")
         if not 0 <= self.http_port < 65536:

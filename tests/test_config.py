@@ -38,3 +38,15 @@ def test_bad_config_is_refused_with_a_clear_message(tmp_path, text, env, message
 def test_missing_file_is_an_error():
     with pytest.raises(ConfigError, match="not found"):
         config.load(ExtractorConfig, "extractor", "/nonexistent/ff.toml", environ={})
+
+
+def test_the_launchers_config_refuses_a_tarantool_arena_tarantool_refuses(tmp_path):
+    """It used to start SecantusDB and the license server and make tokens, then stop at Tarantool's Lua error."""
+    from findface_grpc.cluster import ClusterConfig
+
+    path = tmp_path / "cluster.toml"
+    path.write_text("[cluster]\ntarantool_memtx_mb = 32\n")
+    with pytest.raises(ConfigError, match=r"\[cluster\]\.tarantool_memtx_mb must be at least 64"):
+        config.load(ClusterConfig, "cluster", path, environ={})
+    path.write_text("[cluster]\ntarantool_memtx_mb = 64\n")
+    assert config.load(ClusterConfig, "cluster", path, environ={}).tarantool_memtx_mb == 64
