@@ -23,6 +23,10 @@ from findface_grpc.errors import InvalidImage
 # less attack surface. libheif applies the file's rotation and mirroring (irot, imir) itself while decoding, and
 # pillow-heif then sets the EXIF orientation to 1, so a HEIC photo is upright like any other.
 register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+# Our own pixel limit, checked from the header, is the one that counts; Pillow's warning for sizes under its own
+# ceiling would only add noise. Set once here: warnings.catch_warnings() is not thread-safe, and photos are
+# decoded in a thread pool.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 # Pillow only tries these formats' parsers on the bytes: never TIFF's, PSD's or any other's.
 OPEN_FORMATS = tuple(photo_formats.ACCEPTED)
@@ -95,10 +99,7 @@ def decode(data: bytes, max_bytes: int, max_pixels: int, draft_long_side: int = 
 def _open(data: bytes, max_pixels: int) -> Image.Image:
     """The photo with its header read and no pixels decoded, or InvalidImage naming what the bytes are."""
     try:
-        with warnings.catch_warnings():
-            # Our own pixel limit, checked next, is the one that counts; PIL's warning would only add noise.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return Image.open(io.BytesIO(data), formats=OPEN_FORMATS)
+        return Image.open(io.BytesIO(data), formats=OPEN_FORMATS)
     except UnidentifiedImageError:
         sniffed = photo_formats.sniff(data)
         if sniffed in photo_formats.ACCEPTED:

@@ -303,6 +303,7 @@ def test_damaged_photos_decode_or_are_refused_never_anything_else(photo, fmt):
 
 
 @pytest.mark.parametrize("width, height", [(40000, 40000), (12000, 12000), (65535, 1)])
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # pytest shows what imaging silences
 def test_a_decompression_bomb_is_refused_by_its_pixel_count_before_decoding(width, height):
     """A few kB that would inflate to gigabytes: refused from the header, at once, naming the configured limit.
     (40000x40000 is past Pillow's own ceiling, which speaks first; 12000x12000 is past only ours.)"""
