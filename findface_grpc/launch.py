@@ -110,10 +110,13 @@ class ManagedProcess:
     proc: subprocess.Popen | None = None
     # time.monotonic() of the last start: how long a child ran decides how its exit is treated (supervise.py).
     started_at: float = 0.0
+    # Where the last start's output begins in the log, which also holds every earlier run's.
+    log_start: int = 0
 
     def start(self) -> "ManagedProcess":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as out:
+            self.log_start = out.seek(0, os.SEEK_END)
             self.proc = subprocess.Popen(
                 _dying_with_parent(self.argv),
                 stdout=out,
@@ -148,10 +151,15 @@ class ManagedProcess:
             self.proc.wait()
 
     def tail(self, lines: int = 40) -> str:
+        """The last `lines` lines of the last start's output: why it exited, not an earlier run's lines."""
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+            with open(self.log_path, "rb") as log:
+                # A log shorter than where this run began was truncated (rotated): all of it is this run's.
+                log.seek(self.log_start if log.seek(0, os.SEEK_END) >= self.log_start else 0)
+                text = log.read().decode(errors="replace")
         except FileNotFoundError:
             return ""
+        return "\n".join(text.splitlines()[-lines:])
 
 
 def wait_tcp(host: str, port: int, timeout: float, process: ManagedProcess | None = None) -> None:
