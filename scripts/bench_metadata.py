@@ -5,13 +5,14 @@ Usage: python scripts/bench_metadata.py [--faces 100000] [--reps 3] [--data-dir 
 Starts SecantusDB (findface_grpc.launch.mongo_process), fills it with --faces face documents shaped as enrollment
 writes them (face_docs.new_face_doc, the indexes of MetadataStore.ensure_schema): every face in "default", every
 10th also in "tenth", every 5000th also in "sparse"; 2% being deleted; half with meta "", 10 with meta "rare",
-the rest in 1000 values. With --data-dir an earlier run's store there is used again when it holds as many.
+the rest in 1000 values; 4 in 5 with a person (a uuid-like hex id shared by 3 consecutive faces). With --data-dir an earlier run's store there is used again when it holds as many.
 Prints the median of --reps for each read, the way the gateway did it before (the baseline, run here too) and
 the way it does now, and the ratio.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import asyncio
 import statistics
 import sys
@@ -29,6 +30,7 @@ from findface_grpc.gateway.domain import Descriptor, NewFace  # noqa: E402
 from findface_grpc.gateway.face_docs import ACTIVE, DELETING, new_face_doc  # noqa: E402
 from findface_grpc.gateway.face_pages import FacePageStore  # noqa: E402
 from findface_grpc.gateway.metadata import FACE_ID_COUNTER, MetadataStore, utcnow  # noqa: E402
+from findface_grpc.gateway.persons import PersonStore  # noqa: E402
 
 DB = "bench_metadata"
 BATCH = 2000
@@ -44,6 +46,10 @@ def meta_of(i: int, n: int) -> str:
     return "" if i % 2 else f"person-{i % 1000}"
 
 
+def person_of(i: int) -> str:
+    return "" if i % 5 == 4 else hashlib.md5(str(i // 3).encode()).hexdigest()
+
+
 def fill(store: MetadataStore, n: int) -> None:
     if store.faces.estimated_document_count() == n:
         return
@@ -55,8 +61,8 @@ def fill(store: MetadataStore, n: int) -> None:
     for first in range(1, n + 1, BATCH):
         docs = []
         for i in range(first, min(n, first + BATCH - 1) + 1):
-            doc = new_face_doc(i, NewFace(descriptor, galleries_of(i), meta=meta_of(i, n)), now,
-                               DELETING if i % 50 == 3 else ACTIVE)
+            face = NewFace(descriptor, galleries_of(i), meta=meta_of(i, n), person_id=person_of(i))
+            doc = new_face_doc(i, face, now, DELETING if i % 50 == 3 else ACTIVE)
             docs.append(doc)
         store.faces.insert_many(docs, ordered=False)
     store.counters.update_one({"_id": FACE_ID_COUNTER}, {"$set": {"value": n}})
@@ -93,6 +99,14 @@ def old_meta(store: MetadataStore, gallery: str) -> list:
     ]))
 
 
+def old_persons(store: MetadataStore, after_id: str, limit: int) -> list[str]:
+    return [row["_id"] for row in store.faces.aggregate([
+        {"$match": {"state": ACTIVE, "person_id": {"$gt": after_id}}}, {"$sort": {"_id": -1}},
+        {"$group": {"_id": "$person_id", "count": {"$sum": 1}, "face": {"$first": "$$ROOT"}}},
+        {"$sort": {"_id": 1}}, {"$limit": limit},
+    ])]
+
+
 def old_gallery_counts(store: MetadataStore) -> dict:
     return {r["_id"]: r["count"] for r in store.faces.aggregate([
         {"$match": {"state": ACTIVE}}, {"$unwind": "$galleries"}, {"$group": {"_id": "$galleries", "count": {"$sum": 1}}},
@@ -115,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         store = MetadataStore(f"mongodb://127.0.0.1:{port}/?directConnection=true", DB, timeout_s=600)
         fill(store, n)
         pages = FacePageStore(store)
+        persons = PersonStore(store)
         new = {
             "ListFaces default, first page of 100": lambda: pages.list_faces("default", 0, 101, None),
             "ListFaces default, page of 100 at max_id N/2": lambda: pages.list_faces("default", n // 2, 101, None),
@@ -123,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             "ListFaces 'tenth' meta 'rare' (10 faces)": lambda: pages.list_faces("tenth", 0, 101, "rare"),
             "prev page: newer_ids default at N/2, 101": lambda: pages.newer_ids("default", n // 2, 101, None),
             "ListMeta 'sparse'": lambda: pages.list_meta("sparse"),
+            "ListPersons, first page of 100": lambda: persons.page("", 101),
+            "ListPersons, page of 100 after '8'": lambda: persons.page("8", 101),
             "ListGalleries (names; counts from the shards)": lambda: store.list_galleries(),
             "ClusterStatus's counts (faces: the shards')": lambda: store.gallery_count(),
         }
@@ -134,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             "ListFaces 'tenth' meta 'rare' (10 faces)": lambda: old_list(store, "tenth", 0, 101, "rare"),
             "prev page: newer_ids default at N/2, 101": lambda: old_newer(store, "default", n // 2, 101),
             "ListMeta 'sparse'": lambda: old_meta(store, "sparse"),
+            "ListPersons, first page of 100": lambda: old_persons(store, "", 101),
+            "ListPersons, page of 100 after '8'": lambda: old_persons(store, "8", 101),
             "ListGalleries (names; counts from the shards)": lambda: old_gallery_counts(store),
             "ClusterStatus's counts (faces: the shards')": lambda: store.faces.count_documents({"state": ACTIVE}),
         }
@@ -145,8 +164,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:52} {'-':>10} {after:9.1f}", flush=True)
                 continue
             before, expected = median_ms(old[name], args.reps)
-            if name.startswith("ListFaces") or name.startswith("prev"):
+            if name.startswith(("ListFaces", "prev", "ListPersons")):
                 ids = [f.id for f in got] if name.startswith("ListFaces") else got
+                ids = [p.id for p in got] if name.startswith("ListPersons") else ids
                 if ids != expected:
                     print(f"MISMATCH in {name}: {ids[:5]}... vs {expected[:5]}...")
                     return 1

@@ -152,6 +152,8 @@ class MetadataStore:
         # (meta, _id), not meta alone: a page of the faces with a meta is read by windows of ids (face_pages.py).
         self.faces.create_index([("meta", pymongo.ASCENDING), ("_id", pymongo.DESCENDING)])
         self.faces.create_index([("state", pymongo.ASCENDING), ("created", pymongo.ASCENDING)])
+        # ListPersons reads windows of person ids (persons.py).
+        self.faces.create_index([("person_id", pymongo.ASCENDING)])
         self.faces.create_index([("sync", pymongo.ASCENDING)], sparse=True)
         # No query reads faces by photo_hash, and every index costs each inserted face (on SecantusDB about as
         # much as the document itself): the one earlier versions made is dropped (issue 13).

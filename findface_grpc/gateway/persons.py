@@ -12,6 +12,7 @@ enrolled, and start two persons; the next sighting joins the more similar one.
 """
 from __future__ import annotations
 
+import random
 import uuid
 from dataclasses import dataclass
 
@@ -19,11 +20,17 @@ from findface_grpc.errors import InvalidArgument
 from findface_grpc.gateway import scoring
 from findface_grpc.gateway.config import GatewayConfig
 from findface_grpc.gateway.domain import DEFAULT_GALLERY, Descriptor, Face, Match
+from findface_grpc.gateway.face_docs import ACTIVE, face_from_doc, id_filters
+from findface_grpc.gateway.id_windows import next_width
 from findface_grpc.gateway.limits import MAX_LABEL_CHARS, check_text
-from findface_grpc.gateway.metadata import ACTIVE, MetadataStore, _in_thread, face_from_doc
+from findface_grpc.gateway.metadata import FACE_ID_COUNTER, MetadataStore, _in_thread
 from findface_grpc.gateway.search import Searcher
+from findface_grpc.gateway.text_keys import BASE, DIGITS, END, key_of, text_of
 
 PERSON_CANDIDATES = 100
+# The first window of a page of persons: the ids sharing their first three characters with after_id's.
+FIRST_WIDTH = BASE ** (DIGITS - 3)
+SAMPLE = 256
 LIST_LIMIT_DEFAULT = 100
 LIST_LIMIT_MAX = 1000
 
@@ -50,20 +57,50 @@ class PersonChoice:
 class PersonStore:
     def __init__(self, metadata: MetadataStore) -> None:
         self.faces = metadata.faces
+        self.counters = metadata.counters
         self.outage = metadata.outage
         self._executor = metadata._executor
 
     @_in_thread
     def page(self, after_id: str, limit: int) -> list[Person]:
-        pipeline = [
-            {"$match": {"state": ACTIVE, "person_id": {"$gt": after_id}}},
-            {"$sort": {"_id": -1}},
-            {"$group": {"_id": "$person_id", "count": {"$sum": 1}, "face": {"$first": "$$ROOT"}}},
-            {"$sort": {"_id": 1}},
-            {"$limit": limit},
-        ]
-        return [Person(row["_id"], int(row["count"]), face_from_doc(row["face"]))
-                for row in self.faces.aggregate(pipeline)]
+        """The first `limit` persons with ids after `after_id`, by id, each with its active faces' count and
+        newest face. Read by windows of person ids on the person_id index, each wider than the last (text_keys.py,
+        id_windows.py), not by grouping every face: a page costs the faces of the persons in its windows."""
+        faces: dict[str, list[dict]] = {}
+        start = key_of(after_id)
+        low, width, sampled = start, FIRST_WIDTH, False
+        while len(faces) < limit and low < END:
+            high = min(low + width, END)
+            # The first window starts just after after_id, each other one where the one before ended.
+            bounds = {"$gt": after_id} if low == start else {"$gte": text_of(low)}
+            if high < END:
+                bounds["$lt"] = text_of(high)
+            for doc in self.faces.find({"person_id": bounds}):
+                if doc.get("state") == ACTIVE:
+                    faces.setdefault(doc["person_id"], []).append(doc)
+            width = next_width(width, high - start, len(faces), limit)
+            if not faces and not sampled and high < END:
+                # Ids cluster (hex digits, names' letters): windows widening across an empty stretch would land
+                # far inside the first cluster. Some faces' persons, looked up by id, say where the next one is.
+                sampled = True
+                width = min(width, self._sampled_width(high))
+            low = high
+        persons = []
+        for person_id in sorted(faces)[:limit]:
+            mine = faces[person_id]
+            persons.append(Person(person_id, len(mine), face_from_doc(max(mine, key=lambda d: d["_id"]))))
+        return persons
+
+    def _sampled_width(self, low: int) -> int:
+        """The width of the window from key `low` to the smallest person id at or above it among SAMPLE faces
+        picked at random by id (the bound is included); END when none is."""
+        doc = self.counters.find_one({"_id": FACE_ID_COUNTER})
+        top = int(doc["value"]) if doc else 0
+        ids = random.sample(range(1, top + 1), min(SAMPLE, top))
+        bound = text_of(low)
+        above = [d["person_id"] for f in id_filters(ids) for d in self.faces.find(f, {"person_id": 1})
+                 if d.get("person_id", "") >= bound]
+        return key_of(min(above)) + 1 - low if above else END
 
 
 class Persons:
