@@ -20,14 +20,24 @@ import numpy as np
 
 from findface_grpc.errors import NotFound
 from findface_grpc.shard import snapshot
-from findface_grpc.shard.ann import TRAINING_PER_LIST, Layout, lists_for, nearest_lists, train_centroids
+from findface_grpc.shard.ann import (
+    REFINE_STEPS,
+    TRAINING_PER_LIST,
+    Layout,
+    add_to_nearest,
+    lists_for,
+    moved_centroids,
+    nearest_lists,
+    train_centroids,
+)
 from findface_grpc.shard.index import FaceIndex
 
 log = logging.getLogger(__name__)
 
 BUILDING, READY, FAILED, DROPPED = "BUILDING", "READY", "FAILED", "DROPPED"
-# A build's share of its work spent training the centroids (the rest assigns every face to a list).
-TRAINING_SHARE = 0.4
+# A build's share of its work spent on the sample's k-means (the rest: passes over every face, to refine the
+# centroids and then to assign each face to a list).
+TRAINING_SHARE = 0.15
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,29 @@ class FastState:
     nbytes: int = 0
     error: str = ""
     built_at: float = 0.0
+
+
+def build_layout(index: FaceIndex, gallery: str, progress: Callable[[float], None] = lambda done: None) -> Layout:
+    """The lists of a gallery's faces: k-means on a sample, REFINE_STEPS Lloyd steps over every face, then each
+    face in its nearest list. `progress` hears the share done, from 0 to 1."""
+    faces = index.member_count(gallery)
+    lists = lists_for(faces)
+    centroids = train_centroids(index.sample_vectors(gallery, lists * TRAINING_PER_LIST, seed=faces), lists)
+    progress(TRAINING_SHARE)
+    passes = REFINE_STEPS + 1
+    for step in range(REFINE_STEPS):
+        sums = np.zeros_like(centroids)
+        for _, vectors in index.member_blocks(gallery):
+            add_to_nearest(vectors, centroids, sums)
+        centroids = moved_centroids(sums, centroids)
+        progress(TRAINING_SHARE + (1 - TRAINING_SHARE) * (step + 1) / passes)
+    ids, assigned, done = [], [], 0
+    for block_ids, vectors in index.member_blocks(gallery):
+        ids.append(block_ids)
+        assigned.append(nearest_lists(vectors, centroids)[:, 0])
+        done += len(block_ids)
+        progress(TRAINING_SHARE + (1 - TRAINING_SHARE) * (REFINE_STEPS + min(1.0, done / max(faces, 1))) / passes)
+    return Layout.grouped(centroids, _joined(ids), _joined(assigned))
 
 
 class FastIndexes:
@@ -118,19 +151,8 @@ class FastIndexes:
         faiss.omp_set_num_threads(1)
         began = time.monotonic()
         try:
-            faces = index.member_count(gallery)
-            lists = lists_for(faces)
             with index.overwrites_watched() as stale:
-                sample = index.sample_vectors(gallery, lists * TRAINING_PER_LIST, seed=faces)
-                centroids = train_centroids(sample, lists)
-                self._set_progress(gallery, TRAINING_SHARE)
-                ids, assigned, done = [], [], 0
-                for block_ids, vectors in index.member_blocks(gallery):
-                    ids.append(block_ids)
-                    assigned.append(nearest_lists(vectors, centroids)[:, 0])
-                    done += len(block_ids)
-                    self._set_progress(gallery, TRAINING_SHARE + (1 - TRAINING_SHARE) * min(1.0, done / max(faces, 1)))
-                layout = Layout.grouped(centroids, _joined(ids), _joined(assigned))
+                layout = build_layout(index, gallery, lambda done: self._set_progress(gallery, done))
                 installed = index.install_fast(gallery, layout, nprobe, stale)
         except Exception as exc:  # noqa: BLE001 - reported in the gallery's state; searches go on exactly
             log.exception("shard %s: fast index of %r failed", self.shard_id, gallery)

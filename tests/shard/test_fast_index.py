@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from findface_grpc.shard import snapshot
-from findface_grpc.shard.ann import Layout, lists_for, nearest_lists, train_centroids
-from findface_grpc.shard.fast_index import FastIndexes
+from findface_grpc.shard.ann import add_to_nearest, moved_centroids
+from findface_grpc.shard.fast_index import FastIndexes, build_layout
 from findface_grpc.shard.index import DEFAULT_GALLERY, FaceIndex
 from findface_grpc.v1 import common_pb2, shard_pb2
 from tests.shard.test_shard_service import connect, desc, face
@@ -35,13 +35,31 @@ def planted(rng: np.random.Generator, vectors: np.ndarray, rows: np.ndarray) -> 
 
 
 def build(index: FaceIndex, gallery: str, nprobe: int = 16) -> None:
-    lists = lists_for(index.member_count(gallery))
-    centroids = train_centroids(index.sample_vectors(gallery, lists * 64, seed=1), lists)
-    ids, assigned = [], []
-    for block_ids, vectors in index.member_blocks(gallery):
-        ids.append(block_ids)
-        assigned.append(nearest_lists(vectors, centroids)[:, 0])
-    index.install_fast(gallery, Layout.grouped(centroids, np.concatenate(ids), np.concatenate(assigned)), nprobe)
+    index.install_fast(gallery, build_layout(index, gallery), nprobe)
+
+
+def test_a_lloyd_step_moves_each_centroid_to_its_vectors_mean_direction():
+    rng = np.random.default_rng(5)
+    centroids = unit(rng.standard_normal((8, DIM)))
+    centroids[7] = -centroids[0]  # chosen by nobody below: it must stay
+    vectors = unit(centroids[rng.integers(0, 7, 500)] + rng.standard_normal((500, DIM)) * (0.3 / np.sqrt(DIM)))
+    sums = np.zeros_like(centroids)
+    for block in (vectors[:123], vectors[123:124], vectors[124:], vectors[:0]):
+        add_to_nearest(block, centroids, sums)
+    moved = moved_centroids(sums, centroids)
+    nearest = np.argmax(vectors @ centroids.T, axis=1)
+    for c in range(7):
+        mean = vectors[nearest == c].sum(axis=0)
+        assert np.allclose(moved[c], mean / np.linalg.norm(mean), atol=1e-5)
+    assert np.array_equal(moved[7], centroids[7])
+
+
+def test_progress_of_a_build_rises_to_one(indexed):
+    index, _, _ = indexed
+    heard = []
+    layout = build_layout(index, "odd", heard.append)
+    assert heard == sorted(heard) and heard[-1] == pytest.approx(1.0) and heard[0] > 0
+    assert int(layout.offsets[-1]) == index.member_count("odd")
 
 
 def top_ids(index: FaceIndex, query: np.ndarray, gallery: str, k: int = 1, full_scan: bool = False) -> list[int]:
