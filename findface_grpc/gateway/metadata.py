@@ -432,7 +432,7 @@ class MetadataStore:
         In this order, so that a count racing enrollments is too high for a moment, never too low: the entries
         first, then each one's active documents, then all active documents. A document inserted between the
         last two is counted twice; one inserted before the second is counted once; an entry written after the
-        first read reserved after the caller read the quota's revision (see license.client.FaceQuota)."""
+        first read reserved after the caller read the quota's revision (see license.quota.FaceQuota)."""
         entries = list(self.imports.find({"state": PENDING}, {"ids": 1, "faces": 1}))
         under_way = sum(max(0, int(e["faces"]) - self._count_ids(ids_of_runs(e["ids"]), {"state": ACTIVE}))
                         for e in entries)
