@@ -2,8 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from findface_grpc import launch
-from tests.gateway.harness import address, mongo_server, start_healthy
+from tests.gateway.harness import mongo_server, running_extractor
 
 PACK = "scrfd-mbf"
 
@@ -28,10 +27,5 @@ def require_pack(name: str) -> None:
 def extractor(tmp_path_factory) -> str:
     """A real extractor (scrfd-mbf) for the package; its address."""
     require_pack(PACK)
-    base = tmp_path_factory.mktemp("extractor")
-    addr = address(launch.free_port())
-    proc = launch.python_server("extractor", "findface_grpc.extractor.server",
-                                ["--listen", addr, "--model-pack", PACK], base / "extractor.log")
-    start_healthy([(proc, addr)])
-    yield addr
-    proc.stop()
+    with running_extractor(tmp_path_factory.mktemp("extractor"), PACK) as addr:
+        yield addr

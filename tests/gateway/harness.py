@@ -146,6 +146,18 @@ def extractor_process(name: str, base: Path, listen: str, pack: str, **settings)
 
 
 @contextmanager
+def running_extractor(base: Path, pack: str):
+    """A real extractor of `pack`, healthy; yields its address."""
+    addr = address(launch.free_port())
+    proc = extractor_process("extractor", base, addr, pack)
+    start_healthy([(proc, addr)])
+    try:
+        yield addr
+    finally:
+        proc.stop()
+
+
+@contextmanager
 def running_strict_extractor(work_dir: Path, pack: str):
     """An extractor that embeds faces from STRICT_MIN_FACE_SIZE (40 px) while it finds them from 20 px, so that a
     face can be found yet left out as too small: with the defaults (both 20 px) none is."""

@@ -2,9 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from findface_grpc import launch
 from tests.gateway.conftest import PACK, require_pack
-from tests.gateway.harness import address, mongo_server, start_healthy
+from tests.gateway.harness import mongo_server, running_extractor
 from tests.helpers import labelled_photos
 from tests.http.harness import HttpCluster, PhotoServer
 
@@ -20,13 +19,8 @@ def mongo(tmp_path_factory):
 def extractor(tmp_path_factory) -> str:
     """A real extractor (scrfd-mbf) for the package; its address."""
     require_pack(PACK)
-    base = tmp_path_factory.mktemp("extractor")
-    addr = address(launch.free_port())
-    proc = launch.python_server("extractor", "findface_grpc.extractor.server",
-                                ["--listen", addr, "--model-pack", PACK], base / "extractor.log")
-    start_healthy([(proc, addr)])
-    yield addr
-    proc.stop()
+    with running_extractor(tmp_path_factory.mktemp("extractor"), PACK) as addr:
+        yield addr
 
 
 @pytest.fixture(scope="package")

@@ -8,12 +8,11 @@ import grpc
 import pymongo
 import pytest
 
-from findface_grpc import launch
 from findface_grpc.auth import TokenStore
 from findface_grpc.rpc import CHANNEL_OPTIONS
 from findface_grpc.v1 import gateway_pb2_grpc, video_pb2_grpc
 from tests.gateway.conftest import PACK, require_pack
-from tests.gateway.harness import address, make_token, mongo_server, start_healthy
+from tests.gateway.harness import make_token, mongo_server, running_extractor
 from tests.helpers import faces_dir, labelled_photos, with_token
 from tests.http.harness import HttpClient, HttpCluster
 
@@ -74,13 +73,8 @@ def mongo(tmp_path_factory):
 @pytest.fixture(scope="package")
 def extractor(tmp_path_factory) -> str:
     require_pack(PACK)
-    base = tmp_path_factory.mktemp("extractor")
-    addr = address(launch.free_port())
-    proc = launch.python_server("extractor", "findface_grpc.extractor.server",
-                                ["--listen", addr, "--model-pack", PACK], base / "extractor.log")
-    start_healthy([(proc, addr)])
-    yield addr
-    proc.stop()
+    with running_extractor(tmp_path_factory.mktemp("extractor"), PACK) as addr:
+        yield addr
 
 
 def start_cluster(tmp_path_factory, name: str, mongo: str, extractor: str, **settings) -> HttpCluster:
