@@ -69,8 +69,10 @@ class PersonStore:
         faces: dict[str, list[dict]] = {}
         start = key_of(after_id)
         low, width, sampled = start, FIRST_WIDTH, False
+        origin: int | None = None  # the first person's key, once found
+        known = END  # just past a person id known to exist: no window reaches beyond it before a person is found
         while len(faces) < limit and low < END:
-            high = min(low + width, END)
+            high = min(low + width, END if faces else max(known, low + 1))
             # The first window starts just after after_id, each other one where the one before ended.
             bounds = {"$gt": after_id} if low == start else {"$gte": text_of(low)}
             if high < END:
@@ -78,12 +80,16 @@ class PersonStore:
             for doc in self.faces.find({"person_id": bounds}):
                 if doc.get("state") == ACTIVE:
                     faces.setdefault(doc["person_id"], []).append(doc)
-            width = next_width(width, high - start, len(faces), limit)
+            if faces and origin is None:
+                # The density of persons counts from the first one, not across the empty stretch before it.
+                origin = key_of(min(faces))
+                width = max(1, high - origin)
+            width = next_width(width, high - (start if origin is None else origin), len(faces), limit)
             if not faces and not sampled and high < END:
                 # Ids cluster (hex digits, names' letters): windows widening across an empty stretch would land
-                # far inside the first cluster. Some faces' persons, looked up by id, say where the next one is.
+                # far inside the first cluster. Some faces' persons, looked up by id, say where one is.
                 sampled = True
-                width = min(width, self._sampled_width(high))
+                known = self._sampled_bound(high)
             low = high
         persons = []
         for person_id in sorted(faces)[:limit]:
@@ -91,16 +97,16 @@ class PersonStore:
             persons.append(Person(person_id, len(mine), face_from_doc(max(mine, key=lambda d: d["_id"]))))
         return persons
 
-    def _sampled_width(self, low: int) -> int:
-        """The width of the window from key `low` to the smallest person id at or above it among SAMPLE faces
-        picked at random by id (the bound is included); END when none is."""
+    def _sampled_bound(self, low: int) -> int:
+        """The key just past the smallest person id at or above key `low` among SAMPLE faces picked at random by
+        id; END when there is none."""
         doc = self.counters.find_one({"_id": FACE_ID_COUNTER})
         top = int(doc["value"]) if doc else 0
         ids = random.sample(range(1, top + 1), min(SAMPLE, top))
         bound = text_of(low)
         above = [d["person_id"] for f in id_filters(ids) for d in self.faces.find(f, {"person_id": 1})
                  if d.get("person_id", "") >= bound]
-        return key_of(min(above)) + 1 - low if above else END
+        return key_of(min(above)) + 1 if above else END
 
 
 class Persons:
