@@ -72,7 +72,7 @@ class PersonStore:
         origin: int | None = None  # the first person's key, once found
         known = END  # just past a person id known to exist: no window reaches beyond it before a person is found
         while len(faces) < limit and low < END:
-            high = min(low + width, END if faces else max(known, low + 1))
+            high = min(low + width, END if faces or known <= low else known)
             # The first window starts just after after_id, each other one where the one before ended.
             bounds = {"$gt": after_id} if low == start else {"$gte": text_of(low)}
             if high < END:
