@@ -209,6 +209,17 @@ class Cluster:
         self.gateway = self._gateway()
         self.channel, self.stub = face_stub(self.address, make_token(mongo, f"cluster_{name}"))
 
+    def start(self) -> "Cluster":
+        """Start its Tarantools, shard servers and gateway, each healthy; on a failure stop what started."""
+        try:
+            self.shards.start_tarantools()
+            start_healthy(self.shards.server_items())
+            start_healthy([(self.gateway, self.address)])
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
     def _gateway(self) -> launch.ManagedProcess:
         return gateway_process(f"gateway-{self.name}", self.base, self.address, self.shards.addresses, self.extractor,
                                self.mongo, f"cluster_{self.name}", cells=self.cells)

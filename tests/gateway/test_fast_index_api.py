@@ -15,7 +15,7 @@ import pymongo
 
 from findface_grpc.auth import TokenStore
 from findface_grpc.v1 import common_pb2, gateway_pb2
-from tests.gateway.harness import Cluster, face_stub, make_token, start_healthy
+from tests.gateway.harness import Cluster, face_stub, make_token
 
 READY = common_pb2.FastIndexState.READY
 NONE = common_pb2.Threshold(preset=common_pb2.Threshold.PRESET_NONE)
@@ -24,14 +24,9 @@ FACES = 3000
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, extractor, mongo):
-    cluster = Cluster(tmp_path_factory.mktemp("fast"), "fast", 2, extractor, mongo)
-    try:
-        cluster.shards.start_tarantools()
-        start_healthy(cluster.shards.server_items())
-        start_healthy([(cluster.gateway, cluster.address)])
-        yield cluster
-    finally:
-        cluster.stop()
+    cluster = Cluster(tmp_path_factory.mktemp("fast"), "fast", 2, extractor, mongo).start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture(scope="module")

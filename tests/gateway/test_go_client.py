@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from tests.gateway.harness import Cluster, make_token, start_healthy
+from tests.gateway.harness import Cluster, make_token
 from tests.helpers import ROOT, labelled_photos
 
 DEBIAN_GOPATH = "/usr/share/gocode"  # golang-google-grpc-dev and friends: the client's dependencies
@@ -42,14 +42,9 @@ def go_client(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, extractor, mongo):
-    cluster = Cluster(tmp_path_factory.mktemp("go"), "go", 2, extractor, mongo)
-    try:
-        cluster.shards.start_tarantools()
-        start_healthy(cluster.shards.server_items())
-        start_healthy([(cluster.gateway, cluster.address)])
-        yield cluster
-    finally:
-        cluster.stop()
+    cluster = Cluster(tmp_path_factory.mktemp("go"), "go", 2, extractor, mongo).start()
+    yield cluster
+    cluster.stop()
 
 
 def test_a_go_client_enrolls_identifies_and_reads_error_details(go_client, cluster, faces):

@@ -12,7 +12,7 @@ from findface_grpc import launch
 from findface_grpc.gateway.cells import CellMap
 from findface_grpc.gateway.layout import cell_ranges, describe, disagreement
 from findface_grpc.v1 import common_pb2, gateway_pb2
-from tests.gateway.harness import Cluster, address, gateway_process, start_healthy
+from tests.gateway.harness import Cluster, address, gateway_process
 
 
 @pytest.mark.parametrize(
@@ -41,14 +41,9 @@ def test_layouts_disagree_on_any_of_shards_cells_and_cell_map():
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, extractor, mongo):
-    cluster = Cluster(tmp_path_factory.mktemp("layout"), "layout", 2, extractor, mongo)
-    try:
-        cluster.shards.start_tarantools()
-        start_healthy(cluster.shards.server_items())
-        start_healthy([(cluster.gateway, cluster.address)])
-        yield cluster
-    finally:
-        cluster.stop()
+    cluster = Cluster(tmp_path_factory.mktemp("layout"), "layout", 2, extractor, mongo).start()
+    yield cluster
+    cluster.stop()
 
 
 def exit_code(proc: launch.ManagedProcess, timeout: float = 60.0) -> int | None:

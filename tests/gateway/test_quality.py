@@ -16,7 +16,7 @@ from PIL import Image
 
 from findface_grpc.v1 import common_pb2, gateway_pb2
 from tests.gateway.conftest import PACK, require_pack
-from tests.gateway.harness import STRICT_MIN_FACE_SIZE, Cluster, running_strict_extractor, start_healthy
+from tests.gateway.harness import STRICT_MIN_FACE_SIZE, Cluster, running_strict_extractor
 from tests.helpers import face_collage, labelled_photos
 
 NONE = common_pb2.Threshold(preset=common_pb2.Threshold.PRESET_NONE)
@@ -34,14 +34,9 @@ def extractor(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, extractor, mongo):
-    c = Cluster(tmp_path_factory.mktemp("quality"), "quality", 1, extractor, mongo)
-    try:
-        c.shards.start_tarantools()
-        start_healthy(c.shards.server_items())
-        start_healthy([(c.gateway, c.address)])
-        yield c
-    finally:
-        c.stop()
+    c = Cluster(tmp_path_factory.mktemp("quality"), "quality", 1, extractor, mongo).start()
+    yield c
+    c.stop()
 
 
 @pytest.fixture(scope="module")
