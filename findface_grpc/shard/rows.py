@@ -17,6 +17,7 @@ CPU's cache. Pure numpy and faiss: no gRPC, no Tarantool.
 from __future__ import annotations
 
 import math
+import threading
 
 import faiss
 import numpy as np
@@ -104,7 +105,9 @@ class CompactRows:
         bounds = np.searchsorted(rows, np.arange(len(self._codes) + 1) * SEGMENT_ROWS)
         for number, (codes, start, end) in enumerate(zip(self._codes, bounds[:-1], bounds[1:])):
             if end > start:
-                np.take(codes, rows[start:end] - number * SEGMENT_ROWS, axis=0, out=out[start:end])
+                # mode="clip": with the default "raise", numpy gathers into a temporary and copies it to `out`
+                # (a megabyte-sized allocation per call); the rows were just split by segment, so none is clipped.
+                np.take(codes, rows[start:end] - number * SEGMENT_ROWS, axis=0, out=out[start:end], mode="clip")
         return out
 
     def move(self, source: int, target: int) -> None:
@@ -166,9 +169,7 @@ class CompactRows:
         if not len(rows):
             return np.empty(0, np.float32), np.empty(0, np.int64)
         rows = np.sort(rows.astype(np.int64))
-        block = faiss.IndexScalarQuantizer(
-            self.dim, faiss.ScalarQuantizer.QT_8bit_direct_signed, faiss.METRIC_INNER_PRODUCT
-        )
+        block = _scoring_block(self.dim)
         # The rows are copied once, straight into the block's own buffer (add_sa_codes would copy them again,
         # and takes several times as long).
         block.codes.resize(len(rows) * self.dim)
@@ -178,6 +179,25 @@ class CompactRows:
         scores, found = block.search(integral, min(pool, len(rows)))
         keep = found[0] >= 0
         return scores[0][keep] / (np.float32(self.scale) * query_scale[0, 0]), rows[found[0][keep]]
+
+
+_blocks = threading.local()
+
+
+def _scoring_block(dim: int) -> faiss.IndexScalarQuantizer:
+    """This thread's faiss block for scoring gathered rows, kept between queries so that its code buffer keeps
+    its capacity. A new block per query allocated megabytes each time: under the servers' fixed mmap threshold
+    (launch.ALLOCATOR_ENV) an mmap, a page fault per 4 kB and an munmap, which made a fast-index query's scoring
+    3x slower (1.5 -> 4.8 ms for 7,800 rows)."""
+    blocks = getattr(_blocks, "by_dim", None)
+    if blocks is None:
+        blocks = _blocks.by_dim = {}
+    block = blocks.get(dim)
+    if block is None:
+        block = blocks[dim] = faiss.IndexScalarQuantizer(
+            dim, faiss.ScalarQuantizer.QT_8bit_direct_signed, faiss.METRIC_INNER_PRODUCT
+        )
+    return block
 
 
 def _integral(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
