@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.gateway.harness import mongo_server, running_extractor
+from findface_grpc.gateway.metadata import MetadataStore
+from tests.gateway.harness import EventLoop, mongo_server, running_extractor
 
 PACK = "scrfd-mbf"
 
@@ -29,3 +30,22 @@ def extractor(tmp_path_factory) -> str:
     require_pack(PACK)
     with running_extractor(tmp_path_factory.mktemp("extractor"), PACK) as addr:
         yield addr
+
+
+@pytest.fixture(scope="module")
+def loop():
+    """An event loop for driving the gateway's async stores from synchronous tests."""
+    loop = EventLoop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture
+def store(mongo, loop, request):
+    """A MetadataStore on a database of this test's own, empty, with its schema."""
+    store = MetadataStore(mongo, f"{request.module.__name__.rsplit('_', 1)[-1]}_{request.node.name[:40]}", timeout_s=5)
+    store.client.drop_database(store.db.name)
+    loop.run(store.ensure_schema())
+    yield store
+    store.client.drop_database(store.db.name)
+    store.close()

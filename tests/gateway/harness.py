@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pymongo
 
 from findface_grpc import launch
 from findface_grpc.auth import TokenStore
+from findface_grpc.gateway.domain import Descriptor, NewFace
 from findface_grpc.rpc import CHANNEL_OPTIONS
 from findface_grpc.v1 import gateway_pb2_grpc, shard_pb2, shard_pb2_grpc
 from tests.helpers import with_token
@@ -249,3 +251,8 @@ class EventLoop:
 
     def close(self) -> None:
         self.runner.close()
+
+
+def new_face(meta: str = "", galleries: tuple[str, ...] = ("default",)) -> NewFace:
+    """A face to insert into the metadata: its descriptor does not matter there."""
+    return NewFace(Descriptor("m", np.zeros(4, np.float32)), tuple(galleries), meta=meta, bbox=(1, 2, 3, 4))

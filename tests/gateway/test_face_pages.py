@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import random
 
-import numpy as np
 import pytest
 
 from findface_grpc.gateway import id_windows
-from findface_grpc.gateway.domain import Descriptor, NewFace
 from findface_grpc.gateway.face_docs import ACTIVE, DELETING, PENDING
 from findface_grpc.gateway.face_pages import FacePageStore
 from findface_grpc.gateway.metadata import MetadataStore
-from tests.gateway.harness import EventLoop
+from tests.gateway.harness import new_face as new
 
 # ---- the walk, over documents in memory ----
 
@@ -101,27 +99,6 @@ def test_walk_of_nothing():
 
 
 # ---- the store, on SecantusDB ----
-
-
-@pytest.fixture(scope="module")
-def loop():
-    loop = EventLoop()
-    yield loop
-    loop.close()
-
-
-@pytest.fixture
-def store(mongo, loop, request):
-    store = MetadataStore(mongo, f"pages_{request.node.name[:40]}", timeout_s=5)
-    store.client.drop_database(store.db.name)
-    loop.run(store.ensure_schema())
-    yield store
-    store.client.drop_database(store.db.name)
-    store.close()
-
-
-def new(meta="", galleries=("default",)) -> NewFace:
-    return NewFace(Descriptor("m", np.zeros(4, np.float32)), tuple(galleries), meta=meta, bbox=(1, 2, 3, 4))
 
 
 def test_list_faces_pages_by_max_id_and_filters_meta(store, loop):

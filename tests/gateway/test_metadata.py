@@ -23,28 +23,7 @@ from findface_grpc.gateway.metadata import (
     redact,
     utcnow,
 )
-from tests.gateway.harness import EventLoop
-
-
-@pytest.fixture(scope="module")
-def loop():
-    loop = EventLoop()
-    yield loop
-    loop.close()
-
-
-@pytest.fixture
-def store(mongo, loop, request):
-    store = MetadataStore(mongo, f"meta_{request.node.name[:40]}", timeout_s=5)
-    store.client.drop_database(store.db.name)
-    loop.run(store.ensure_schema())
-    yield store
-    store.client.drop_database(store.db.name)
-    store.close()
-
-
-def new(meta="", galleries=("default",)) -> NewFace:
-    return NewFace(Descriptor("m", np.zeros(4, np.float32)), tuple(galleries), meta=meta, bbox=(1, 2, 3, 4))
+from tests.gateway.harness import new_face as new
 
 
 def test_ids_start_at_1_and_blocks_are_consecutive_and_disjoint(store, loop):

@@ -13,7 +13,6 @@ from findface_grpc.gateway.domain import Descriptor, NewFace
 from findface_grpc.gateway.face_docs import ACTIVE
 from findface_grpc.gateway.metadata import MetadataStore
 from findface_grpc.gateway.persons import PersonStore
-from tests.gateway.harness import EventLoop
 
 ODD = ["\0", "\x01", "a", "b", "z", "0", "9", "~", "\x7f", "é", "€", "😀", "\uffff", "A"]
 
@@ -34,13 +33,6 @@ def test_the_texts_of_keys_increase_with_them():
     texts = [text_keys.text_of(k) for k in keys]
     assert all(a < b for a, b in zip(texts, texts[1:]))
     assert all(t.isascii() for t in texts)
-
-
-@pytest.fixture(scope="module")
-def loop():
-    loop = EventLoop()
-    yield loop
-    loop.close()
 
 
 @pytest.fixture(scope="module")
