@@ -9,15 +9,10 @@ from findface_grpc.gateway.domain import Face, MetaCount
 from findface_grpc.gateway.face_docs import ACTIVE, face_from_doc, id_filters
 from findface_grpc.gateway.id_windows import Fetch, page
 from findface_grpc.gateway.limits import MAX_FACE_ID, MAX_META_CHARS, clip
-from findface_grpc.gateway.metadata import FACE_ID_COUNTER, MetadataStore, _in_thread
+from findface_grpc.gateway.metadata import FACE_ID_COUNTER, MetadataView, _in_thread
 
 
-class FacePageStore:
-    def __init__(self, metadata: MetadataStore) -> None:
-        self.faces = metadata.faces
-        self.counters = metadata.counters
-        self.outage = metadata.outage
-        self._executor = metadata._executor
+class FacePageStore(MetadataView):
 
     @_in_thread
     def list_faces(self, gallery: str, max_id: int, limit: int, meta: str | None) -> list[Face]:

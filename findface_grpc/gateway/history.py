@@ -22,7 +22,7 @@ from pymongo import ReturnDocument
 from findface_grpc.errors import FailedPrecondition, InvalidArgument, NotFound
 from findface_grpc.gateway.domain import Box, Face, Match
 from findface_grpc.gateway.limits import MAX_LABEL_CHARS, check_text
-from findface_grpc.gateway.metadata import MetadataStore, _in_thread, ensure_counter, utcnow
+from findface_grpc.gateway.metadata import MetadataStore, MetadataView, _in_thread, ensure_counter, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -142,14 +142,12 @@ def _filter(query: HistoryQuery) -> dict:
     return out
 
 
-class HistoryStore:
+class HistoryStore(MetadataView):
     """The `history` collection, on the metadata store's client, threads and outage breaker."""
 
     def __init__(self, metadata: MetadataStore) -> None:
+        super().__init__(metadata)
         self.collection = metadata.db["history"]
-        self.counters = metadata.counters
-        self.outage = metadata.outage
-        self._executor = metadata._executor
 
     @_in_thread
     def ensure_schema(self) -> None:

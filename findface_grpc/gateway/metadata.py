@@ -477,3 +477,13 @@ class MetadataStore:
     def ping(self) -> None:
         self.client.admin.command("ping")
 
+
+class MetadataView:
+    """A store of its own over MetadataStore's database, sharing its client, threads and outage breaker (so that
+    `_in_thread` methods work on it as on MetadataStore)."""
+
+    def __init__(self, metadata: MetadataStore) -> None:
+        self.faces = metadata.faces
+        self.counters = metadata.counters
+        self.outage = metadata.outage
+        self._executor = metadata._executor

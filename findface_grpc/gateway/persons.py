@@ -23,7 +23,7 @@ from findface_grpc.gateway.domain import DEFAULT_GALLERY, Descriptor, Face, Matc
 from findface_grpc.gateway.face_docs import ACTIVE, face_from_doc, id_filters
 from findface_grpc.gateway.id_windows import next_width
 from findface_grpc.gateway.limits import MAX_LABEL_CHARS, check_text
-from findface_grpc.gateway.metadata import FACE_ID_COUNTER, MetadataStore, _in_thread
+from findface_grpc.gateway.metadata import FACE_ID_COUNTER, MetadataView, _in_thread
 from findface_grpc.gateway.search import Searcher
 from findface_grpc.gateway.text_keys import BASE, DIGITS, END, key_of, text_of
 
@@ -54,12 +54,7 @@ class PersonChoice:
     match: Match | None  # the face whose person was taken, else the best match; None when nothing is similar
 
 
-class PersonStore:
-    def __init__(self, metadata: MetadataStore) -> None:
-        self.faces = metadata.faces
-        self.counters = metadata.counters
-        self.outage = metadata.outage
-        self._executor = metadata._executor
+class PersonStore(MetadataView):
 
     @_in_thread
     def page(self, after_id: str, limit: int) -> list[Person]:
