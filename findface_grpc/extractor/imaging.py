@@ -2,7 +2,7 @@
 
 Every way a photo can be unusable ends in `InvalidImage` with a message that says what was wrong, checked in
 order of cost: byte size before parsing, the format by its first bytes, header dimensions before decoding pixels.
-Whatever the photo's mode, the result is 8-bit RGB, upright as EXIF (or HEIF's own rotation and mirroring) says.
+Whatever the photo's mode, the result is 8-bit sRGB, upright as EXIF (or HEIF's own rotation and mirroring) says.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from pillow_heif import register_heif_opener
 
 from findface_grpc import photo_formats
 from findface_grpc.errors import InvalidImage
+from findface_grpc.extractor import colour
 
 # Thumbnails, depth maps and auxiliary images of a HEIF file are never used: not parsing them is less work and
 # less attack surface. libheif applies the file's rotation and mirroring (irot, imir) itself while decoding, and
@@ -84,7 +85,7 @@ def decode(data: bytes, max_bytes: int, max_pixels: int, draft_long_side: int = 
         scale = 1.0 / round(width / img.size[0])
     try:
         img.load()
-        rgb = to_rgb(img)
+        rgb = in_srgb(img)
     except (OSError, ValueError, SyntaxError, EOFError, struct.error, RuntimeError) as exc:
         # RuntimeError: what the AVIF decoder raises for damaged data.
         raise InvalidImage(f"image data is truncated or corrupt: {exc}") from None
@@ -127,6 +128,16 @@ def exif_orientation(img: Image.Image) -> int:
     except (OSError, ValueError, SyntaxError, EOFError, struct.error, TypeError, KeyError, IndexError):
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def in_srgb(img: Image.Image) -> Image.Image:
+    """8-bit RGB in sRGB: converted from the colour space of the photo's embedded profile, if it has one that is
+    not sRGB's (colour.py). CMYK and grey pixels are converted from their own mode, the rest once made RGB."""
+    icc = img.info.get("icc_profile")
+    if not icc:
+        return to_rgb(img)
+    source = img if img.mode in ("CMYK", "L") and "transparency" not in img.info else to_rgb(img)
+    return colour.to_srgb(source, icc) or to_rgb(source)
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
