@@ -20,6 +20,7 @@ from bson.binary import Binary
 from pymongo import ReturnDocument
 
 from findface_grpc.errors import FailedPrecondition, InvalidArgument, NotFound
+from findface_grpc.gateway import history_pages
 from findface_grpc.gateway.domain import Box, Face, Match
 from findface_grpc.gateway.limits import MAX_LABEL_CHARS, check_text
 from findface_grpc.gateway.metadata import MetadataStore, MetadataView, _in_thread, ensure_counter, utcnow
@@ -131,17 +132,6 @@ def _event(doc: dict) -> Event:
                  galleries=tuple(doc.get("galleries", ())), created_at=doc["created"])
 
 
-def _filter(query: HistoryQuery) -> dict:
-    out: dict = {}
-    if query.person_id:
-        out["person_id"] = query.person_id
-    if query.camera_ids:
-        out["camera"] = {"$in": list(query.camera_ids)}
-    if query.start is not None or query.end is not None:
-        out["frame"] = {k: v for k, v in (("$gte", query.start), ("$lt", query.end)) if v is not None}
-    return out
-
-
 class HistoryStore(MetadataView):
     """The `history` collection, on the metadata store's client, threads and outage breaker."""
 
@@ -177,19 +167,16 @@ class HistoryStore(MetadataView):
     @_in_thread
     def older(self, query: HistoryQuery, max_id: int, limit: int, thumbnails: bool) -> list[Event]:
         """Events matching `query` with id < max_id (0: any), newest first."""
-        where = _filter(query)
-        if max_id:
-            where["_id"] = {"$lt": max_id}
+        # Never from above the newest id given out: a client's far larger max_id would cost empty windows.
+        start = min(max_id or MAX_EVENT_ID, self._top_id() + 1)
         fields = None if thumbnails else {"thumbnail": 0}
-        cursor = self.collection.find(where, fields).sort("_id", pymongo.DESCENDING).limit(limit)
-        return [_event(d) for d in cursor]
+        return [_event(d) for d in self._page(query, fields, start, 0, limit, descending=True)]
 
     @_in_thread
     def newer_ids(self, query: HistoryQuery, min_id: int, limit: int) -> list[int]:
         """Ids of the events matching `query` with id >= min_id, oldest first."""
-        where = {**_filter(query), "_id": {"$gte": min_id}}
-        cursor = self.collection.find(where, {"_id": 1}).sort("_id", pymongo.ASCENDING).limit(limit)
-        return [d["_id"] for d in cursor]
+        fields = {"person_id": 1, "camera": 1, "frame": 1}
+        return [d["_id"] for d in self._page(query, fields, min_id, self._top_id() + 1, limit, descending=False)]
 
     @_in_thread
     def prune(self, created_before: datetime) -> int:
@@ -198,8 +185,20 @@ class HistoryStore(MetadataView):
     @_in_thread
     def after(self, camera_ids: Sequence[str], after_id: int, limit: int) -> list[Event]:
         """Events with id > after_id (of these cameras, if any given), oldest first."""
-        where = {**_filter(HistoryQuery(camera_ids=tuple(camera_ids))), "_id": {"$gt": after_id}}
-        return [_event(d) for d in self.collection.find(where).sort("_id", pymongo.ASCENDING).limit(limit)]
+        query = HistoryQuery(camera_ids=tuple(camera_ids))
+        return [_event(d) for d in self._page(query, None, after_id + 1, self._top_id() + 1, limit, descending=False)]
+
+    def _page(self, query: HistoryQuery, fields: dict | None, start: int, stop: int, limit: int,
+              descending: bool) -> list[dict]:
+        return history_pages.page(self.collection, query.person_id, query.camera_ids, query.start, query.end, fields,
+                                  start, stop, limit, descending)
+
+    def _top_id(self) -> int:
+        """The largest event id given out (the event id counter): where the newest page starts."""
+        doc = self.counters.find_one({"_id": EVENT_ID_COUNTER})
+        if doc is None:
+            raise FailedPrecondition("the event id counter is missing; restarting the gateway recreates it")
+        return int(doc["value"])
 
 
 class History:

@@ -1,4 +1,4 @@
-"""Paging through face documents by windows of ids, so that a page costs the documents of the windows read.
+"""Paging through documents (faces, history events) by windows of ids, so that a page costs the documents of the windows read.
 
 Some MongoDB-protocol servers (SecantusDB) serve a filter from an index only in its plainest shapes, equality on
 an index's first field with a range on its second, and otherwise load every candidate and sort it themselves, a
@@ -9,14 +9,15 @@ plain index range on MongoDB as well. So a page is read window by window, the ot
 checked on the documents that come back, each window wider than the last (by how many matches the ids read so
 far held) until the page is full or the ids run out: a page costs about the documents of its windows.
 
-Where two indexes could serve a page (a gallery's and a meta value's), each has its own windows and the one that
-has read fewer documents reads next; the first to fill the page or reach the end answers. Whichever condition is
-the more selective, that costs at most about twice the cheaper walk. Pure: the reads are the callers'.
+Where two indexes could serve a page (a gallery's and a meta value's), each has its own walk and the one that
+has read fewer documents reads next; the first to fill the page or reach the end answers (`race`, which also takes
+walks of other kinds, such as history_pages.py's over frame times). Whichever condition is the more selective,
+that costs at most about twice the cheaper walk. Pure: the reads are the callers'.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from typing import Protocol
 
 # A read of the documents with lo <= _id < hi that one index serves, in any order.
 Fetch = Callable[[int, int], list[dict]]
@@ -26,13 +27,55 @@ GROWTH_MAX = 16  # so that an estimate from the few matches of the first windows
 GROWTH_EMPTY = 4
 
 
-@dataclass
-class _Walk:
-    fetch: Fetch
-    frontier: int  # the bound reached: exclusive upper one going down, inclusive lower one going up
-    width: int
-    read: int = 0  # documents fetched
-    found: list[dict] = field(default_factory=list)  # matches, in page order
+class IdWalk:
+    """A walk down (or up) the ids by windows that one fetch serves, the matches collected in page order."""
+
+    def __init__(self, fetch: Fetch, keep: Callable[[dict], bool], start: int, stop: int, want: int,
+                 descending: bool, costs_width: bool = False) -> None:
+        """`costs_width`: the fetch costs every id of its window (point lookups), not only the documents found."""
+        self.fetch, self.keep, self.start, self.stop, self.want = fetch, keep, start, stop, want
+        self.descending, self.costs_width = descending, costs_width
+        self.frontier = start  # the bound reached: exclusive upper one going down, inclusive lower one going up
+        self.width = want
+        self.read = 0  # the cost so far, in documents read (or ids looked up)
+        self.found: list[dict] = []
+
+    def done(self) -> bool:
+        return len(self.found) >= self.want or self.frontier == self.stop
+
+    def result(self) -> list[dict]:
+        return self.found[:self.want]
+
+    def step(self) -> None:
+        if self.descending:
+            lo, hi = max(self.stop, self.frontier - self.width), self.frontier
+            self.frontier = lo
+        else:
+            lo, hi = self.frontier, min(self.stop, self.frontier + self.width)
+            self.frontier = hi
+        docs = self.fetch(lo, hi)
+        self.read += hi - lo if self.costs_width else len(docs)
+        self.found.extend(sorted((d for d in docs if self.keep(d)), key=lambda d: d["_id"], reverse=self.descending))
+        self.width = next_width(self.width, abs(self.frontier - self.start), len(self.found), self.want)
+
+
+class Walk(Protocol):
+    read: int
+
+    def done(self) -> bool: ...
+
+    def result(self) -> list[dict]: ...
+
+    def step(self) -> None: ...
+
+
+def race(walks: Sequence[Walk]) -> list[dict]:
+    """The answer of the first walk to finish, the one that has read least stepping next."""
+    while True:
+        for walk in walks:
+            if walk.done():
+                return walk.result()
+        min(walks, key=lambda w: w.read).step()
 
 
 def page(fetches: Sequence[Fetch], keep: Callable[[dict], bool], start: int, stop: int, want: int,
@@ -40,28 +83,14 @@ def page(fetches: Sequence[Fetch], keep: Callable[[dict], bool], start: int, sto
     """The first `want` documents `keep` accepts, by id: descending, those with stop <= _id < start, largest
     first; ascending, those with start <= _id < stop, smallest first. Each fetch must see every such document
     that `keep` accepts."""
-    if want <= 0 or not fetches or (start <= stop if descending else start >= stop):
+    if not valid(start, stop, want, descending) or not fetches:
         return []
-    walks = [_Walk(fetch, start, want) for fetch in fetches]
-    while True:
-        for walk in walks:
-            if len(walk.found) >= want or walk.frontier == stop:
-                return walk.found[:want]
-        walk = min(walks, key=lambda w: w.read)
-        _step(walk, keep, start, stop, want, descending)
+    return race([IdWalk(fetch, keep, start, stop, want, descending) for fetch in fetches])
 
 
-def _step(walk: _Walk, keep: Callable[[dict], bool], start: int, stop: int, want: int, descending: bool) -> None:
-    if descending:
-        lo, hi = max(stop, walk.frontier - walk.width), walk.frontier
-        walk.frontier = lo
-    else:
-        lo, hi = walk.frontier, min(stop, walk.frontier + walk.width)
-        walk.frontier = hi
-    docs = walk.fetch(lo, hi)
-    walk.read += len(docs)
-    walk.found.extend(sorted((d for d in docs if keep(d)), key=lambda d: d["_id"], reverse=descending))
-    walk.width = next_width(walk.width, abs(walk.frontier - start), len(walk.found), want)
+def valid(start: int, stop: int, want: int, descending: bool) -> bool:
+    """Whether the bounds hold any id and a page is wanted."""
+    return want > 0 and (start > stop if descending else start < stop)
 
 
 def next_width(width: int, covered: int, found: int, want: int) -> int:
