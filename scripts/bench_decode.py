@@ -9,7 +9,9 @@ findface_grpc.extractor.imaging.decode, median of --reps, the forms interleaved 
 on all alike:
 - JPEG decoded whole (the baseline: what every photo would cost without drafting);
 - JPEG drafted as the pipeline asks for it (draft_long_side 512: libjpeg's DCT scaling to 1/4 here);
-- HEIC and AVIF, decoded whole (no format-level shortcut), and PNG.
+- HEIC and AVIF, decoded whole (no format-level shortcut), and PNG;
+- the JPEG with an embedded colour profile, whole and drafted: sRGB's (found to be sRGB once, then nothing to
+  do) and Display P3's (its pixels converted to sRGB by littlecms: the colour-profile issue).
 Prints ms and the ratio to the whole-JPEG baseline of the same run.
 """
 from __future__ import annotations
@@ -21,12 +23,13 @@ import sys
 import time
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageCms
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from findface_grpc.extractor import imaging  # noqa: E402  (also registers the HEIF opener)
 from findface_grpc.extractor.pipeline import Pipeline  # noqa: E402
+from tests.extractor import icc  # noqa: E402
 
 SIZE = (4032, 3024)
 LIMITS = {"max_bytes": 100 * 10**6, "max_pixels": 50 * 10**6}
@@ -51,6 +54,14 @@ def encoded(photo: Image.Image) -> dict[str, bytes]:
         buf = io.BytesIO()
         photo.save(buf, format=fmt, **options)
         out[name] = buf.getvalue()
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+    p3 = ImageCms.ImageCmsProfile(io.BytesIO(icc.display_p3()))
+    for name, stored, profile in [("JPEG sRGB", photo, srgb.tobytes()),
+                                  ("JPEG P3", ImageCms.profileToProfile(photo, srgb, p3, outputMode="RGB"),
+                                   icc.display_p3())]:
+        buf = io.BytesIO()
+        stored.save(buf, format="JPEG", quality=90, icc_profile=profile)
+        out[name] = buf.getvalue()
     return out
 
 
@@ -66,6 +77,9 @@ def main() -> None:
         "HEIC, whole": (data["HEIC"], 0),
         "AVIF, whole": (data["AVIF"], 0),
         "PNG, whole": (data["PNG"], 0),
+        "JPEG with an sRGB profile, whole": (data["JPEG sRGB"], 0),
+        "JPEG with a Display P3 profile, whole": (data["JPEG P3"], 0),
+        "JPEG with a Display P3 profile, drafted": (data["JPEG P3"], Pipeline.DRAFT_LONG_SIDE),
     }
     times: dict[str, list[float]] = {name: [] for name in cases}
     shapes = {}
