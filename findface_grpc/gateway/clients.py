@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import grpc
 import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from findface_grpc import rpc
 from findface_grpc.convert import ATTRIBUTES_PB, attributes_from_pb, box_from_pb, box_to_pb, descriptor_to_pb
@@ -182,6 +183,7 @@ class ShardClient:
         self.timeout_s = timeout_s
         self.channel = rpc.channel(address, f"shard-{index}")
         self.stub = shard_pb2_grpc.ShardStub(self.channel)
+        self.health = health_pb2_grpc.HealthStub(self.channel)
         self._slots = asyncio.Semaphore(max_in_flight)
 
     async def close(self) -> None:
@@ -207,6 +209,17 @@ class ShardClient:
             try:
                 return await method(request, timeout=timeout or self.timeout_s)
             except grpc.aio.AioRpcError as exc:
+                raise self._error(exc) from None
+
+    async def alive(self, timeout: float) -> None:
+        """Returns once the shard's server answers a health check, whatever the status it reports; Unavailable if
+        it gives no answer within `timeout`. Its event loop answers, so a shard busy with big writes (which run in
+        its threads, one Tarantool call at a time) still does at once; a stopped one does not. Not counted against
+        the calls in flight: it must get through while they wait."""
+        try:
+            await self.health.Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 raise self._error(exc) from None
 
     async def add(self, faces: Sequence[tuple[int, Sequence[str], Descriptor]]) -> None:

@@ -62,7 +62,7 @@ class Cluster:
         self.extractor = extractor
         self.shards = list(shards)
         self.cells = cells
-        self.availability = ShardAvailability(self.shards, config.shard_deadline_s)
+        self.availability = ShardAvailability(self.shards, config.shard_deadline_s, config.shard_hang_s)
         self.faults = faults or Faults()
         # Face quota at the license server; without one configured, every enrollment is allowed.
         self.quota = quota or NO_QUOTA
@@ -135,10 +135,12 @@ class Cluster:
 
     async def on_shards(self, ids: Sequence[int],
                         call: Callable[[ShardClient, list[int]], Awaitable]) -> dict[int, BaseException]:
-        """`call` on every shard for the ids it owns, all at once; the failures by shard index, after all finish."""
+        """`call` on every shard for the ids it owns, all at once; the failures by shard index, after all finish.
+        A shard found hung meanwhile fails at once (availability.py), not at the end of its call's timeout."""
         groups = self.cells.group(ids)
         results = await asyncio.gather(
-            *(call(self.shards[s], group) for s, group in groups.items()), return_exceptions=True
+            *(self.availability.guard(s, call(self.shards[s], group)) for s, group in groups.items()),
+            return_exceptions=True,
         )
         return {s: result for s, result in zip(groups, results) if isinstance(result, BaseException)}
 

@@ -32,8 +32,12 @@ class GatewayConfig:
     mongo_timeout_s: float = 2.0
     # Each shard's Search must answer within this; a slower shard counts as not answering.
     shard_deadline_s: float = 2.0
-    # Writes and reads on one shard (Add, Remove, Get, UpdateGalleries, ListIds).
+    # Writes and reads on one shard (Add, Remove, Get, UpdateGalleries, ListIds): what a slow shard is given, a big
+    # import's Add for one.
     shard_timeout_s: float = 30.0
+    # A shard that answers no health check for this long while writes wait on it is taken as hung: they are
+    # abandoned (enrollment moves their faces to the other shards) and it gets no new faces until it answers.
+    shard_hang_s: float = 5.0
     # Most calls in flight on one shard's channel: grpc.aio cancels calls beyond about a thousand.
     shard_max_in_flight: int = 256
     extractor_timeout_s: float = 30.0
@@ -132,7 +136,7 @@ class GatewayConfig:
             raise ConfigError("[gateway].max_n must be in 1..10000 (a shard returns at most 10000 hits)")
         if self.default_threshold not in ("strict", "medium", "low", "none"):
             raise ConfigError("[gateway].default_threshold must be strict, medium, low or none")
-        for name in ("mongo_timeout_s", "shard_deadline_s", "shard_timeout_s", "extractor_timeout_s",
+        for name in ("mongo_timeout_s", "shard_deadline_s", "shard_timeout_s", "shard_hang_s", "extractor_timeout_s",
                      "repair_interval_s", "orphan_sweep_interval_s", "license_reconcile_interval_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"[gateway].{name} must be > 0")

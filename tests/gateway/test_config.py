@@ -36,6 +36,7 @@ def test_comma_separated_shards_from_the_command_line():
         ({"shards": "a:1", "cells": 4, "cell_map": "0-2:0"}, "unmapped"),
         ({"shards": "a:1", "max_n": 0}, "max_n"),
         ({"shards": "a:1", "shard_deadline_s": 0}, "shard_deadline_s"),
+        ({"shards": "a:1", "shard_hang_s": 0}, "shard_hang_s"),
         ({"shards": "a:1", "default_threshold": "loose"}, "default_threshold"),
         ({"shards": "a:1", "listen": "7000"}, "listen"),
         ({"shards": "a:0"}, "not host:port"),

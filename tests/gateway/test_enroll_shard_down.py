@@ -8,7 +8,10 @@ gateway service on the same metadata and shards.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -37,6 +40,7 @@ from tests.helpers import labelled_photos
 CELLS = 8
 DB = "enroll_down"
 MODEL = "w600k_mbf"
+HANG_S = 1.5  # the gateway's shard_hang_s; its shard_timeout_s is 60 s, which no write here may come near
 NONE = common_pb2.Threshold(preset=common_pb2.Threshold.PRESET_NONE)
 owner = CellMap.from_config(CELLS, 2).shard_of
 
@@ -109,7 +113,7 @@ def env(tmp_path_factory, extractor, mongo):
     shards = ShardSet(base, 2)
     gateway_addr = address(launch.free_port())
     gateway = gateway_process("gateway", base, gateway_addr, shards.addresses, extractor, mongo, DB, cells=CELLS,
-                              shard_deadline_s=1.0)
+                              shard_deadline_s=1.0, shard_hang_s=HANG_S, shard_timeout_s=60)
     cfg = config_mod.load(GatewayConfig, "gateway", None, environ={}, overrides=dict(
         shards=",".join(shards.addresses), extractor=extractor, mongo_uri=mongo, mongo_db=DB, cells=CELLS))
     loop = EventLoop()
@@ -180,6 +184,61 @@ def test_enrollment_goes_on_while_a_shards_tarantool_is_down(env, photos):
         launch.wait_tcp(HOST, env.shards.tt_ports[1], START_TIMEOUT, tarantool)
     env.spread_again()
     env.found(env.known, partial=False)
+    env.consistent()
+
+
+@contextmanager
+def stopped(process):
+    """The process stopped (SIGSTOP) for the block: its sockets stay open, and nothing on them is answered."""
+    os.kill(process.proc.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(process.proc.pid, signal.SIGCONT)
+
+
+def timed(call):
+    started = time.monotonic()
+    result = call()
+    return result, time.monotonic() - started
+
+
+def test_a_hung_shard_costs_a_write_shard_hang_s_not_its_timeout(env, photos):
+    """A shard server stopped, not dead: its connection stays up and nothing is refused, so only its silence to
+    health checks tells. The import that meets it waits about shard_hang_s (1.5 s here), not shard_timeout_s
+    (60 s), and its faces are all enrolled, on the other shard; the next ones do not wait at all."""
+    env.import_faces(20)
+    with stopped(env.shards.servers[1]):
+        first, waited = timed(lambda: env.import_faces(20))
+        assert HANG_S <= waited < HANG_S + 5
+        after = [timed(lambda: env.import_faces(5)) for _ in range(3)]
+        created, created_in = timed(lambda: create(env, photos[0]))
+        new = first + [i for ids, _ in after for i in ids]
+        assert len(first) == 20 and len(set(new)) == 35
+        assert {owner(i) for i in [*new, created]} == {0}
+        assert max(t for _, t in after) < HANG_S and created_in < 10
+        env.found(new[:5], partial=True)
+    env.wait_whole()
+    env.found(env.known, partial=False)
+    env.consistent()  # what the stopped shard took in after all, once it ran again, is cleared by repair
+    env.spread_again()
+
+
+def test_a_slow_shard_keeps_its_writes(env):
+    """A shard that answers health checks but whose writes take longer than shard_hang_s (its Tarantool stopped
+    for 3 s, as a big import or a slow disk can make it) is waited for: its faces stay on it, none is moved."""
+    env.import_faces(10)
+    tarantool = env.shards.tarantools[1]
+    with ThreadPoolExecutor(1) as pool:
+        with stopped(tarantool):
+            started = time.monotonic()
+            pending = pool.submit(env.import_faces, 20)
+            time.sleep(2 * HANG_S)
+        ids = pending.result()
+    assert time.monotonic() - started >= 2 * HANG_S
+    assert {owner(i) for i in ids} == {0, 1}
+    assert {owner(i) for i in env.import_faces(10)} == {0, 1}  # nor was the shard taken as away
+    env.found(ids, partial=False)
     env.consistent()
 
 
