@@ -68,7 +68,9 @@ class GatewayService:
         """
         cluster = self.cluster
         await cluster.metadata.ensure_schema()
-        await asyncio.to_thread(layout.check, cluster.metadata.db["cluster"], cluster.cells)
+        shards = [layout.ConfiguredShard(s.address, s.stats.shard_id if s.stats else None)
+                  for s in await status.shard_statuses(cluster)]
+        await asyncio.to_thread(layout.check, cluster.metadata.db["cluster"], cluster.cells, shards)
         await self.cameras.store.ensure_schema()
         await self.history.store.ensure_schema()
         try:
@@ -78,7 +80,7 @@ class GatewayService:
         if run_repair_loop:
             self.repairer.start()
             self.history.start()
-        cluster.quota.start(cluster.metadata.count_holding_quota)
+        cluster.quota.start(lambda: status.faces_holding_quota(cluster))
 
     async def stop(self) -> None:
         await self.repairer.stop()

@@ -1,10 +1,11 @@
-"""The cluster status: how every shard and the extractor are doing, the faces the shards hold, and the
-metadata's gallery count. Face counts come from the shards (their Stats), never from counting the metadata's
+"""The cluster status: how every shard and the extractor are doing, the faces the shards hold (also what the
+license's face quota is reconciled with), and the metadata's gallery count. Face counts come from the shards (their Stats), never from counting the metadata's
 documents: that reads every face on some MongoDB-protocol servers (30 s at a million on SecantusDB)."""
 from __future__ import annotations
 
 import asyncio
 
+from findface_grpc.errors import Unavailable
 from findface_grpc.gateway.clients import ShardClient
 from findface_grpc.gateway.cluster import Cluster
 from findface_grpc.gateway.domain import ClusterStatus, ExtractorStatus, ShardStatus
@@ -53,3 +54,21 @@ async def cluster_status(cluster: Cluster) -> ClusterStatus:
     )
     face_count = sum(s.stats.face_count for s in shards if s.stats is not None)
     return ClusterStatus(shards, extractor, face_count, gallery_count)
+
+
+async def faces_holding_quota(cluster: Cluster) -> int:
+    """The faces that hold license quota, for reconciling it (license.quota.FaceQuota): those being enrolled (the
+    metadata's journal) and every face the shards hold, from their Stats.
+
+    In this order, so that a count racing enrollments is too high for a moment, never too low: an enrollment's
+    journal entry goes only after its faces are on their shards, so each of its faces is under way when the
+    entries are read or on its shard when the shards are asked. Too high until later rounds: faces on a shard whose
+    enrollment is still under way (counted twice), and faces being deleted or rolled back until they leave their
+    shard. A shard that does not answer cannot be counted: then this raises and nothing is sent, and the license
+    server's count stands (reservations and releases keep it) until every shard answers."""
+    under_way = await cluster.metadata.faces_under_way()
+    shards = await shard_statuses(cluster)
+    down = [s.error for s in shards if s.stats is None]
+    if down:
+        raise Unavailable(f"faces not counted until every shard answers: {'; '.join(down)}")
+    return under_way + sum(s.stats.face_count for s in shards if s.stats is not None)

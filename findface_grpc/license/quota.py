@@ -29,11 +29,12 @@ class FaceQuota:
 
     Usage drifts from the truth only when something fails between a reservation and its counterpart (a gateway
     crash mid-enrollment, a release that could not be delivered, faces enrolled before licensing was turned on).
-    `reconcile` corrects it: read the server's revision of face usage, count the faces in the metadata that hold
-    quota (active, or pending: being enrolled), and send the count with that revision. The server applies it
-    only if no reservation or release happened in between. Every enrollment inserts its pending metadata before
-    it reserves, and every deletion hides its face before it releases, so a count taken after the revision was
-    read includes everything reserved before it; anything later changes the revision and the round is retried.
+    `reconcile` corrects it: read the server's revision of face usage, count the faces that hold quota (the
+    gateway's `count_faces`: those its shards hold and those being enrolled), and send the count with that
+    revision. The server applies it only if no reservation or release happened in between. Every enrollment
+    writes its journal entry before it reserves, and every deletion hides its face before it releases, so a count
+    taken after the revision was read includes everything reserved before it; anything later changes the revision
+    and the round is retried. A count that cannot be taken (a shard down) skips the round.
     Any number of gateways of one cluster may reconcile; clusters must not share a license server.
     """
 

@@ -7,6 +7,7 @@ found it, with the license server up: 3 faces enrolled from test_enroll_up_to_th
 """
 from __future__ import annotations
 
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -226,6 +227,26 @@ def test_license_server_restart_keeps_usage(cluster, photos):
     wait_until(lambda: cluster.usage().faces == FACES, 10, "face usage reconciled")
     wait_until(lambda: (cluster.usage().shards, cluster.usage().extractors) == (1, 1), 10, "leases acquired again")
     assert refused(lambda: enroll(cluster.stub, photos[0])).code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_reconcile_counts_the_shards_faces_and_waits_for_a_shard_that_is_down(cluster):
+    # Usage drifted up (as after a crash between a reservation and its release). With the only shard down the
+    # gateway cannot count its faces: it must not send the live shards' count (0, which would let 3 more faces
+    # past the license), so the server's count stands until the shard is back, and then is corrected.
+    cluster.shard.stop()  # first, while the license server can take its lease back
+    try:
+        cluster.license.stop()
+        state = json.loads(cluster.license.state_file.read_text())
+        state["faces_used"] = FACES + 2
+        cluster.license.state_file.write_text(json.dumps(state))
+        cluster.license.start()
+        time.sleep(3.5)  # three reconcile rounds
+        assert cluster.usage().faces == FACES + 2
+        assert "faces not counted until every shard answers" in (cluster.base / "gateway.log").read_text()
+    finally:
+        cluster.shard.start()
+        serving(cluster.shard, cluster.shard_addr)
+    wait_until(lambda: cluster.usage().faces == FACES, 10, "face usage reconciled from the shard's count")
 
 
 def test_grace_period_holds_then_ends(cluster, photos):
