@@ -17,7 +17,6 @@ import asyncio
 import statistics
 import sys
 import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,38 +26,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench_video import make_clip, start_extractor  # noqa: E402
+from bench_video import make_clip, run, start_extractor  # noqa: E402
 
 from findface_grpc.v1 import extractor_pb2, extractor_pb2_grpc  # noqa: E402
-from findface_grpc.video.clients import ExtractorDetector  # noqa: E402
 from findface_grpc.video.config import VideoConfig  # noqa: E402
 from findface_grpc.video.domain import Camera  # noqa: E402
-from findface_grpc.video.server import unique_posts  # noqa: E402
-from findface_grpc.video.service import VideoDetector  # noqa: E402
 from tests.helpers import faces_dir  # noqa: E402
-
-
-async def run(extractor: str, clip: Path, cfg: VideoConfig) -> tuple[float, int, int]:
-    """(frames/s processed, posts sent, posts left out as duplicates)."""
-    client = ExtractorDetector(extractor, 30, cfg.min_face_size)
-    sent = []
-
-    async def send(post) -> None:
-        sent.append(post)
-
-    async def listed() -> list[Camera]:
-        return [Camera("file", str(clip))]
-
-    detector = VideoDetector(cfg, client.detect, send, listed, unique=unique_posts(cfg, client))
-    start = time.perf_counter()
-    await detector.start(reload_every=False)
-    await asyncio.gather(*(r.done.wait() for r in detector.runners.values()))
-    await detector.poster.drained(60)
-    elapsed = time.perf_counter() - start
-    frames = detector.runners["file"].counters.frames
-    await detector.stop()
-    await client.close()
-    return frames / elapsed, len(sent), detector.poster.counters.duplicates
 
 
 def main() -> int:
@@ -81,10 +54,12 @@ def main() -> int:
         modes = {"post-uniq off (baseline)": base,
                  "post-uniq on": replace(base, post_uniq=True, uc_max_dup=3, uc_max_time_diff_s=5.0,
                                          uc_max_avg_shift=5000.0)}
+        # (frames/s processed, posts sent, posts left out as duplicates) of each run, per mode
         results: dict[str, list[tuple[float, int, int]]] = {name: [] for name in modes}
         for _ in range(args.runs):
             for name, cfg in modes.items():
-                results[name].append(asyncio.run(run(address, clip, cfg)))
+                done = asyncio.run(run(address, [Camera("file", str(clip))], cfg, None))
+                results[name].append((done.counters[0].frames / done.elapsed, done.posts, done.duplicates))
         print(f"clip: 1280x720 at 25 fps, {args.seconds:g} s, one person; real-time mode, rt_refresh_s 0.5")
         baseline = statistics.median(r[0] for r in results["post-uniq off (baseline)"])
         for name, runs in results.items():

@@ -30,6 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -45,6 +46,7 @@ from findface_grpc.v1 import extractor_pb2, extractor_pb2_grpc  # noqa: E402
 from findface_grpc.video.clients import ExtractorDetector  # noqa: E402
 from findface_grpc.video.config import VideoConfig  # noqa: E402
 from findface_grpc.video.domain import Camera  # noqa: E402
+from findface_grpc.video.server import unique_posts  # noqa: E402
 from findface_grpc.video.service import VideoDetector  # noqa: E402
 from tests.helpers import faces_dir  # noqa: E402
 
@@ -108,7 +110,18 @@ def decode_opencv(path: Path) -> float | None:
     return n / (time.perf_counter() - start)
 
 
-async def run(extractor: str, cameras: list[Camera], cfg: VideoConfig, seconds: float | None):
+@dataclass(frozen=True)
+class Run:
+    elapsed: float  # seconds from the detector's start
+    counters: list  # each camera runner's counters
+    lags: list[list[float]]  # each camera's detection lags, seconds
+    posts: int  # handed over to the (counting) sender
+    duplicates: int  # left out by post-uniq
+
+
+async def run(extractor: str, cameras: list[Camera], cfg: VideoConfig, seconds: float | None) -> Run:
+    """findface-video's pipeline in this process over `cameras`, its posts counted here (post-uniq as `cfg` says):
+    for `seconds`, or with None until every camera has read its file to the end and every post is handed over."""
     client = ExtractorDetector(extractor, 30, cfg.min_face_size)
     posts = []
 
@@ -118,19 +131,21 @@ async def run(extractor: str, cameras: list[Camera], cfg: VideoConfig, seconds: 
     async def listed() -> list[Camera]:
         return cameras
 
-    detector = VideoDetector(cfg, client.detect, send, listed)
+    detector = VideoDetector(cfg, client.detect, send, listed, unique=unique_posts(cfg, client))
     start = time.perf_counter()
     await detector.start(reload_every=False)
     if seconds is None:
         await asyncio.gather(*(r.done.wait() for r in detector.runners.values()))
+        await detector.poster.drained(60)
     else:
         await asyncio.sleep(seconds)
     elapsed = time.perf_counter() - start
     counters = [r.counters for r in detector.runners.values()]
     lags = [list(c.lag_s) for c in counters]
+    duplicates = detector.poster.counters.duplicates
     await detector.stop()
     await client.close()
-    return elapsed, counters, lags
+    return Run(elapsed, counters, lags, len(posts), duplicates)
 
 
 def keeps_up(counters, lags, seconds: float) -> tuple[bool, str]:
@@ -158,21 +173,24 @@ def start_extractor(work: Path, extra_passes: bool) -> tuple[launch.ManagedProce
 
 def measure(address: str, clip: Path, static: Path, decoding: float, seconds: float, max_cameras: int) -> None:
     cfg = VideoConfig(detect_fps=5.0)
-    elapsed, counters, _ = asyncio.run(run(address, [Camera("static", str(static))], cfg, None))
-    print(f"  a static scene (the same wall and noise, no one) as fast as it goes: {counters[0].frames / elapsed:.0f} "
-          f"frames/s, {counters[0].detected} of {counters[0].sampled} sampled frames detected (the motion gate)")
-    rates, counters = [], []
+    still = asyncio.run(run(address, [Camera("static", str(static))], cfg, None))
+    counters = still.counters
+    print(f"  a static scene (the same wall and noise, no one) as fast as it goes: "
+          f"{counters[0].frames / still.elapsed:.0f} frames/s, {counters[0].detected} of {counters[0].sampled} "
+          "sampled frames detected (the motion gate)")
+    rates = []
     for _ in range(3):
-        elapsed, counters, _ = asyncio.run(run(address, [Camera("file", str(clip))], cfg, None))
-        rates.append(counters[0].frames / elapsed)
+        one_run = asyncio.run(run(address, [Camera("file", str(clip))], cfg, None))
+        counters = one_run.counters
+        rates.append(counters[0].frames / one_run.elapsed)
     one = statistics.median(rates)
     print(f"  one camera as fast as it goes: {one:.0f} frames/s processed (median of 3; {one / FPS:.1f}x real time, "
           f"{one / decoding:.0%} of decoding alone), {counters[0].detected} detections, {counters[0].tracks} track(s)")
     best = 0
     for n in range(1, max_cameras + 1):
         cameras = [Camera(f"cam-{i}", f"file@{FPS}:{clip}") for i in range(n)]
-        _, counters, lags = asyncio.run(run(address, cameras, cfg, seconds * 0.95))
-        ok, detail = keeps_up(counters, lags, seconds * 0.95)
+        live = asyncio.run(run(address, cameras, cfg, seconds * 0.95))
+        ok, detail = keeps_up(live.counters, live.lags, seconds * 0.95)
         print(f"  {n} real-time camera(s): {'keeps up' if ok else 'falls behind'}: {detail}")
         if not ok:
             break
