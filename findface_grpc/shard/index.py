@@ -34,11 +34,16 @@ log = logging.getLogger(__name__)
 # Candidates re-scored per query: 2k + RESCORE_EXTRA. The quantisation error (about 1e-3 on a 512-d score) can
 # only swap a true top-k face with one that scores almost the same, which is among these.
 RESCORE_EXTRA = 32
-# When the last candidate scores within this of the k-th (approximately), a face left out might still belong in
-# the top k (identical descriptors enrolled many times, say): the scan is repeated with a bigger pool.
-TIE_MARGIN = 0.004
 # A candidate whose approximate score is this far below a query's threshold cannot reach it exactly.
 APPROXIMATION_MARGIN = 0.03
+# Only candidates scoring approximately within RESCORE_STEPS code steps (rows.py: 1 / scale) of the k-th best
+# are re-scored. A code's score is off by about a third of a step (std; measured on 512-d: 7e-4 with a step of
+# 2.1e-3, the largest of 120,000 pairs 3.1e-3), so the k-th exact score is at least the k-th approximate one less
+# that error, and a candidate a few errors below cannot reach it. Of a 512-d pool of 52 for k = 10, about 18 are
+# re-scored: a third of the bytes read from Tarantool per search. For the same reason a full scan whose last
+# candidate is that close to the k-th repeats with a bigger pool (identical descriptors enrolled many times, say):
+# a face left out might belong in the top k.
+RESCORE_STEPS = 4.0
 _MIN_CAPACITY = 1024
 
 # Stored descriptors of some face ids, as float32 rows: ids that no longer exist are left out.
@@ -365,12 +370,14 @@ class FaceIndex(FastIndexAccess):
             else:
                 while True:
                     scores, rows = self._rows.scan(queries, self._n, pool, members)
-                    if pool >= self._n or _pool_settles(scores, ks, thresholds):
+                    if pool >= self._n or _pool_settles(scores, ks, thresholds, RESCORE_STEPS / self._rows.scale):
                         break
                     pool *= 4
             ids = np.where(rows >= 0, self._ids[np.maximum(rows, 0)], 0)
+        margin = RESCORE_STEPS / self._rows.scale
         candidates = [
-            _candidates(ids[i], scores[i], rows[i], thresholds[i] - APPROXIMATION_MARGIN) for i in range(len(queries))
+            _candidates(ids[i], scores[i], rows[i], _rescore_floor(scores[i], ks[i], thresholds[i], margin))
+            for i in range(len(queries))
         ]
         vectors = self._exact_vectors(candidates, exact)
         if vectors is None:
@@ -401,15 +408,23 @@ class FaceIndex(FastIndexAccess):
             return None
 
 
-def _pool_settles(scores: np.ndarray, ks: Sequence[int], thresholds: Sequence[float]) -> bool:
+def _pool_settles(scores: np.ndarray, ks: Sequence[int], thresholds: Sequence[float], margin: float) -> bool:
     """Whether no face outside the pool can be in any query's exact top k."""
     if scores.shape[1] == 0:
         return True
     last = scores[:, -1]
     for i, k in enumerate(ks):
-        if last[i] >= thresholds[i] - APPROXIMATION_MARGIN and last[i] >= scores[i, min(k, scores.shape[1]) - 1] - TIE_MARGIN:
+        if last[i] >= thresholds[i] - APPROXIMATION_MARGIN and last[i] >= scores[i, min(k, scores.shape[1]) - 1] - margin:
             return False
     return True
+
+
+def _rescore_floor(scores: np.ndarray, k: int, threshold: float, margin: float) -> float:
+    """The lowest approximate score (of one query's pool, best first) that may still be in its exact top k."""
+    floor = threshold - APPROXIMATION_MARGIN
+    if len(scores) >= k and np.isfinite(scores[k - 1]):
+        floor = max(floor, float(scores[k - 1]) - margin)
+    return floor
 
 
 def _candidates(ids: np.ndarray, scores: np.ndarray, rows: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:

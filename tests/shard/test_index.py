@@ -288,3 +288,29 @@ def test_searches_during_writes_see_consistent_rows():
     assert errors == []
     assert len(idx) == 6000
     assert idx.stats().gallery_counts["g"] == 1000
+
+
+def test_only_candidates_near_the_kth_are_rescored_and_the_top_k_stays_exact():
+    """Of a 512-d pool of 2k + 32 candidates, those far below the k-th best cannot enter the exact top k: they
+    are not read from the store. Near-duplicates (scores within the codes' error of each other) still rank as the
+    exact descriptors do."""
+    rng = np.random.default_rng(9)
+    base = unit(rng, 4000, 512)
+    # Groups of near-duplicates around the queries, closer to each other than the codes can tell apart.
+    queries = unit(rng, 20, 512)
+    near = np.repeat(queries, 40, axis=0) + rng.standard_normal((800, 512)).astype(np.float32) * 0.05
+    vectors = np.concatenate([base, near / np.linalg.norm(near, axis=1, keepdims=True)])
+    idx = Durable(512)
+    idx.upsert(np.arange(1, len(vectors) + 1), vectors, [()] * len(vectors))
+    asked: list[int] = []
+
+    def counted(ids):
+        asked.append(len(ids))
+        return idx.exact(ids)
+
+    alive = {i + 1: v for i, v in enumerate(vectors)}
+    for q in np.concatenate([queries, unit(rng, 20, 512)]):
+        hits = idx.index.search(q[None], DEFAULT_GALLERY, 10, exact=counted)[0]
+        assert ids_of(hits) == reference(alive, None, q, 10, -1.0)
+    assert max(asked) <= 52
+    assert np.median(asked) < 30
