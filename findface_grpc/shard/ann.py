@@ -175,6 +175,15 @@ class GalleryIndex:
         self.bits[source >> 3] &= np.uint8(~(1 << (source & 7)) & 0xFF)
         self.bits[target >> 3] |= np.uint8(1 << (target & 7))
 
+    def renumbered(self, new_row_of: np.ndarray) -> "GalleryIndex":
+        """A copy for rows renumbered so that old row r is now row new_row_of[r]."""
+        entries = np.where(self.entries >= 0, new_row_of[np.maximum(self.entries, 0)], -1)
+        return GalleryIndex(self.centroids, self.offsets, entries, len(self.slot_of_row), self.nprobe)
+
+    def listed_rows(self) -> np.ndarray:
+        """The rows in the lists, list after list."""
+        return self.entries[self.entries >= 0]
+
     def merged(self, rows: np.ndarray, lists: np.ndarray) -> "GalleryIndex":
         """A copy with `rows` added to `lists` and the slots of departed faces dropped."""
         keep = self.entries >= 0

@@ -154,6 +154,7 @@ class FastIndexes:
             with index.overwrites_watched() as stale:
                 layout = build_layout(index, gallery, lambda done: self._set_progress(gallery, done))
                 installed = index.install_fast(gallery, layout, nprobe, stale)
+            index.cluster_rows(gallery)
         except Exception as exc:  # noqa: BLE001 - reported in the gallery's state; searches go on exactly
             log.exception("shard %s: fast index of %r failed", self.shard_id, gallery)
             with self._lock:
@@ -231,6 +232,7 @@ class FastIndexes:
         for saved in snapshot.read_fast_all(self.directory, model_id, dim):
             began = time.monotonic()
             state = index.install_fast(saved.gallery, saved.layout, saved.nprobe, changed_since(saved.version))
+            index.cluster_rows(saved.gallery)
             with self._lock:
                 self._built_at[saved.gallery] = saved.built_at
             self._saved.add(saved.gallery)

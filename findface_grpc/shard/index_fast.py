@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from findface_grpc.shard.ann import GalleryIndex, Layout, has_bits
+from findface_grpc.shard.idmap import IdRows
 from findface_grpc.shard.rows import decode
 
 # Every face is in this gallery, whatever else it is in; it is not stored as a bitmap.
@@ -106,6 +107,47 @@ class FastIndexAccess:
             with self._lock.exclusive():
                 self._fast[gallery] = fast
                 return self._fast_state(gallery, fast)
+
+    def cluster_rows(self, gallery: str) -> bool:
+        """Lay the rows out in the order of the gallery's lists, each list's rows next to each other; the rows that
+        are in no list follow, in their order. Returns whether any row moved.
+
+        A search then reads each probed list as one run of memory instead of picking 512-byte rows out of the whole
+        shard, each a cache and TLB miss: a fast-index query over 500,000 faces 2.5 -> 1.4 ms. Rows keep only the
+        layout of the index installed last; faces merged or moved by removals later sit apart from their lists
+        until the next build. The rows are copied under the writer mutex (searches go on over the old ones, writes
+        wait: about a second per million faces) and swapped in under the exclusive lock; the copy needs the rows'
+        memory a second time meanwhile.
+        """
+        with self._writer:
+            fast = self._fast.get(gallery)
+            if fast is None:
+                return False
+            count = self._n
+            listed = fast.listed_rows()
+            rest = np.ones(count, bool)
+            rest[listed] = False
+            order = np.concatenate([listed, np.flatnonzero(rest)])
+            if np.array_equal(order, np.arange(count)):
+                return False
+            new_row_of = np.empty(count, np.int64)
+            new_row_of[order] = np.arange(count)
+            rows = self._rows.permuted(order)
+            ids = np.zeros_like(self._ids)
+            ids[:count] = self._ids[order]
+            row_of = IdRows.from_rows(ids[:count])
+            galleries = [self._galleries[row] for row in order.tolist()]
+            bitmaps = {}
+            for name, bits in self._bitmaps.items():
+                members = np.unpackbits(bits, bitorder="little")[:count][order]
+                packed = np.zeros_like(bits)
+                packed[: (count + 7) // 8] = np.packbits(members, bitorder="little")
+                bitmaps[name] = packed
+            fasts = {name: index.renumbered(new_row_of) for name, index in self._fast.items()}
+            with self._lock.exclusive():
+                self._rows, self._ids, self._row_of, self._galleries = rows, ids, row_of, galleries
+                self._bitmaps, self._fast = bitmaps, fasts
+            return True
 
     def drop_fast(self, gallery: str) -> bool:
         with self._writer, self._lock.exclusive():

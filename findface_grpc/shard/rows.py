@@ -113,6 +113,18 @@ class CompactRows:
     def move(self, source: int, target: int) -> None:
         self.write_codes(target, self.codes(source)[None])
 
+    def permuted(self, order: np.ndarray) -> "CompactRows":
+        """A copy whose row r holds this one's row order[r], for rows 0..len(order)-1."""
+        copy = CompactRows(self.dim)
+        copy.reserve(self.capacity)
+        for first in range(0, len(order), SEGMENT_ROWS):
+            sources = order[first : first + SEGMENT_ROWS]
+            ascending = np.argsort(sources, kind="stable")
+            codes = np.empty((len(sources), self.dim), np.uint8)
+            codes[ascending] = self.gather(sources[ascending])
+            copy.write_codes(first, codes)
+        return copy
+
     def approximate(self, row: int) -> np.ndarray:
         return decode(self.codes(row), self.scale)
 

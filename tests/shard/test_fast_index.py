@@ -142,6 +142,37 @@ def test_merging_the_delta_keeps_the_answers(indexed):
     assert np.mean(np.array(after) == np.arange(20001, 21201, 10)) >= 0.98
 
 
+def test_rows_laid_out_in_list_order_keep_every_answer(indexed):
+    index, vectors, rng = indexed
+    fresh = unit(rng.standard_normal((300, DIM)))
+    index.upsert(np.arange(10001, 10301), fresh, [("odd",)] * 300)  # in the delta, at the end
+    index.remove([2, 3, 500])  # holes filled by the last rows
+    index.set_galleries([(11, ()), (12, ("odd",))])
+    queries = np.concatenate([planted(rng, vectors, rng.choice(len(vectors), 60, replace=False)), fresh[::10]])
+
+    def answers() -> list:
+        return [[(hit.face_id, round(hit.score, 6)) for hit in index.search(q, gallery, 10, full_scan=full)[0]]
+                for q in queries for gallery in (DEFAULT_GALLERY, "odd") for full in (False, True)]
+
+    before, stats_before = answers(), index.stats()
+    galleries_before = {face_id: index.galleries_of(face_id) for face_id in (1, 11, 12, 4001, 10001, 10300)}
+    assert index.cluster_rows(DEFAULT_GALLERY)
+    listed = index._fast[DEFAULT_GALLERY].listed_rows()
+    assert np.array_equal(listed, np.arange(len(listed)))  # each list one run of rows, list after list
+    assert answers() == before
+    stats = index.stats()
+    assert (stats.face_count, stats.gallery_counts, stats.fast) == (stats_before.face_count, stats_before.gallery_counts, stats_before.fast)
+    assert {face_id: index.galleries_of(face_id) for face_id in galleries_before} == galleries_before
+    assert not index.cluster_rows(DEFAULT_GALLERY)  # already laid out
+
+    # Writes after the move find the faces where they now are.
+    index.remove([10001, 1])
+    assert 10001 not in top_ids(index, fresh[0], "odd", 5)
+    index.upsert([9], fresh[:1] * -1, [("odd",)])
+    assert top_ids(index, -fresh[0], "odd")[0] == 9
+    assert top_ids(index, fresh[5], "odd")[0] == 10006
+
+
 def test_a_gallery_that_empties_loses_its_index(indexed):
     index, _, _ = indexed
     index.set_galleries([(i, ()) for i in range(1, 6001, 2)])
