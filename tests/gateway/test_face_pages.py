@@ -81,6 +81,22 @@ def test_walk_races_two_indexes_and_the_cheaper_one_answers():
     assert by_meta.read == 10 and by_gallery.read <= 2 * by_meta.read + 20 + 1
 
 
+def test_a_walk_of_point_lookups_costs_its_ids_and_keeps_its_windows_narrow():
+    # 1 document in 50 matches: the walk widens, but no window passes max_width, and every id looked up counts.
+    docs = [{"_id": i, "state": ACTIVE if i % 50 == 0 else DELETING} for i in range(1, 20_001)]
+    windows = []
+
+    def fetch(lo, hi):
+        windows.append(hi - lo)
+        return [d for d in docs if lo <= d["_id"] < hi]
+
+    walk = id_windows.IdWalk(fetch, active, 20_001, 0, 30, True, id_cost=2.0, max_width=500)
+    got = id_windows.race([walk])
+    assert [d["_id"] for d in got] == list(range(20_000, 18_500, -50))
+    assert max(windows) == 500 and sum(windows) == 20_001 - walk.frontier
+    assert walk.read == sum(windows) * 3  # each id found (all of them here) and looked up
+
+
 @pytest.mark.parametrize("width, covered, found, want, then", [
     (100, 100, 0, 50, 400),  # nothing found: GROWTH_EMPTY
     (100, 100, 10, 101, 911),  # 1 in 10: 91 more need about 910 ids
