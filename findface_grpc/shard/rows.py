@@ -174,42 +174,95 @@ class CompactRows:
     def score_rows(self, query: np.ndarray, rows: np.ndarray, pool: int) -> tuple[np.ndarray, np.ndarray]:
         """The `pool` best of the given rows for one query by approximate score: (scores, rows), best first.
 
-        The rows' codes are gathered into one block and scored by the same faiss kernel as `scan`, so the scores
-        of both can be merged.
+        Runs of consecutive rows (a fast index's lists, once the rows are laid out in list order) are scored where
+        they lie; the other rows are gathered into one block first. Both go through the faiss kernel of `scan`, so
+        the scores of both can be merged.
         """
-        faiss.omp_set_num_threads(1)
         if not len(rows):
             return np.empty(0, np.float32), np.empty(0, np.int64)
-        rows = np.sort(rows.astype(np.int64))
-        block = _scoring_block(self.dim)
-        # The rows are copied once, straight into the block's own buffer (add_sa_codes would copy them again,
-        # and takes several times as long).
-        block.codes.resize(len(rows) * self.dim)
-        block.ntotal = len(rows)
-        self.gather(rows, out=faiss.rev_swig_ptr(block.codes.data(), len(rows) * self.dim).reshape(len(rows), self.dim))
+        # Stable: a merge of the sorted runs that lists are, rather than a sort from scratch.
+        rows = np.sort(rows.astype(np.int64), kind="stable")
+        breaks = np.flatnonzero((np.diff(rows) != 1) | (rows[1:] % SEGMENT_ROWS == 0)) + 1
+        starts = np.concatenate([[0], breaks])
+        lengths = np.diff(np.append(starts, len(rows)))
+        long = lengths >= MIN_RUN
+        scorer = _scorer(self.dim)
         integral, query_scale = _integral(query[None])
-        scores, found = block.search(integral, min(pool, len(rows)))
-        keep = found[0] >= 0
-        return scores[0][keep] / (np.float32(self.scale) * query_scale[0, 0]), rows[found[0][keep]]
+        scorer.start(integral[0], pool)
+        for first, length in zip(rows[starts[long]].tolist(), lengths[long].tolist()):
+            segment, offset = divmod(first, SEGMENT_ROWS)
+            scorer.scan(self._codes[segment][offset:], length, first)
+        scattered = rows[np.repeat(~long, lengths)]
+        if len(scattered):
+            codes = scorer.block(len(scattered))
+            self.gather(scattered, out=codes)
+            scorer.scan(codes, len(scattered), _GATHERED)
+        scores, labels = scorer.best()
+        found = (labels >> 32) + (labels & 0xFFFFFFFF)
+        gathered = labels >> 32 == _GATHERED
+        found[gathered] = scattered[labels[gathered] & 0xFFFFFFFF]
+        return scores / (np.float32(self.scale) * query_scale[0, 0]), found
 
 
-_blocks = threading.local()
+# Runs of at least this many consecutive rows are scored in place; shorter ones are gathered first (a faiss call
+# per run costs about as much as copying a few rows).
+MIN_RUN = 8
+# The faiss scanner labels each scored row (list_no << 32 | its offset in the codes scanned). A run is scanned as
+# list_no = its first row, so its rows come back as first + offset; the gathered rows as list_no _GATHERED, a row
+# number never reached (the lists keep rows as int32), and their offset among the gathered.
+_GATHERED = (1 << 31) - 1
 
 
-def _scoring_block(dim: int) -> faiss.IndexScalarQuantizer:
-    """This thread's faiss block for scoring gathered rows, kept between queries so that its code buffer keeps
-    its capacity. A new block per query allocated megabytes each time: under the servers' fixed mmap threshold
-    (launch.ALLOCATOR_ENV) an mmap, a page fault per 4 kB and an munmap, which made a fast-index query's scoring
-    3x slower (1.5 -> 4.8 ms for 7,800 rows)."""
-    blocks = getattr(_blocks, "by_dim", None)
-    if blocks is None:
-        blocks = _blocks.by_dim = {}
-    block = blocks.get(dim)
-    if block is None:
-        block = blocks[dim] = faiss.IndexScalarQuantizer(
-            dim, faiss.ScalarQuantizer.QT_8bit_direct_signed, faiss.METRIC_INNER_PRODUCT
-        )
-    return block
+class _Scorer:
+    """One thread's faiss scanner over int8 codes, its result heap, and a buffer for gathered rows.
+
+    The buffer is kept between queries so that it keeps its capacity: a new one per query allocated megabytes
+    each time, under the servers' fixed mmap threshold (launch.ALLOCATOR_ENV) an mmap, a page fault per 4 kB and
+    an munmap, which made a fast-index query's scoring 3x slower."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self._quantizer = faiss.ScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit_direct_signed)
+        self._scanner = self._quantizer.select_InvertedListScanner(faiss.METRIC_INNER_PRODUCT, None, True, None, False)
+        self._buffer = np.empty(0, np.uint8)
+        self._scores = np.empty(0, np.float32)
+        self._labels = np.empty(0, np.int64)
+
+    def block(self, rows: int) -> np.ndarray:
+        if len(self._buffer) < rows * self.dim:
+            self._buffer = np.empty(rows * self.dim, np.uint8)
+        return self._buffer[: rows * self.dim].reshape(rows, self.dim)
+
+    def start(self, query: np.ndarray, pool: int) -> None:
+        self._query = query  # the scanner keeps a pointer to it
+        self._scanner.set_query(faiss.swig_ptr(query))
+        # An inner-product heap (faiss's CMin) of `pool` empty slots: every score replaces one.
+        self._scores = np.full(pool, -np.finfo(np.float32).max, np.float32)
+        self._labels = np.full(pool, -1, np.int64)
+
+    def scan(self, codes: np.ndarray, rows: int, list_no: int) -> None:
+        self._scanner.list_no = list_no
+        self._scanner.scan_codes(rows, faiss.swig_ptr(codes), None, faiss.swig_ptr(self._scores),
+                                 faiss.swig_ptr(self._labels), len(self._scores))
+
+    def best(self) -> tuple[np.ndarray, np.ndarray]:
+        filled = self._labels >= 0
+        scores, labels = self._scores[filled], self._labels[filled]
+        order = np.argsort(-scores, kind="stable")
+        return scores[order], labels[order]
+
+
+_scorers = threading.local()
+
+
+def _scorer(dim: int) -> _Scorer:
+    by_dim = getattr(_scorers, "by_dim", None)
+    if by_dim is None:
+        by_dim = _scorers.by_dim = {}
+    scorer = by_dim.get(dim)
+    if scorer is None:
+        scorer = by_dim[dim] = _Scorer(dim)
+    return scorer
 
 
 def _integral(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

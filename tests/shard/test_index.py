@@ -314,3 +314,27 @@ def test_only_candidates_near_the_kth_are_rescored_and_the_top_k_stays_exact():
         assert ids_of(hits) == reference(alive, None, q, 10, -1.0)
     assert max(asked) <= 52
     assert np.median(asked) < 30
+
+
+@pytest.mark.parametrize("pool", [1, 10, 200])
+def test_scoring_chosen_rows_in_runs_and_scattered_equals_scanning_them(pool, monkeypatch):
+    """score_rows scores long runs of rows where they lie and gathers the rest: both must give what a scan limited
+    to those rows gives, across segment boundaries too."""
+    monkeypatch.setattr(rows_mod, "SEGMENT_ROWS", 128)
+    rng = np.random.default_rng(12)
+    rows = rows_mod.CompactRows(64)
+    rows.reserve(1000)
+    rows.write(0, unit(rng, 1000, 64))
+    chosen = np.concatenate([np.arange(100, 140), np.arange(300, 309), [5, 7, 999], np.arange(500, 503),
+                             np.arange(640, 768)])
+    rng.shuffle(chosen)
+    members = np.zeros(1000 // 8 + 1, np.uint8)
+    np.bitwise_or.at(members, chosen >> 3, (1 << (chosen & 7)).astype(np.uint8))
+    for query in unit(rng, 5, 64):
+        scores, found = rows.score_rows(query, chosen, pool)
+        expected_scores, expected = rows.scan(query[None], 1000, pool, members)
+        keep = expected[0] >= 0
+        assert len(found) == min(pool, len(chosen))
+        assert set(found.tolist()) == set(expected[0][keep].tolist())
+        assert np.allclose(scores, expected_scores[0][keep], atol=1e-6)
+        assert list(scores) == sorted(scores, reverse=True)
