@@ -28,6 +28,7 @@ from findface_grpc.gateway.metadata import MetadataStore, MetadataView, _in_thre
 log = logging.getLogger(__name__)
 
 EVENT_ID_COUNTER = "event_id"
+NO_COUNTER = "the event id counter is missing; restarting the gateway recreates it"
 # Events older than the retention are deleted this often.
 PRUNE_INTERVAL_S = 3600.0
 LIST_LIMIT_DEFAULT = 100
@@ -112,7 +113,7 @@ def _face(doc: dict) -> Face:
                 thumbnail=doc.get("thumbnail", ""), normalized=doc.get("normalized", ""))
 
 
-def _event_doc(event: Event) -> dict:
+def event_doc(event: Event) -> dict:
     match = event.match
     return {"_id": event.id, "camera": event.camera_id, "frame": event.frame_time, "track": event.track_id,
             "bbox": list(event.bbox), "thumbnail": Binary(event.thumbnail),
@@ -153,10 +154,10 @@ class HistoryStore(MetadataView):
         doc = self.counters.find_one_and_update({"_id": EVENT_ID_COUNTER}, {"$inc": {"value": len(events)}},
                                                 return_document=ReturnDocument.AFTER)
         if doc is None:
-            raise FailedPrecondition("the event id counter is missing; restarting the gateway recreates it")
+            raise FailedPrecondition(NO_COUNTER)
         first = int(doc["value"]) - len(events) + 1
         stored = [replace(e, id=first + i) for i, e in enumerate(events)]
-        self.collection.insert_many([_event_doc(e) for e in stored], ordered=False)
+        self.collection.insert_many([event_doc(e) for e in stored], ordered=False)
         return stored
 
     @_in_thread
@@ -197,7 +198,7 @@ class HistoryStore(MetadataView):
         """The largest event id given out (the event id counter): where the newest page starts."""
         doc = self.counters.find_one({"_id": EVENT_ID_COUNTER})
         if doc is None:
-            raise FailedPrecondition("the event id counter is missing; restarting the gateway recreates it")
+            raise FailedPrecondition(NO_COUNTER)
         return int(doc["value"])
 
 
