@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 
 # As often as a lost MongoDB is tried again (outage.py), and no more often than a gRPC channel reconnects.
 PROBE_INTERVAL_S = 1.0
-# Health checks of a shard while writes wait on it: at most this often, and at least 4 times within shard_hang_s,
-# so that a hung shard has had more than one chance to answer.
+# Health checks of a shard while writes wait on it: this often, each after the last one's answer. Never more than
+# a quarter of shard_hang_s, so that the check that finds a shard hung has had most of that time to be answered.
 CHECK_INTERVAL_S = 1.0
 
 T = TypeVar("T")
