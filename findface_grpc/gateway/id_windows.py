@@ -31,13 +31,15 @@ class IdWalk:
     """A walk down (or up) the ids by windows that one fetch serves, the matches collected in page order."""
 
     def __init__(self, fetch: Fetch, keep: Callable[[dict], bool], start: int, stop: int, want: int,
-                 descending: bool, costs_width: bool = False) -> None:
-        """`costs_width`: the fetch costs every id of its window (point lookups), not only the documents found."""
+                 descending: bool, id_cost: float = 0.0, max_width: int = 0) -> None:
+        """`id_cost`: what looking up one id of a window costs beside the documents found, in documents read, for
+        a fetch that looks up every id (point lookups) rather than reading an index range; `max_width`: its
+        windows' largest width (0: none), so that one window never costs far more than the race expects."""
         self.fetch, self.keep, self.start, self.stop, self.want = fetch, keep, start, stop, want
-        self.descending, self.costs_width = descending, costs_width
+        self.descending, self.id_cost, self.max_width = descending, id_cost, max_width
         self.frontier = start  # the bound reached: exclusive upper one going down, inclusive lower one going up
         self.width = want
-        self.read = 0  # the cost so far, in documents read (or ids looked up)
+        self.read = 0.0  # the cost so far, in documents read
         self.found: list[dict] = []
 
     def done(self) -> bool:
@@ -54,13 +56,15 @@ class IdWalk:
             lo, hi = self.frontier, min(self.stop, self.frontier + self.width)
             self.frontier = hi
         docs = self.fetch(lo, hi)
-        self.read += hi - lo if self.costs_width else len(docs)
+        self.read += len(docs) + self.id_cost * (hi - lo)
         self.found.extend(sorted((d for d in docs if self.keep(d)), key=lambda d: d["_id"], reverse=self.descending))
         self.width = next_width(self.width, abs(self.frontier - self.start), len(self.found), self.want)
+        if self.max_width:
+            self.width = min(self.width, self.max_width)
 
 
 class Walk(Protocol):
-    read: int
+    read: float
 
     def done(self) -> bool: ...
 
