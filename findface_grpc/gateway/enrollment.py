@@ -270,10 +270,10 @@ class Enroller:
         """Add the faces' descriptors to their shards; returns the ids they were enrolled under, in the given
         order, and the ids given up on.
 
-        The faces of a shard that turns out to be unreachable are moved: added again under fresh ids on the
-        shards that answer (the journal entry names those ids first); their first ids are given up (their shard
-        may have stored them after all). So a batch fails only when no shard takes its faces, and then as
-        UNAVAILABLE. Other failures (a shard refusing the descriptors, say) fail it whole.
+        The faces of a shard that turns out to be unreachable (or hung: availability.py) are moved: added again
+        under fresh ids on the shards that answer (the journal entry names those ids first); their first ids are
+        given up (their shard may have stored them after all). So a batch fails only when no shard takes its
+        faces, and then as UNAVAILABLE. Other failures (a shard refusing the descriptors, say) fail it whole.
         """
         cluster = self.cluster
         placed = list(ids)
