@@ -242,6 +242,22 @@ def test_a_slow_shard_keeps_its_writes(env):
     env.consistent()
 
 
+def test_every_shard_hung_is_unavailable_within_shard_hang_s(env):
+    before = env.checker.cluster.metadata.faces.count_documents({})
+    with stopped(env.shards.servers[0]), stopped(env.shards.servers[1]):
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as info:
+            env.import_faces(10)
+        assert time.monotonic() - started < HANG_S + 5  # not shard_timeout_s (60 s)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "no shard answered, nothing was enrolled" in info.value.details()
+        assert "gave no answer to health checks" in info.value.details()
+    env.wait_whole()
+    env.consistent()
+    assert env.checker.cluster.metadata.faces.count_documents({}) == before
+    env.spread_again()
+
+
 def test_no_shard_at_all_is_unavailable_and_leaves_nothing(env, photos):
     before = env.checker.cluster.metadata.faces.count_documents({})
     env.shards.kill(0)
