@@ -101,6 +101,13 @@ def matrix_profile(name: str, primaries, gamma: float | None = None) -> bytes:
     ])
 
 
+def grey(gamma: float) -> bytes:
+    """A grey display profile of this gamma (a scanner's or a camera's monochrome mode)."""
+    curve = b"curv\0\0\0\0" + struct.pack(">IH", 1, round(gamma * 256))
+    return _profile(b"mntr", b"GRAY", [(b"desc", _desc(f"Grey gamma {gamma:g}")), (b"wtpt", _xyz_tag(D50_XYZ)),
+                                       (b"kTRC", curve)])
+
+
 def display_p3() -> bytes:
     return matrix_profile("Display P3", P3_PRIMARIES)
 

@@ -86,6 +86,25 @@ def test_a_drafted_jpeg_is_converted_too():
     assert np.abs(at - icc.convert(colours, icc.P3_PRIMARIES, icc.srgb_decode)).max() <= 3
 
 
+def test_a_grey_photo_with_a_grey_profile_gets_its_tones():
+    """Grey pixels of a linear (gamma 1) profile: mid-grey stored as 128 is half the light, sRGB's 188."""
+    levels = np.array([0, 32, 64, 128, 192, 255], np.uint8)
+    stored = patches(np.repeat(levels[:, None], 3, axis=1)).convert("L")
+    decoded = centres(decode(encode(stored, "JPEG", quality=95, icc_profile=icc.grey(1.0))))
+    expected = icc.srgb_encode(levels / 255.0)
+    assert np.abs(decoded - expected[:, None]).max() <= 3
+    assert (decoded[:, 0] == decoded[:, 2]).all()
+
+
+def test_transparent_parts_stay_white_and_the_rest_is_converted():
+    image = Image.new("RGBA", (64, 32), (0, 0, 0, 0))
+    image.paste((200, 100, 50, 255), (32, 0, 64, 32))
+    decoded = decode(encode(image, "PNG", icc_profile=icc.display_p3()))
+    assert decoded[16, 8].tolist() == [255, 255, 255]
+    expected = icc.convert(np.array([[200, 100, 50]]), icc.P3_PRIMARIES, icc.srgb_decode)[0]
+    assert np.abs(decoded[16, 48] - expected).max() <= 1
+
+
 def test_an_srgb_profile_leaves_the_pixels_as_they_are(faces):
     photo = Image.open(faces / "deepface/img1.jpg").convert("RGB")
     srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
