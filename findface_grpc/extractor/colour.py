@@ -38,7 +38,8 @@ _SAME = "sRGB"
 
 class _Transforms:
     """(profile digest, pixel mode) -> the transform to sRGB, _SAME, or why the profile is not used; thread-safe,
-    as photos are decoded in a thread pool."""
+    as photos are decoded in a thread pool. One transform serves every thread at once: littlecms keeps no state of
+    a call in it (each call copies its one-pixel cache), and Pillow releases the GIL while it runs."""
 
     def __init__(self) -> None:
         self._known: OrderedDict[tuple[bytes, str], ImageCms.ImageCmsTransform | str] = OrderedDict()
