@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import numpy as np
@@ -155,6 +156,18 @@ def test_an_unusable_profile_is_ignored_and_logged_once(case, caplog):
         for _ in range(3):
             assert np.array_equal(decode(encode(image, "JPEG", quality=95, icc_profile=profile)), without)
     assert [r.levelno for r in caplog.records if r.name == colour.__name__] == [logging.DEBUG]
+
+
+def test_threads_share_a_profile_and_each_gets_its_own_pixels():
+    """Photos are decoded in a thread pool; all of these share one transform, each with other colours."""
+    rng = np.random.default_rng(3)
+    photos = [rng.integers(0, 256, (1, 64, 3), np.uint8) for _ in range(16)]
+    blobs = [encode(patches(p[0]), "PNG", icc_profile=icc.display_p3()) for p in photos]
+    with ThreadPoolExecutor(4) as pool:
+        decoded = list(pool.map(decode, blobs * 4))
+    for k, image in enumerate(decoded):
+        expected = icc.convert(photos[k % len(photos)][0], icc.P3_PRIMARIES, icc.srgb_decode)
+        assert np.abs(centres(image) - expected).max() <= 1
 
 
 def test_profiles_remembered_are_bounded(monkeypatch):
