@@ -242,6 +242,18 @@ def test_a_slow_shard_keeps_its_writes(env):
     env.consistent()
 
 
+def test_big_imports_at_once_are_not_taken_for_a_hang(env):
+    """Three messages of 10,000 faces at once keep both shards busy with writes that wait on each other (one
+    Tarantool call at a time): the shards answer health checks meanwhile, none is taken for hung, and every message
+    keeps its faces on both shards."""
+    with ThreadPoolExecutor(3) as pool:
+        batches = list(pool.map(lambda _: env.import_faces(10000), range(3)))
+    for ids in batches:
+        assert 0.45 < sum(owner(i) == 1 for i in ids) / len(ids) < 0.55
+        for face_id in ids:  # the other tests look each known face up: not these
+            del env.known[face_id]
+
+
 def test_every_shard_hung_is_unavailable_within_shard_hang_s(env):
     before = env.checker.cluster.metadata.faces.count_documents({})
     with stopped(env.shards.servers[0]), stopped(env.shards.servers[1]):
