@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--kind", choices=("clustered", "uniform"), default="clustered")
     parser.add_argument("--calls", type=int, default=300)
-    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--batch", type=int, default=5000)
     args = parser.parse_args(argv)
     rng = np.random.default_rng(11)
