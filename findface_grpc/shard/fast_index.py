@@ -38,6 +38,10 @@ BUILDING, READY, FAILED, DROPPED = "BUILDING", "READY", "FAILED", "DROPPED"
 # A build's share of its work spent on the sample's k-means (the rest: passes over every face, to refine the
 # centroids and then to assign each face to a list).
 TRAINING_SHARE = 0.15
+# The share of a fast index's faces that may sit apart from their lists' runs of rows (merged, or moved by
+# removals, since the rows were laid out) before the rows are laid out again: a search gathers each such face
+# alone, and laying out costs about a second per million faces, during which writes wait.
+RELAYOUT_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,14 @@ def build_layout(index: FaceIndex, gallery: str, progress: Callable[[float], Non
         done += len(block_ids)
         progress(TRAINING_SHARE + (1 - TRAINING_SHARE) * (REFINE_STEPS + min(1.0, done / max(faces, 1))) / passes)
     return Layout.grouped(centroids, _joined(ids), _joined(assigned))
+
+
+def lay_out_rows(index: FaceIndex) -> None:
+    """Lay the rows out in the list order of the biggest gallery with a fast index (rows have one order: a small
+    gallery's index built later must not scatter a big one's lists)."""
+    fast = index.stats().fast
+    if fast:
+        index.cluster_rows(max(fast, key=lambda gallery: (fast[gallery].listed, gallery)))
 
 
 class FastIndexes:
@@ -154,7 +166,7 @@ class FastIndexes:
             with index.overwrites_watched() as stale:
                 layout = build_layout(index, gallery, lambda done: self._set_progress(gallery, done))
                 installed = index.install_fast(gallery, layout, nprobe, stale)
-            index.cluster_rows(gallery)
+            lay_out_rows(index)
         except Exception as exc:  # noqa: BLE001 - reported in the gallery's state; searches go on exactly
             log.exception("shard %s: fast index of %r failed", self.shard_id, gallery)
             with self._lock:
@@ -189,6 +201,19 @@ class FastIndexes:
                 self.build(index, gallery)
         for gallery in present:
             self._merge(index, gallery)
+            self._relayout(index, gallery)
+
+    def _relayout(self, index: FaceIndex, gallery: str) -> None:
+        """Lay the rows out again once RELAYOUT_SHARE of the lists' faces sit apart from their lists: those are
+        gathered row by row on every search."""
+        apart = index.rows_out_of_place(gallery)
+        listed = index.stats().fast.get(gallery)
+        if apart is None or listed is None or apart <= RELAYOUT_SHARE * max(listed.listed, 1):
+            return
+        began = time.monotonic()
+        index.cluster_rows(gallery)
+        log.info("shard %s: rows laid out again for the lists of %r in %.1fs (%d faces had been apart from theirs)",
+                 self.shard_id, gallery, time.monotonic() - began, apart)
 
     def _merge(self, index: FaceIndex, gallery: str) -> None:
         with index.overwrites_watched() as stale:
@@ -232,12 +257,12 @@ class FastIndexes:
         for saved in snapshot.read_fast_all(self.directory, model_id, dim):
             began = time.monotonic()
             state = index.install_fast(saved.gallery, saved.layout, saved.nprobe, changed_since(saved.version))
-            index.cluster_rows(saved.gallery)
             with self._lock:
                 self._built_at[saved.gallery] = saved.built_at
             self._saved.add(saved.gallery)
             log.info("shard %s: fast index of %r loaded in %.2fs: %d faces listed, %d in the delta",
                      self.shard_id, saved.gallery, time.monotonic() - began, state.listed, state.delta)
+        lay_out_rows(index)
 
 
 def _joined(arrays: list[np.ndarray]) -> np.ndarray:

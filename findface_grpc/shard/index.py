@@ -95,6 +95,8 @@ class FaceIndex(FastIndexAccess):
         self._counts: dict[str, int] = {}
         # Per gallery with a fast index (ann.py), its lists over these rows.
         self._fast: dict[str, GalleryIndex] = {}
+        # The gallery whose lists the rows were last laid out for (cluster_rows), if any.
+        self._laid_out_for: str | None = None
         # Sets collecting the ids whose descriptors are overwritten while a fast index is being built.
         self._overwrite_watchers: list[set[int]] = []
         # Searches share `_lock`; a mutation holds it exclusively. `_writer` keeps mutations one at a time.

@@ -12,7 +12,7 @@ import numpy as np
 
 from findface_grpc.shard.ann import GalleryIndex, Layout, has_bits
 from findface_grpc.shard.idmap import IdRows
-from findface_grpc.shard.rows import decode
+from findface_grpc.shard.rows import decode, scattered_count
 
 # Every face is in this gallery, whatever else it is in; it is not stored as a bitmap.
 DEFAULT_GALLERY = "default"
@@ -128,6 +128,7 @@ class FastIndexAccess:
             rest = np.ones(count, bool)
             rest[listed] = False
             order = np.concatenate([listed, np.flatnonzero(rest)])
+            self._laid_out_for = gallery
             if np.array_equal(order, np.arange(count)):
                 return False
             new_row_of = np.empty(count, np.int64)
@@ -148,6 +149,16 @@ class FastIndexAccess:
                 self._rows, self._ids, self._row_of, self._galleries = rows, ids, row_of, galleries
                 self._bitmaps, self._fast = bitmaps, fasts
             return True
+
+    def rows_out_of_place(self, gallery: str) -> int | None:
+        """How many of the gallery's listed rows sit apart from their lists' runs (faces merged or moved by removals
+        since the rows were laid out): a search gathers those one by one. None when the rows are not laid out for
+        this gallery's lists."""
+        with self._lock.shared():
+            fast = self._fast.get(gallery)
+            if fast is None or self._laid_out_for != gallery:
+                return None
+            return scattered_count(fast.listed_rows())
 
     def drop_fast(self, gallery: str) -> bool:
         with self._writer, self._lock.exclusive():

@@ -182,9 +182,7 @@ class CompactRows:
             return np.empty(0, np.float32), np.empty(0, np.int64)
         # Stable: a merge of the sorted runs that lists are, rather than a sort from scratch.
         rows = np.sort(rows.astype(np.int64), kind="stable")
-        breaks = np.flatnonzero((np.diff(rows) != 1) | (rows[1:] % SEGMENT_ROWS == 0)) + 1
-        starts = np.concatenate([[0], breaks])
-        lengths = np.diff(np.append(starts, len(rows)))
+        starts, lengths = runs(rows)
         long = lengths >= MIN_RUN
         scorer = _scorer(self.dim)
         integral, query_scale = _integral(query[None])
@@ -207,6 +205,22 @@ class CompactRows:
 # Runs of at least this many consecutive rows are scored in place; shorter ones are gathered first (a faiss call
 # per run costs about as much as copying a few rows).
 MIN_RUN = 8
+
+
+def runs(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The runs of consecutive rows within one segment in `rows`: (where each starts in `rows`, its length)."""
+    rows = np.asarray(rows, np.int64)
+    if not len(rows):
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    breaks = np.flatnonzero((np.diff(rows) != 1) | (rows[1:] % SEGMENT_ROWS == 0)) + 1
+    starts = np.concatenate([[0], breaks])
+    return starts, np.diff(np.append(starts, len(rows)))
+
+
+def scattered_count(rows: np.ndarray) -> int:
+    """How many of `rows` are in runs too short to be scored in place."""
+    _, lengths = runs(rows)
+    return int(lengths[lengths < MIN_RUN].sum())
 # The faiss scanner labels each scored row (list_no << 32 | its offset in the codes scanned). A run is scanned as
 # list_no = its first row, so its rows come back as first + offset; the gathered rows as list_no _GATHERED, a row
 # number never reached (the lists keep rows as int32), and their offset among the gathered.

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from findface_grpc.shard import snapshot
-from findface_grpc.shard.ann import add_to_nearest, moved_centroids
-from findface_grpc.shard.fast_index import FastIndexes, build_layout
+from findface_grpc.shard.ann import add_to_nearest, moved_centroids, nearest_lists
+from findface_grpc.shard.fast_index import FastIndexes, build_layout, lay_out_rows
 from findface_grpc.shard.index import DEFAULT_GALLERY, FaceIndex
 from findface_grpc.v1 import common_pb2, shard_pb2
 from tests.shard.test_shard_service import connect, desc, face
@@ -171,6 +171,23 @@ def test_rows_laid_out_in_list_order_keep_every_answer(indexed):
     index.upsert([9], fresh[:1] * -1, [("odd",)])
     assert top_ids(index, -fresh[0], "odd")[0] == 9
     assert top_ids(index, fresh[5], "odd")[0] == 10006
+
+
+def test_rows_are_laid_out_for_the_biggest_index_and_again_once_merges_scatter_them(indexed):
+    index, vectors, rng = indexed
+    lay_out_rows(index)  # the default gallery's lists: it holds every face
+    assert index.rows_out_of_place(DEFAULT_GALLERY) == 0 and index.rows_out_of_place("odd") is None
+    index.upsert(np.arange(20001, 20901), people(rng, 900), [()] * 900)
+    ids, delta, centroids = index.delta_vectors(DEFAULT_GALLERY, 10_000)
+    assert index.merge_fast(DEFAULT_GALLERY, ids, nearest_lists(delta, centroids)[:, 0], centroids) == 900
+    # The merged faces sit at the end of the rows, in short runs apart from their lists.
+    assert 800 <= index.rows_out_of_place(DEFAULT_GALLERY) <= 900
+    queries = planted(rng, vectors, rng.choice(len(vectors), 40, replace=False))
+    before = [top_ids(index, q, DEFAULT_GALLERY, 5) for q in queries]
+    FastIndexes("s", min_faces=10**9, nprobe=8, merge_batch=100, directory=None).maintain(index)
+    # 900 of 6,900 listed faces apart is past RELAYOUT_SHARE: laid out again
+    assert index.rows_out_of_place(DEFAULT_GALLERY) == 0
+    assert [top_ids(index, q, DEFAULT_GALLERY, 5) for q in queries] == before
 
 
 def test_a_gallery_that_empties_loses_its_index(indexed):
