@@ -27,7 +27,13 @@ SEGMENT_ROWS = 16384
 # Components of a unit-length descriptor of dimension d have a spread of about 1/sqrt(d); the codes cover
 # +-CLIP_SPREADS of that (components beyond are clipped, which only moves a candidate's approximate score).
 CLIP_SPREADS = 6.0
-
+# Runs of at least this many consecutive rows are scored in place; shorter ones are gathered first (a faiss call
+# per run costs about as much as copying a few rows).
+MIN_RUN = 8
+# The faiss scanner labels each scored row (list_no << 32 | its offset in the codes scanned). A run is scanned as
+# list_no = its first row, so its rows come back as first + offset; the gathered rows as list_no _GATHERED, a row
+# number never reached (the lists keep rows as int32), and their offset among the gathered.
+_GATHERED = (1 << 31) - 1
 
 
 def code_scale(dim: int) -> float:
@@ -202,11 +208,6 @@ class CompactRows:
         return scores / (np.float32(self.scale) * query_scale[0, 0]), found
 
 
-# Runs of at least this many consecutive rows are scored in place; shorter ones are gathered first (a faiss call
-# per run costs about as much as copying a few rows).
-MIN_RUN = 8
-
-
 def runs(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The runs of consecutive rows within one segment in `rows`: (where each starts in `rows`, its length)."""
     rows = np.asarray(rows, np.int64)
@@ -221,10 +222,6 @@ def scattered_count(rows: np.ndarray) -> int:
     """How many of `rows` are in runs too short to be scored in place."""
     _, lengths = runs(rows)
     return int(lengths[lengths < MIN_RUN].sum())
-# The faiss scanner labels each scored row (list_no << 32 | its offset in the codes scanned). A run is scanned as
-# list_no = its first row, so its rows come back as first + offset; the gathered rows as list_no _GATHERED, a row
-# number never reached (the lists keep rows as int32), and their offset among the gathered.
-_GATHERED = (1 << 31) - 1
 
 
 class _Scorer:
@@ -239,6 +236,7 @@ class _Scorer:
         self._quantizer = faiss.ScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit_direct_signed)
         self._scanner = self._quantizer.select_InvertedListScanner(faiss.METRIC_INNER_PRODUCT, None, True, None, False)
         self._buffer = np.empty(0, np.uint8)
+        self._query = np.empty(0, np.float32)
         self._scores = np.empty(0, np.float32)
         self._labels = np.empty(0, np.int64)
 
