@@ -113,11 +113,11 @@ class FastIndexAccess:
         are in no list follow, in their order. Returns whether any row moved.
 
         A search then reads each probed list as one run of memory instead of picking 512-byte rows out of the whole
-        shard, each a cache and TLB miss: a fast-index query over 500,000 faces 2.5 -> 1.4 ms. Rows keep only the
-        layout of the index installed last; faces merged or moved by removals later sit apart from their lists
-        until the next build. The rows are copied under the writer mutex (searches go on over the old ones, writes
-        wait: about a second per million faces) and swapped in under the exclusive lock; the copy needs the rows'
-        memory a second time meanwhile.
+        shard, each a cache and TLB miss: a fast-index query over 500,000 faces 2.5 -> 1.4 ms. Rows have one
+        layout: the caller chooses whose (fast_index.lay_out_rows) and when to lay out again, as faces merged or
+        moved by removals since sit apart from their lists (rows_out_of_place). The rows are copied under the
+        writer mutex (searches go on over the old ones, writes wait: about a second per million faces) and swapped
+        in under the exclusive lock; the copy needs the rows' memory a second time meanwhile.
         """
         with self._writer:
             fast = self._fast.get(gallery)
