@@ -358,6 +358,7 @@ class FaceIndex(FastIndexAccess):
         if any(k < 1 for k in ks):
             raise InvalidArgument("k must be >= 1")
         pool = 2 * max(ks) + RESCORE_EXTRA
+        margin = RESCORE_STEPS / self._rows.scale
         with self._lock.shared():
             members = None
             if gallery != DEFAULT_GALLERY:
@@ -372,11 +373,10 @@ class FaceIndex(FastIndexAccess):
             else:
                 while True:
                     scores, rows = self._rows.scan(queries, self._n, pool, members)
-                    if pool >= self._n or _pool_settles(scores, ks, thresholds, RESCORE_STEPS / self._rows.scale):
+                    if pool >= self._n or _pool_settles(scores, ks, thresholds, margin):
                         break
                     pool *= 4
             ids = np.where(rows >= 0, self._ids[np.maximum(rows, 0)], 0)
-        margin = RESCORE_STEPS / self._rows.scale
         candidates = [
             _candidates(ids[i], scores[i], rows[i], _rescore_floor(scores[i], ks[i], thresholds[i], margin))
             for i in range(len(queries))
