@@ -103,6 +103,8 @@ class FastIndexes:
         self._nprobe_of: dict[str, int] = {}
         self._unsaved: set[str] = set()
         self._saved: set[str] = set()
+        # The rows are to be laid out again at the next check: their index was dropped, or laying them out failed.
+        self._layout_due = False
         self._builder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-fast-index")
         # Called after a build is installed, to save it at once rather than at the next snapshot.
         self.on_built: Callable[[], None] = lambda: None
@@ -128,6 +130,9 @@ class FastIndexes:
             failed = self._failed.pop(gallery, None) is not None
             self._built_at.pop(gallery, None)
             self._unsaved.discard(gallery)
+            # The rows may have followed this index's lists: the biggest one left gets them, at the next check
+            # (in the upkeep's thread: this call runs on the server's event loop, which the copy would stop).
+            self._layout_due |= dropped
         if self.directory is not None:
             snapshot.remove_fast(self.directory, gallery)
             self._saved.discard(gallery)
@@ -166,7 +171,6 @@ class FastIndexes:
             with index.overwrites_watched() as stale:
                 layout = build_layout(index, gallery, lambda done: self._set_progress(gallery, done))
                 installed = index.install_fast(gallery, layout, nprobe, stale)
-            lay_out_rows(index)
         except Exception as exc:  # noqa: BLE001 - reported in the gallery's state; searches go on exactly
             log.exception("shard %s: fast index of %r failed", self.shard_id, gallery)
             with self._lock:
@@ -180,16 +184,38 @@ class FastIndexes:
         log.info("shard %s: fast index of %r built in %.1fs: %d faces in %d lists (nprobe %d), %d in the delta",
                  self.shard_id, gallery, time.monotonic() - began, installed.listed, installed.lists, nprobe,
                  installed.delta)
+        self._lay_out(index)
         self.on_built()
 
     def _set_progress(self, gallery: str, progress: float) -> None:
         with self._lock:
             self._progress[gallery] = progress
 
+    def _lay_out(self, index: FaceIndex, gallery: str | None = None) -> bool:
+        """Lay the rows out for the gallery's lists, or (lay_out_rows) for the biggest fast index's after a build, a
+        load or a drop; whether that was done. The layout only speeds searches up: when it fails (the copy needs
+        the rows' memory a second time) the rows stay as they were, every index answers from them, and the layout
+        is tried again at the next check."""
+        with self._lock:
+            self._layout_due = False
+        try:
+            if gallery is None:
+                lay_out_rows(index)
+            else:
+                index.cluster_rows(gallery)
+        except Exception as exc:  # noqa: BLE001 - see above
+            log.warning("shard %s: rows not laid out for the fast indexes' lists (tried again at the next check): "
+                        "%s: %s", self.shard_id, type(exc).__name__, exc)
+            with self._lock:
+                self._layout_due = True
+            return False
+        return True
+
     # Upkeep, run every few seconds by the service.
 
     def maintain(self, index: FaceIndex) -> None:
-        """Build the fast index of every gallery that reached min_faces; merge each index's delta."""
+        """Build the fast index of every gallery that reached min_faces; merge each index's delta; lay the rows out
+        when that is due."""
         counts = index.stats().gallery_counts
         with self._lock:
             known = set(self._progress) | set(self._failed)
@@ -201,6 +227,12 @@ class FastIndexes:
                 self.build(index, gallery)
         for gallery in present:
             self._merge(index, gallery)
+        with self._lock:
+            due = self._layout_due
+        if due:
+            self._lay_out(index)
+            return
+        for gallery in present:
             self._relayout(index, gallery)
 
     def _relayout(self, index: FaceIndex, gallery: str) -> None:
@@ -211,9 +243,9 @@ class FastIndexes:
         if apart is None or listed is None or apart <= RELAYOUT_SHARE * max(listed.listed, 1):
             return
         began = time.monotonic()
-        index.cluster_rows(gallery)
-        log.info("shard %s: rows laid out again for the lists of %r in %.1fs (%d faces had been apart from theirs)",
-                 self.shard_id, gallery, time.monotonic() - began, apart)
+        if self._lay_out(index, gallery):
+            log.info("shard %s: rows laid out again for the lists of %r in %.1fs (%d faces had been apart from theirs)",
+                     self.shard_id, gallery, time.monotonic() - began, apart)
 
     def _merge(self, index: FaceIndex, gallery: str) -> None:
         with index.overwrites_watched() as stale:
@@ -262,7 +294,7 @@ class FastIndexes:
             self._saved.add(saved.gallery)
             log.info("shard %s: fast index of %r loaded in %.2fs: %d faces listed, %d in the delta",
                      self.shard_id, saved.gallery, time.monotonic() - began, state.listed, state.delta)
-        lay_out_rows(index)
+        self._lay_out(index)
 
 
 def _joined(arrays: list[np.ndarray]) -> np.ndarray:

@@ -12,6 +12,7 @@ from findface_grpc.shard import snapshot
 from findface_grpc.shard.ann import add_to_nearest, moved_centroids, nearest_lists
 from findface_grpc.shard.fast_index import FastIndexes, build_layout, lay_out_rows
 from findface_grpc.shard.index import DEFAULT_GALLERY, FaceIndex
+from findface_grpc.shard.rows import CompactRows
 from findface_grpc.v1 import common_pb2, shard_pb2
 from tests.shard.test_shard_service import connect, desc, face
 
@@ -188,6 +189,66 @@ def test_rows_are_laid_out_for_the_biggest_index_and_again_once_merges_scatter_t
     # 900 of 6,900 listed faces apart is past RELAYOUT_SHARE: laid out again
     assert index.rows_out_of_place(DEFAULT_GALLERY) == 0
     assert [top_ids(index, q, DEFAULT_GALLERY, 5) for q in queries] == before
+
+
+def upkeep() -> FastIndexes:
+    """The service's upkeep of fast indexes, without building any by itself."""
+    return FastIndexes("s", min_faces=10**9, nprobe=8, merge_batch=100, directory=None)
+
+
+def test_dropping_the_index_the_rows_follow_hands_them_to_the_biggest_one_left(indexed):
+    index, vectors, rng = indexed
+    lay_out_rows(index)  # for the default gallery's lists
+    queries = planted(rng, vectors, rng.choice(len(vectors), 40, replace=False))
+    before = [top_ids(index, q, "odd", 5) for q in queries]
+    fast = upkeep()
+    try:
+        fast.drop(index, DEFAULT_GALLERY)
+        assert index.rows_out_of_place("odd") is None  # not in the drop itself: it runs on the event loop
+        fast.maintain(index)
+        assert index.rows_out_of_place("odd") == 0
+        assert [top_ids(index, q, "odd", 5) for q in queries] == before
+        fast.drop(index, "odd")  # none left: nothing to lay out, searches scan
+        fast.maintain(index)
+        assert index.stats().fast == {}
+        assert [top_ids(index, q, "odd", 5)[0] for q in queries] == [ids[0] for ids in before]
+    finally:
+        fast.close()
+
+
+def wait_built(fast: FastIndexes, index: FaceIndex, gallery: str, timeout: float = 30):
+    deadline = time.monotonic() + timeout
+    while (state := fast.state(index, gallery)).state == "BUILDING":
+        assert time.monotonic() < deadline, state
+        time.sleep(0.05)
+    return state
+
+
+def test_a_failed_layout_leaves_the_index_ready_and_is_tried_again(indexed, monkeypatch, caplog):
+    index, vectors, rng = indexed
+    def out_of_memory(rows: CompactRows, order: np.ndarray) -> CompactRows:
+        raise MemoryError  # the copy of the rows, which needs their memory a second time
+
+    monkeypatch.setattr(CompactRows, "permuted", out_of_memory)
+    queries = planted(rng, vectors, rng.choice(len(vectors), 40, replace=False))
+    fast = upkeep()
+    try:
+        fast.build(index, DEFAULT_GALLERY)
+        state = wait_built(fast, index, DEFAULT_GALLERY)
+        assert (state.state, state.error, state.listed) == ("READY", "", 6000)
+        assert "rows not laid out" in caplog.text and "MemoryError" in caplog.text
+        assert index.rows_out_of_place(DEFAULT_GALLERY) != 0
+        answers = [top_ids(index, q, DEFAULT_GALLERY, 5) for q in queries]
+        fast.maintain(index)  # still failing: still due
+        assert index.rows_out_of_place(DEFAULT_GALLERY) != 0
+        monkeypatch.undo()
+        fast.maintain(index)
+        assert index.rows_out_of_place(DEFAULT_GALLERY) == 0
+        assert [top_ids(index, q, DEFAULT_GALLERY, 5) for q in queries] == answers
+        fast.maintain(index)  # done: not again
+        assert index.rows_out_of_place(DEFAULT_GALLERY) == 0
+    finally:
+        fast.close()
 
 
 def test_a_gallery_that_empties_loses_its_index(indexed):
