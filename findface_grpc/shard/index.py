@@ -2,8 +2,9 @@
 
 Descriptors are unit length, so the dot product is the cosine similarity. Every face is one row of int8 codes
 (rows.py); a search scans the rows of a gallery for each query's best candidates by approximate score, then
-re-scores those candidates with their stored descriptors (float16 in Tarantool, handed in by the caller), so the
-results are ranked as a float32 scan would rank them. Without the stored descriptors (Tarantool down) the
+re-scores those candidates exactly, so the results are ranked as a float32 scan would rank them: from the rows'
+residuals when the index keeps them (rows.py), otherwise (and for a row whose residuals cannot give it back) from
+their stored descriptors (float16 in Tarantool, handed in by the caller). Without either (Tarantool down) the
 approximate scores answer, within about 1e-3.
 
 Rows are kept dense (a removed face's row is filled with the last row). Gallery membership is a bitmap over rows
@@ -27,7 +28,7 @@ from findface_grpc.shard.ann import GalleryIndex
 from findface_grpc.shard.idmap import IdRows
 from findface_grpc.shard.index_fast import DEFAULT_GALLERY, FastIndexAccess, FastIndexState
 from findface_grpc.shard.locks import ReadWriteLock
-from findface_grpc.shard.rows import CompactRows, encode
+from findface_grpc.shard.rows import CompactRows
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class IndexImage:
     gallery_sets: list[list[str]]
     count: int
     scale: float
+    residuals: bool
 
 
 @dataclass(frozen=True)
@@ -78,11 +80,11 @@ class IndexStats:
 class FaceIndex(FastIndexAccess):
     """Top-k search over the faces of one shard, for one model (one dimension)."""
 
-    def __init__(self, dim: int, capacity: int = 0) -> None:
+    def __init__(self, dim: int, capacity: int = 0, residuals: bool = False) -> None:
         if dim <= 0:
             raise InvalidArgument(f"index dimension must be > 0, not {dim}")
         self.dim = dim
-        self._rows = CompactRows(dim)
+        self._rows = CompactRows(dim, residuals)
         self._ids = np.empty(0, np.uint64)
         self._n = 0
         self._row_of = IdRows()
@@ -172,7 +174,7 @@ class FaceIndex(FastIndexAccess):
             keep = sorted(last.values())
             ids, vectors, id_list = ids[keep], vectors[keep], [id_list[i] for i in keep]
             galleries = [galleries[i] for i in keep]
-        codes = encode(vectors, self._rows.scale)
+        codes = self._rows.encode(vectors)
         with self._writer:
             # Faces of a batch mostly share a few gallery lists (a rebuild page hands over the very same tuples),
             # so each distinct list is turned into an interned set once.
@@ -276,17 +278,19 @@ class FaceIndex(FastIndexAccess):
                 (sets.setdefault(names, len(sets)) for names in self._galleries), dtype=np.uint32, count=self._n
             )
             return IndexImage(
-                self._ids[: self._n].copy(), set_of_row, [sorted(names) for names in sets], self._n, self._rows.scale
+                self._ids[: self._n].copy(), set_of_row, [sorted(names) for names in sets], self._n, self._rows.scale,
+                self._rows.residuals,
             )
 
     def codes_blocks(self, count: int) -> Iterator[np.ndarray]:
-        """The codes of rows 0..count-1, a segment at a time (views: valid until the next write)."""
+        """The codes (and residuals) of rows 0..count-1 in rows.CompactRows.blocks's order (views: valid until the
+        next write)."""
         yield from self._rows.blocks(count)
 
     @classmethod
     def restore(cls, dim: int, image: IndexImage, fill_codes: Callable[[np.ndarray], None]) -> "FaceIndex":
-        """An index holding `image`'s faces; `fill_codes(block)` fills each row block of codes in order."""
-        index = cls(dim, capacity=image.count)
+        """An index holding `image`'s faces; `fill_codes(block)` fills each block of codes_blocks in order."""
+        index = cls(dim, capacity=image.count, residuals=image.residuals)
         for block in index._rows.blocks(image.count):
             fill_codes(block)
         index._n = image.count
@@ -377,37 +381,60 @@ class FaceIndex(FastIndexAccess):
                         break
                     pool *= 4
             ids = np.where(rows >= 0, self._ids[np.maximum(rows, 0)], 0)
-        candidates = [
-            _candidates(ids[i], scores[i], rows[i], _rescore_floor(scores[i], ks[i], thresholds[i], margin))
-            for i in range(len(queries))
-        ]
-        vectors = self._exact_vectors(candidates, exact)
-        if vectors is None:
-            return [_top_k(c_ids, np.clip(c_scores, -1.0, 1.0), ks[i], thresholds[i])
-                    for i, (c_ids, c_scores) in enumerate(candidates)]
-        hits = []
-        for i, (c_ids, _) in enumerate(candidates):
-            known = [face_id for face_id in c_ids.tolist() if face_id in vectors]
-            if not known:
-                hits.append([])
-                continue
-            exact_scores = np.stack([vectors[face_id] for face_id in known]) @ queries[i]
-            hits.append(_top_k(np.asarray(known, np.uint64), exact_scores, ks[i], thresholds[i]))
-        return hits
+            candidates = []
+            for i in range(len(queries)):
+                keep = (rows[i] >= 0) & (scores[i] >= _rescore_floor(scores[i], ks[i], thresholds[i], margin))
+                rescored = (self._rows.exact_scores(queries[i], rows[i][keep]) if self._rows.residuals
+                            else np.full(int(keep.sum()), np.nan, np.float32))
+                candidates.append(_Candidates(ids[i][keep], scores[i][keep], rescored))
+        vectors = self._stored_vectors(candidates, exact)
+        return [_top_k(*c.scored(queries[i], vectors), ks[i], thresholds[i]) for i, c in enumerate(candidates)]
 
     @staticmethod
-    def _exact_vectors(candidates: list[tuple[np.ndarray, np.ndarray]],
-                       exact: ExactVectors | None) -> dict[int, np.ndarray] | None:
-        if exact is None:
-            return None
-        wanted = sorted({face_id for c_ids, _ in candidates for face_id in c_ids.tolist()})
+    def _stored_vectors(candidates: list["_Candidates"], exact: ExactVectors | None) -> dict[int, np.ndarray] | None:
+        """The stored descriptors of the candidates not re-scored yet; None when there are none to be had."""
+        wanted = sorted({face_id for c in candidates for face_id in c.ids[np.isnan(c.exact)].tolist()})
         if not wanted:
             return {}
+        if exact is None:
+            return None
         try:
             return exact(wanted)
         except Unavailable as exc:
             log.warning("scores from the compact rows only: %s", exc.message)
             return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidates:
+    """One query's candidates: their ids, approximate scores, and exact scores (NaN where not known yet)."""
+
+    ids: np.ndarray
+    approximate: np.ndarray
+    exact: np.ndarray
+
+    def scored(self, query: np.ndarray, stored: dict[int, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, scores): exact where known, else from the `stored` descriptors (a face they lack no longer exists),
+        else (no stored descriptors to be had) the approximate scores."""
+        missing = np.flatnonzero(np.isnan(self.exact))
+        if not len(missing):
+            return self.ids, self.exact
+        scores = self.exact.copy()
+        if stored is None:
+            scores[missing] = np.clip(self.approximate[missing], -1.0, 1.0)
+            return self.ids, scores
+        keep = np.ones(len(self.ids), bool)
+        found = []
+        for at in missing.tolist():
+            vector = stored.get(int(self.ids[at]))
+            if vector is None:
+                keep[at] = False
+            else:
+                found.append((at, vector))
+        if found:
+            where, vectors = zip(*found)
+            scores[list(where)] = np.stack(vectors) @ query
+        return self.ids[keep], scores[keep]
 
 
 def _pool_settles(scores: np.ndarray, ks: Sequence[int], thresholds: Sequence[float], margin: float) -> bool:
@@ -427,11 +454,6 @@ def _rescore_floor(scores: np.ndarray, k: int, threshold: float, margin: float) 
     if len(scores) >= k and np.isfinite(scores[k - 1]):
         floor = max(floor, float(scores[k - 1]) - margin)
     return floor
-
-
-def _candidates(ids: np.ndarray, scores: np.ndarray, rows: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
-    keep = (rows >= 0) & (scores >= floor)
-    return ids[keep], scores[keep]
 
 
 def _top_k(ids: np.ndarray, scores: np.ndarray, k: int, threshold: float) -> list[Hit]:

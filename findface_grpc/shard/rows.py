@@ -8,7 +8,12 @@ query against int8 rows with SIMD kernels chosen for the CPU at run time.
 Codes are one global scale per dimension count (not per row), so that a code's dot product with the query ranks
 rows the same way their descriptors would, give or take the quantisation error of rows and query. That error
 (about 1e-3 on a score for 512-d) decides only which rows become candidates: the caller re-scores the best
-candidates exactly.
+candidates exactly, from the stored descriptors or, when the rows keep residuals, from those.
+
+Residuals (optional, another byte per component) hold what each code rounded away, in 1/254 of a code step: code
+and residual give the descriptor back within 1/508 of a step (about 4e-6 a component for 512-d, finer than the
+float16 copy Tarantool keeps), so the best candidates are re-scored without reading Tarantool. A clipped component
+has no residual (UNKNOWN_RESIDUAL): such a row's exact score must come from its stored descriptor.
 
 Rows live in fixed-size segments, each a faiss index over its own block of codes: a growing shard adds segments
 instead of copying everything into a bigger array, and a batch of queries reads each segment while it is in the
@@ -34,6 +39,9 @@ MIN_RUN = 8
 # list_no = its first row, so its rows come back as first + offset; the gathered rows as list_no _GATHERED, a row
 # number never reached (the lists keep rows as int32), and their offset among the gathered.
 _GATHERED = (1 << 31) - 1
+# A residual counts 1/RESIDUAL_STEPS of a code step; a rounded-away part is at most half a step: within +-127.
+RESIDUAL_STEPS = 254
+UNKNOWN_RESIDUAL = -128
 
 
 def code_scale(dim: int) -> float:
@@ -52,23 +60,42 @@ def decode(codes: np.ndarray, scale: float) -> np.ndarray:
     return (codes.astype(np.float32) - 128.0) / scale
 
 
-class CompactRows:
-    """Rows 0..n-1 of int8 codes, n chosen by the caller (rows at or past it are never returned by a scan)."""
+def encode_residuals(vectors: np.ndarray, scale: float, codes: np.ndarray) -> np.ndarray:
+    """What each of `codes` (encode's) rounded away from `vectors`, as int8 residuals; UNKNOWN_RESIDUAL where a
+    component was clipped."""
+    rounded_away = vectors * np.float32(scale) - (codes.astype(np.float32) - 128.0)
+    residuals = np.rint(rounded_away * RESIDUAL_STEPS)
+    return np.where(np.abs(rounded_away) <= 0.5, residuals, UNKNOWN_RESIDUAL).astype(np.int8)
 
-    def __init__(self, dim: int) -> None:
+
+class CompactRows:
+    """Rows 0..n-1 of int8 codes (and their residuals, when kept), n chosen by the caller (rows at or past it are
+    never returned by a scan).
+
+    A row's record, as `encode` makes it and `write_codes` takes it, is its dim code bytes followed by its dim
+    residuals (as bytes) when the rows keep residuals."""
+
+    def __init__(self, dim: int, residuals: bool = False) -> None:
         self.dim = dim
         self.scale = code_scale(dim)
+        self.residuals = residuals
         self._segments: list[faiss.IndexScalarQuantizer] = []
         # Per segment, a writable view of the codes faiss scans: rows are written in place.
         self._codes: list[np.ndarray] = []
+        # Per segment, the residuals (int8), when kept.
+        self._residuals: list[np.ndarray] = []
 
     @property
     def capacity(self) -> int:
         return len(self._segments) * SEGMENT_ROWS
 
     @property
+    def record_bytes(self) -> int:
+        return self.dim * (2 if self.residuals else 1)
+
+    @property
     def nbytes(self) -> int:
-        return self.capacity * self.dim
+        return self.capacity * self.record_bytes
 
     def reserve(self, rows: int) -> None:
         while self.capacity < rows:
@@ -79,57 +106,96 @@ class CompactRows:
             view = faiss.rev_swig_ptr(segment.codes.data(), SEGMENT_ROWS * self.dim)
             self._segments.append(segment)
             self._codes.append(view.reshape(SEGMENT_ROWS, self.dim))
+            if self.residuals:
+                self._residuals.append(np.zeros((SEGMENT_ROWS, self.dim), np.int8))
+
+    def encode(self, vectors: np.ndarray) -> np.ndarray:
+        """The records of `vectors` (unit-length float32 rows)."""
+        codes = encode(vectors, self.scale)
+        if not self.residuals:
+            return codes
+        return np.concatenate([codes, encode_residuals(vectors, self.scale, codes).view(np.uint8)], axis=1)
 
     def write(self, first_row: int, vectors: np.ndarray) -> None:
         """Code `vectors` into rows first_row, first_row + 1, ... (room must be reserved)."""
-        self.write_codes(first_row, encode(vectors, self.scale))
+        self.write_codes(first_row, self.encode(vectors))
 
-    def write_codes(self, first_row: int, codes: np.ndarray) -> None:
+    def write_codes(self, first_row: int, records: np.ndarray) -> None:
         done = 0
-        while done < len(codes):
+        while done < len(records):
             segment, offset = divmod(first_row + done, SEGMENT_ROWS)
-            take = min(len(codes) - done, SEGMENT_ROWS - offset)
-            self._codes[segment][offset : offset + take] = codes[done : done + take]
+            take = min(len(records) - done, SEGMENT_ROWS - offset)
+            written = records[done : done + take]
+            self._codes[segment][offset : offset + take] = written[:, : self.dim]
+            if self.residuals:
+                self._residuals[segment][offset : offset + take] = written[:, self.dim :].view(np.int8)
             done += take
 
     def codes(self, row: int) -> np.ndarray:
         segment, offset = divmod(row, SEGMENT_ROWS)
         return self._codes[segment][offset]
 
+    def record(self, row: int) -> np.ndarray:
+        segment, offset = divmod(row, SEGMENT_ROWS)
+        if not self.residuals:
+            return self._codes[segment][offset]
+        return np.concatenate([self._codes[segment][offset], self._residuals[segment][offset].view(np.uint8)])
+
     def blocks(self, count: int):
-        """Rows 0..count-1 as writable views, a segment at a time."""
+        """Rows 0..count-1 as writable views, a segment at a time: its codes, then its residuals when kept (as
+        bytes; a snapshot writes and reads them back in this order)."""
         for number, codes in enumerate(self._codes):
             first = number * SEGMENT_ROWS
             if first >= count:
                 return
-            yield codes[: min(SEGMENT_ROWS, count - first)]
+            rows = min(SEGMENT_ROWS, count - first)
+            yield codes[:rows]
+            if self.residuals:
+                yield self._residuals[number][:rows].view(np.uint8)
 
     def gather(self, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """The codes of these rows (ascending), as one array (`out`, when given)."""
         if out is None:
             out = np.empty((len(rows), self.dim), np.uint8)
-        bounds = np.searchsorted(rows, np.arange(len(self._codes) + 1) * SEGMENT_ROWS)
-        for number, (codes, start, end) in enumerate(zip(self._codes, bounds[:-1], bounds[1:])):
-            if end > start:
-                # mode="clip": with the default "raise", numpy gathers into a temporary and copies it to `out`
-                # (a megabyte-sized allocation per call); the rows were just split by segment, so none is clipped.
-                np.take(codes, rows[start:end] - number * SEGMENT_ROWS, axis=0, out=out[start:end], mode="clip")
-        return out
+        return _gather(self._codes, rows, out)
+
+    def gather_residuals(self, rows: np.ndarray) -> np.ndarray:
+        """The residuals of these rows (ascending; the rows must keep residuals)."""
+        return _gather(self._residuals, rows, np.empty((len(rows), self.dim), np.int8))
 
     def move(self, source: int, target: int) -> None:
-        self.write_codes(target, self.codes(source)[None])
+        self.write_codes(target, self.record(source)[None])
 
     def permuted(self, order: np.ndarray) -> "CompactRows":
         """A copy whose row r holds this one's row order[r], for rows 0..len(order)-1."""
-        copy = CompactRows(self.dim)
+        copy = CompactRows(self.dim, self.residuals)
         copy.reserve(self.capacity)
         for first in range(0, len(order), SEGMENT_ROWS):
             sources = order[first : first + SEGMENT_ROWS]
             ascending = np.argsort(sources, kind="stable")
-            codes = np.empty((len(sources), self.dim), np.uint8)
-            codes[ascending] = self.gather(sources[ascending])
-            copy.write_codes(first, codes)
+            records = np.empty((len(sources), self.record_bytes), np.uint8)
+            records[ascending, : self.dim] = self.gather(sources[ascending])
+            if self.residuals:
+                records[ascending, self.dim :] = self.gather_residuals(sources[ascending]).view(np.uint8)
+            copy.write_codes(first, records)
         return copy
+
+    def exact_scores(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """The query's score against each of these rows' descriptors as codes and residuals give them back (the
+        rows must keep residuals); NaN for a row with a clipped component, whose score they cannot give."""
+        scores = np.full(len(rows), np.nan, np.float32)
+        if not len(rows):
+            return scores
+        ascending = np.argsort(rows, kind="stable")
+        sorted_rows = rows[ascending]
+        residuals = self.gather_residuals(sorted_rows)
+        values = self.gather(sorted_rows).astype(np.float32)
+        values -= np.float32(128.0)
+        values += residuals.astype(np.float32) * np.float32(1.0 / RESIDUAL_STEPS)
+        exact = (values @ query) / np.float32(self.scale)
+        known = ~(residuals == UNKNOWN_RESIDUAL).any(axis=1)
+        scores[ascending[known]] = exact[known]
+        return scores
 
     def approximate(self, row: int) -> np.ndarray:
         return decode(self.codes(row), self.scale)
@@ -157,7 +223,9 @@ class CompactRows:
                 bits = members[first // 8 : (first + in_segment + 7) // 8]
                 if not bits.any():
                     continue  # a small gallery skips most segments without reading them
-                selector = faiss.IDSelectorBitmap(in_segment, faiss.swig_ptr(bits))
+                # faiss's n is the bitmap's length in bytes, so rows past it (the unused end of the last segment)
+                # are never members, whatever memory follows the bitmap.
+                selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
             elif in_segment < SEGMENT_ROWS:
                 selector = faiss.IDSelectorRange(0, in_segment)
             params = None if selector is None else faiss.SearchParameters(sel=selector)
@@ -206,6 +274,17 @@ class CompactRows:
         gathered = labels >> 32 == _GATHERED
         found[gathered] = scattered[labels[gathered] & 0xFFFFFFFF]
         return scores / (np.float32(self.scale) * query_scale[0, 0]), found
+
+
+def _gather(segments: list[np.ndarray], rows: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Rows (ascending) of per-segment arrays, into `out`."""
+    bounds = np.searchsorted(rows, np.arange(len(segments) + 1) * SEGMENT_ROWS)
+    for number, (segment, start, end) in enumerate(zip(segments, bounds[:-1], bounds[1:])):
+        if end > start:
+            # mode="clip": with the default "raise", numpy gathers into a temporary and copies it to `out` (a
+            # megabyte-sized allocation per call); the rows were just split by segment, so none is clipped.
+            np.take(segment, rows[start:end] - number * SEGMENT_ROWS, axis=0, out=out[start:end], mode="clip")
+    return out
 
 
 def runs(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -7,11 +7,12 @@ index is rebuilt from Tarantool with the packed scan.
 At start the index comes from its snapshot plus the writes Tarantool acknowledged since (snapshot.py), or when
 there is no usable snapshot, from a full scan of Tarantool.
 
-The index holds compact int8 rows; a search re-scores its best candidates with their float16 descriptors read
-from Tarantool over a connection of its own (writes never queue in front of it). Searches never depend on
-Tarantool: while it is down, Add/Remove/UpdateGalleries/Get/ListIds fail with UNAVAILABLE but Search keeps
-answering from memory, which holds every acknowledged write, with the approximate scores of the compact rows
-(within about 1e-3). Identification is the traffic that matters most, and refusing it would turn a storage
+The index holds compact int8 rows; a search re-scores its best candidates exactly, from the rows' residuals in
+memory (`[shard] rescore = memory`, the default) or with their float16 descriptors read from Tarantool over a
+connection of its own (writes never queue in front of it). Searches never depend on Tarantool: while it is down,
+Add/Remove/UpdateGalleries/Get/ListIds fail with UNAVAILABLE but Search keeps answering from memory, which holds
+every acknowledged write (with the approximate scores of the compact rows, within about 1e-3, where the exact ones
+would come from Tarantool). Identification is the traffic that matters most, and refusing it would turn a storage
 hiccup into an outage of the whole cluster's search.
 """
 from __future__ import annotations
@@ -38,7 +39,7 @@ from findface_grpc.outage import OutageBreaker
 from findface_grpc.shard import snapshot
 from findface_grpc.shard.fast_index import FastIndexes, FastState
 from findface_grpc.shard.rows import code_scale
-from findface_grpc.shard.store import Model, StoredFace, TarantoolStore, decode_vectors, stored_bytes
+from findface_grpc.shard.store import Model, StoredFace, TarantoolStore, as_stored, decode_vectors, stored_bytes
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ class ShardService:
         self._rescore_breaker = OutageBreaker(f"shard storage (Tarantool at {self.store.address})")
         self.model = Model(config.model_id, config.dim)
         self.index: FaceIndex | None = None
+        self._residuals = config.rescore == "memory"
         # Tarantool calls block; they run here. The store serialises them on its one connection anyway.
         self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="shard-io")
         self._search_pool = ThreadPoolExecutor(max_workers=config.search_workers, thread_name_prefix="shard-search")
@@ -205,7 +207,8 @@ class ShardService:
         if self._snapshot_path is None:
             return None
         began = time.monotonic()
-        loaded = snapshot.read(self._snapshot_path, self.model.model_id, dim, code_scale(dim))
+        loaded = snapshot.read(self._snapshot_path, self.model.model_id, dim, code_scale(dim),
+                               self._residuals)
         if loaded is None:
             return None
         index, version = loaded.index, loaded.version
@@ -304,7 +307,7 @@ class ShardService:
 
     def _rebuild(self, dim: int) -> FaceIndex:
         began = time.monotonic()
-        index = FaceIndex(dim, capacity=self.store.stats().face_count)
+        index = FaceIndex(dim, capacity=self.store.stats().face_count, residuals=self._residuals)
         size = self.config.rebuild_page
         # The next page is fetched while this one goes into the index: Tarantool packs pages in its own process,
         # so its work and ours overlap instead of taking turns.
@@ -313,7 +316,7 @@ class ShardService:
             migrated = 0
             while len(page.ids):
                 following = fetcher.submit(self.store.scan, int(page.ids[-1]), size, dim)
-                index.upsert(page.ids, page.vectors, page.galleries)
+                index.upsert(page.ids, as_stored(page.vectors) if page.legacy else page.vectors, page.galleries)
                 if page.legacy:
                     self.store.add([(int(i), g, stored_bytes(v)) for i, g, v in zip(page.ids, page.galleries, page.vectors)])
                     migrated += len(page.ids)
@@ -358,7 +361,7 @@ class ShardService:
         adopted = self.store.set_model(candidate)
         if adopted != self.model:
             self.model = adopted
-            self.index = FaceIndex(adopted.dim)
+            self.index = FaceIndex(adopted.dim, residuals=self._residuals)
             log.info("shard %s now holds descriptors of %s/%d", self.config.shard_id, adopted.model_id, adopted.dim)
 
     def _add(self, faces: Sequence[NewFace], vectors: np.ndarray) -> tuple[int, int]:
@@ -385,6 +388,7 @@ class ShardService:
             raise InvalidArgument(f"descriptors of one Add must have one dimension, got {sorted(dims)}")
         vectors = np.stack([f.vector for f in faces])
         check_unit_vectors(vectors, "face", [f.face_id for f in faces])
+        vectors = as_stored(vectors)
         return await self._in_io(self._write, [f.face_id for f in faces], lambda: self._add(faces, vectors))
 
     async def remove(self, ids: Sequence[int]) -> int:

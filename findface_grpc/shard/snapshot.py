@@ -1,12 +1,13 @@
 """Snapshots of the shard's index on disk, so that a restart reads the codes back instead of every descriptor.
 
 A snapshot holds the index at one version of its Tarantool (every write stamps a version, storage.lua): the ids,
-each row's galleries and the int8 codes. At start the shard server loads it and then applies only what Tarantool
+each row's galleries and the int8 codes (with their residuals, when the index keeps them). At start the shard server loads it and then applies only what Tarantool
 changed after that version; the result is checked against Tarantool's face count, and anything that does not
 fit (another model, another code scale, a damaged file, a count that disagrees) falls back to the full rebuild.
 
 Layout: MAGIC, an 8-byte little-endian header length, the header as JSON, then the ids (uint64), each row's
-gallery set (uint32) and the codes (count x dim bytes), each raw. Written to a temporary file, flushed to disk
+gallery set (uint32) and the codes (count x dim bytes; with residuals, per block of rows its codes then its
+residuals, as rows.CompactRows.blocks gives them), each raw. Written to a temporary file, flushed to disk
 and renamed over the previous snapshot (durable.py), so that a crash while writing leaves the previous one whole.
 """
 from __future__ import annotations
@@ -40,8 +41,8 @@ class Loaded:
 
 def write(path: Path, image: IndexImage, codes: Iterator[np.ndarray], model_id: str, dim: int, version: int) -> None:
     header = json.dumps({
-        "model_id": model_id, "dim": dim, "scale": image.scale, "version": version, "count": image.count,
-        "gallery_sets": image.gallery_sets,
+        "model_id": model_id, "dim": dim, "scale": image.scale, "residuals": image.residuals, "version": version,
+        "count": image.count, "gallery_sets": image.gallery_sets,
     }).encode()
     with replaced_atomically(path) as out:
         out.write(MAGIC + struct.pack("<Q", len(header)) + header)
@@ -51,11 +52,11 @@ def write(path: Path, image: IndexImage, codes: Iterator[np.ndarray], model_id: 
             out.write(block.data)
 
 
-def read(path: Path, model_id: str, dim: int, scale: float) -> Loaded | None:
+def read(path: Path, model_id: str, dim: int, scale: float, residuals: bool) -> Loaded | None:
     """The snapshot at `path` as an index, or None (logged) when there is none or it does not fit."""
     try:
         with open(path, "rb") as source:
-            return _read(source, model_id, dim, scale, path.stat().st_size)
+            return _read(source, model_id, dim, scale, residuals, path.stat().st_size)
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, struct.error) as exc:
@@ -63,7 +64,7 @@ def read(path: Path, model_id: str, dim: int, scale: float) -> Loaded | None:
         return None
 
 
-def _read(source: BinaryIO, model_id: str, dim: int, scale: float, size: int) -> Loaded | None:
+def _read(source: BinaryIO, model_id: str, dim: int, scale: float, residuals: bool, size: int) -> Loaded | None:
     if source.read(len(MAGIC)) != MAGIC:
         raise ValueError("not a shard snapshot")
     (length,) = struct.unpack("<Q", source.read(8))
@@ -73,8 +74,11 @@ def _read(source: BinaryIO, model_id: str, dim: int, scale: float, size: int) ->
             f"taken for {header['model_id']}/{header['dim']} at code scale {header['scale']}, "
             f"not {model_id}/{dim} at {scale}"
         )
+    if header.get("residuals", False) != residuals:
+        raise ValueError(f"taken {'with' if header.get('residuals') else 'without'} residuals, "
+                         f"{'with' if residuals else 'without'} needed")
     count = int(header["count"])
-    expected = len(MAGIC) + 8 + length + count * (8 + 4 + dim)
+    expected = len(MAGIC) + 8 + length + count * (8 + 4 + dim * (2 if residuals else 1))
     if size != expected:
         raise ValueError(f"{size} bytes where {count} faces take {expected}: truncated or damaged")
     ids = np.frombuffer(_exactly(source, count * 8), "<u8")
@@ -82,7 +86,7 @@ def _read(source: BinaryIO, model_id: str, dim: int, scale: float, size: int) ->
     sets = header["gallery_sets"]
     if count and int(set_of_row.max()) >= len(sets):
         raise ValueError("a row names a gallery set the header does not have")
-    image = IndexImage(ids, set_of_row, sets, count, scale)
+    image = IndexImage(ids, set_of_row, sets, count, scale, residuals)
 
     def fill(block: np.ndarray) -> None:
         if source.readinto(memoryview(block).cast("B")) != block.nbytes:

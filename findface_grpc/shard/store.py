@@ -35,6 +35,12 @@ def stored_bytes(vector: np.ndarray) -> bytes:
     return np.asarray(vector, dtype=STORED_DTYPE).tobytes()
 
 
+def as_stored(vectors: np.ndarray) -> np.ndarray:
+    """The float32 values the stored copy of `vectors` reads back as: the index is made of these, so that it ranks
+    and scores faces alike before and after a restart rebuilds it from Tarantool."""
+    return np.asarray(vectors, dtype=STORED_DTYPE).astype(np.float32)
+
+
 def _stored_dtype(size: int, count: int, dim: int) -> np.dtype:
     for dtype in (STORED_DTYPE, _LEGACY_DTYPE):
         if size == count * dim * dtype.itemsize:

@@ -285,7 +285,15 @@ def test_acknowledged_adds_survive_kill_9_of_tarantool(shard, stub):
         assert fresh.Stats(shard_pb2.StatsRequest()).face_count == len(expected)
 
 
-def test_tarantool_down_refuses_writes_but_still_answers_searches(shard, stub):
+@pytest.mark.parametrize("rescore", ["memory", "tarantool"])
+def test_tarantool_down_refuses_writes_but_still_answers_searches(make_shard, rescore):
+    shard = make_shard(env={"FINDFACE_SHARD_RESCORE": rescore})
+    channel, stub = connect(shard.address)
+    with channel:
+        tarantool_down_refuses_writes_but_still_answers_searches(shard, stub, rescore)
+
+
+def tarantool_down_refuses_writes_but_still_answers_searches(shard, stub, rescore: str) -> None:
     rng = np.random.default_rng(19)
     vectors = add_random(stub, rng, 200)
     queries = vectors[:4]
@@ -304,12 +312,14 @@ def test_tarantool_down_refuses_writes_but_still_answers_searches(shard, stub):
             call()
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "Tarantool" in info.value.details()
-    # Searches are answered from memory, which holds every acknowledged write, with the compact rows' scores:
-    # at 32-d a code step is 1/127, so scores move by up to a few thousandths.
+    # Searches are answered from memory, which holds every acknowledged write: with the same scores when the rows
+    # keep residuals, else with the compact rows' scores (at 32-d a code step is 1/127, so scores move by up to a
+    # few thousandths).
     during = search(stub, queries)
     assert [hits[0][0] for hits in during] == [hits[0][0] for hits in before]
+    tolerance = 1e-5 if rescore == "memory" else 1e-2
     for got, want in zip(during, before):
-        assert [score for _, score in got] == pytest.approx([score for _, score in want], abs=1e-2)
+        assert [score for _, score in got] == pytest.approx([score for _, score in want], abs=tolerance)
     stats = stub.Stats(shard_pb2.StatsRequest())
     assert (stats.face_count, stats.tarantool_arena_bytes) == (200, 0)
 

@@ -19,24 +19,26 @@ from findface_grpc.v1 import shard_pb2, shard_pb2_grpc
 from tests.shard.test_shard_service import add_random, assert_same_hits, face, search, unit
 
 
-def test_an_image_written_and_read_back_is_the_same_index(tmp_path):
+@pytest.mark.parametrize("residuals", [False, True])
+def test_an_image_written_and_read_back_is_the_same_index(tmp_path, residuals):
     rng = np.random.default_rng(30)
     vectors = unit(rng, 3000, 64)
-    index = FaceIndex(64)
+    index = FaceIndex(64, residuals=residuals)
     index.upsert(np.arange(1, 3001), vectors, [("a",) if i % 3 else ("a", "b") for i in range(3000)])
     index.remove(range(1, 3001, 11))
     path = tmp_path / snapshot.FILE_NAME
     image = index.image()
     snapshot.write(path, image, index.codes_blocks(image.count), "m", 64, version=77)
-    loaded = snapshot.read(path, "m", 64, image.scale)
+    assert snapshot.read(path, "m", 64, image.scale, not residuals) is None
+    loaded = snapshot.read(path, "m", 64, image.scale, residuals)
     assert loaded is not None and loaded.version == 77
     assert loaded.index.stats().gallery_counts == index.stats().gallery_counts
     queries = unit(rng, 10, 64)
     for gallery in ("default", "a", "b"):
         assert loaded.index.search(queries, gallery, 10) == index.search(queries, gallery, 10)
-    assert snapshot.read(path, "other", 64, image.scale) is None
+    assert snapshot.read(path, "other", 64, image.scale, residuals) is None
     path.write_bytes(path.read_bytes()[:-5])
-    assert snapshot.read(path, "m", 64, image.scale) is None
+    assert snapshot.read(path, "m", 64, image.scale, residuals) is None
 
 
 def tarantool_view(stub) -> dict[int, tuple[str, ...]]:
