@@ -1,9 +1,10 @@
 """Snapshots of the shard's index on disk, so that a restart reads the codes back instead of every descriptor.
 
 A snapshot holds the index at one version of its Tarantool (every write stamps a version, storage.lua): the ids,
-each row's galleries and the int8 codes (with their residuals, when the index keeps them). At start the shard server loads it and then applies only what Tarantool
-changed after that version; the result is checked against Tarantool's face count, and anything that does not
-fit (another model, another code scale, a damaged file, a count that disagrees) falls back to the full rebuild.
+each row's galleries and the int8 codes (with their residuals, when the index keeps them). At start the shard
+server loads it and then applies only what Tarantool changed after that version; the result is checked against
+Tarantool's face count, and anything that does not fit (another model, another code scale, residuals kept or not,
+a damaged file, a count that disagrees) falls back to the full rebuild.
 
 Layout: MAGIC, an 8-byte little-endian header length, the header as JSON, then the ids (uint64), each row's
 gallery set (uint32) and the codes (count x dim bytes; with residuals, per block of rows its codes then its
