@@ -160,22 +160,18 @@ class Repairer:
         failed: set[int] = set()
         while ids := await cluster.metadata.deleting_ids(REPAIR_PAGE, after_id=after):
             # Faces of a shard that failed stay marked (and invisible) for the next round.
-            groups = [(s, g) for s, g in cluster.cells.group(ids).items() if s not in failed]
-            results = await asyncio.gather(*(cluster.shards[s].remove(g) for s, g in groups), return_exceptions=True)
-            removed: list[int] = []
-            for (s, group), result in zip(groups, results):
-                if isinstance(result, BaseException):
-                    failed.add(s)
-                    report.errors.append(f"deleting: {result}")
-                else:
-                    removed.extend(group)
+            tried = [i for i in ids if cluster.cells.shard_of(i) not in failed]
+            errors = await cluster.on_shards(tried, lambda shard, group: shard.remove(group))
+            failed.update(errors)
+            report.errors.extend(f"deleting: {error}" for error in errors.values())
+            removed = [i for i in tried if cluster.cells.shard_of(i) not in errors]
             report.deleted += await cluster.metadata.delete_deleting(removed)
             after = ids[-1]
 
     async def _repair_sync(self, report: RepairReport) -> None:
         for doc in await self.cluster.metadata.unsynced(REPAIR_PAGE):
             face_id = doc["_id"]
-            await self.cluster.shard_of(face_id).set_galleries([face_id], doc["galleries"])
+            await self.cluster.each_shard([face_id], lambda shard, ids: shard.set_galleries(ids, doc["galleries"]))
             await self.cluster.metadata.clear_sync(face_id, doc["sync"], doc["galleries"])
             report.resynced += 1
 
@@ -192,13 +188,14 @@ class Repairer:
         Enrollment writes the metadata before the shard, so an id on a shard without metadata can only be the
         leftover of a rolled back enrollment whose Add landed late; it was never visible.
         """
-        for shard in self.cluster.shards:
+        guard = self.cluster.availability.guard
+        for index, shard in enumerate(self.cluster.shards):
             after = 0
-            while ids := await shard.list_ids(after, REPAIR_PAGE):
+            while ids := await guard(index, shard.list_ids(after, REPAIR_PAGE)):
                 known = await self.cluster.metadata.existing_ids(ids)
                 orphans = [i for i in ids if i not in known]
                 if orphans:
-                    await shard.remove(orphans)
+                    await guard(index, shard.remove(orphans))
                     report.orphans_removed += len(orphans)
                     log.info("removed %d orphan ids from %s", len(orphans), shard.name)
                 after = ids[-1]

@@ -115,7 +115,8 @@ def env(tmp_path_factory, extractor, mongo):
     gateway = gateway_process("gateway", base, gateway_addr, shards.addresses, extractor, mongo, DB, cells=CELLS,
                               shard_deadline_s=1.0, shard_hang_s=HANG_S, shard_timeout_s=60)
     cfg = config_mod.load(GatewayConfig, "gateway", None, environ={}, overrides=dict(
-        shards=",".join(shards.addresses), extractor=extractor, mongo_uri=mongo, mongo_db=DB, cells=CELLS))
+        shards=",".join(shards.addresses), extractor=extractor, mongo_uri=mongo, mongo_db=DB, cells=CELLS,
+        shard_deadline_s=1.0, shard_hang_s=HANG_S, shard_timeout_s=60))
     loop = EventLoop()
     checker = loop.run(built(cfg))
     try:
@@ -222,6 +223,33 @@ def test_a_hung_shard_costs_a_write_shard_hang_s_not_its_timeout(env, photos):
     env.found(env.known, partial=False)
     env.consistent()  # what the stopped shard took in after all, once it ran again, is cleared by repair
     env.spread_again()
+
+
+def test_a_hung_shard_costs_repair_shard_hang_s_not_its_timeout(env):
+    """Repair's own calls on a shard (finishing deletions, the orphan sweep) meet a stopped shard server as writes
+    do: the round gives up on it after about shard_hang_s a step, not shard_timeout_s (60 s), finishes what the
+    other shard holds, and leaves the rest, invisible, to the round after the shard is back."""
+    ids = env.import_faces(20)
+    victims = {s: next(i for i in ids if owner(i) == s) for s in (0, 1)}
+    metadata, shards = env.checker.cluster.metadata, env.checker.cluster.shards
+    # Connected, as a running gateway is: a connection not yet made to a stopped server fails at once.
+    for shard in shards:
+        env.loop.run(shard.list_ids(0, 1))
+    # What a deletion whose shard call failed leaves: marked documents, the ids still on their shards.
+    assert env.loop.run(metadata.mark_deleting(list(victims.values()), ("active",))) == 2
+    for face_id in victims.values():
+        del env.known[face_id]
+    with stopped(env.shards.servers[1]):
+        report, waited = timed(lambda: env.loop.run(env.checker.repairer.repair(sweep=True, grace_s=0)))
+        assert 2 * HANG_S <= waited < 2 * HANG_S + 5  # the deleting step, then the sweep
+        assert [error.partition(":")[0] for error in report.errors] == ["deleting", "orphans"]
+        assert "shard_hang_s" in report.errors[0]
+        assert victims[0] not in env.shards.ids(0)
+        assert {d["_id"]: d["state"] for d in metadata.faces.find({"_id": {"$in": list(victims.values())}})} == {
+            victims[1]: "deleting"}
+    env.wait_whole()
+    env.consistent()
+    assert victims[1] not in env.shards.ids(1)
 
 
 def test_a_slow_shard_keeps_its_writes(env):
