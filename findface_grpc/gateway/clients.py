@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 
 import grpc
@@ -14,6 +15,7 @@ import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from findface_grpc import rpc
+from findface_grpc.observability import interceptors as observed
 from findface_grpc.convert import ATTRIBUTES_PB, attributes_from_pb, box_from_pb, box_to_pb, descriptor_to_pb
 from findface_grpc.errors import (
     FailedPrecondition,
@@ -181,7 +183,8 @@ class ShardClient:
         self.address = address
         self.name = f"shard {index} ({address})"
         self.timeout_s = timeout_s
-        self.channel = rpc.channel(address, f"shard-{index}")
+        self.peer = f"shard-{index}"
+        self.channel = rpc.plain_channel(address)
         self.stub = shard_pb2_grpc.ShardStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
         self._slots = asyncio.Semaphore(max_in_flight)
@@ -204,12 +207,25 @@ class ShardClient:
             return FailedPrecondition(text)
         return FindFaceError(text)
 
-    async def _call(self, method, request, timeout: float | None = None):
+    async def _call(self, method: str, request, timeout: float | None = None):
+        """The shard's `method` called with `request`, counted and timed per peer and method (the metrics of
+        rpc.channel's interceptor, which searches go without)."""
         async with self._slots:
+            started = time.perf_counter()
+            code = "UNKNOWN"
             try:
-                return await method(request, timeout=timeout or self.timeout_s)
+                reply = await getattr(self.stub, method)(request, timeout=timeout or self.timeout_s,
+                                                         metadata=observed.outgoing())
+                code = "OK"
+                return reply
             except grpc.aio.AioRpcError as exc:
+                code = exc.code().name
                 raise self._error(exc) from None
+            except asyncio.CancelledError:  # the caller gave up waiting (the fan-out's deadline)
+                code = "CANCELLED"
+                raise
+            finally:
+                observed.client_call_ended(self.peer, method, code, started)
 
     async def alive(self, timeout: float) -> None:
         """Returns once the shard's server answers a health check, whatever the status it reports; Unavailable if
@@ -229,19 +245,19 @@ class ShardClient:
                 for face_id, galleries, d in faces
             ]
         )
-        await self._call(self.stub.Add, request)
+        await self._call("Add", request)
 
     async def remove(self, ids: Sequence[int]) -> int:
-        reply = await self._call(self.stub.Remove, shard_pb2.RemoveRequest(ids=list(ids)))
+        reply = await self._call("Remove", shard_pb2.RemoveRequest(ids=list(ids)))
         return reply.removed
 
     async def descriptors(self, ids: Sequence[int]) -> dict[int, Descriptor]:
-        reply = await self._call(self.stub.Get, shard_pb2.GetRequest(ids=list(ids), include_descriptors=True))
+        reply = await self._call("Get", shard_pb2.GetRequest(ids=list(ids), include_descriptors=True))
         return {f.id: descriptor_from_pb(f.descriptor) for f in reply.faces if f.HasField("descriptor")}
 
     async def set_galleries(self, ids: Sequence[int], galleries: Sequence[str]) -> int:
         request = shard_pb2.UpdateGalleriesRequest(ids=list(ids), add=list(galleries), replace=True)
-        reply = await self._call(self.stub.UpdateGalleries, request)
+        reply = await self._call("UpdateGalleries", request)
         return reply.updated
 
     async def search(
@@ -252,11 +268,11 @@ class ShardClient:
             queries=[descriptor_to_pb(q.vector, q.model_id) for q in queries], gallery=gallery, k=k, threshold=threshold,
             full_scan=full_scan,
         )
-        reply = await self._call(self.stub.Search, request, timeout)
+        reply = await self._call("Search", request, timeout)
         return [[Hit(h.face_id, h.score) for h in hits.hits] for hits in reply.results]
 
     async def stats(self, timeout: float) -> ShardStats:
-        reply = await self._call(self.stub.Stats, shard_pb2.StatsRequest(), timeout)
+        reply = await self._call("Stats", shard_pb2.StatsRequest(), timeout)
         return ShardStats(
             shard_id=reply.shard_id,
             face_count=reply.face_count,
@@ -270,14 +286,14 @@ class ShardClient:
 
     async def build_fast_index(self, gallery: str, nprobe: int, timeout: float) -> FastIndexInfo:
         request = shard_pb2.BuildIndexRequest(gallery=gallery, nprobe=nprobe)
-        return fast_index_from_pb(await self._call(self.stub.BuildIndex, request, timeout))
+        return fast_index_from_pb(await self._call("BuildIndex", request, timeout))
 
     async def drop_fast_index(self, gallery: str, timeout: float) -> FastIndexInfo:
         request = shard_pb2.DropIndexRequest(gallery=gallery)
-        return fast_index_from_pb(await self._call(self.stub.DropIndex, request, timeout))
+        return fast_index_from_pb(await self._call("DropIndex", request, timeout))
 
     async def list_ids(self, after_id: int, limit: int) -> list[int]:
-        reply = await self._call(self.stub.ListIds, shard_pb2.ListIdsRequest(after_id=after_id, limit=limit))
+        reply = await self._call("ListIds", shard_pb2.ListIdsRequest(after_id=after_id, limit=limit))
         return list(reply.ids)
 
 
