@@ -32,6 +32,9 @@ class SearchBatcher:
     A pass over a large shard is bound by memory bandwidth: scoring 8 queries reads the matrix once, as scoring one
     does, so searching queued queries together is how throughput grows with load. Nothing waits for company: a
     worker takes whatever is queued when it becomes free, so a lone query runs at once.
+
+    A pass runs on `executor`, unless `search_here` (when given) answers it first on the event loop: it does so for
+    passes too cheap to be worth a thread's hand-off, and returns None for the others.
     """
 
     def __init__(
@@ -40,8 +43,10 @@ class SearchBatcher:
         executor: Executor,
         max_queries: int,
         workers: int,
+        search_here: Callable[[str, np.ndarray, list[int], list[float], bool], list[list[Hit]] | None] | None = None,
     ) -> None:
         self._search = search
+        self._search_here = search_here
         self._executor = executor
         self.max_queries = max_queries
         self.workers = workers
@@ -89,7 +94,12 @@ class SearchBatcher:
         thresholds = [p.threshold for p in group for _ in range(len(p.queries))]
         began = time.perf_counter()
         try:
-            hits = await loop.run_in_executor(self._executor, self._search, gallery, queries, ks, thresholds, full_scan)
+            hits = None
+            if self._search_here is not None:
+                hits = self._search_here(gallery, queries, ks, thresholds, full_scan)
+            if hits is None:
+                hits = await loop.run_in_executor(self._executor, self._search, gallery, queries, ks, thresholds,
+                                                  full_scan)
         except Exception as exc:  # noqa: BLE001 - every caller in the pass gets the failure
             for pending in group:
                 if not pending.future.done():

@@ -27,7 +27,7 @@ from findface_grpc.errors import InvalidArgument, Unavailable
 from findface_grpc.shard.ann import GalleryIndex
 from findface_grpc.shard.idmap import IdRows
 from findface_grpc.shard.index_fast import DEFAULT_GALLERY, FastIndexAccess, FastIndexState
-from findface_grpc.shard.locks import ReadWriteLock
+from findface_grpc.shard.locks import ReadWriteLock, WouldBlock
 from findface_grpc.shard.rows import CompactRows
 
 log = logging.getLogger(__name__)
@@ -351,9 +351,10 @@ class FaceIndex(FastIndexAccess):
 
     def search_many(
         self, queries: np.ndarray, gallery: str, ks: Sequence[int], thresholds: Sequence[float],
-        exact: ExactVectors | None = None, full_scan: bool = False,
+        exact: ExactVectors | None = None, full_scan: bool = False, wait: bool = True,
     ) -> list[list[Hit]]:
-        """Like `search`, with each query's own k and threshold (queries of several calls searched together)."""
+        """Like `search`, with each query's own k and threshold (queries of several calls searched together).
+        `wait` False: WouldBlock instead of waiting for a writer or asking `exact`."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.dim:
             raise InvalidArgument(f"queries must be Qx{self.dim}, got {queries.shape}")
@@ -363,7 +364,7 @@ class FaceIndex(FastIndexAccess):
             raise InvalidArgument("k must be >= 1")
         pool = 2 * max(ks) + RESCORE_EXTRA
         margin = RESCORE_STEPS / self._rows.scale
-        with self._lock.shared():
+        with self._lock.shared(wait):
             members = None
             if gallery != DEFAULT_GALLERY:
                 members = self._bitmaps.get(gallery)
@@ -387,17 +388,20 @@ class FaceIndex(FastIndexAccess):
                 rescored = (self._rows.exact_scores(queries[i], rows[i][keep]) if self._rows.residuals
                             else np.full(int(keep.sum()), np.nan, np.float32))
                 candidates.append(_Candidates(ids[i][keep], scores[i][keep], rescored))
-        vectors = self._stored_vectors(candidates, exact)
+        vectors = self._stored_vectors(candidates, exact, wait)
         return [_top_k(*c.scored(queries[i], vectors), ks[i], thresholds[i]) for i, c in enumerate(candidates)]
 
     @staticmethod
-    def _stored_vectors(candidates: list["_Candidates"], exact: ExactVectors | None) -> dict[int, np.ndarray] | None:
+    def _stored_vectors(candidates: list["_Candidates"], exact: ExactVectors | None,
+                        wait: bool) -> dict[int, np.ndarray] | None:
         """The stored descriptors of the candidates not re-scored yet; None when there are none to be had."""
         wanted = sorted({face_id for c in candidates for face_id in c.ids[np.isnan(c.exact)].tolist()})
         if not wanted:
             return {}
         if exact is None:
             return None
+        if not wait:
+            raise WouldBlock(f"{len(wanted)} faces to re-score from their stored descriptors")
         try:
             return exact(wanted)
         except Unavailable as exc:

@@ -6,6 +6,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 
+class WouldBlock(Exception):
+    """A search asked not to wait (one run on the event loop) would have to: for a writer, or for Tarantool."""
+
+
 class ReadWriteLock:
     """Many searches at once, or one writer alone.
 
@@ -21,9 +25,12 @@ class ReadWriteLock:
         self._writers_waiting = 0
 
     @contextmanager
-    def shared(self) -> Iterator[None]:
+    def shared(self, wait: bool = True) -> Iterator[None]:
+        """`wait` False: WouldBlock instead of waiting for a writer."""
         with self._cond:
             while self._writing or self._writers_waiting:
+                if not wait:
+                    raise WouldBlock("a writer holds the index")
                 self._cond.wait()
             self._readers += 1
         try:

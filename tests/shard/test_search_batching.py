@@ -98,3 +98,75 @@ def test_a_pass_takes_at_most_max_queries_unless_one_call_is_bigger(max_queries)
     assert seen[0] == 5
     assert all(n <= max(max_queries, 1) for n in seen[1:])
     assert sum(seen) == 9
+
+
+def test_a_pass_answered_on_the_event_loop_skips_the_thread_and_one_it_declines_goes_there():
+    """`search_here` answers cheap passes on the event loop; a pass it declines (None) runs on the executor."""
+    on_threads: list[str] = []
+    here: list[str] = []
+
+    def search(gallery, queries, ks, thresholds, full_scan):
+        on_threads.append(threading.current_thread().name)
+        return [[] for _ in queries]
+
+    def search_here(gallery, queries, ks, thresholds, full_scan):
+        here.append(threading.current_thread().name)
+        return [[]] * len(queries) if gallery == "cheap" else None
+
+    async def run():
+        with ThreadPoolExecutor(1, thread_name_prefix="search") as pool:
+            batcher = SearchBatcher(search, pool, max_queries=64, workers=1, search_here=search_here)
+            batcher.start()
+            query = np.zeros((1, 4), np.float32)
+            cheap = await batcher.search("cheap", query, 1, 0.0)
+            costly = await batcher.search("costly", query, 1, 0.0)
+            await batcher.stop()
+            return cheap, costly
+
+    assert asyncio.run(run()) == ([[]], [[]])
+    assert here == [threading.main_thread().name] * 2
+    assert on_threads == ["search_0"]
+
+
+def test_a_search_that_must_not_wait_refuses_while_a_writer_holds_the_index_and_for_stored_descriptors():
+    from findface_grpc.shard.locks import WouldBlock
+
+    rng = np.random.default_rng(31)
+    vectors = rng.standard_normal((100, 64)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors[0] = 0
+    vectors[0, 0] = 1.0  # beyond 64-d's clip: its residuals cannot give it back
+    idx = FaceIndex(64, residuals=True)
+    idx.upsert(np.arange(1, 101), vectors, [()] * 100)
+    stored = {i + 1: v for i, v in enumerate(vectors)}
+    asked: list[list[int]] = []
+
+    def exact(ids):
+        asked.append(ids)
+        return {i: stored[i] for i in ids}
+
+    # A query whose candidates all re-score from residuals needs nothing else.
+    assert idx.search_many(vectors[[5]], DEFAULT_GALLERY, [1], [0.5], exact=exact, wait=False)[0][0].face_id == 6
+    with pytest.raises(WouldBlock):
+        idx.search_many(vectors[[0]], DEFAULT_GALLERY, [1], [-1.0], exact=exact, wait=False)
+    assert asked == []
+    assert idx.search_many(vectors[[0]], DEFAULT_GALLERY, [1], [-1.0], exact=exact)[0][0].face_id == 1
+    assert asked == [[1]]
+
+    holding, release = threading.Event(), threading.Event()
+
+    def writer():
+        with idx._lock.exclusive():
+            holding.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert holding.wait(10)
+        with pytest.raises(WouldBlock):
+            idx.search_many(vectors[[5]], DEFAULT_GALLERY, [1], [0.5], wait=False)
+    finally:
+        release.set()
+        thread.join()
+    assert idx.search_many(vectors[[5]], DEFAULT_GALLERY, [1], [0.5], wait=False)[0][0].face_id == 6

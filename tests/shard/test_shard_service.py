@@ -330,6 +330,26 @@ def tarantool_down_refuses_writes_but_still_answers_searches(shard, stub, rescor
     assert stub.Stats(shard_pb2.StatsRequest()).face_count == 200
 
 
+def test_a_face_its_residuals_cannot_give_back_is_rescored_from_tarantool(stub):
+    """A component beyond the codes' range (a spiky descriptor) leaves a residual that cannot give it back: the
+    search that meets it, declined on the event loop, reads that face from Tarantool on a search thread."""
+    rng = np.random.default_rng(23)
+    dim = 128  # components are clipped beyond 6 / sqrt(128) = 0.53
+    vectors = unit(rng, 50, dim)
+    spiky = np.zeros(dim, np.float32)
+    spiky[0], spiky[1] = 0.8, 0.6
+    vectors[0] = spiky
+    stub.Add(shard_pb2.AddRequest(faces=[face(i + 1, v) for i, v in enumerate(vectors)]))
+    query = spiky + 0.05 * unit(rng, 1, dim)[0]
+    query /= np.linalg.norm(query)
+    hits = search(stub, [query], k=3)[0]
+    stored = vectors.astype(np.float16).astype(np.float32)  # what Tarantool holds
+    assert hits[0][0] == 1
+    # The codes alone clip the first component to 0.53: its score would be off by about 0.2.
+    for face_id, score in hits:
+        assert score == pytest.approx(float(stored[face_id - 1] @ query), abs=1e-4)
+
+
 def test_a_full_tarantool_refuses_the_batch_whole_with_resource_exhausted(make_shard):
     shard = make_shard(memtx_mb=64)
     channel, stub = connect(shard.address)
