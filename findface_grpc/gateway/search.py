@@ -135,8 +135,14 @@ class Searcher:
         check_gallery_name(gallery, "gallery")
         # The gallery's existence and faces_version (hitcache.py), known from a recent search or read while the
         # shards search (a search in a missing gallery finds nothing and costs little): with the hits' metadata
-        # cached under that version, an identify needs no other metadata round trip, often none at all.
-        gallery_check = asyncio.ensure_future(self._gallery_version(gallery))
+        # cached under that version, an identify needs no other metadata round trip, often none at all. A known
+        # version is taken as it is, without the task a read needs.
+        known = self.hits.version(gallery, self.cluster.metadata.touches)
+        if known is None:
+            gallery_check = asyncio.ensure_future(self._gallery_version(gallery))
+        else:
+            gallery_check = asyncio.get_running_loop().create_future()
+            gallery_check.set_result(known)
         try:
             return await self._identify(gallery, gallery_check, image, descriptor, bboxes, n, threshold, selector,
                                         try_rotations, thumbnails, full_scan)
