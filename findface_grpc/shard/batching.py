@@ -33,8 +33,9 @@ class SearchBatcher:
     does, so searching queued queries together is how throughput grows with load. Nothing waits for company: a
     worker takes whatever is queued when it becomes free, so a lone query runs at once.
 
-    A pass runs on `executor`, unless `search_here` (when given) answers it first on the event loop: it does so for
-    passes too cheap to be worth a thread's hand-off, and returns None for the others.
+    A call that `search_here` (when given) answers at once, on the event loop, skips the queue: it does so for
+    searches too cheap to be worth a thread's hand-off (for which sharing a pass gains little), and returns None for
+    the others, which are queued for a pass on `executor`.
     """
 
     def __init__(
@@ -68,6 +69,11 @@ class SearchBatcher:
 
     async def search(self, gallery: str, queries: np.ndarray, k: int, threshold: float,
                      full_scan: bool = False) -> list[list[Hit]]:
+        if self._search_here is not None:
+            hits = self._search_here(gallery, queries, [k] * len(queries), [threshold] * len(queries), full_scan)
+            if hits is not None:
+                self.passes += 1
+                return hits
         future = asyncio.get_running_loop().create_future()
         await self._queue.put(_PendingSearch(gallery, queries, k, threshold, full_scan, future))
         return await future
@@ -94,12 +100,7 @@ class SearchBatcher:
         thresholds = [p.threshold for p in group for _ in range(len(p.queries))]
         began = time.perf_counter()
         try:
-            hits = None
-            if self._search_here is not None:
-                hits = self._search_here(gallery, queries, ks, thresholds, full_scan)
-            if hits is None:
-                hits = await loop.run_in_executor(self._executor, self._search, gallery, queries, ks, thresholds,
-                                                  full_scan)
+            hits = await loop.run_in_executor(self._executor, self._search, gallery, queries, ks, thresholds, full_scan)
         except Exception as exc:  # noqa: BLE001 - every caller in the pass gets the failure
             for pending in group:
                 if not pending.future.done():

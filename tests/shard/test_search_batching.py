@@ -100,8 +100,9 @@ def test_a_pass_takes_at_most_max_queries_unless_one_call_is_bigger(max_queries)
     assert sum(seen) == 9
 
 
-def test_a_pass_answered_on_the_event_loop_skips_the_thread_and_one_it_declines_goes_there():
-    """`search_here` answers cheap passes on the event loop; a pass it declines (None) runs on the executor."""
+def test_a_call_answered_on_the_event_loop_skips_the_queue_and_one_it_declines_goes_to_a_thread():
+    """`search_here` answers cheap calls on the event loop, without a queue; a call it declines (None) is queued for
+    a pass on the executor."""
     on_threads: list[str] = []
     here: list[str] = []
 
