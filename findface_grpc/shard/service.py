@@ -92,9 +92,10 @@ def check_unit_vectors(vectors: np.ndarray, what: str, labels: Sequence[object])
 
 # Re-scoring reads wait at most this long for Tarantool before a search answers with approximate scores.
 RESCORE_TIMEOUT_S = 2.0
-# A search pass that scores at most this many rows (queries x rows each; about 2 ms) runs on the event loop: handing
-# it to a search thread and back cost more CPU than such a pass (at 5,000 faces, 1.15 -> 0.86 ms a Search call
-# at concurrency 8), and a fast index's search is one (about 3,000 rows a query at 500,000 faces).
+# A search that scores at most this many rows (queries x rows each; a few ms at most) is answered on the event loop,
+# in the calling coroutine: the batcher's queue and the hand-off to a search thread and back cost more CPU than
+# such a search (a shard server at 5,000 faces: about a quarter of its CPU per Search call at concurrency 8). A fast
+# index's search is one: about 3,000 rows a query at 500,000 faces.
 SEARCH_HERE_MAX_ROWS = 100_000
 
 
@@ -220,8 +221,7 @@ class ShardService:
         if self._snapshot_path is None:
             return None
         began = time.monotonic()
-        loaded = snapshot.read(self._snapshot_path, self.model.model_id, dim, code_scale(dim),
-                               self._residuals)
+        loaded = snapshot.read(self._snapshot_path, self.model.model_id, dim, code_scale(dim), self._residuals)
         if loaded is None:
             return None
         index, version = loaded.index, loaded.version
@@ -455,7 +455,7 @@ class ShardService:
 
     def _search_here(self, gallery: str, queries: np.ndarray, ks: list[int], thresholds: list[float],
                      full_scan: bool) -> list[list[Hit]] | None:
-        """The pass run on the calling thread (the event loop) when it is cheap and need not wait for a writer or
+        """The search done on the calling thread (the event loop) when it is cheap and need not wait for a writer or
         for Tarantool; None: it is for a search thread."""
         index = self.index
         if index is None or not self._residuals:
