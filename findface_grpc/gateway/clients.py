@@ -26,6 +26,7 @@ from findface_grpc.errors import (
     TooManyFaces,
     Unavailable,
 )
+from findface_grpc.gateway.coalesce import DEFAULT_SEARCHES_AT_ONCE, SearchCoalescer
 from findface_grpc.gateway.domain import (
     Box,
     Descriptor,
@@ -178,7 +179,8 @@ class ExtractorClient:
 class ShardClient:
     """One shard server. Calls on its channel are bounded: grpc.aio cancels some beyond ~1000 in flight."""
 
-    def __init__(self, index: int, address: str, timeout_s: float, max_in_flight: int) -> None:
+    def __init__(self, index: int, address: str, timeout_s: float, max_in_flight: int,
+                 searches_at_once: int = DEFAULT_SEARCHES_AT_ONCE) -> None:
         self.index = index
         self.address = address
         self.name = f"shard {index} ({address})"
@@ -188,6 +190,7 @@ class ShardClient:
         self.stub = shard_pb2_grpc.ShardStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
         self._slots = asyncio.Semaphore(max_in_flight)
+        self._searches = SearchCoalescer(self._search_call, searches_at_once, self.peer)
 
     async def close(self) -> None:
         await self.channel.close()
@@ -263,6 +266,13 @@ class ShardClient:
     async def search(
         self, queries: Sequence[Descriptor], gallery: str, k: int, threshold: float, timeout: float,
         full_scan: bool = False,
+    ) -> list[list[Hit]]:
+        """Each query's hits; under load, with other searches in one call (coalesce.py)."""
+        return await self._searches.search(queries, gallery, k, threshold, timeout, full_scan)
+
+    async def _search_call(
+        self, queries: Sequence[Descriptor], gallery: str, k: int, threshold: float, timeout: float,
+        full_scan: bool,
     ) -> list[list[Hit]]:
         request = shard_pb2.SearchRequest(
             queries=[descriptor_to_pb(q.vector, q.model_id) for q in queries], gallery=gallery, k=k, threshold=threshold,

@@ -40,6 +40,9 @@ class GatewayConfig:
     shard_hang_s: float = 5.0
     # Most calls in flight on one shard's channel: grpc.aio cancels calls beyond about a thousand.
     shard_max_in_flight: int = 256
+    # Search calls in flight on one shard before further searches wait and go together in one call when one of
+    # those returns (gateway/coalesce.py): under load the calls, not the searches, are most of the shards' work.
+    shard_searches_at_once: int = 2
     extractor_timeout_s: float = 30.0
     # With a shard down, Identify answers from the others flagged partial ("partial"), or fails UNAVAILABLE.
     partial_results: str = PARTIAL
@@ -150,6 +153,8 @@ class GatewayConfig:
             raise ConfigError("[gateway].pending_grace_s must be >= 0")
         if self.shard_max_in_flight < 1:
             raise ConfigError("[gateway].shard_max_in_flight must be >= 1")
+        if self.shard_searches_at_once < 1:
+            raise ConfigError("[gateway].shard_searches_at_once must be >= 1")
         if self.max_image_mb <= 0 or self.url_fetch_timeout_s <= 0:
             raise ConfigError("[gateway].max_image_mb and url_fetch_timeout_s must be > 0")
         for network in self.url_allow_networks:

@@ -12,6 +12,7 @@ import numpy as np
 from findface_grpc.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from findface_grpc.gateway import fanout, scoring
 from findface_grpc.gateway.cluster import Cluster
+from findface_grpc.gateway.coalesce import MAX_QUERIES_PER_CALL
 from findface_grpc.gateway.config import UNAVAILABLE
 from findface_grpc.gateway.domain import (
     DEFAULT_GALLERY,
@@ -35,7 +36,6 @@ from findface_grpc.gateway.merge import Hit, merge_batches
 
 log = logging.getLogger(__name__)
 
-MAX_QUERIES_PER_SEARCH = 1024  # the shard's limit per Search call
 MAX_SHARD_K = 10000
 # Hits whose faces turn out not to be active (being enrolled or deleted right now) are dropped at the join;
 # asking each shard for a few more than n keeps such a drop from shortening the answer.
@@ -179,8 +179,8 @@ class Searcher:
         k = min(n + JOIN_MARGIN, MAX_SHARD_K)
         merged = []
         answered = total
-        for start in range(0, len(vectors), MAX_QUERIES_PER_SEARCH):
-            chunk = vectors[start:start + MAX_QUERIES_PER_SEARCH]
+        for start in range(0, len(vectors), MAX_QUERIES_PER_CALL):
+            chunk = vectors[start:start + MAX_QUERIES_PER_CALL]
             answers = await fanout.search_all(
                 cluster.shards, chunk, gallery, k, scoring.cosine_threshold(limit), cluster.config.shard_deadline_s,
                 full_scan,

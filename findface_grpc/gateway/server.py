@@ -27,7 +27,8 @@ def build_service(config: GatewayConfig) -> GatewayService:
         config,
         MetadataStore(config.mongo_uri, config.mongo_db, config.mongo_timeout_s),
         ExtractorClient(config.extractor, config.extractor_timeout_s),
-        [ShardClient(i, address, config.shard_timeout_s, config.shard_max_in_flight) for i, address in enumerate(config.shards)],
+        [ShardClient(i, address, config.shard_timeout_s, config.shard_max_in_flight, config.shard_searches_at_once)
+         for i, address in enumerate(config.shards)],
         CellMap.from_config(config.cells, len(config.shards), config.cell_map),
         quota=face_quota(config.license_server, config.license_reconcile_interval_s),
     ))

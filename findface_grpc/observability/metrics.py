@@ -73,6 +73,9 @@ TARANTOOL_FAILURES = Counter("findface_shard_tarantool_failures_total", "Taranto
 PARTIAL_RESULTS = Counter("findface_gateway_partial_results_total",
                           "Searches that some shard did not answer (flagged partial, or refused with "
                           "partial_results = unavailable)")
+SHARD_QUERIES_COALESCED = Counter("findface_gateway_shard_search_queries_coalesced_total",
+                                  "Queries that waited for a shard's Search calls in flight and went together in one",
+                                  ["peer"])
 SHARDS_MISSING = Counter("findface_gateway_shard_search_failures_total",
                          "Shard answers missing from a search (down, too slow or failed)", ["shard"])
 REPAIR_ACTIONS = Counter("findface_gateway_repair_actions_total", "Faces and galleries repaired", ["action"])
@@ -154,7 +157,7 @@ SERVER_METRICS = {
                   MODEL_SECONDS, MODEL_QUEUE),
     "shard": (SHARD_FACES, SHARD_GALLERIES, SHARD_INDEX_BYTES, SHARD_FAST_INDEXES, SHARD_ROWS_SCANNED, SHARD_SEARCHES,
               TARANTOOL_SECONDS, TARANTOOL_FAILURES),
-    "gateway": (PARTIAL_RESULTS, SHARDS_MISSING, REPAIR_ACTIONS, REPAIR_ERRORS, REPAIR_BACKLOG, MONGO_SECONDS,
+    "gateway": (PARTIAL_RESULTS, SHARDS_MISSING, SHARD_QUERIES_COALESCED, REPAIR_ACTIONS, REPAIR_ERRORS, REPAIR_BACKLOG, MONGO_SECONDS,
                 MONGO_FAILURES, TOKEN_CACHE, SIGHTINGS, WATCH_SUBSCRIBERS, WATCH_DROPPED),
     "license": (LICENSE_VALID, LICENSE_UNLICENSED, LICENSE_EXPIRY, LICENSE_LEASES, LICENSE_LEASE_LIMIT,
                 LICENSE_FACES_USED, LICENSE_FACES_LIMIT),

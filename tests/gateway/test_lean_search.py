@@ -115,8 +115,8 @@ def test_hits_from_both_shards_carry_their_own_metadata(cluster, faces):
     assert all(f.meta == metas[f.id] for f in everything)
 
 
-def mongo_commands(metrics: str) -> int:
-    """How many MongoDB commands the gateway serving /metrics at `metrics` has sent (its command monitoring)."""
+def metric_total(metrics: str, name: str) -> int:
+    """The sum of the samples of `name` (all labels) on the /metrics of the gateway serving it at `metrics`."""
     host, _, port = metrics.rpartition(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=10)
     try:
@@ -124,8 +124,12 @@ def mongo_commands(metrics: str) -> int:
         text = conn.getresponse().read().decode()
     finally:
         conn.close()
-    return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
-               if line.startswith("findface_mongo_command_duration_seconds_count{"))
+    return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines() if line.startswith(name + "{"))
+
+
+def mongo_commands(metrics: str) -> int:
+    """How many MongoDB commands the gateway serving /metrics at `metrics` has sent (its command monitoring)."""
+    return metric_total(metrics, "findface_mongo_command_duration_seconds_count")
 
 
 def test_steady_searches_ask_mongodb_next_to_nothing(cluster, faces):
@@ -142,6 +146,26 @@ def test_steady_searches_ask_mongodb_next_to_nothing(cluster, faces):
     # The gallery's version once every HIT_TTL and the token once every TOKEN_TTL, whatever the calls take; a
     # round trip a call would be 60.
     assert mongo_commands(cluster["metrics"]) - before < calls / 4
+
+
+def test_a_burst_of_identifies_shares_shard_calls_and_each_gets_its_own_answer(cluster, faces):
+    """Identifies that arrive while a shard's Search calls are in flight go to it together (coalesce.py); each
+    must get exactly the answer it gets alone."""
+    a = cluster["a"]
+    vectors = list(faces.values())
+    requests = [gateway_pb2.IdentifyRequest(descriptor=descriptor(v), n=3, threshold=NONE) for v in vectors]
+    alone = [a.Identify(request, timeout=30) for request in requests]
+    coalesced = "findface_gateway_shard_search_queries_coalesced_total"
+    before = metric_total(cluster["metrics"], coalesced)
+    for _ in range(3):
+        pending = [a.Identify.future(request, timeout=60) for request in requests]
+        for expected, reply in zip(alone, (p.result() for p in pending)):
+            assert (reply.shards_answered, reply.shards_total) == (2, 2)
+            got, want = reply.results[0].matches, expected.results[0].matches
+            assert [m.face.id for m in got] == [m.face.id for m in want]
+            assert [m.confidence for m in got] == pytest.approx([m.confidence for m in want], abs=1e-6)
+    # Three bursts of FACES identifies against 2 calls at once per shard: some of them waited and went together.
+    assert metric_total(cluster["metrics"], coalesced) > before
 
 
 def test_an_update_through_one_gateway_is_shown_by_the_other_at_once(cluster, faces):
