@@ -211,7 +211,7 @@ class CompactRows:
         # they wait. OpenMP's thread count is per calling thread, hence here rather than once at import.
         faiss.omp_set_num_threads(1)
         count = len(queries)
-        queries, query_scale = _integral(queries)
+        queries, query_scale = integral(queries)
         found_scores, found_rows = [], []
         for number, segment in enumerate(self._segments):
             first = number * SEGMENT_ROWS
@@ -259,8 +259,8 @@ class CompactRows:
         starts, lengths = runs(rows)
         long = lengths >= MIN_RUN
         scorer = _scorer(self.dim)
-        integral, query_scale = _integral(query[None])
-        scorer.start(integral[0], pool)
+        scaled, query_scale = integral(query[None])
+        scorer.start(scaled[0], pool)
         for first, length in zip(rows[starts[long]].tolist(), lengths[long].tolist()):
             segment, offset = divmod(first, SEGMENT_ROWS)
             scorer.scan(self._codes[segment][offset:], length, first)
@@ -318,6 +318,7 @@ class _Scorer:
         self._query = np.empty(0, np.float32)
         self._scores = np.empty(0, np.float32)
         self._labels = np.empty(0, np.int64)
+        self._heap: tuple = ()
 
     def block(self, rows: int) -> np.ndarray:
         if len(self._buffer) < rows * self.dim:
@@ -330,11 +331,12 @@ class _Scorer:
         # An inner-product heap (faiss's CMin) of `pool` empty slots: every score replaces one.
         self._scores = np.full(pool, -np.finfo(np.float32).max, np.float32)
         self._labels = np.full(pool, -1, np.int64)
+        # Made once per query: a search scans a few dozen runs into the same heap.
+        self._heap = (faiss.swig_ptr(self._scores), faiss.swig_ptr(self._labels), pool)
 
     def scan(self, codes: np.ndarray, rows: int, list_no: int) -> None:
         self._scanner.list_no = list_no
-        self._scanner.scan_codes(rows, faiss.swig_ptr(codes), None, faiss.swig_ptr(self._scores),
-                                 faiss.swig_ptr(self._labels), len(self._scores))
+        self._scanner.scan_codes(rows, faiss.swig_ptr(codes), None, *self._heap)
 
     def best(self) -> tuple[np.ndarray, np.ndarray]:
         filled = self._labels >= 0
@@ -356,7 +358,7 @@ def _scorer(dim: int) -> _Scorer:
     return scorer
 
 
-def _integral(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def integral(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """faiss scores int8 rows with integer SIMD when the dimension allows, rounding the query to integers first:
     each query is scaled to fill the int8 range (the scale is returned, to take the scores back)."""
     peaks = np.abs(queries).max(axis=1, keepdims=True)
