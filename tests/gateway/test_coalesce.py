@@ -50,12 +50,25 @@ def own(hits: list[list[Hit]]) -> list[int]:
     return [hit_list[0].face_id for hit_list in hits]
 
 
+def search(coalescer: SearchCoalescer, *numbers: int, timeout: float = 2.0) -> asyncio.Task:
+    """A search of gallery g (k 5, threshold 0.3) for the queries of these numbers, under way."""
+    return asyncio.create_task(coalescer.search([query(n) for n in numbers], "g", 5, 0.3, timeout))
+
+
+async def one_call_in_flight(shard: Shard, **options) -> tuple[SearchCoalescer, asyncio.Task]:
+    """A coalescer of one call at once, and that call (query 1) in flight."""
+    coalescer = SearchCoalescer(shard.send, 1, "shard-0", **options)
+    busy = search(coalescer, 1)
+    await settle()
+    return coalescer, busy
+
+
 def test_below_the_limit_every_search_goes_at_once_with_its_own_queries():
     async def main():
         shard = Shard()
         coalescer = SearchCoalescer(shard.send, 2, "shard-0")
-        first = asyncio.create_task(coalescer.search([query(1)], "g", 5, 0.3, 2.0))
-        second = asyncio.create_task(coalescer.search([query(2), query(3)], "g", 5, 0.3, 2.0))
+        first = search(coalescer, 1)
+        second = search(coalescer, 2, 3)
         await settle()
         assert shard.calls == [([1], "g", 5, 0.3, 2.0, False), ([2, 3], "g", 5, 0.3, 2.0, False)]
         shard.release.set()
@@ -67,11 +80,9 @@ def test_below_the_limit_every_search_goes_at_once_with_its_own_queries():
 def test_searches_that_wait_go_together_and_each_gets_its_own_hits():
     async def main():
         shard = Shard()
-        coalescer = SearchCoalescer(shard.send, 1, "shard-0")
-        busy = asyncio.create_task(coalescer.search([query(1)], "g", 5, 0.3, 2.0))
-        await settle()
-        waiting = [asyncio.create_task(coalescer.search([query(n)], "g", 5, 0.3, 2.0)) for n in (2, 3)]
-        pair = asyncio.create_task(coalescer.search([query(4), query(5)], "g", 5, 0.3, 2.0))
+        coalescer, busy = await one_call_in_flight(shard)
+        waiting = [search(coalescer, n) for n in (2, 3)]
+        pair = search(coalescer, 4, 5)
         await settle()
         assert len(shard.calls) == 1  # the others wait for the call in flight
         shard.release.set()
@@ -89,10 +100,8 @@ def test_searches_that_wait_go_together_and_each_gets_its_own_hits():
 def test_only_searches_the_shard_answers_alike_go_together(other):
     async def main():
         shard = Shard()
-        coalescer = SearchCoalescer(shard.send, 1, "shard-0")
-        busy = asyncio.create_task(coalescer.search([query(1)], "g", 5, 0.3, 2.0))
-        await settle()
-        same = asyncio.create_task(coalescer.search([query(2)], "g", 5, 0.3, 2.0))
+        coalescer, busy = await one_call_in_flight(shard)
+        same = search(coalescer, 2)
         differs = asyncio.create_task(coalescer.search(
             [query(3, other.get("model", "m"), other.get("dim", 4))], other.get("gallery", "g"), other.get("k", 5),
             other.get("threshold", 0.3), 2.0, other.get("full_scan", False)))
@@ -109,12 +118,9 @@ def test_only_searches_the_shard_answers_alike_go_together(other):
 def test_a_shared_call_keeps_to_the_shards_query_limit():
     async def main():
         shard = Shard()
-        coalescer = SearchCoalescer(shard.send, 1, "shard-0", max_queries=4)
-        busy = asyncio.create_task(coalescer.search([query(1)], "g", 5, 0.3, 2.0))
-        await settle()
-        waiting = [asyncio.create_task(coalescer.search([query(10 * n + i) for i in range(3)], "g", 5, 0.3, 2.0))
-                   for n in (1, 2)]
-        big = asyncio.create_task(coalescer.search([query(30 + i) for i in range(4)], "g", 5, 0.3, 2.0))
+        coalescer, busy = await one_call_in_flight(shard, max_queries=4)
+        waiting = [search(coalescer, *(10 * n + i for i in range(3))) for n in (1, 2)]
+        big = search(coalescer, 30, 31, 32, 33)
         await settle()
         # A search of the limit's size gains nothing from waiting: it goes at once, beyond at_once.
         assert [call[0] for call in shard.calls] == [[1], [30, 31, 32, 33]]
@@ -129,11 +135,9 @@ def test_a_shared_call_keeps_to_the_shards_query_limit():
 def test_a_caller_that_gave_up_is_not_searched_for():
     async def main():
         shard = Shard()
-        coalescer = SearchCoalescer(shard.send, 1, "shard-0")
-        busy = asyncio.create_task(coalescer.search([query(1)], "g", 5, 0.3, 2.0))
-        await settle()
-        gave_up = asyncio.create_task(coalescer.search([query(2)], "g", 5, 0.3, 2.0))
-        stays = asyncio.create_task(coalescer.search([query(3)], "g", 5, 0.3, 2.0))
+        coalescer, busy = await one_call_in_flight(shard)
+        gave_up = search(coalescer, 2)
+        stays = search(coalescer, 3)
         await settle()
         gave_up.cancel()
         shard.release.set()
@@ -146,11 +150,8 @@ def test_a_caller_that_gave_up_is_not_searched_for():
 def test_the_shared_call_lasts_as_long_as_its_latest_deadline():
     async def main():
         shard = Shard()
-        coalescer = SearchCoalescer(shard.send, 1, "shard-0")
-        busy = asyncio.create_task(coalescer.search([query(1)], "g", 5, 0.3, 2.0))
-        await settle()
-        waiting = [asyncio.create_task(coalescer.search([query(n)], "g", 5, 0.3, timeout))
-                   for n, timeout in ((2, 1.0), (3, 9.0))]
+        coalescer, busy = await one_call_in_flight(shard)
+        waiting = [search(coalescer, n, timeout=timeout) for n, timeout in ((2, 1.0), (3, 9.0))]
         await settle()
         shard.release.set()
         await asyncio.gather(busy, *waiting)
@@ -166,10 +167,8 @@ def test_the_shared_call_lasts_as_long_as_its_latest_deadline():
 def test_a_failed_shared_call_fails_each_of_its_searches(shard, error):
     async def main():
         stand_in = shard()
-        coalescer = SearchCoalescer(stand_in.send, 1, "shard-0")
-        busy = asyncio.create_task(coalescer.search([query(1), query(9)], "g", 5, 0.3, 2.0))
-        await settle()
-        waiting = [asyncio.create_task(coalescer.search([query(n)], "g", 5, 0.3, 2.0)) for n in (2, 3)]
+        coalescer, busy = await one_call_in_flight(stand_in)
+        waiting = [search(coalescer, n) for n in (2, 3)]
         await settle()
         stand_in.release.set()
         results = await asyncio.gather(busy, *waiting, return_exceptions=True)
