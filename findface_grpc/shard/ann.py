@@ -24,8 +24,6 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-from findface_grpc.shard.rows import code_scale, encode, integral
-
 # Descriptors sampled per list to train the centroids: faiss warns under 39, and more adds build time but
 # little recall.
 TRAINING_PER_LIST = 64
@@ -104,37 +102,14 @@ class Layout:
         return cls(centroids, offsets, np.asarray(ids, np.uint64)[order])
 
 
-class CentroidCodes:
-    """The centroids as int8 codes, to find a query's nearest lists with the rows' own int8 kernel.
-
-    A search compares its query with every centroid: 8 MB of float32 at 4,096 lists of 512-d, the biggest single
-    read of a fast-index search. The codes are a quarter of it, and score about 40% faster on this CPU (85 against
-    142 us a query). Their rounding (a few thousandths of a score) only decides between lists all but equally near.
-    """
-
-    def __init__(self, centroids: np.ndarray) -> None:
-        dim = centroids.shape[1]
-        self._index = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit_direct_signed,
-                                                 faiss.METRIC_INNER_PRODUCT)
-        faiss.copy_array_to_vector(encode(centroids, code_scale(dim)).ravel(), self._index.codes)
-        self._index.ntotal = len(centroids)
-        self.nbytes = len(centroids) * dim
-
-    def nearest(self, queries: np.ndarray, count: int) -> np.ndarray:
-        """The `count` nearest lists of each query (Q x count)."""
-        faiss.omp_set_num_threads(1)  # as rows.scan: the shard's own search workers are the parallelism
-        _, lists = self._index.search(integral(queries)[0], count)
-        return lists
-
-
 class GalleryIndex:
     """The lists of one gallery over the rows of a FaceIndex. Mutated only under the index's exclusive lock."""
 
     def __init__(self, centroids: np.ndarray, offsets: np.ndarray, entries: np.ndarray, capacity: int,
-                 nprobe: int, codes: CentroidCodes | None = None) -> None:
+                 nprobe: int) -> None:
         self.centroids = centroids
-        # Copies made as faces come and go keep the same centroids, and so share their codes.
-        self.codes = codes if codes is not None else CentroidCodes(centroids)
+        self._quantizer = faiss.IndexFlatIP(centroids.shape[1])
+        self._quantizer.add(centroids)
         self.offsets = offsets
         # Rows by list; -1 where the face left the lists (removed, or overwritten and now in the delta).
         self.entries = entries.astype(np.int32)
@@ -158,8 +133,7 @@ class GalleryIndex:
 
     @property
     def nbytes(self) -> int:
-        return (self.centroids.nbytes + self.codes.nbytes + self.offsets.nbytes + self.entries.nbytes
-                + self.slot_of_row.nbytes + self.bits.nbytes)
+        return self.centroids.nbytes + self.offsets.nbytes + self.entries.nbytes + self.slot_of_row.nbytes + self.bits.nbytes
 
     def layout(self, ids_of_rows: np.ndarray) -> Layout:
         """The lists by face id, without the faces that left them."""
@@ -207,7 +181,7 @@ class GalleryIndex:
     def renumbered(self, new_row_of: np.ndarray) -> "GalleryIndex":
         """A copy for rows renumbered so that old row r is now row new_row_of[r]."""
         entries = np.where(self.entries >= 0, new_row_of[np.maximum(self.entries, 0)], -1)
-        return GalleryIndex(self.centroids, self.offsets, entries, len(self.slot_of_row), self.nprobe, self.codes)
+        return GalleryIndex(self.centroids, self.offsets, entries, len(self.slot_of_row), self.nprobe)
 
     def listed_rows(self) -> np.ndarray:
         """The rows in the lists, list after list."""
@@ -222,13 +196,15 @@ class GalleryIndex:
         order = np.argsort(all_lists, kind="stable")
         counts = np.bincount(all_lists, minlength=self.lists)
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        return GalleryIndex(self.centroids, offsets, all_rows[order], len(self.slot_of_row), self.nprobe, self.codes)
+        return GalleryIndex(self.centroids, offsets, all_rows[order], len(self.slot_of_row), self.nprobe)
 
     # Searching.
 
     def probe(self, queries: np.ndarray) -> np.ndarray:
         """The `nprobe` nearest lists of each query (Q x nprobe)."""
-        return self.codes.nearest(queries, min(self.nprobe, self.lists))
+        faiss.omp_set_num_threads(1)  # as rows.scan: the shard's own search workers are the parallelism
+        _, lists = self._quantizer.search(queries, min(self.nprobe, self.lists))
+        return lists
 
     def rows_of_lists(self, lists: np.ndarray) -> np.ndarray:
         lists = lists[lists >= 0]

@@ -211,7 +211,7 @@ class CompactRows:
         # they wait. OpenMP's thread count is per calling thread, hence here rather than once at import.
         faiss.omp_set_num_threads(1)
         count = len(queries)
-        queries, query_scale = integral(queries)
+        queries, query_scale = _integral(queries)
         found_scores, found_rows = [], []
         for number, segment in enumerate(self._segments):
             first = number * SEGMENT_ROWS
@@ -259,7 +259,7 @@ class CompactRows:
         starts, lengths = runs(rows)
         long = lengths >= MIN_RUN
         scorer = _scorer(self.dim)
-        scaled, query_scale = integral(query[None])
+        scaled, query_scale = _integral(query[None])
         scorer.start(scaled[0], pool)
         for first, length in zip(rows[starts[long]].tolist(), lengths[long].tolist()):
             segment, offset = divmod(first, SEGMENT_ROWS)
@@ -358,7 +358,7 @@ def _scorer(dim: int) -> _Scorer:
     return scorer
 
 
-def integral(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _integral(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """faiss scores int8 rows with integer SIMD when the dimension allows, rounding the query to integers first:
     each query is scaled to fill the int8 range (the scale is returned, to take the scores back)."""
     peaks = np.abs(queries).max(axis=1, keepdims=True)

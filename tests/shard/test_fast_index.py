@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from findface_grpc.shard import snapshot
-from findface_grpc.shard.ann import CentroidCodes, add_to_nearest, moved_centroids, nearest_lists
+from findface_grpc.shard.ann import add_to_nearest, moved_centroids, nearest_lists
 from findface_grpc.shard.fast_index import FastIndexes, build_layout, lay_out_rows
 from findface_grpc.shard.index import DEFAULT_GALLERY, FaceIndex
 from findface_grpc.shard.rows import CompactRows
@@ -55,27 +55,6 @@ def test_a_lloyd_step_moves_each_centroid_to_its_vectors_mean_direction():
     assert np.array_equal(moved[7], centroids[7])
 
 
-@pytest.mark.parametrize("dim", [DIM, 512])
-def test_the_centroids_codes_probe_the_lists_the_float_centroids_rank_nearest(dim):
-    """Probing ranks lists by int8 centroid codes: the lists it picks must be the nearest by the float centroids,
-    but for lists within the codes' rounding of the last one picked."""
-    rng = np.random.default_rng(8)
-    centroids = unit(rng.standard_normal((1024, dim)))
-    queries = unit(centroids[rng.integers(0, 1024, 200)] + rng.standard_normal((200, dim)) * (1.0 / np.sqrt(dim)))
-    probed = CentroidCodes(centroids).nearest(queries, 16)
-    exact = queries @ centroids.T
-    for q in range(len(queries)):
-        assert len(set(probed[q].tolist())) == 16
-        ranked = np.sort(exact[q])
-        if ranked[-1] - ranked[-2] > 0.01:  # a nearest list well ahead of the rest comes first
-            assert probed[q][0] == np.argmax(exact[q])
-        sixteenth = ranked[-16]
-        # Every list picked is at most a rounding away from the exact sixteenth; every list left out as much below.
-        assert exact[q][probed[q]].min() >= sixteenth - 0.01
-        left_out = np.setdiff1d(np.arange(1024), probed[q])
-        assert exact[q][left_out].max() <= sixteenth + 0.01
-
-
 def test_progress_of_a_build_rises_to_one(indexed):
     index, _, _ = indexed
     heard = []
@@ -111,8 +90,8 @@ def test_the_fast_index_finds_what_the_full_scan_finds(indexed):
     assert overlap >= 0.95
     state = index.stats().fast[DEFAULT_GALLERY]
     assert (state.listed, state.delta) == (6000, 0)
-    # Lists hold rows, not codes: a few bytes a face besides the centroids (float32, and their int8 codes).
-    assert state.nbytes - state.lists * DIM * (4 + 1) <= 16 * 6000
+    # Lists hold rows, not codes: a few bytes a face besides the centroids.
+    assert state.nbytes - state.lists * DIM * 4 <= 16 * 6000
 
 
 def test_a_gallery_index_only_answers_with_its_members(indexed):
